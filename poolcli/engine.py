@@ -1,0 +1,962 @@
+"""Pure NumPy 2-D max and average pooling with the exact semantics of PyTorch 2.13 on the CPU.
+
+The public functions mirror ``torch.nn.functional``: same names, parameter order, defaults,
+output shapes, validation order and messages, tie/NaN rules and index format.  The rules are
+those of ``shared/spec/torch-pooling-semantics.md``; the section numbers in comments refer to it.
+
+How it is fast
+--------------
+Work is cut into blocks of whole output rows (and of channels when planes are small) whose input
+rows fit in the L2 cache.  Each block copies its input rows once into a padded, planar scratch
+slab (this is also what turns a channels-last view such as Pillow's ``(H, W, C)`` buffer into
+planes, without an up-front copy of the whole input) and pools it with vectorised NumPy passes:
+
+* max is separable: one pass over rows, then one over columns; long stride-1 windows use the
+  doubling trick (max of 7 = max of two overlapping maxes of 4), so k=7 costs 3 passes, not 6;
+* integer sums are separable too (exact in any order), with binary decomposition for long windows;
+* float sums keep torch's exact row-major, sequential addition order (bit-exact results), as one
+  vectorised pass per kernel tap.
+
+Blocks run on a small thread pool (NumPy releases the GIL); every output element is computed by
+the same code whatever the thread count, so results never depend on it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "AxisArithmetic",
+    "avg_pool2d",
+    "avg_pool2d_rounded",
+    "axis_arithmetic",
+    "get_num_threads",
+    "max_pool2d",
+    "output_size",
+    "set_num_threads",
+]
+
+IntOrPair = int | Sequence[int]
+
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+# Scratch slabs of about this many bytes: measured best on 2 cores (1 MiB L2 each); smaller
+# blocks pay more Python overhead per NumPy call, larger ones fall out of cache.
+_SLAB_BYTES = 1024 * 1024
+# Below this many input elements, thread hand-off costs more than it saves.
+_PARALLEL_MIN_ELEMENTS = 1 << 16
+
+# torch's names for dtypes in "not implemented for '...'" messages (spec §5).
+_TORCH_DTYPE_NAMES = {
+    "bool": "Bool",
+    "complex64": "ComplexFloat",
+    "complex128": "ComplexDouble",
+    "uint16": "UInt16",
+    "uint32": "UInt32",
+    "uint64": "UInt64",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Output-size arithmetic (spec §1)
+# --------------------------------------------------------------------------------------------
+
+
+class AxisArithmetic(NamedTuple):
+    """The output-size computation for one axis, step by step (spec §1).
+
+    ``output = (numerator // stride) + 1``, minus one when ``corrected`` (ceil mode dropped a
+    last window that would start in the right padding).
+    """
+
+    size: int
+    kernel: int
+    stride: int
+    padding: int
+    dilation: int
+    ceil_mode: bool
+    effective_kernel: int  # dilation * (kernel - 1) + 1
+    numerator: int  # size + 2*padding - effective_kernel (+ stride - 1 in ceil mode)
+    uncorrected: int  # numerator // stride + 1
+    corrected: bool  # ceil mode dropped a window starting in the right padding
+    output: int
+
+
+def axis_arithmetic(
+    size: int, kernel: int, stride: int, padding: int = 0, dilation: int = 1, ceil_mode: bool = False
+) -> AxisArithmetic:
+    """Compute one axis's output size the way torch does, keeping every intermediate number.
+
+    No validation beyond ``stride != 0`` is done: the result may be ``< 1``.
+
+    Examples
+    --------
+    >>> a = axis_arithmetic(5, 2, 2, padding=1, ceil_mode=True)
+    >>> a.uncorrected, a.corrected, a.output
+    (4, True, 3)
+    """
+    if stride == 0:
+        raise ValueError("stride should not be zero")
+    effective = dilation * (kernel - 1) + 1
+    numerator = size + 2 * padding - effective + (stride - 1 if ceil_mode else 0)
+    uncorrected = numerator // stride + 1  # div_rtn: floor, also for negative numerators
+    corrected = bool(ceil_mode and (uncorrected - 1) * stride >= size + padding)
+    return AxisArithmetic(
+        size, kernel, stride, padding, dilation, bool(ceil_mode), effective, numerator,
+        uncorrected, corrected, uncorrected - 1 if corrected else uncorrected,
+    )
+
+
+def output_size(
+    size: IntOrPair,
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None = None,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    ceil_mode: bool = False,
+) -> int | tuple[int, int]:
+    """Output length of pooling along one axis (ints) or two axes (pairs), as torch computes it.
+
+    ``stride=None`` means the kernel.  Includes the ceil-mode correction that drops a last window
+    starting in the right padding.  The value is not validated and may be ``< 1``.
+
+    Examples
+    --------
+    >>> output_size(3, 2, 1)
+    2
+    >>> output_size((6, 7), 1, 2, ceil_mode=True)
+    (3, 4)
+    """
+    if isinstance(size, (int, np.integer)):
+        if stride is None:
+            stride = kernel_size
+        return axis_arithmetic(int(size), int(kernel_size), int(stride), int(padding),  # type: ignore[arg-type]
+                               int(dilation), ceil_mode).output  # type: ignore[arg-type]
+    sizes = _pair(size)
+    kernels = _pair(kernel_size)
+    strides = kernels if stride is None or _is_empty(stride) else _pair(stride)
+    paddings, dilations = _pair(padding), _pair(dilation)
+    return tuple(  # type: ignore[return-value]
+        axis_arithmetic(sizes[a], kernels[a], strides[a], paddings[a], dilations[a], ceil_mode).output
+        for a in range(2)
+    )
+
+
+def _is_empty(value: object) -> bool:
+    return isinstance(value, (tuple, list)) and len(value) == 0
+
+
+def _pair(value: IntOrPair) -> tuple[int, int]:
+    if isinstance(value, (int, np.integer)):
+        return int(value), int(value)
+    items = [int(v) for v in value]
+    return (items[0], items[0]) if len(items) == 1 else (items[0], items[1])
+
+
+# --------------------------------------------------------------------------------------------
+# Argument parsing and validation, in torch's order (spec §2)
+# --------------------------------------------------------------------------------------------
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _type_name(value: object) -> str:
+    cls = type(value)
+    return cls.__name__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__name__}"
+
+
+def _int_list(op: str, name: str, position: int, value: object, allow_none: bool) -> list[int]:
+    """Python argument parsing of an ``int[2]`` argument: an int or a sequence of ints."""
+    if value is None and allow_none:
+        return []
+    if _is_int(value):
+        return [int(value)]  # type: ignore[call-overload]
+    if isinstance(value, (tuple, list)):
+        for item in value:
+            if not _is_int(item):
+                raise TypeError(
+                    f"{op}(): argument '{name}' failed to unpack the object at pos {position} with "
+                    f'error "type must be tuple of ints,but got {_type_name(item)}"'
+                )
+        return [int(v) for v in value]
+    raise TypeError(
+        f"{op}(): argument '{name}' (position {position}) must be tuple of ints, not {_type_name(value)}"
+    )
+
+
+def _check_bool(op: str, name: str, position: int | None, value: object) -> bool:
+    if not isinstance(value, bool):
+        where = f" (position {position})" if position is not None else ""
+        raise TypeError(f"{op}(): argument '{name}'{where} must be bool, not {_type_name(value)}")
+    return value
+
+
+def _cxx_div(a: int, b: int) -> int:
+    """C++ integer division: truncates toward zero (the pad limit in Pool.h uses it)."""
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b > 0) else -q
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything a pooling call needs once its arguments passed validation."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    in_size: tuple[int, int]
+    out_size: tuple[int, int]
+
+    def taps_needed(self, axis: int) -> int:
+        """Input positions (padded) covered by all windows along an axis, ceil overhang included."""
+        return (self.out_size[axis] - 1) * self.stride[axis] + self.dilation[axis] * (self.kernel[axis] - 1) + 1
+
+
+def _validate(
+    op: str,
+    x: np.ndarray,
+    kernel_size: object,
+    stride: object,
+    padding: object,
+    dilation: object,
+    ceil_mode: object,
+    divisor_override: object = None,
+) -> _Plan:
+    positions = {"kernel_size": 2, "stride": 3, "padding": 4, "dilation": 5}
+    kernel = _int_list(op, "kernel_size", 2, kernel_size, allow_none=False)
+    strides = _int_list(op, "stride", 3, stride, allow_none=True)
+    pads = _int_list(op, "padding", 4, padding, allow_none=False)
+    dils = _int_list(op, "dilation", positions["dilation"], dilation, allow_none=False)
+    if op == "max_pool2d":
+        _check_bool(op, "ceil_mode", 6, ceil_mode)
+    else:
+        _check_bool(op, "ceil_mode", None, ceil_mode)
+        if divisor_override is not None and not _is_int(divisor_override):
+            raise TypeError(f"{op}(): argument 'divisor_override' must be int, not {_type_name(divisor_override)}")
+
+    if len(kernel) not in (1, 2):
+        raise ValueError(f"{op}: kernel_size must either be a single int, or a tuple of two ints")
+    if len(strides) not in (0, 1, 2):
+        raise ValueError(f"{op}: stride must either be omitted, a single int, or a tuple of two ints")
+    if len(pads) not in (1, 2):
+        raise ValueError(f"{op}: padding must either be a single int, or a tuple of two ints")
+    if len(dils) not in (1, 2):
+        raise ValueError(f"{op}: dilation must be either a single int, or a tuple of two ints")
+
+    kh, kw = kernel[0], kernel[-1]
+    sh, sw = (kh, kw) if not strides else (strides[0], strides[-1])
+    ph, pw = pads[0], pads[-1]
+    dh, dw = dils[0], dils[-1]
+    if any(not _INT32_MIN <= v <= _INT32_MAX for v in (kh, kw, sh, sw, ph, pw, dh, dw)):
+        raise ValueError("value cannot be converted to type int without overflow")
+
+    ndim = x.ndim
+    if op == "max_pool2d":
+        # 2-D is this library's extension: judged as one channel (torch wants 3-D or 4-D).
+        if ndim not in (2, 3, 4):
+            raise ValueError("non-empty 3D or 4D (batch mode) tensor expected for input")
+    else:
+        if divisor_override is not None and int(divisor_override) == 0:  # type: ignore[call-overload]
+            raise ValueError("divisor must be not zero")
+        if ndim < 2:  # torch reads size(-3); 2-D is accepted here as one channel
+            if ndim == 0:
+                raise ValueError("Dimension specified as -3 but tensor has no dimensions")
+            raise ValueError("Dimension out of range (expected to be in range of [-1, 0], but got -3)")
+
+    height, width = x.shape[-2], x.shape[-1]
+    channels = 1 if ndim == 2 else x.shape[-3]
+    rows = _checked_axis(height, kh, sh, ph, dh, ceil_mode)  # H is judged before W
+    cols = _checked_axis(width, kw, sw, pw, dw, ceil_mode)
+
+    # pool2d_shape_check
+    if kw <= 0 or kh <= 0:
+        raise ValueError(f"kernel size should be greater than zero, but got kH: {kh} kW: {kw}")
+    if sw <= 0 or sh <= 0:
+        raise ValueError(f"stride should be greater than zero, but got dH: {sh} dW: {sw}")
+    if dh <= 0 or dw <= 0:
+        raise ValueError(f"dilation should be greater than zero, but got dilationH: {dh} dilationW: {dw}")
+    shape = list(x.shape)
+    if ndim == 2:
+        valid_dims = height != 0 and width != 0
+    elif ndim == 3:
+        valid_dims = shape[0] != 0 and shape[1] != 0 and shape[2] != 0
+    else:
+        valid_dims = ndim == 4 and shape[1] != 0 and shape[2] != 0 and shape[3] != 0
+    if not valid_dims:
+        raise ValueError(
+            "Expected 3D or 4D (batch mode) tensor with optional 0 dim batch size for input, "
+            f"but got:[{', '.join(str(s) for s in shape)}]"
+        )
+    if kw // 2 < pw or kh // 2 < ph:
+        raise ValueError(
+            "pad should be smaller than or equal to half of kernel size, but got "
+            f"padW = {pw}, padH = {ph}, kW = {kw}, kH = {kh}"
+        )
+    if cols < 1 or rows < 1:
+        raise ValueError(
+            f"Given input size: ({channels}x{height}x{width}). "
+            f"Calculated output size: ({channels}x{rows}x{cols}). Output size is too small"
+        )
+    return _Plan((kh, kw), (sh, sw), (ph, pw), (dh, dw), (height, width), (rows, cols))
+
+
+def _checked_axis(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: object) -> int:
+    """torch's ``pooling_output_shape`` for one axis: its three checks, then the size."""
+    if stride == 0:
+        raise ValueError("stride should not be zero")
+    if pad < 0:
+        raise ValueError(f"pad must be non-negative, but got pad: {pad}")
+    if pad > _cxx_div((kernel - 1) * dilation + 1, 2):
+        raise ValueError(
+            "pad should be at most half of effective kernel size, but got "
+            f"pad={pad}, kernel_size={kernel} and dilation={dilation}"
+        )
+    return axis_arithmetic(size, kernel, stride, pad, dilation, bool(ceil_mode)).output
+
+
+def _check_dtype(op: str, x: np.ndarray) -> None:
+    kind = x.dtype.kind
+    if kind in "iu" or (kind == "f" and x.dtype.itemsize <= 8):
+        return
+    name = _TORCH_DTYPE_NAMES.get(x.dtype.name, x.dtype.name)
+    raise TypeError(f'"{op}" not implemented for \'{name}\'')
+
+
+def _as_array(x: object) -> np.ndarray:
+    return x if isinstance(x, np.ndarray) else np.asarray(x)
+
+
+# --------------------------------------------------------------------------------------------
+# Threads and blocks
+# --------------------------------------------------------------------------------------------
+
+_thread_lock = threading.Lock()
+_num_threads: int | None = None
+_pool: ThreadPoolExecutor | None = None
+_pool_owner: tuple[int, int] | None = None  # (pid, size): a forked child must not reuse the parent's pool
+
+
+def _default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - platforms without sched_getaffinity
+        return max(1, os.cpu_count() or 1)
+
+
+def get_num_threads() -> int:
+    """Number of threads the pooling functions use (default: the CPUs this process may run on).
+
+    Examples
+    --------
+    >>> get_num_threads() >= 1
+    True
+    """
+    return _num_threads if _num_threads is not None else _default_threads()
+
+
+def set_num_threads(n: int | None) -> None:
+    """Set the number of threads for pooling (``None`` restores the default).
+
+    Results are identical for every thread count; only speed changes.
+
+    Examples
+    --------
+    >>> set_num_threads(1); get_num_threads()
+    1
+    >>> set_num_threads(None)
+    """
+    global _num_threads
+    if n is not None and (not _is_int(n) or n < 1):
+        raise ValueError(f"number of threads must be a positive integer, got {n!r}")
+    _num_threads = None if n is None else int(n)
+
+
+def _executor(size: int) -> ThreadPoolExecutor:
+    global _pool, _pool_owner
+    with _thread_lock:
+        owner = (os.getpid(), size)
+        if _pool is None or _pool_owner != owner:
+            _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="poolcli")
+            _pool_owner = owner
+        return _pool
+
+
+class _Block(NamedTuple):
+    batch: int
+    c0: int
+    c1: int
+    r0: int  # output rows r0:r1
+    r1: int
+
+
+def _blocks(x4: np.ndarray, plan: _Plan, out_channels_last_friendly: bool, itemsize: int) -> list[_Block]:
+    n_batch, channels = x4.shape[0], x4.shape[1]
+    out_h = plan.out_size[0]
+    width = plan.taps_needed(1)
+    rows_per_out = plan.stride[0]
+    plane_bytes = plan.taps_needed(0) * width * itemsize
+    blocks: list[_Block] = []
+    if plane_bytes <= _SLAB_BYTES:
+        per_block = max(1, _SLAB_BYTES // max(plane_bytes, 1))
+        for b in range(n_batch):
+            for c0 in range(0, channels, per_block):
+                blocks.append(_Block(b, c0, min(channels, c0 + per_block), 0, out_h))
+        return blocks
+    # Channels-last input: take every channel at once so each input cache line is read once.
+    c_step = channels if out_channels_last_friendly else 1
+    row_bytes = rows_per_out * width * itemsize * c_step
+    r_step = max(1, _SLAB_BYTES // max(row_bytes, 1))
+    for b in range(n_batch):
+        for c0 in range(0, channels, c_step):
+            for r0 in range(0, out_h, r_step):
+                blocks.append(_Block(b, c0, min(channels, c0 + c_step), r0, min(out_h, r0 + r_step)))
+    return blocks
+
+
+def _run(blocks: list[_Block], work: Callable[[_Block], None], total_elements: int) -> None:
+    """Run ``work`` on every block, on the thread pool when that pays.
+
+    IEEE results (inf - inf = NaN, overflow to inf) are the answer, not an error: NumPy's
+    floating-point warnings are silenced around the work, in whichever thread runs it.
+    """
+
+    def run_chunk(chunk: list[_Block]) -> None:
+        with np.errstate(all="ignore"):
+            for block in chunk:
+                work(block)
+
+    threads = min(get_num_threads(), len(blocks))
+    if threads <= 1 or total_elements < _PARALLEL_MIN_ELEMENTS:
+        run_chunk(blocks)
+        return
+    # Contiguous runs of blocks per thread: neighbours share input rows in cache.
+    chunks = [blocks[i * len(blocks) // threads:(i + 1) * len(blocks) // threads] for i in range(threads)]
+    for future in [_executor(threads).submit(run_chunk, chunk) for chunk in chunks]:
+        future.result()
+
+
+def _is_channels_last(x4: np.ndarray) -> bool:
+    s = x4.strides
+    return x4.shape[1] > 1 and abs(s[1]) < abs(s[3]) and abs(s[1]) < abs(s[2])
+
+
+def _as_4d(x: np.ndarray) -> np.ndarray:
+    return x.reshape((1, 1) + x.shape) if x.ndim == 2 else (x[None] if x.ndim == 3 else x)
+
+
+def _slab(x4: np.ndarray, block: _Block, plan: _Plan, dtype: np.dtype, pad_value: object) -> np.ndarray:
+    """The input rows a block needs, padded: a view of the input when it already is that
+    (no padding or overhang in the block, right dtype, unit-stride rows), else a scratch copy."""
+    (sh, _), (ph, pw) = plan.stride, plan.padding
+    rows = (block.r1 - block.r0 - 1) * sh + plan.dilation[0] * (plan.kernel[0] - 1) + 1
+    top = block.r0 * sh - ph
+    if (
+        x4.dtype == dtype
+        and pw == 0
+        and top >= 0
+        and top + rows <= plan.in_size[0]
+        and plan.taps_needed(1) <= plan.in_size[1]
+        and x4.strides[3] == x4.itemsize
+    ):
+        return x4[block.batch, block.c0: block.c1, top: top + rows]
+    return _fill_slab(x4, block, plan, dtype, pad_value)
+
+
+def _fill_slab(x4: np.ndarray, block: _Block, plan: _Plan, dtype: np.dtype, pad_value: object) -> np.ndarray:
+    """Copy the input rows a block needs into a planar scratch slab padded with ``pad_value``.
+
+    The slab covers every tap of the block's windows, including padding and ceil-mode overhang.
+    """
+    (sh, _), (ph, pw) = plan.stride, plan.padding
+    height, width = plan.in_size
+    rows = (block.r1 - block.r0 - 1) * sh + plan.dilation[0] * (plan.kernel[0] - 1) + 1
+    cols = plan.taps_needed(1)
+    top = block.r0 * sh - ph  # input row of slab row 0 (may be negative: padding)
+    slab = np.empty((block.c1 - block.c0, rows, cols), dtype=dtype)
+    r_lo, r_hi = max(top, 0), min(top + rows, height)
+    c_hi = min(cols - pw, width)
+    if r_lo > top:
+        slab[:, : r_lo - top] = pad_value
+    if r_hi < top + rows:
+        slab[:, max(r_hi - top, 0):] = pad_value
+    if r_hi > r_lo:
+        inner = slab[:, r_lo - top: r_hi - top]
+        if pw:
+            inner[:, :, :pw] = pad_value
+        if pw + c_hi < cols:
+            inner[:, :, pw + c_hi:] = pad_value
+        inner[:, :, pw: pw + c_hi] = x4[block.batch, block.c0: block.c1, r_lo:r_hi, :c_hi]
+    return slab
+
+
+def _taps(a: np.ndarray, axis: int, k: int, d: int, s: int, n_out: int) -> list[np.ndarray]:
+    """Views of ``a`` along ``axis``: tap j of every window, for n_out windows."""
+    views = []
+    for j in range(k):
+        index = [slice(None)] * a.ndim
+        index[axis] = slice(j * d, j * d + (n_out - 1) * s + 1, s)
+        views.append(a[tuple(index)])
+    return views
+
+
+def _shift(a: np.ndarray, axis: int, start: int, stop: int, step: int = 1) -> np.ndarray:
+    index = [slice(None)] * a.ndim
+    index[axis] = slice(start, stop, step)
+    return a[tuple(index)]
+
+
+def _window_max(a: np.ndarray, axis: int, k: int, d: int, s: int, n_out: int) -> np.ndarray:
+    """Max over each window of k taps (spacing d, windows every s) along one axis.
+
+    Long stride-1 windows use doubling: max over 2m taps is the max of two maxes over m taps, so
+    the pass count grows with log2(k) instead of k.  Overlapping halves are fine for a max.
+    """
+    if k == 1:
+        return _shift(a, axis, 0, (n_out - 1) * s + 1, s).copy()
+    if s == 1 and k >= 4:
+        span, m = 1, a
+        while span * 2 <= k:
+            length = m.shape[axis] - span * d
+            m = np.maximum(_shift(m, axis, 0, length), _shift(m, axis, span * d, span * d + length))
+            span *= 2
+        if span < k:
+            shift = (k - span) * d
+            length = m.shape[axis] - shift
+            m = np.maximum(_shift(m, axis, 0, length), _shift(m, axis, shift, shift + length))
+        return m
+    views = _taps(a, axis, k, d, s, n_out)
+    out = np.maximum(views[0], views[1])
+    for view in views[2:]:
+        np.maximum(out, view, out=out)
+    return out
+
+
+def _window_sum(a: np.ndarray, axis: int, k: int, s: int, n_out: int) -> np.ndarray:
+    """Sum over each window of k consecutive taps along one axis (integer data: any order is exact).
+
+    Long stride-1 windows use binary decomposition: sums over 1, 2, 4, ... taps are built by
+    doubling and the window is assembled from the powers of two in k.
+    """
+    if k == 1:
+        return _shift(a, axis, 0, (n_out - 1) * s + 1, s).copy()
+    if s == 1 and k >= 4:
+        powers = {1: a}
+        span = 1
+        while span * 2 <= k:
+            prev = powers[span]
+            length = prev.shape[axis] - span
+            powers[span * 2] = _shift(prev, axis, 0, length) + _shift(prev, axis, span, span + length)
+            span *= 2
+        out: np.ndarray | None = None
+        offset = 0
+        for p in sorted(powers, reverse=True):
+            if k - offset >= p:
+                part = _shift(powers[p], axis, offset, offset + n_out)
+                out = part.copy() if out is None else np.add(out, part, out=out)
+                offset += p
+        assert out is not None
+        return out
+    views = _taps(a, axis, k, 1, s, n_out)
+    out = np.add(views[0], views[1])
+    for view in views[2:]:
+        np.add(out, view, out=out)
+    return out
+
+
+def _lowest(dtype: np.dtype) -> object:
+    return -np.inf if dtype.kind == "f" else np.iinfo(dtype).min
+
+
+def _stepped_starts(n_out: int, stride: int, pad: int, dilation: int) -> np.ndarray:
+    """First tap of each window that is not in the left padding (torch: ``while h0 < 0: h0 += d``)."""
+    start = np.arange(n_out, dtype=np.int64) * stride - pad
+    behind = np.maximum(-start, 0)
+    return start + (-(-behind // dilation)) * dilation
+
+
+def _tap_valid(n_out: int, k: int, stride: int, pad: int, dilation: int, size: int) -> np.ndarray:
+    """valid[j, o]: tap j of window o lies inside the input (not padding, not ceil overhang)."""
+    pos = np.arange(n_out, dtype=np.int64)[None, :] * stride - pad + np.arange(k, dtype=np.int64)[:, None] * dilation
+    return (pos >= 0) & (pos < size)
+
+
+# --------------------------------------------------------------------------------------------
+# max_pool2d (spec §4)
+# --------------------------------------------------------------------------------------------
+
+
+def _max_block_fast(slab: np.ndarray, plan: _Plan, n_rows: int) -> np.ndarray:
+    (kh, kw), (sh, sw), (dh, dw) = plan.kernel, plan.stride, plan.dilation
+    # Rows first: whole contiguous rows are selected, so this pass is SIMD-friendly and shrinks
+    # the data by the row stride before the strided column pass.
+    rows = _window_max(slab, 1, kh, dh, sh, n_rows)
+    return _window_max(rows, 2, kw, dw, sw, plan.out_size[1])
+
+
+def _max_block_exact(
+    slab: np.ndarray, plan: _Plan, block: _Block, with_indices: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """torch's scan, separably: strict '>' (first maximum wins), NaN always takes over (last NaN).
+
+    Padded taps never take part; an index starts at the window's first non-padding tap.
+    """
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = plan.kernel, plan.stride, plan.padding, plan.dilation
+    height, width = plan.in_size
+    out_w = plan.out_size[1]
+    n_rows = block.r1 - block.r0
+    is_float = slab.dtype.kind == "f"
+    lowest = _lowest(slab.dtype)
+
+    def takes(value: np.ndarray, best: np.ndarray) -> np.ndarray:
+        return (value > best) | np.isnan(value) if is_float else value > best
+
+    # Column pass on every slab row: best value and its input column, per output column.
+    col_valid = _tap_valid(out_w, kw, sw, pw, dw, width)
+    col_of_tap = np.arange(out_w, dtype=np.int64)[None, :] * sw - pw + np.arange(kw, dtype=np.int64)[:, None] * dw
+    row_best = np.full(slab.shape[:2] + (out_w,), lowest, dtype=slab.dtype)
+    row_col = np.broadcast_to(_stepped_starts(out_w, sw, pw, dw), row_best.shape).copy()
+    for j, view in enumerate(_taps(slab, 2, kw, dw, sw, out_w)):
+        take = takes(view, row_best) & col_valid[j]
+        np.copyto(row_best, view, where=take)
+        np.copyto(row_col, col_of_tap[j], where=take)
+
+    # Row pass over those row results.
+    out_rows = np.arange(block.r0, block.r1, dtype=np.int64)
+    in_rows = out_rows[None, :] * sh - ph + np.arange(kh, dtype=np.int64)[:, None] * dh
+    row_valid = (in_rows >= 0) & (in_rows < height)
+    best = np.full((slab.shape[0], n_rows, out_w), lowest, dtype=slab.dtype)
+    index = None
+    if with_indices:
+        first_row = _stepped_starts(plan.out_size[0], sh, ph, dh)[block.r0: block.r1]
+        first_col = _stepped_starts(out_w, sw, pw, dw)
+        index = np.broadcast_to(first_row[:, None] * width + first_col[None, :], best.shape).copy()
+    best_views = _taps(row_best, 1, kh, dh, sh, n_rows)
+    col_views = _taps(row_col, 1, kh, dh, sh, n_rows)
+    for i in range(kh):
+        take = takes(best_views[i], best) & row_valid[i][:, None]
+        np.copyto(best, best_views[i], where=take)
+        if index is not None:
+            np.copyto(index, in_rows[i][:, None] * width + col_views[i], where=take)
+    return best, index
+
+
+def _needs_exact(values: np.ndarray, slab: np.ndarray) -> bool:
+    """Could np.maximum differ from torch here?  Only for NaN payloads and signed-zero ties."""
+    if np.isnan(values).any():
+        return True
+    if (values == 0).any():
+        zeros = slab == 0
+        return bool(np.signbit(slab, where=zeros, out=np.zeros(slab.shape, bool)).any())
+    return False
+
+
+def max_pool2d(
+    x: np.ndarray,
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None = None,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """2-D max pooling over the last two axes, equal to ``torch.nn.functional.max_pool2d`` (CPU).
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        ``(H, W)``, ``(C, H, W)`` or ``(N, C, H, W)``; any integer dtype or float16/32/64, any
+        memory layout.  Never modified.  2-D input is an extension (torch wants 3-D or 4-D).
+    kernel_size, stride, padding, dilation : int or (int, int)
+        As in torch; ``stride=None`` (or ``()``) means the kernel size.
+    ceil_mode : bool
+        Round the output size up; a last window that would start in the right padding is dropped.
+    return_indices : bool
+        Also return int64 indices ``h * W + w`` of each maximum inside its unpadded input plane.
+
+    Returns
+    -------
+    numpy.ndarray or (numpy.ndarray, numpy.ndarray)
+        Values with the input's dtype and number of dimensions, and the indices if requested.
+
+    Raises
+    ------
+    ValueError
+        Where torch raises a RuntimeError (same message text), e.g. an output size below 1.
+    TypeError
+        For arguments of the wrong type and unsupported dtypes (bool, complex), as torch.
+
+    Notes
+    -----
+    Ties go to the first maximum in row-major window order; any NaN makes the result NaN and its
+    index the last NaN's.  Padding never wins: a window that sees no input (possible only with
+    dilation) gives the dtype's lowest value, as in torch.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.arange(9.0).reshape(1, 3, 3)
+    >>> max_pool2d(x, 2, stride=1)
+    array([[[4., 5.],
+            [7., 8.]]])
+    >>> values, indices = max_pool2d(x, 2, stride=1, return_indices=True)
+    >>> indices.tolist()
+    [[[4, 5], [7, 8]]]
+    """
+    x = _as_array(x)
+    plan = _validate("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
+    _check_dtype("max_pool2d", x)
+    x4 = _as_4d(x)
+    out_shape = x4.shape[:2] + plan.out_size
+    values = np.empty(out_shape, dtype=x.dtype)
+    indices = np.empty(out_shape, dtype=np.int64) if return_indices else None
+    lowest = _lowest(x.dtype)
+    is_float = x.dtype.kind == "f"
+
+    def work(block: _Block) -> None:
+        slab = _slab(x4, block, plan, x.dtype, lowest)
+        target = (block.batch, slice(block.c0, block.c1), slice(block.r0, block.r1))
+        if return_indices:
+            best, index = _max_block_exact(slab, plan, block, with_indices=True)
+            values[target] = best
+            indices[target] = index  # type: ignore[index]
+            return
+        best = _max_block_fast(slab, plan, block.r1 - block.r0)
+        if is_float and _needs_exact(best, slab):
+            best, _ = _max_block_exact(slab, plan, block, with_indices=False)
+        values[target] = best
+
+    if values.size:
+        blocks = _blocks(x4, plan, _is_channels_last(x4), x.dtype.itemsize)
+        _run(blocks, work, x4.size)
+    shape = x.shape[:-2] + plan.out_size
+    values = values.reshape(shape)
+    if return_indices:
+        return values, indices.reshape(shape)  # type: ignore[union-attr]
+    return values
+
+
+# --------------------------------------------------------------------------------------------
+# avg_pool2d (spec §3)
+# --------------------------------------------------------------------------------------------
+
+
+def _axis_divisors(n_out: int, k: int, s: int, p: int, size: int, count_include_pad: bool) -> np.ndarray:
+    """Per-axis divisor factor: window length clipped to the padded extent (count_include_pad),
+    or to the real input (not count_include_pad)."""
+    start = np.arange(n_out, dtype=np.int64) * s - p
+    end = np.minimum(start + k, size + p)  # ceil-mode overhang past the right padding is cut
+    if count_include_pad:
+        return end - start
+    return np.minimum(end, size) - np.maximum(start, 0)
+
+
+def _accumulator(dtype: np.dtype, window: int) -> np.dtype:
+    """Accumulation type: f32 for f16/f32, f64 for f64, and for integers the narrowest of
+    int32/int64 that holds any window sum exactly (results equal an int64 computation)."""
+    if dtype.kind == "f":
+        return np.dtype(np.float64) if dtype.itemsize == 8 else np.dtype(np.float32)
+    info = np.iinfo(dtype)
+    largest = max(abs(int(info.min)), int(info.max))
+    if dtype.itemsize <= 4 and not (dtype.kind == "u" and dtype.itemsize == 4) and largest * window < 2**31:
+        return np.dtype(np.int32)
+    return np.dtype(np.int64)
+
+
+def _avg_block_sums(slab: np.ndarray, plan: _Plan, n_rows: int) -> np.ndarray:
+    (kh, kw), (sh, sw) = plan.kernel, plan.stride
+    out_w = plan.out_size[1]
+    if slab.dtype.kind in "iu":
+        rows = _window_sum(slab, 1, kh, sh, n_rows)
+        return _window_sum(rows, 2, kw, sw, out_w)
+    # Floats: torch's exact order, rows outer, columns inner, one vectorised pass per tap.
+    # (torch starts from +0.0; the sign of a zero sum is irrelevant, see _finish_truncated.)
+    views = [tap for row in _taps(slab, 1, kh, 1, sh, n_rows) for tap in _taps(row, 2, kw, 1, sw, out_w)]
+    if len(views) == 1:
+        return views[0] + slab.dtype.type(0)
+    acc = np.add(views[0], views[1])
+    for view in views[2:]:
+        np.add(acc, view, out=acc)
+    return acc
+
+
+def _accumulator(dtype: np.dtype, window: int) -> np.dtype:
+    """Accumulation type: f32 for f16/f32, f64 for f64; for integers the narrowest type that
+    holds every window sum exactly, so results equal an int64 computation."""
+    if dtype.kind == "f":
+        return np.dtype(np.float64) if dtype.itemsize == 8 else np.dtype(np.float32)
+    info = np.iinfo(dtype)
+    if info.min >= 0 and info.max * window <= np.iinfo(np.uint16).max:
+        return np.dtype(np.uint16)  # 8-bit images with windows up to 257 taps: twice the SIMD lanes
+    if max(-int(info.min), int(info.max)) * window < 2**31 and dtype.itemsize <= 2:
+        return np.dtype(np.int32)
+    return np.dtype(np.int64)
+
+
+def _finish_truncated(sums: np.ndarray, divisor: np.ndarray, out: np.ndarray) -> None:
+    """torch's average from window sums into ``out``: one division; integers truncate toward zero."""
+    if out.dtype.kind == "f":
+        np.divide(sums, divisor.astype(sums.dtype), out=sums)
+        # torch adds the quotient into a zeroed output (out = 0; out += q): -0.0 becomes +0.0.
+        np.add(sums, sums.dtype.type(0), out=out, casting="same_kind")
+    elif sums.dtype != np.int64:
+        # |sum| < 2**31: the float64 quotient is close enough to truncate to the exact integer.
+        quotient = np.trunc(sums / divisor)
+        out[...] = quotient.astype(np.int64) if _may_wrap(quotient, out.dtype) else quotient
+    else:
+        quotient = np.floor_divide(sums, divisor)
+        remainder = sums - quotient * divisor
+        quotient += (remainder != 0) & ((sums < 0) != (divisor < 0))  # C++ division truncates
+        out[...] = quotient
+
+
+def _finish_rounded(sums: np.ndarray, divisor: np.ndarray, out: np.ndarray) -> None:
+    """Exact average rounded to nearest, halves up, into ``out``: floor((2*sum + d) / (2*d))."""
+    if out.dtype.kind == "f":
+        _finish_truncated(sums, divisor, out)
+    elif sums.dtype != np.int64:
+        # Numerator and denominator are exact in float64 and far from 2**53: one correctly
+        # rounded division, and floor() lands on the exact integer.
+        quotient = np.floor((2 * sums.astype(np.float64) + divisor) / (2 * divisor))
+        out[...] = quotient.astype(np.int64) if _may_wrap(quotient, out.dtype) else quotient
+    else:
+        quotient, remainder = np.divmod(sums, divisor)  # floor division: no 2*sum to overflow
+        quotient += np.where(divisor > 0, 2 * remainder >= divisor, 2 * remainder <= divisor)
+        out[...] = quotient
+
+
+def _may_wrap(values: np.ndarray, dtype: np.dtype) -> bool:
+    """Would casting these integral floats to ``dtype`` leave its range?  Then go through int64,
+    which wraps like torch's conversions (a float-to-int cast out of range is undefined)."""
+    info = np.iinfo(dtype)
+    return bool(values.size) and (values.min() < info.min or values.max() > info.max)
+
+
+def _avg_pool(
+    x: np.ndarray,
+    plan: _Plan,
+    count_include_pad: bool,
+    divisor_override: int | None,
+    finish: Callable[[np.ndarray, np.ndarray, np.ndarray], None],
+) -> np.ndarray:
+    _check_dtype("avg_pool2d", x)
+    (kh, kw), (sh, sw), (ph, pw) = plan.kernel, plan.stride, plan.padding
+    acc_dtype = _accumulator(x.dtype, kh * kw)
+    x4 = _as_4d(x)
+    out = np.empty(x4.shape[:2] + plan.out_size, dtype=x.dtype)
+    height, width = plan.in_size
+    if divisor_override is not None:
+        row_factors = np.ones(plan.out_size[0], dtype=np.int64)
+        col_factors = np.full(plan.out_size[1], int(divisor_override), dtype=np.int64)
+    else:
+        row_factors = _axis_divisors(plan.out_size[0], kh, sh, ph, height, count_include_pad)
+        col_factors = _axis_divisors(plan.out_size[1], kw, sw, pw, width, count_include_pad)
+    # Divisors are products of per-axis factors; most calls divide by one number everywhere.
+    uniform = np.all(row_factors == row_factors[0]) and np.all(col_factors == col_factors[0])
+    single = np.asarray(row_factors[0] * col_factors[0], dtype=np.int64)
+
+    def work(block: _Block) -> None:
+        slab = _slab(x4, block, plan, acc_dtype, 0)
+        sums = _avg_block_sums(slab, plan, block.r1 - block.r0)
+        divisor = single if uniform else row_factors[block.r0: block.r1, None] * col_factors[None, :]
+        finish(sums, divisor, out[block.batch, block.c0: block.c1, block.r0: block.r1])
+
+    if out.size:
+        _run(_blocks(x4, plan, _is_channels_last(x4), acc_dtype.itemsize), work, x4.size)
+    return out.reshape(x.shape[:-2] + plan.out_size)
+
+
+def avg_pool2d_rounded(
+    x: np.ndarray,
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None = None,
+    padding: IntOrPair = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> np.ndarray:
+    """:func:`avg_pool2d` with integer averages rounded to nearest, halves up, not truncated.
+
+    The windows, divisors and validation are torch's; only the final integer division rounds
+    (as Pillow's ``Image.reduce`` and OpenCV's INTER_AREA do), which is what pixels want.
+    Float input gives exactly :func:`avg_pool2d`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> avg_pool2d_rounded(np.array([[1, 2], [3, 4]], dtype=np.uint8), 2).tolist()
+    [[3]]
+    >>> avg_pool2d(np.array([[1, 2], [3, 4]], dtype=np.uint8), 2).tolist()
+    [[2]]
+    """
+    x = _as_array(x)
+    plan = _validate("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode, divisor_override)
+    _check_bool("avg_pool2d", "count_include_pad", None, count_include_pad)
+    return _avg_pool(x, plan, count_include_pad, divisor_override, _finish_rounded)
+
+
+def avg_pool2d(
+    x: np.ndarray,
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None = None,
+    padding: IntOrPair = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> np.ndarray:
+    """2-D average pooling over the last two axes, equal to ``torch.nn.functional.avg_pool2d`` (CPU).
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        ``(H, W)``, ``(C, H, W)`` or ``(N, C, H, W)``, any memory layout; never modified.
+        2-D input is an extension (torch wants 3-D or 4-D).
+    kernel_size, stride, padding : int or (int, int)
+        As in torch; ``stride=None`` (or ``()``) means the kernel size.
+    ceil_mode : bool
+        Round the output size up; a last window that would start in the right padding is dropped.
+    count_include_pad : bool
+        Count padding cells in the divisor (ceil-mode overhang past the padding never counts).
+    divisor_override : int, optional
+        Divide every window sum by this non-zero integer instead (negative allowed).
+
+    Returns
+    -------
+    numpy.ndarray
+        Averages with the input's dtype and number of dimensions.
+
+    Raises
+    ------
+    ValueError
+        Where torch raises a RuntimeError or IndexError (same message text).
+    TypeError
+        For arguments of the wrong type and unsupported dtypes (bool, complex), as torch.
+
+    Notes
+    -----
+    float32 and float16 sum in float32, float64 in float64, in torch's row-major order from +0.0,
+    then divide once: results are bit-identical to torch.  int64 sums exactly and divides
+    truncating toward zero, like torch.  Other integer dtypes (which torch rejects) are an
+    extension: they behave exactly as if converted to int64, pooled, and converted back.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> avg_pool2d(np.arange(9.0).reshape(1, 3, 3), 2, stride=1)
+    array([[[2., 3.],
+            [5., 6.]]])
+    >>> avg_pool2d(np.array([[[-3, 0, 3, 0]]]), (1, 2))  # int64 truncates toward zero
+    array([[[-1,  1]]])
+    """
+    x = _as_array(x)
+    plan = _validate("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode, divisor_override)
+    _check_bool("avg_pool2d", "count_include_pad", None, count_include_pad)
+    return _avg_pool(x, plan, count_include_pad, divisor_override, _finish_truncated)
