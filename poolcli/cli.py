@@ -1,17 +1,228 @@
 """The ``poolcli`` command line (the only module that uses Click).
 
-Heavy modules (NumPy, Pillow, Rich) are imported inside the commands, so that ``--help`` and
-``--version`` start fast.
+NumPy, Pillow and Rich are imported inside the commands, so that ``--help`` and ``--version``
+start fast.  Exit codes: 0 all went well, 1 an input failed (unreadable file, output too small,
+...), 2 a usage error (bad option), 130 interrupted.
 """
 
 from __future__ import annotations
 
+import re
+import sys
+from collections.abc import Callable
+from typing import Any
+
 import click
 
 from poolcli import __version__
+from poolcli.params import PoolParams
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+INT32_MAX = 2**31 - 1
+FORMATS = ["png", "jpeg", "jpg", "tiff", "tif", "webp", "bmp", "gif", "npy"]
+
+EPILOG_MAX = """\b
+Examples:
+  poolcli max photo.jpg -k 2                 # writes photo.max-k2.jpg
+  poolcli max photo.png -k 3 -s 1 -p 1 -o small.png
+  poolcli max matrix.npy -k 2 -s 1           # the course example: a 3x3 array
+  cat a.png | poolcli max - -k 2 -o - > b.png
+  poolcli max photos/ -r -o small/ -k 2      # a whole tree, on all cores
+"""
+
+EPILOG_AVG = """\b
+Examples:
+  poolcli avg photo.png -k 2                 # writes photo.avg-k2.png (= Pillow's reduce(2))
+  poolcli avg photo.png -k 3 -s 2 -p 1 --no-count-include-pad
+  poolcli avg logo.png -k 4 --linear         # average in linear light
+  poolcli avg scan.tif -k 2 -o - --format png | other-tool
+"""
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def parse_pair(text: str) -> tuple[int, int]:
+    """``"2"`` → (2, 2); ``"2,3"`` or ``"2x3"`` → (2, 3) (height, width)."""
+    parts = re.split(r"\s*[,xX]\s*", text.strip())
+    if len(parts) not in (1, 2) or not all(re.fullmatch(r"[+-]?\d+", p) for p in parts):
+        raise ValueError(f"{text!r} is not a size: give N, or H,W (also HxW)")
+    values = [int(p) for p in parts]
+    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
+
+
+class PairType(click.ParamType):
+    name = "N|H,W"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, int]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_pair(str(value))
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+
+
+PAIR = PairType()
+
+
+def _check_pairs(params: PoolParams, ctx: click.Context) -> None:
+    """torch's parameter rules, checked before any file is read, naming the option the user gave."""
+
+    def fail(option: str, message: str) -> None:
+        raise click.BadParameter(message, ctx=ctx, param_hint=f"'{option}'")
+
+    for option, pair in (("-k/--kernel", params.kernel), ("-s/--stride", params.stride),
+                         ("-p/--padding", params.padding), ("-d/--dilation", params.dilation)):
+        if pair is None:
+            continue
+        if any(v > INT32_MAX for v in pair):
+            fail(option, f"{_show(pair)} is too large (at most {INT32_MAX})")
+    if min(params.kernel) < 1:
+        fail("-k/--kernel", f"the kernel must be at least 1, got {_show(params.kernel)}")
+    if params.stride is not None and min(params.stride) < 1:
+        fail("-s/--stride", f"the stride must be at least 1, got {_show(params.stride)}")
+    if min(params.dilation) < 1:
+        fail("-d/--dilation", f"the dilation must be at least 1, got {_show(params.dilation)}")
+    if min(params.padding) < 0:
+        fail("-p/--padding", f"the padding must not be negative, got {_show(params.padding)}")
+    for axis, name in ((0, "height"), (1, "width")):
+        if params.padding[axis] > params.kernel[axis] // 2:
+            fail("-p/--padding", f"padding {params.padding[axis]} is more than half the kernel "
+                                 f"{params.kernel[axis]} ({name}); torch allows at most kernel // 2 = "
+                                 f"{params.kernel[axis] // 2}")
+    if params.divisor_override == 0:
+        fail("--divisor-override", "the divisor must not be zero")
+
+
+def _show(pair: tuple[int, int]) -> str:
+    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]},{pair[1]}"
+
+
+def common_options(op: str) -> Callable[[Callable], Callable]:
+    """The options every pooling command shares, with the op-specific ones."""
+
+    def decorate(function: Callable) -> Callable:
+        options = [
+            click.argument("inputs", nargs=-1, required=True, metavar="INPUT..."),
+            click.option("-k", "--kernel", type=PAIR, required=True, help="Window size: N or H,W (also HxW)."),
+            click.option("-s", "--stride", type=PAIR, default=None, help="Step between windows [default: the kernel]."),
+            click.option("-p", "--padding", type=PAIR, default="0", show_default=True,
+                         help="Implicit padding on each side (at most kernel // 2)."),
+            click.option("--ceil-mode", is_flag=True, help="Round the output size up (torch's ceil_mode)."),
+        ]
+        if op == "max":
+            options += [
+                click.option("-d", "--dilation", type=PAIR, default="1", show_default=True,
+                             help="Spacing between window taps."),
+                click.option("--return-indices", "indices_path", type=click.Path(dir_okay=False), default=None,
+                             metavar="FILE.npy", help="Also save torch's int64 indices of each maximum (one input)."),
+            ]
+        else:
+            options += [
+                click.option("--count-include-pad/--no-count-include-pad", default=True, show_default=True,
+                             help="Count padding cells in the divisor."),
+                click.option("--divisor-override", type=int, default=None, metavar="N",
+                             help="Divide every window sum by N instead (non-zero, may be negative)."),
+                click.option("--premultiply/--no-premultiply", default=True, show_default=True,
+                             help="Weight colour by alpha when averaging (no dark fringes); off gives torch's "
+                                  "independent channels."),
+                click.option("--linear", is_flag=True, help="Average in linear light (sRGB decoded, averaged, "
+                                                            "re-encoded); 8/16-bit images."),
+            ]
+        options += [
+            click.option("-o", "--output", default=None, metavar="PATH",
+                         help="Output file, folder (several inputs or a folder input), or - for stdout. "
+                              "Default: beside the input as NAME.OP-PARAMS.EXT (stdin: stdout)."),
+            click.option("-r", "--recursive", is_flag=True, help="Walk subfolders of folder inputs."),
+            click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+                         help="Worker processes for folders [default: the number of CPUs]."),
+            click.option("--skip-existing", is_flag=True, help="Skip inputs whose output already exists."),
+            click.option("--no-progress", is_flag=True, help="No progress bar."),
+            click.option("--format", "file_format", type=click.Choice(FORMATS, case_sensitive=False), default=None,
+                         help="Output format (for stdout, or to override the extension)."),
+            click.option("--quality", type=click.IntRange(0, 100), default=None,
+                         help="JPEG/WebP quality [default: 92 JPEG, 90 WebP]."),
+            click.option("--no-auto-orient", is_flag=True, help="Do not apply the EXIF orientation first."),
+            click.option("--max-pixels", type=click.IntRange(min=0), default=None,
+                         help="Decompression-bomb limit in pixels [default: Pillow's, 89478485]; 0: none."),
+            click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout."),
+            click.option("-q", "--quiet", is_flag=True, help="No report (errors are still printed)."),
+        ]
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", prog_name="poolcli")
-def main() -> None:
-    """Torch-exact max and average pooling of images and arrays."""
+def cli() -> None:
+    """Torch-exact max and average pooling of images and arrays, without torch.
+
+    Results equal torch.nn.functional.max_pool2d / avg_pool2d on the CPU.  Images keep their
+    mode (8/16-bit, alpha, float, CMYK), frames and metadata; integer pixel averages are
+    rounded (torch would truncate).  .npy arrays follow torch exactly.
+
+    Exit codes: 0 ok, 1 an input failed, 2 usage error, 130 interrupted.
+    """
+
+
+@cli.command("max", epilog=EPILOG_MAX)
+@common_options("max")
+@click.pass_context
+def max_command(ctx: click.Context, **kwargs: Any) -> None:
+    """Max pooling (torch's MaxPool2d) of images, .npy arrays or folders."""
+    _run(ctx, "max", **kwargs)
+
+
+@cli.command("avg", epilog=EPILOG_AVG)
+@common_options("avg")
+@click.pass_context
+def avg_command(ctx: click.Context, **kwargs: Any) -> None:
+    """Average pooling (torch's AvgPool2d) of images, .npy arrays or folders."""
+    _run(ctx, "avg", **kwargs)
+
+
+def _run(ctx: click.Context, op: str, *, inputs: tuple[str, ...], kernel: tuple[int, int],
+         stride: tuple[int, int] | None, padding: tuple[int, int], ceil_mode: bool, output: str | None,
+         recursive: bool, jobs: int | None, skip_existing: bool, no_progress: bool, file_format: str | None,
+         quality: int | None, no_auto_orient: bool, max_pixels: int | None, as_json: bool, quiet: bool,
+         dilation: tuple[int, int] = (1, 1), indices_path: str | None = None, count_include_pad: bool = True,
+         divisor_override: int | None = None, premultiply: bool = True, linear: bool = False) -> None:
+    params = PoolParams(op, kernel, stride, padding, dilation, ceil_mode, count_include_pad, divisor_override)
+    _check_pairs(params, ctx)
+    if indices_path is not None and not indices_path.lower().endswith(".npy"):
+        raise click.BadParameter("the indices file must end in .npy", ctx=ctx, param_hint="'--return-indices'")
+
+    from poolcli import batch, images
+    from poolcli.pipeline import Options
+
+    fmt = None if file_format is None else {"jpg": "JPEG", "tif": "TIFF"}.get(file_format.lower(),
+                                                                            file_format.upper())
+    options = Options(
+        file_format=fmt, quality=quality, auto_orient=not no_auto_orient, premultiply=premultiply, linear=linear,
+        max_pixels=images.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels, indices_path=indices_path,
+    )
+    try:
+        planned = batch.plan(list(inputs), output, params, options, recursive=recursive)
+    except batch.PlanError as error:
+        raise click.UsageError(str(error), ctx=ctx) from None
+    code = batch.execute(planned, params, options, jobs_n=jobs, skip_existing=skip_existing,
+                         progress=not no_progress, as_json=as_json, quiet=quiet)
+    ctx.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the command line, turning every usage error into one line and exit 2."""
+    try:
+        code = cli.main(args=argv, prog_name="poolcli", standalone_mode=False)
+    except click.UsageError as error:
+        command = error.ctx.command_path if error.ctx else "poolcli"
+        click.echo(f"{command}: error: {error.format_message()} (see '{command} --help')", err=True)
+        sys.exit(EXIT_USAGE)
+    except click.ClickException as error:
+        click.echo(f"poolcli: error: {error.format_message()}", err=True)
+        sys.exit(error.exit_code)
+    except (KeyboardInterrupt, click.Abort):
+        click.echo("poolcli: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else EXIT_OK)

@@ -1,0 +1,330 @@
+"""Many inputs: where each output goes, and running the jobs (files in turn, or on worker
+processes for folders), with per-file isolation: one bad file never stops the others."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+from poolcli import images, report
+from poolcli.params import PoolParams
+from poolcli.pipeline import STDIO, Job, Options, run
+from poolcli.report import Result
+
+ARRAY_EXTENSION = ".npy"
+
+
+class PlanError(Exception):
+    """A usage problem found before any file is read or written (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input file and where it came from: a folder given on the command line (or None)."""
+
+    path: Path | None  # None for stdin
+    root: Path | None = None  # the folder it was found in, for mirrored output paths
+
+    @property
+    def label(self) -> str:
+        return STDIO if self.path is None else str(self.path)
+
+
+def is_candidate(path: Path) -> bool:
+    """Files a folder walk picks up: image extensions (any case) and .npy."""
+    suffix = path.suffix.lower()
+    return suffix in images.READ_EXTENSIONS or suffix == ARRAY_EXTENSION
+
+
+def walk(folder: Path, recursive: bool) -> Iterator[Path]:
+    """Candidate files under ``folder`` in sorted order, hidden files and folders skipped.
+
+    Symlinked folders are not followed, so a link loop cannot hang the walk; each real folder is
+    visited once.
+    """
+    seen: set[tuple[int, int]] = set()
+
+    def visit(directory: Path) -> Iterator[Path]:
+        try:
+            stat = directory.stat()
+        except OSError:
+            return
+        key = (stat.st_dev, stat.st_ino)
+        if key in seen:
+            return
+        seen.add(key)
+        try:
+            entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+        except OSError:
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if recursive:
+                        yield from visit(path)
+                elif entry.is_file() and is_candidate(path):
+                    yield path
+            except OSError:
+                continue
+
+    yield from visit(folder)
+
+
+def output_extension(source_suffix: str, is_array: bool, file_format: str | None) -> str:
+    """The extension of an output: --format's, else the input's when poolcli can write it."""
+    if file_format == "NPY":
+        return ARRAY_EXTENSION
+    if file_format:
+        return images.FORMAT_EXTENSIONS[file_format]
+    if is_array:
+        return ARRAY_EXTENSION
+    if images.format_for_extension(source_suffix):
+        return source_suffix
+    return ".png"  # read-only formats (.ppm, .tga, ...) are written as PNG
+
+
+def default_output(path: Path, params: PoolParams, file_format: str | None) -> Path:
+    """Beside the input, named after the operation: ``cat.png`` → ``cat.max-k2.png``."""
+    suffix = path.suffix
+    is_array = suffix.lower() == ARRAY_EXTENSION
+    return path.with_name(f"{path.stem}.{params.slug()}{output_extension(suffix, is_array, file_format)}")
+
+
+def collect(inputs: list[str], recursive: bool) -> tuple[list[Source], bool]:
+    """Expand the command line's inputs into files; also say whether any input was a folder."""
+    sources: list[Source] = []
+    any_folder = False
+    for raw in inputs:
+        if raw == STDIO:
+            sources.append(Source(None))
+            continue
+        path = Path(raw)
+        if path.is_dir():
+            any_folder = True
+            sources.extend(Source(found, path) for found in walk(path, recursive))
+        else:
+            sources.append(Source(path))  # a missing file is reported when it is processed
+    return sources, any_folder
+
+
+def plan(inputs: list[str], output: str | None, params: PoolParams, options: Options,
+         recursive: bool = False) -> list[Job]:
+    """Decide every output path before anything is written, and refuse what would lose data.
+
+    Raises
+    ------
+    PlanError
+        For usage problems: a folder without ``-o``, several inputs to one file or to stdout,
+        an output that is an input, two inputs landing on one output.
+    """
+    sources, any_folder = collect(inputs, recursive)
+    several = len(inputs) > 1 or any_folder
+    if any_folder and output is None:
+        raise PlanError("-o/--output DIR is required when an input is a folder")
+    if sum(s.path is None for s in sources) and several:
+        raise PlanError("'-' (standard input) must be the only input")
+    if output == STDIO and several:
+        raise PlanError("-o - (standard output) takes a single input")
+    if options.indices_path and several:
+        raise PlanError("--return-indices takes a single input")
+    if several and output is not None and Path(output).exists() and not Path(output).is_dir():
+        raise PlanError(f"-o {output}: with several inputs, -o must be a folder, and this is a file")
+
+    jobs: list[Job] = []
+    for source in sources:
+        jobs.append(Job(source.label, _output_for(source, output, params, options, several), source.label))
+    _refuse_collisions(jobs, options)
+    return jobs
+
+
+def _output_for(source: Source, output: str | None, params: PoolParams, options: Options, several: bool) -> str:
+    if source.path is None:
+        return output if output is not None else STDIO
+    if output is None:
+        return str(default_output(source.path, params, options.file_format))
+    if output == STDIO:
+        return STDIO
+    target = Path(output)
+    if not several and not (target.is_dir() or output.endswith(("/", os.sep))):
+        return output  # one input, -o names the file
+    relative = source.path.relative_to(source.root) if source.root else Path(source.path.name)
+    is_array = source.path.suffix.lower() == ARRAY_EXTENSION
+    return str(target / relative.with_suffix(output_extension(source.path.suffix, is_array, options.file_format)))
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _refuse_collisions(jobs: list[Job], options: Options) -> None:
+    inputs = {os.path.abspath(job.source) for job in jobs if job.source != STDIO}
+    seen: dict[str, str] = {}
+    extra = [options.indices_path] if options.indices_path else []
+    for job in jobs:
+        for out in [job.output, *extra]:
+            if out == STDIO:
+                continue
+            absolute = os.path.abspath(out)
+            if absolute in inputs or any(_same_file(out, src) for src in inputs if os.path.exists(out)):
+                raise PlanError(f"refusing to overwrite the input {out}: choose another -o")
+        if job.output == STDIO:
+            continue
+        key = os.path.normcase(os.path.abspath(job.output))
+        if key in seen:
+            raise PlanError(f"{seen[key]} and {job.source} would both be written to {job.output}")
+        seen[key] = job.source
+
+
+def default_jobs() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - platforms without sched_getaffinity
+        return max(1, os.cpu_count() or 1)
+
+
+def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: int | None = None,
+            skip_existing: bool = False, progress: bool = True, as_json: bool = False, quiet: bool = False) -> int:
+    """Run every job, report as each finishes, and return the exit code (0, 1, or 130)."""
+    console = report.make_console()
+    image_to_stdout = any(job.output == STDIO for job in jobs)
+    json_stream = sys.stderr if image_to_stdout else sys.stdout
+    single = len(jobs) == 1
+    results: list[Result] = []
+    started = time.perf_counter()
+
+    def on_result(result: Result) -> None:
+        results.append(result)
+        if as_json:
+            print(report.json_line(result, params), file=json_stream, flush=True)
+        if result.status == "error" and not (as_json and image_to_stdout):
+            console.print(f"poolcli: error: {result.input}: {result.error}", markup=False, highlight=False,
+                          style="red", soft_wrap=True)
+        if single and not quiet and not as_json and result.status != "error":
+            report.render(result, params, console)
+
+    todo = []
+    for job in jobs:
+        if skip_existing and job.output != STDIO and os.path.exists(job.output):
+            on_result(Result(input=job.label or job.source, output=job.output, status="skipped",
+                             error="output exists (--skip-existing)"))
+        else:
+            todo.append(job)
+    workers = min(jobs_n or default_jobs(), len(todo))
+    show_bar = progress and not single and console.is_terminal and not quiet
+    interrupted = False
+    try:
+        with _progress(console, show_bar, len(jobs), len(jobs) - len(todo)) as advance:
+            def finished(result: Result) -> None:
+                on_result(result)
+                advance()
+
+            if workers > 1:
+                _run_parallel(todo, params, options, workers, finished)
+            else:
+                for job in todo:
+                    finished(run(job, params, options))
+    except KeyboardInterrupt:
+        interrupted = True
+        _remove_partial_files(jobs)
+    if not single and not quiet and not as_json:
+        report.render_summary(results, time.perf_counter() - started, console)
+    if interrupted:
+        console.print(f"poolcli: interrupted after {len(results)} of {len(jobs)} inputs", style="red")
+        return 130
+    return 1 if any(r.status == "error" for r in results) else 0
+
+
+@contextlib.contextmanager
+def _progress(console, show: bool, total: int, done: int) -> Iterator[Callable[[], None]]:
+    if not show:
+        yield lambda: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("pooling"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("pool", total=total, completed=done, rate="")
+        t0 = time.perf_counter()
+        count = [0]
+
+        def advance() -> None:
+            count[0] += 1
+            rate = count[0] / max(time.perf_counter() - t0, 1e-9)
+            bar.update(task, advance=1, rate=f"{rate:.1f} files/s")
+
+        yield advance
+
+
+def _worker_init() -> None:
+    """Worker set-up, once per process: one engine thread (the processes share the cores), and
+    a polite exit on SIGTERM so that a half-written temporary file is removed (atomic_write)."""
+    from poolcli import engine
+
+    engine.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(1)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+def _run_parallel(jobs: list[Job], params: PoolParams, options: Options, workers: int,
+                  finished: Callable[[Result], None]) -> None:
+    """Jobs on worker processes, at most two queued per worker so that Ctrl-C stops quickly."""
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork"), initializer=_worker_init)
+    pending: dict[Future, Job] = {}
+    queue = iter(jobs)
+    try:
+        for job in queue:
+            pending[executor.submit(run, job, params, options)] = job
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                job = pending.pop(future)
+                try:
+                    result = future.result()
+                except Exception as error:  # a worker died (e.g. killed by the OS): that file failed
+                    result = Result(input=job.label or job.source, status="error",
+                                    error=f"worker failed: {error or type(error).__name__}")
+                finished(result)
+                next_job = next(queue, None)
+                if next_job is not None:
+                    pending[executor.submit(run, next_job, params, options)] = next_job
+    except BaseException:
+        for future in pending:
+            future.cancel()
+        for process in list(getattr(executor, "_processes", {}).values()):
+            with contextlib.suppress(Exception):
+                process.terminate()  # SIGTERM: the worker removes its temporary file and exits
+        executor.shutdown(wait=True, cancel_futures=True)
+        raise
+    executor.shutdown(wait=True)
+
+
+def _remove_partial_files(jobs: list[Job]) -> None:
+    """Remove temporary files left by interrupted writes (atomic_write's ``.NAME.*.part``)."""
+    for job in jobs:
+        if job.output == STDIO:
+            continue
+        target = Path(job.output)
+        with contextlib.suppress(OSError):
+            for leftover in target.parent.glob(f".{target.name}.*.part"):
+                leftover.unlink()

@@ -1,0 +1,325 @@
+"""Image files in and out (the only module that uses Pillow).
+
+Decoding gives a :class:`Picture`: its frames as NumPy arrays of shape (H, W, C), in one of the
+modes poolcli pools (L, LA, RGB, RGBA, CMYK, I;16, I, F), with the metadata worth keeping.
+Encoding writes pooled frames back with that metadata, into any format that can hold the mode.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass, field, replace
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageSequence, UnidentifiedImageError
+
+# Modes that pool as they are, and the array dtype of each.
+MODE_DTYPES = {
+    "L": np.uint8,
+    "LA": np.uint8,
+    "RGB": np.uint8,
+    "RGBA": np.uint8,
+    "CMYK": np.uint8,
+    "I;16": np.uint16,
+    "I": np.int32,
+    "F": np.float32,
+}
+ALPHA_MODES = {"LA", "RGBA"}
+# Colour (sRGB-encoded) modes, for --linear.
+SRGB_MODES = {"L", "LA", "RGB", "RGBA", "I;16"}
+
+# Which modes each output format stores faithfully (checked, not left to Pillow, which would
+# silently turn float pixels into RGB for WebP or drop alpha for BMP).
+FORMAT_MODES = {
+    "PNG": {"L", "LA", "RGB", "RGBA", "I;16"},
+    "JPEG": {"L", "RGB", "CMYK"},
+    "TIFF": {"L", "LA", "RGB", "RGBA", "CMYK", "I;16", "I", "F"},
+    "WEBP": {"L", "LA", "RGB", "RGBA"},
+    "BMP": {"L", "RGB"},
+    "GIF": {"L", "RGB", "RGBA"},
+}
+# File extensions poolcli reads and writes, and the format each means.
+EXTENSION_FORMATS = {
+    ".png": "PNG",
+    ".apng": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".jpe": "JPEG",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".gif": "GIF",
+}
+FORMAT_EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif"}
+# Image files a folder walk picks up: what Pillow commonly reads, beyond what poolcli writes.
+READ_EXTENSIONS = set(EXTENSION_FORMATS) | {".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".jp2", ".pcx", ".qoi"}
+DEFAULT_QUALITY = {"JPEG": 92, "WEBP": 90}
+# Pillow's decompression-bomb limit (about 89.5 megapixels); --max-pixels changes it.
+DEFAULT_MAX_PIXELS = 89_478_485
+# Above this many bytes, pixels are copied out of Pillow in strips: Image.tobytes() would
+# briefly hold two copies of the whole image.
+_STRIP_BYTES = 8 << 20
+
+
+class ImageError(Exception):
+    """A file that cannot be read or written as an image; the message names the cause."""
+
+
+@dataclass
+class Picture:
+    """Decoded pixels and the metadata that survives pooling."""
+
+    frames: list[np.ndarray]  # each (H, W, C)
+    mode: str  # the pooled mode, a key of MODE_DTYPES
+    source_mode: str  # the file's own mode, before conversion
+    format: str | None  # the file's format (PNG, JPEG, ...)
+    icc_profile: bytes | None = None
+    dpi: tuple[float, float] | None = None
+    exif: bytes | None = None
+    durations: list[int] | None = None  # per frame, milliseconds
+    loop: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.mode in ALPHA_MODES
+
+    @property
+    def channels(self) -> int:
+        return self.frames[0].shape[2]
+
+    def with_frames(self, frames: list[np.ndarray]) -> Picture:
+        return replace(self, frames=frames)
+
+
+def _limit_pixels(max_pixels: int | None) -> None:
+    # Pillow raises above twice its limit and only warns between; poolcli refuses above the limit.
+    Image.MAX_IMAGE_PIXELS = max_pixels if max_pixels else None
+
+
+def _target_mode(img: Image.Image, has_transparency: bool) -> str:
+    mode = img.mode
+    if mode in MODE_DTYPES:
+        return mode
+    if mode == "1":
+        return "L"
+    if mode in ("P", "PA"):
+        return "RGBA" if has_transparency or mode == "PA" else "RGB"
+    if mode.startswith("I;16"):
+        return "I;16"
+    if mode in ("La",):
+        return "LA"
+    if mode in ("RGBa", "RGBX"):
+        return "RGBA" if mode == "RGBa" else "RGB"
+    if mode == "I;32" or mode.startswith("I;32"):
+        return "I"
+    return "RGBA" if "A" in mode else "RGB"
+
+
+def _has_transparency(img: Image.Image) -> bool:
+    return img.mode in ("PA", "RGBA", "LA", "La", "RGBa") or "transparency" in img.info
+
+
+def _pixels(img: Image.Image, mode: str) -> np.ndarray:
+    """Pixels of ``img`` (already in ``mode``) as a writable (H, W, C) array in native byte order."""
+    width, height = img.size
+    dtype = np.dtype(MODE_DTYPES[mode])
+    if img.mode.startswith("I;16") and img.mode != "I;16":
+        return np.asarray(img).astype(np.uint16)[:, :, None]
+    bands = len(img.getbands())
+    if height * width * bands * dtype.itemsize <= _STRIP_BYTES:
+        array = np.array(img, dtype=dtype)
+    else:
+        array = np.empty((height, width, bands) if bands > 1 else (height, width), dtype=dtype)
+        rows = max(1, _STRIP_BYTES // (width * bands * dtype.itemsize))
+        for top in range(0, height, rows):
+            bottom = min(height, top + rows)
+            array[top:bottom] = np.asarray(img.crop((0, top, width, bottom)), dtype=dtype)
+    return array if array.ndim == 3 else array[:, :, None]
+
+
+def _orientation_fix(img: Image.Image) -> int | None:
+    try:
+        orientation = img.getexif().get(_ORIENTATION)
+    except Exception:  # a broken EXIF block must not stop the pixels
+        return None
+    return orientation if orientation in range(2, 9) else None
+
+
+_ORIENTATION = 0x0112
+# TIFF tags that describe the pixel layout of the file they came from (a TIFF's "EXIF" is its
+# whole first IFD): written again, they would contradict the pooled image.
+_LAYOUT_TAGS = {
+    254, 255, 256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 282, 283, 284, 296, 317, 320, 322, 323, 324,
+    325, 338, 339, 340, 341,
+}
+
+_TRANSPOSES = {
+    2: [Image.Transpose.FLIP_LEFT_RIGHT],
+    3: [Image.Transpose.ROTATE_180],
+    4: [Image.Transpose.FLIP_TOP_BOTTOM],
+    5: [Image.Transpose.TRANSPOSE],
+    6: [Image.Transpose.ROTATE_270],
+    7: [Image.Transpose.TRANSVERSE],
+    8: [Image.Transpose.ROTATE_90],
+}
+
+
+def decode(source: str | bytes, *, auto_orient: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Picture:
+    """Read an image file (a path, or the file's bytes) into a :class:`Picture`.
+
+    Every frame of an animation or multi-page file is decoded.  EXIF orientation is applied
+    (unless ``auto_orient`` is false) and removed from the kept EXIF.  P becomes RGB (RGBA with
+    transparency), 1 becomes L, other 16-bit gray variants I;16.
+
+    Raises
+    ------
+    ImageError
+        For anything that is not a readable image, with the reason.
+    """
+    _limit_pixels(max_pixels)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            stream: BinaryIO | str = io.BytesIO(source) if isinstance(source, bytes) else source
+            with Image.open(stream) as img:
+                return _decode_open(img, auto_orient)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageError(
+            f"{error} Raise the limit with --max-pixels N (0 removes it) if you trust this file."
+        ) from None
+    except UnidentifiedImageError:
+        raise ImageError("not an image file Pillow can read") from None
+    except FileNotFoundError:
+        raise ImageError("no such file") from None
+    except IsADirectoryError:
+        raise ImageError("is a folder, not a file") from None
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, KeyError, TypeError) as error:
+        # Truncated or corrupt data surfaces as any of these from Pillow's decoders.
+        reason = str(error) or type(error).__name__
+        raise ImageError(f"corrupt or truncated image ({reason})") from None
+
+
+def _decode_open(img: Image.Image, auto_orient: bool) -> Picture:
+    file_format = img.format
+    orientation = _orientation_fix(img) if auto_orient else None
+    n_frames = getattr(img, "n_frames", 1)
+    frames_iter = ImageSequence.Iterator(img) if n_frames > 1 else [img]
+    frames_img = []
+    durations = []
+    transparency = False
+    for frame in frames_iter:
+        frame.load()
+        durations.append(int(frame.info.get("duration", 0) or 0))
+        transparency = transparency or _has_transparency(frame)
+        frames_img.append(frame.copy() if n_frames > 1 else frame)
+    mode = _target_mode(frames_img[0], transparency)
+    arrays = []
+    for frame in frames_img:
+        converted = frame if frame.mode == mode or frame.mode.startswith("I;16") else frame.convert(mode)
+        for step in _TRANSPOSES.get(orientation, []):
+            converted = converted.transpose(step)
+        arrays.append(_pixels(converted, mode))
+        if converted is not frame:
+            converted.close()
+    if len({a.shape for a in arrays}) > 1:
+        raise ImageError("frames of different sizes are not supported")
+    exif = None
+    try:
+        exif_data = img.getexif()
+        stale = _LAYOUT_TAGS | ({_ORIENTATION} if orientation is not None else set())
+        for tag in stale & set(exif_data):
+            del exif_data[tag]
+        exif = exif_data.tobytes() if len(exif_data) else None
+    except Exception:  # unreadable EXIF is dropped, not fatal
+        exif = None
+    dpi = img.info.get("dpi")
+    return Picture(
+        frames=arrays,
+        mode=mode,
+        source_mode=img.mode,
+        format=file_format,
+        icc_profile=img.info.get("icc_profile") or None,
+        dpi=(float(dpi[0]), float(dpi[1])) if dpi and len(dpi) == 2 and dpi[0] and dpi[1] else None,
+        exif=exif,
+        durations=durations if n_frames > 1 else None,
+        loop=img.info.get("loop"),
+    )
+
+
+def formats_that_hold(mode: str) -> list[str]:
+    return [fmt for fmt, modes in FORMAT_MODES.items() if mode in modes]
+
+
+def check_format(mode: str, file_format: str) -> None:
+    """Raise ImageError unless ``file_format`` stores ``mode`` pixels faithfully."""
+    if mode not in FORMAT_MODES.get(file_format, set()):
+        can = ", ".join(formats_that_hold(mode) + [".npy"])
+        raise ImageError(f"cannot write {describe_mode(mode)} pixels as {file_format}; formats that can: {can}")
+
+
+def describe_mode(mode: str) -> str:
+    return {
+        "L": "8-bit gray (L)",
+        "LA": "8-bit gray with alpha (LA)",
+        "RGB": "8-bit RGB",
+        "RGBA": "8-bit RGBA",
+        "CMYK": "8-bit CMYK",
+        "I;16": "16-bit gray (I;16)",
+        "I": "32-bit integer (I)",
+        "F": "32-bit float (F)",
+    }.get(mode, mode)
+
+
+def _frame_image(array: np.ndarray, mode: str) -> Image.Image:
+    """An (H, W, C) array as a Pillow image of ``mode`` (raw bytes in native order)."""
+    height, width = array.shape[:2]
+    dtype = np.dtype(MODE_DTYPES[mode]).newbyteorder("=")
+    data = np.ascontiguousarray(array, dtype=dtype).tobytes()
+    return Image.frombytes(mode, (width, height), data)
+
+
+def encode(picture: Picture, stream: BinaryIO, file_format: str, *, quality: int | None = None,
+           dpi_scale: tuple[float, float] = (1.0, 1.0)) -> None:
+    """Write ``picture`` to ``stream`` as ``file_format``, keeping ICC profile, EXIF (without a
+    stale orientation), DPI scaled by ``dpi_scale`` (x, y), frame durations and loop count."""
+    mode = picture.mode
+    if mode == "I" and file_format == "PNG":
+        mode = "I;16"  # checked by the caller: the values fit
+    check_format(mode, file_format)
+    images = [_frame_image(frame, mode) for frame in picture.frames]
+    options: dict = {}
+    if picture.icc_profile and file_format in ("PNG", "JPEG", "TIFF", "WEBP"):
+        options["icc_profile"] = picture.icc_profile
+    if picture.exif and file_format in ("PNG", "JPEG", "TIFF", "WEBP"):
+        options["exif"] = picture.exif
+    if picture.dpi and file_format in ("PNG", "JPEG", "TIFF", "BMP"):
+        dpi = (picture.dpi[0] / dpi_scale[0], picture.dpi[1] / dpi_scale[1])
+        options["dpi"] = tuple(round(v) for v in dpi) if file_format in ("JPEG", "BMP") else dpi
+    if file_format in DEFAULT_QUALITY:
+        options["quality"] = quality if quality is not None else DEFAULT_QUALITY[file_format]
+    if len(images) > 1:
+        if file_format not in ("PNG", "GIF", "WEBP", "TIFF"):
+            raise ImageError(f"{file_format} cannot hold {len(images)} frames; use PNG, GIF, WebP or TIFF")
+        options["save_all"] = True
+        options["append_images"] = images[1:]
+        if picture.durations and file_format != "TIFF":
+            options["duration"] = picture.durations
+        if picture.loop is not None and file_format != "TIFF":
+            options["loop"] = picture.loop
+    try:
+        images[0].save(stream, format=file_format, **options)
+    except (OSError, ValueError) as error:
+        raise ImageError(f"cannot write {file_format}: {error}") from None
+    finally:
+        for image in images:
+            image.close()
+
+
+def format_for_extension(extension: str) -> str | None:
+    return EXTENSION_FORMATS.get(extension.lower())

@@ -1,0 +1,251 @@
+"""One input, start to finish: read, pool, write atomically, and say what happened.
+
+Everything that can go wrong with one file ends here as a :class:`~poolcli.report.Result` with
+status "error" and a one-line reason; nothing escapes as a traceback, and no partial output stays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from poolcli import images, pixels
+from poolcli.params import PoolParams
+from poolcli.report import Result
+
+STDIO = "-"
+NPY_MAGIC = b"\x93NUMPY"
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to read and write, beyond the pooling parameters."""
+
+    file_format: str | None = None  # "PNG", ..., or "NPY"; None: from the extension / input
+    quality: int | None = None
+    auto_orient: bool = True
+    premultiply: bool = True
+    linear: bool = False
+    max_pixels: int | None = images.DEFAULT_MAX_PIXELS
+    indices_path: str | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    source: str  # a path, or "-" for stdin
+    output: str  # a path, or "-" for stdout
+    label: str | None = None  # how the input is named in reports (default: source)
+
+
+class JobError(Exception):
+    """A failure of one input, with the message to show."""
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
+
+
+def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
+    """Write a file so that it appears whole or not at all: a temporary file in the same folder,
+    then a rename.  On any failure (or Ctrl-C) the temporary file is removed."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Not a with-block: the file must outlive its handle until the rename.
+    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115
+        dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False
+    )
+    try:
+        with handle:
+            write(handle)
+        os.chmod(handle.name, _FILE_MODE)
+        os.replace(handle.name, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(handle.name)
+        raise
+
+
+def output_format(output: str, options: Options, input_format: str | None, is_array: bool) -> str:
+    """The format to write: --format, else the output's extension, else the input's own."""
+    if options.file_format:
+        return options.file_format
+    if output != STDIO:
+        extension = Path(output).suffix.lower()
+        if extension == ".npy":
+            return "NPY"
+        found = images.format_for_extension(extension)
+        if found:
+            return found
+        raise JobError(f"unknown output extension {extension or '(none)'!r}; use --format or one of "
+                       ".png .jpg .tif .webp .bmp .gif .npy")
+    if is_array:
+        return "NPY"
+    if input_format in images.FORMAT_MODES:
+        return input_format  # type: ignore[return-value]
+    return "PNG"
+
+
+def _read_source(source: str) -> bytes | str:
+    if source == STDIO:
+        data = sys.stdin.buffer.read()
+        if not data:
+            raise JobError("standard input is empty")
+        return data
+    path = Path(source)
+    if not path.exists():
+        raise JobError("no such file")
+    if path.is_dir():
+        raise JobError("is a folder, not a file")
+    if path.stat().st_size == 0:
+        raise JobError("empty file")
+    return source
+
+
+def _is_npy(source: bytes | str) -> bool:
+    if isinstance(source, bytes):
+        return source.startswith(NPY_MAGIC)
+    if source.lower().endswith(".npy"):
+        return True
+    with open(source, "rb") as handle:
+        return handle.read(len(NPY_MAGIC)) == NPY_MAGIC
+
+
+def _load_npy(source: bytes | str) -> np.ndarray:
+    try:
+        array = np.load(io.BytesIO(source) if isinstance(source, bytes) else source, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise JobError(f"not a readable .npy array ({error})") from None
+    if not isinstance(array, np.ndarray) or array.ndim not in (2, 3, 4):
+        shape = getattr(array, "shape", None)
+        raise JobError(f"a .npy input must have shape (H, W), (C, H, W) or (N, C, H, W), not {shape}")
+    return array
+
+
+def _chw(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """(C, H, W) of an array shape: a 2-D array is one channel; a batch is not counted."""
+    return (1, *shape) if len(shape) == 2 else tuple(shape[-3:])
+
+
+def _write_output(output: str, write: Callable[[BinaryIO], None]) -> None:
+    if output == STDIO:
+        buffer = io.BytesIO()
+        write(buffer)
+        sys.stdout.buffer.write(buffer.getvalue())
+        sys.stdout.buffer.flush()
+    else:
+        atomic_write(output, write)
+
+
+def _save_npy(array: np.ndarray) -> Callable[[BinaryIO], None]:
+    return lambda handle: np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def run(job: Job, params: PoolParams, options: Options) -> Result:
+    """Pool one input and write its output; never raises for a bad file."""
+    started = time.perf_counter()
+    result = Result(input=job.label or job.source, output=job.output)
+    try:
+        source = _read_source(job.source)
+        if _is_npy(source):
+            _run_array(source, job, params, options, result)
+        else:
+            _run_image(source, job, params, options, result)
+    except (JobError, images.ImageError) as error:
+        result.status, result.error, result.output = "error", str(error), None
+    except ValueError as error:  # the engine's torch messages (e.g. output size too small)
+        result.status, result.error, result.output = "error", str(error), None
+    except MemoryError:
+        result.status, result.error, result.output = "error", "not enough memory for this image", None
+    except OSError as error:
+        reason = error.strerror or str(error)
+        where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+        result.status, result.error, result.output = "error", f"{reason}{where}", None
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _run_array(source: bytes | str, job: Job, params: PoolParams, options: Options, result: Result) -> None:
+    array = _load_npy(source)
+    result.kind, result.description, result.dtype = "array", f"array of {array.dtype}", str(array.dtype)
+    result.full_input_shape = tuple(array.shape)
+    result.input_shape = _chw(array.shape)
+    file_format = output_format(job.output, options, None, is_array=True)
+    if file_format != "NPY":
+        raise JobError(f"an array input is written as .npy, not {file_format}")
+    if options.linear:
+        raise JobError("--linear applies to images, not to arrays")
+    values, indices = pixels.pool_array(array, params, want_indices=options.indices_path is not None)
+    result.full_output_shape = tuple(values.shape)
+    result.output_shape = _chw(values.shape)
+    if array.shape[-1] <= 16 and array.shape[-2] <= 16:
+        result.input_values, result.output_values = array, values
+    _write_output(job.output, _save_npy(values))
+    if indices is not None and options.indices_path:
+        atomic_write(options.indices_path, _save_npy(indices))
+
+
+def _run_image(source: bytes | str, job: Job, params: PoolParams, options: Options, result: Result) -> None:
+    picture = images.decode(source, auto_orient=options.auto_orient, max_pixels=options.max_pixels)
+    height, width, channels = picture.frames[0].shape
+    result.kind = "image"
+    converted = f" (from mode {picture.source_mode})" if picture.source_mode != picture.mode else ""
+    result.description = f"{images.describe_mode(picture.mode)} image{converted}, {picture.frames[0].dtype}"
+    result.dtype = str(picture.frames[0].dtype)
+    result.frames = len(picture.frames)
+    result.input_shape = (channels, height, width)
+    file_format = output_format(job.output, options, picture.format, is_array=False)
+    if file_format != "NPY":
+        mode = picture.mode
+        if mode == "I" and file_format == "PNG":
+            mode = "I;16" if _fits_uint16(picture.frames) else mode
+        images.check_format(mode, file_format)  # before the work, not after
+    if options.linear and params.op == "avg" and picture.mode not in images.SRGB_MODES:
+        raise JobError(f"--linear needs sRGB pixels (L, LA, RGB, RGBA, I;16), not {images.describe_mode(picture.mode)}")
+    if options.quality is not None and file_format not in images.DEFAULT_QUALITY:
+        result.notes.append(f"--quality has no effect on {file_format}")
+
+    pooled_frames, index_frames = [], []
+    for frame in picture.frames:
+        pooled, indices = pixels.pool_pixels(
+            frame, params, has_alpha=picture.has_alpha, premultiply=options.premultiply,
+            linear=options.linear, want_indices=options.indices_path is not None)
+        pooled_frames.append(pooled)
+        index_frames.append(indices)
+    picture.frames = []  # the input pixels are no longer needed: free them before encoding
+    out_h, out_w = pooled_frames[0].shape[:2]
+    result.output_shape = (channels, out_h, out_w)
+    pooled_picture = picture.with_frames(pooled_frames)
+
+    if file_format == "NPY":
+        planes = np.stack([f.transpose(2, 0, 1) for f in pooled_frames]) if len(pooled_frames) > 1 \
+            else pooled_frames[0].transpose(2, 0, 1)
+        _write_output(job.output, _save_npy(planes))
+    else:
+        if pooled_picture.mode == "I" and file_format == "PNG":
+            pooled_picture.mode = "I;16"
+            pooled_picture.frames = [f.astype(np.uint16) for f in pooled_frames]
+        stride = params.effective_stride
+        _write_output(job.output, lambda handle: images.encode(
+            pooled_picture, handle, file_format, quality=options.quality, dpi_scale=(stride[1], stride[0])))
+    if options.indices_path:
+        stacked = np.stack(index_frames) if len(index_frames) > 1 else index_frames[0]
+        atomic_write(options.indices_path, _save_npy(stacked))
+
+
+def _fits_uint16(frames: list[np.ndarray]) -> bool:
+    return all(f.size == 0 or (f.min() >= 0 and f.max() <= 65535) for f in frames)

@@ -1,0 +1,105 @@
+"""Pooling arrays and image pixels with the engine (pure NumPy; no file I/O).
+
+Arrays are numbers: they follow torch's semantics exactly (an integer average truncates).
+Pixels are pixels: max is torch's; an integer average is the exact window average rounded to
+nearest, halves up, and saturates to the pixel range; alpha is premultiplied for averages unless
+asked otherwise; ``linear`` averages sRGB values in linear light.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from poolcli import engine
+from poolcli.params import PoolParams
+
+
+def pool_array(x: np.ndarray, params: PoolParams, want_indices: bool = False
+               ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Pool an (H, W), (C, H, W) or (N, C, H, W) array exactly as torch would."""
+    if params.op == "max":
+        if want_indices:
+            values, indices = engine.max_pool2d(x, **params.max_args(), return_indices=True)
+            return values, indices
+        return engine.max_pool2d(x, **params.max_args()), None
+    return engine.avg_pool2d(x, **params.avg_args()), None
+
+
+def pool_pixels(frame: np.ndarray, params: PoolParams, *, has_alpha: bool = False, premultiply: bool = True,
+                linear: bool = False, want_indices: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Pool one (H, W, C) frame of pixels; returns the (OH, OW, C) frame and, for max with
+    ``want_indices``, torch's (C, OH, OW) indices.  Alpha, if any, is the last channel."""
+    planes = frame.transpose(2, 0, 1)  # a view: the engine reads the interleaved buffer as planes
+    if params.op == "max":
+        values, indices = pool_array(planes, params, want_indices)
+        return values.transpose(1, 2, 0), indices
+    if frame.dtype.kind == "f":
+        return engine.avg_pool2d(planes, **params.avg_args()).transpose(1, 2, 0), None
+    color = planes[:-1] if has_alpha else planes
+    alpha = planes[-1:] if has_alpha else None
+    if linear:
+        out_color = _linear_average(color, alpha if premultiply else None, params)
+    elif alpha is not None and premultiply:
+        out_color = _premultiplied_average(color, alpha, params)
+    else:
+        out_color = _rounded_average(color, params)
+    if alpha is None:
+        return out_color.transpose(1, 2, 0), None
+    out = np.concatenate([out_color, _rounded_average(alpha, params)], axis=0)
+    return out.transpose(1, 2, 0), None
+
+
+def _rounded_average(planes: np.ndarray, params: PoolParams) -> np.ndarray:
+    """Exact window averages rounded half up, saturated to the pixel type."""
+    if params.divisor_override is None:
+        # An average of pixels (and zero padding) always lies in the pixel range.
+        return engine.avg_pool2d_rounded(planes, **params.avg_args())
+    wide = engine.avg_pool2d_rounded(planes.astype(np.int64), **params.avg_args())
+    info = np.iinfo(planes.dtype)
+    return np.clip(wide, info.min, info.max).astype(planes.dtype)
+
+
+def _window_sums(planes: np.ndarray, params: PoolParams) -> np.ndarray:
+    args = dict(params.avg_args(), divisor_override=1)
+    return engine.avg_pool2d(planes, **args)
+
+
+def _premultiplied_average(color: np.ndarray, alpha: np.ndarray, params: PoolParams) -> np.ndarray:
+    """Colour weighted by alpha: sum(c * a) / sum(a) per window, rounded half up.
+
+    Fully transparent windows (sum(a) == 0) get colour 0.  The divisor rules of the window
+    cancel out of the ratio; they apply to the alpha channel itself.
+    """
+    alpha_sums = _window_sums(alpha.astype(np.int64), params)[0]
+    out = np.empty((color.shape[0],) + alpha_sums.shape, dtype=color.dtype)
+    safe = np.where(alpha_sums > 0, alpha_sums, 1)
+    weights = alpha[0].astype(np.int64)
+    for c in range(color.shape[0]):  # one channel at a time keeps the int64 temporaries small
+        sums = _window_sums(color[c].astype(np.int64) * weights, params)
+        ratio = (2 * sums + safe) // (2 * safe)
+        out[c] = np.where(alpha_sums > 0, ratio, 0)
+    return out
+
+
+def _srgb_to_linear(values: np.ndarray) -> np.ndarray:
+    return np.where(values <= 0.04045, values / 12.92, ((values + 0.055) / 1.055) ** 2.4)
+
+
+def _linear_to_srgb(values: np.ndarray) -> np.ndarray:
+    values = np.clip(values, 0.0, 1.0)
+    return np.where(values <= 0.0031308, values * 12.92, 1.055 * values ** (1 / 2.4) - 0.055)
+
+
+def _linear_average(color: np.ndarray, alpha: np.ndarray | None, params: PoolParams) -> np.ndarray:
+    """Average in linear light: decode sRGB (a lookup table), average, re-encode, round."""
+    top = np.iinfo(color.dtype).max
+    table = _srgb_to_linear(np.arange(top + 1, dtype=np.float64) / top)
+    linear = table[color]  # float64 planes
+    if alpha is None:
+        averaged = engine.avg_pool2d(linear, **params.avg_args())
+    else:
+        weights = alpha[0].astype(np.float64) / np.iinfo(alpha.dtype).max
+        alpha_sums = _window_sums(weights, params)
+        averaged = _window_sums(linear * weights, params) / np.where(alpha_sums > 0, alpha_sums, 1.0)
+    encoded = np.floor(_linear_to_srgb(averaged) * top + 0.5)
+    return encoded.astype(color.dtype)

@@ -1,0 +1,235 @@
+"""What a run tells its user: the Rich report on stderr and the JSON line (the only module that
+uses Rich)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import numpy as np
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from poolcli.engine import AxisArithmetic, axis_arithmetic
+from poolcli.params import PoolParams
+
+# Arrays with planes up to this size are shown as grids of numbers.
+GRID_LIMIT = 16
+# At most this many planes (channels x batch) are drawn as grids.
+GRID_PLANES = 4
+
+
+@dataclass
+class Result:
+    """The outcome of pooling one input: what the report and the JSON line show."""
+
+    input: str
+    output: str | None = None
+    status: str = "ok"  # "ok", "error" or "skipped"
+    error: str | None = None
+    seconds: float = 0.0
+    kind: str = "image"  # "image" or "array"
+    description: str = ""  # e.g. "RGB (8-bit)" or "array float32"
+    dtype: str = ""
+    frames: int = 1
+    input_shape: tuple[int, ...] | None = None  # (C, H, W) of what was pooled
+    output_shape: tuple[int, ...] | None = None
+    full_input_shape: tuple[int, ...] | None = None  # arrays: as given, batch included
+    full_output_shape: tuple[int, ...] | None = None
+    input_values: np.ndarray | None = None  # small arrays only, for grids
+    output_values: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def as_json(self, params: PoolParams) -> dict[str, Any]:
+        """One JSON object: the keys documented in the README, in a fixed order."""
+        record: dict[str, Any] = {
+            "input": self.input,
+            "output": self.output,
+            "op": params.op,
+            "input_shape": list(self.input_shape) if self.input_shape else None,
+            "output_shape": list(self.output_shape) if self.output_shape else None,
+        }
+        record.update(params.as_json())
+        record.update(status=self.status, error=self.error, seconds=round(self.seconds, 6))
+        return record
+
+
+def json_line(result: Result, params: PoolParams) -> str:
+    return json.dumps(result.as_json(params), ensure_ascii=False)
+
+
+def make_console(stream: IO[str] | None = None) -> Console:
+    """A console on stderr: colour only on a terminal, never with NO_COLOR (Rich's own rules)."""
+    return Console(file=stream, stderr=stream is None, highlight=False, soft_wrap=False)
+
+
+def _pair(values: tuple[int, int]) -> str:
+    return str(values[0]) if values[0] == values[1] else f"{values[0]}x{values[1]}"
+
+
+def parameter_lines(params: PoolParams) -> list[Text]:
+    """Every parameter, with the defaults that applied marked as such."""
+    lines = [Text.assemble(("kernel_size ", "bold"), _pair(params.kernel))]
+    stride = Text.assemble(("stride ", "bold"), _pair(params.effective_stride))
+    if params.stride is None:
+        stride.append("  (default: the kernel)", style="dim")
+    lines.append(stride)
+
+    def with_default(name: str, value: str, is_default: bool) -> Text:
+        text = Text.assemble((f"{name} ", "bold"), value)
+        if is_default:
+            text.append("  (default)", style="dim")
+        return text
+
+    lines.append(with_default("padding", _pair(params.padding), params.padding == (0, 0)))
+    if params.op == "max":
+        lines.append(with_default("dilation", _pair(params.dilation), params.dilation == (1, 1)))
+    lines.append(with_default("ceil_mode", str(params.ceil_mode), not params.ceil_mode))
+    if params.op == "avg":
+        lines.append(with_default("count_include_pad", str(params.count_include_pad), params.count_include_pad))
+        override = "None" if params.divisor_override is None else str(params.divisor_override)
+        lines.append(with_default("divisor_override", override, params.divisor_override is None))
+    return lines
+
+
+def arithmetic(params: PoolParams, height: int, width: int) -> list[AxisArithmetic]:
+    stride = params.effective_stride
+    dilation = params.dilation if params.op == "max" else (1, 1)
+    return [
+        axis_arithmetic(size, params.kernel[a], stride[a], params.padding[a], dilation[a], params.ceil_mode)
+        for a, size in enumerate((height, width))
+    ]
+
+
+def arithmetic_line(name: str, a: AxisArithmetic) -> Text:
+    """``H: (3 + 2*0 - 1*(2-1) - 1) // 1 + 1 = 2``, with the ceil form and correction when used."""
+    core = f"{a.size} + 2*{a.padding} - {a.dilation}*({a.kernel}-1) - 1"
+    if a.ceil_mode:
+        formula = f"ceil(({core}) / {a.stride}) + 1 = {a.uncorrected}"
+    else:
+        formula = f"floor(({core}) / {a.stride}) + 1 = {a.uncorrected}"
+    text = Text.assemble((f"{name}: ", "bold"), formula)
+    if a.corrected:
+        start = (a.uncorrected - 1) * a.stride - a.padding
+        text.append(f" - 1 = {a.output}", style="bold")
+        text.append(
+            f"  (ceil mode: the last window would start at {start}, in the right padding, so it is dropped)",
+            style="yellow",
+        )
+    if a.output < 1:
+        text.append("  (too small)", style="red")
+    return text
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, (float, np.floating)):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return f"{float(value):.6g}"
+    return str(value)
+
+
+def grid(plane: np.ndarray, styles: dict[tuple[int, int], str] | None = None) -> Table:
+    """A 2-D array as a table of numbers (right-aligned, no header)."""
+    table = Table(show_header=False, box=None, padding=(0, 1))
+    for _ in range(plane.shape[1]):
+        table.add_column(justify="right")
+    for r in range(plane.shape[0]):
+        cells = []
+        for c in range(plane.shape[1]):
+            style = (styles or {}).get((r, c))
+            cells.append(Text(_format_value(plane[r, c]), style=style or ""))
+        table.add_row(*cells)
+    return table
+
+
+def _planes(array: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """Each (H, W) plane of an array with its label: 'channel c' or 'batch n, channel c'."""
+    if array.ndim == 2:
+        return [("", array)]
+    if array.ndim == 3:
+        return [(f"channel {c}", array[c]) for c in range(array.shape[0])]
+    return [(f"batch {n}, channel {c}", array[n, c]) for n in range(array.shape[0]) for c in range(array.shape[1])]
+
+
+def shape_text(shape: tuple[int, ...] | None) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ")" if shape else "?"
+
+
+def render(result: Result, params: PoolParams, console: Console) -> None:
+    """Print the report of one input."""
+    if result.status == "error":
+        console.print(Text.assemble(("error ", "bold red"), f"{result.input}: {result.error}"))
+        return
+    if result.status == "skipped":
+        console.print(Text.assemble(("skipped ", "yellow"), f"{result.input}: {result.error or 'output exists'}"))
+        return
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="cyan", justify="right")
+    table.add_column()
+    frames = f", {result.frames} frames" if result.frames > 1 else ""
+    table.add_row("input", Text("- (standard input)" if result.input == "-" else result.input))
+    table.add_row("", Text(f"{result.description}, shape {shape_text(result.input_shape)} (C, H, W){frames}"))
+    if result.full_input_shape and result.full_input_shape != result.input_shape:
+        table.add_row("", Text(f"array shape {shape_text(result.full_input_shape)}"))
+    table.add_row("operation", Text(f"{params.op}_pool2d", style="bold"))
+    for line in parameter_lines(params):
+        table.add_row("", line)
+    if result.input_shape:
+        for name, axis in zip(("H", "W"), arithmetic(params, *result.input_shape[-2:]), strict=True):
+            table.add_row("output size" if name == "H" else "", arithmetic_line(name, axis))
+    shown = "- (standard output)" if result.output == "-" else (result.output or "(not written)")
+    table.add_row("output", Text(shown))
+    out_shape = shape_text(result.output_shape)
+    full = result.full_output_shape
+    table.add_row("", Text(f"shape {out_shape} (C, H, W)" + (f", array shape {shape_text(full)}"
+                                                            if full and full != result.output_shape else "")))
+    for note in result.notes:
+        table.add_row("note", Text(note, style="yellow"))
+    table.add_row("time", Text(f"{result.seconds:.3f} s"))
+    parts: list[Any] = [table]
+    if result.input_values is not None and result.output_values is not None:
+        parts.append(_value_grids(result.input_values, result.output_values))
+    console.print(Group(*parts))
+
+
+def _value_grids(before: np.ndarray, after: np.ndarray) -> Table:
+    layout = Table.grid(padding=(0, 4))
+    layout.add_column()
+    layout.add_column()
+    layout.add_column()
+    for (label, plane_in), (_, plane_out) in list(zip(_planes(before), _planes(after), strict=True))[:GRID_PLANES]:
+        layout.add_row(
+            Group(Text(f"input {label}".strip(), style="bold", no_wrap=True), grid(plane_in)),
+            Text("\n→", style="bold"),
+            Group(Text(f"output {label}".strip(), style="bold", no_wrap=True), grid(plane_out)),
+        )
+    hidden = len(_planes(before)) - GRID_PLANES
+    if hidden > 0:
+        layout.add_row(Text(f"… {hidden} more planes not shown", style="dim"), "", "")
+    return layout
+
+
+def render_summary(results: list[Result], seconds: float, console: Console) -> None:
+    """The closing table of a multi-file run: counts, time, rate, and the failures with reasons."""
+    ok = sum(r.status == "ok" for r in results)
+    failed = [r for r in results if r.status == "error"]
+    skipped = sum(r.status == "skipped" for r in results)
+    table = Table(title="poolcli summary", show_header=True, header_style="bold")
+    for name in ("ok", "failed", "skipped", "time", "images/s"):
+        table.add_column(name, justify="right")
+    rate = ok / seconds if seconds > 0 else 0.0
+    table.add_row(str(ok), str(len(failed)), str(skipped), f"{seconds:.2f} s", f"{rate:.1f}")
+    console.print(table)
+    if failed:
+        errors = Table(title="failed files", show_header=True, header_style="bold red")
+        errors.add_column("file")
+        errors.add_column("reason")
+        for r in failed:
+            errors.add_row(r.input, r.error or "")
+        console.print(errors)
