@@ -153,7 +153,28 @@ def common_options(op: str) -> Callable[[Callable], Callable]:
     return decorate
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class PoolcliGroup(click.Group):
+    """A group whose errors are one line each, with poolcli's exit codes."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        try:
+            code = super().main(args=args, prog_name=prog_name or "poolcli", complete_var=complete_var,
+                                standalone_mode=False, **extra)
+        except click.UsageError as error:
+            command = error.ctx.command_path if error.ctx else "poolcli"
+            click.echo(f"{command}: error: {error.format_message()} (see '{command} --help')", err=True)
+            sys.exit(EXIT_USAGE)
+        except click.ClickException as error:
+            click.echo(f"poolcli: error: {error.format_message()}", err=True)
+            sys.exit(error.exit_code)
+        except (KeyboardInterrupt, click.Abort):
+            click.echo("poolcli: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+@click.group(cls=PoolcliGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", prog_name="poolcli")
 def cli() -> None:
     """Torch-exact max and average pooling of images and arrays, without torch.
@@ -211,18 +232,6 @@ def _run(ctx: click.Context, op: str, *, inputs: tuple[str, ...], kernel: tuple[
     ctx.exit(code)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the command line, turning every usage error into one line and exit 2."""
-    try:
-        code = cli.main(args=argv, prog_name="poolcli", standalone_mode=False)
-    except click.UsageError as error:
-        command = error.ctx.command_path if error.ctx else "poolcli"
-        click.echo(f"{command}: error: {error.format_message()} (see '{command} --help')", err=True)
-        sys.exit(EXIT_USAGE)
-    except click.ClickException as error:
-        click.echo(f"poolcli: error: {error.format_message()}", err=True)
-        sys.exit(error.exit_code)
-    except (KeyboardInterrupt, click.Abort):
-        click.echo("poolcli: interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    sys.exit(code if isinstance(code, int) else EXIT_OK)
+def main() -> None:
+    """Console-script entry point."""
+    cli.main(prog_name="poolcli")

@@ -8,7 +8,6 @@ Encoding writes pooled frames back with that metadata, into any format that can 
 from __future__ import annotations
 
 import io
-import warnings
 from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
@@ -95,11 +94,6 @@ class Picture:
         return replace(self, frames=frames)
 
 
-def _limit_pixels(max_pixels: int | None) -> None:
-    # Pillow raises above twice its limit and only warns between; poolcli refuses above the limit.
-    Image.MAX_IMAGE_PIXELS = max_pixels if max_pixels else None
-
-
 def _target_mode(img: Image.Image, has_transparency: bool) -> str:
     mode = img.mode
     if mode in MODE_DTYPES:
@@ -180,17 +174,20 @@ def decode(source: str | bytes, *, auto_orient: bool = True, max_pixels: int | N
     ImageError
         For anything that is not a readable image, with the reason.
     """
-    _limit_pixels(max_pixels)
+    # Pillow raises only above twice its limit (and warns between): poolcli checks the limit
+    # itself, from the header, before any pixel is decoded.
+    Image.MAX_IMAGE_PIXELS = None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            stream: BinaryIO | str = io.BytesIO(source) if isinstance(source, bytes) else source
-            with Image.open(stream) as img:
-                return _decode_open(img, auto_orient)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageError(
-            f"{error} Raise the limit with --max-pixels N (0 removes it) if you trust this file."
-        ) from None
+        stream: BinaryIO | str = io.BytesIO(source) if isinstance(source, bytes) else source
+        with Image.open(stream) as img:
+            pixels = img.size[0] * img.size[1]
+            if max_pixels and pixels > max_pixels:
+                raise ImageError(
+                    f"image size ({img.size[0]}x{img.size[1]} = {pixels} pixels) exceeds the limit of {max_pixels} "
+                    "pixels (decompression bomb protection); raise it with --max-pixels N (0 removes it) "
+                    "if you trust this file"
+                )
+            return _decode_open(img, auto_orient)
     except UnidentifiedImageError:
         raise ImageError("not an image file Pillow can read") from None
     except FileNotFoundError:

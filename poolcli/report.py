@@ -105,23 +105,25 @@ def arithmetic(params: PoolParams, height: int, width: int) -> list[AxisArithmet
 
 
 def arithmetic_line(name: str, a: AxisArithmetic) -> Text:
-    """``H: (3 + 2*0 - 1*(2-1) - 1) // 1 + 1 = 2``, with the ceil form and correction when used."""
+    """``H: floor((3 + 2*0 - 1*(2-1) - 1) / 1) + 1 = 2``; in ceil mode ``ceil(...)``, with
+    ``- 1 = N`` when the correction dropped the last window (see :func:`correction_note`)."""
     core = f"{a.size} + 2*{a.padding} - {a.dilation}*({a.kernel}-1) - 1"
-    if a.ceil_mode:
-        formula = f"ceil(({core}) / {a.stride}) + 1 = {a.uncorrected}"
-    else:
-        formula = f"floor(({core}) / {a.stride}) + 1 = {a.uncorrected}"
-    text = Text.assemble((f"{name}: ", "bold"), formula)
+    rounding = "ceil" if a.ceil_mode else "floor"
+    text = Text.assemble((f"{name}: ", "bold"), f"{rounding}(({core}) / {a.stride}) + 1 = {a.uncorrected}")
     if a.corrected:
-        start = (a.uncorrected - 1) * a.stride - a.padding
         text.append(f" - 1 = {a.output}", style="bold")
-        text.append(
-            f"  (ceil mode: the last window would start at {start}, in the right padding, so it is dropped)",
-            style="yellow",
-        )
     if a.output < 1:
         text.append("  (too small)", style="red")
     return text
+
+
+def correction_note(name: str, a: AxisArithmetic) -> Text | None:
+    """Why ceil mode dropped a window along an axis, or None."""
+    if not a.corrected:
+        return None
+    start = (a.uncorrected - 1) * a.stride - a.padding
+    return Text(f"{name}: the last window would start at {start}, in the right padding, so it is dropped",
+                style="yellow")
 
 
 def _format_value(value: Any) -> str:
@@ -181,8 +183,13 @@ def render(result: Result, params: PoolParams, console: Console) -> None:
     for line in parameter_lines(params):
         table.add_row("", line)
     if result.input_shape:
-        for name, axis in zip(("H", "W"), arithmetic(params, *result.input_shape[-2:]), strict=True):
+        axes = list(zip(("H", "W"), arithmetic(params, *result.input_shape[-2:]), strict=True))
+        for name, axis in axes:
             table.add_row("output size" if name == "H" else "", arithmetic_line(name, axis))
+        for name, axis in axes:
+            note = correction_note(name, axis)
+            if note is not None:
+                table.add_row("ceil mode", note)
     shown = "- (standard output)" if result.output == "-" else (result.output or "(not written)")
     table.add_row("output", Text(shown))
     out_shape = shape_text(result.output_shape)
