@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-from poolcli import images, report
+from poolcli import images
 from poolcli.params import PoolParams
 from poolcli.pipeline import STDIO, Job, Options, run
-from poolcli.report import Result
+from poolcli.results import Result, json_line
 
 ARRAY_EXTENSION = ".npy"
 
@@ -189,6 +189,12 @@ def _refuse_collisions(jobs: list[Job], options: Options) -> None:
         seen[key] = job.source
 
 
+def _report_module():
+    from poolcli import report  # Rich: only when there is something to draw
+
+    return report
+
+
 def default_jobs() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -199,21 +205,22 @@ def default_jobs() -> int:
 def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: int | None = None,
             skip_existing: bool = False, progress: bool = True, as_json: bool = False, quiet: bool = False) -> int:
     """Run every job, report as each finishes, and return the exit code (0, 1, or 130)."""
-    console = report.make_console()
+    single = len(jobs) == 1
+    wants_rich = not quiet and not as_json
+    report = _report_module() if wants_rich or (progress and not single) else None
+    console = report.make_console() if report else None
     image_to_stdout = any(job.output == STDIO for job in jobs)
     json_stream = sys.stderr if image_to_stdout else sys.stdout
-    single = len(jobs) == 1
     results: list[Result] = []
     started = time.perf_counter()
 
     def on_result(result: Result) -> None:
         results.append(result)
         if as_json:
-            print(report.json_line(result, params), file=json_stream, flush=True)
+            print(json_line(result, params), file=json_stream, flush=True)
         if result.status == "error" and not (as_json and image_to_stdout):
-            console.print(f"poolcli: error: {result.input}: {result.error}", markup=False, highlight=False,
-                          style="red", soft_wrap=True)
-        if single and not quiet and not as_json and result.status != "error":
+            print(f"poolcli: error: {result.input}: {result.error}", file=sys.stderr, flush=True)
+        if single and wants_rich and result.status != "error":
             report.render(result, params, console)
 
     todo = []
@@ -224,7 +231,7 @@ def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: in
         else:
             todo.append(job)
     workers = min(jobs_n or default_jobs(), len(todo))
-    show_bar = progress and not single and console.is_terminal and not quiet
+    show_bar = progress and not single and console is not None and console.is_terminal and not quiet
     interrupted = False
     try:
         with _progress(console, show_bar, len(jobs), len(jobs) - len(todo)) as advance:
@@ -240,10 +247,10 @@ def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: in
     except KeyboardInterrupt:
         interrupted = True
         _remove_partial_files(jobs)
-    if not single and not quiet and not as_json:
+    if not single and wants_rich:
         report.render_summary(results, time.perf_counter() - started, console)
     if interrupted:
-        console.print(f"poolcli: interrupted after {len(results)} of {len(jobs)} inputs", style="red")
+        print(f"poolcli: interrupted after {len(results)} of {len(jobs)} inputs", file=sys.stderr, flush=True)
         return 130
     return 1 if any(r.status == "error" for r in results) else 0
 

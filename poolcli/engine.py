@@ -34,6 +34,7 @@ import numpy as np
 
 __all__ = [
     "AxisArithmetic",
+    "RowSource",
     "avg_pool2d",
     "avg_pool2d_rounded",
     "axis_arithmetic",
@@ -332,7 +333,56 @@ def _check_dtype(op: str, x: np.ndarray) -> None:
 
 
 def _as_array(x: object) -> np.ndarray:
-    return x if isinstance(x, np.ndarray) else np.asarray(x)
+    return x if isinstance(x, (np.ndarray, RowSource)) else np.asarray(x)
+
+
+class RowSource:
+    """A (C, H, W) input whose rows are read on demand, in strips, instead of a whole array.
+
+    ``read(top, bottom)`` returns rows ``top:bottom`` as an array of shape (C, bottom - top, W)
+    (any strides).  The pooling functions accept a RowSource wherever they accept an array and
+    pull only the rows each block needs, so a large image never has to exist as one array beside
+    its decoded form.  ``read`` may be called from several threads at once.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> planes = np.arange(18.0).reshape(2, 3, 3)
+    >>> source = RowSource(planes.shape, planes.dtype, lambda top, bottom: planes[:, top:bottom])
+    >>> max_pool2d(source, 2, 1).tolist() == max_pool2d(planes, 2, 1).tolist()
+    True
+    """
+
+    ndim = 3
+
+    def __init__(self, shape: tuple[int, int, int], dtype: np.dtype, read: Callable[[int, int], np.ndarray]):
+        self.shape = tuple(int(v) for v in shape)
+        self.dtype = np.dtype(dtype)
+        self.read = read
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def itemsize(self) -> int:
+        return self.dtype.itemsize
+
+
+
+class _BatchOfOne:
+    """A RowSource seen as (1, C, H, W), indexed the way blocks read their rows."""
+
+    def __init__(self, source: RowSource):
+        self.source = source
+        self.shape = (1, *source.shape)
+        self.dtype = source.dtype
+        self.size = source.size
+        self.itemsize = source.itemsize
+
+    def __getitem__(self, index: tuple) -> np.ndarray:
+        _, channels, rows, cols = index
+        return self.source.read(rows.start, rows.stop)[channels, :, cols]
 
 
 # --------------------------------------------------------------------------------------------
@@ -445,11 +495,15 @@ def _run(blocks: list[_Block], work: Callable[[_Block], None], total_elements: i
 
 
 def _is_channels_last(x4: np.ndarray) -> bool:
+    if isinstance(x4, _BatchOfOne):
+        return True  # strips of interleaved pixels: read every channel of a row at once
     s = x4.strides
     return x4.shape[1] > 1 and abs(s[1]) < abs(s[3]) and abs(s[1]) < abs(s[2])
 
 
 def _as_4d(x: np.ndarray) -> np.ndarray:
+    if isinstance(x, RowSource):
+        return _BatchOfOne(x)
     return x.reshape((1, 1) + x.shape) if x.ndim == 2 else (x[None] if x.ndim == 3 else x)
 
 
@@ -460,7 +514,8 @@ def _slab(x4: np.ndarray, block: _Block, plan: _Plan, dtype: np.dtype, pad_value
     rows = (block.r1 - block.r0 - 1) * sh + plan.dilation[0] * (plan.kernel[0] - 1) + 1
     top = block.r0 * sh - ph
     if (
-        x4.dtype == dtype
+        isinstance(x4, np.ndarray)
+        and x4.dtype == dtype
         and pw == 0
         and top >= 0
         and top + rows <= plan.in_size[0]
@@ -805,8 +860,10 @@ def _finish_truncated(sums: np.ndarray, divisor: np.ndarray, out: np.ndarray) ->
     """torch's average from window sums into ``out``: one division; integers truncate toward zero."""
     if out.dtype.kind == "f":
         np.divide(sums, divisor.astype(sums.dtype), out=sums)
-        # torch adds the quotient into a zeroed output (out = 0; out += q): -0.0 becomes +0.0.
-        np.add(sums, sums.dtype.type(0), out=out, casting="same_kind")
+        out[...] = sums  # rounds float32 quotients to float16 (nearest even)
+        # torch adds the quotient into a zeroed output of the output dtype (out = 0; out += q):
+        # -0.0, also from float16 underflow, becomes +0.0.
+        out += out.dtype.type(0)
     elif sums.dtype != np.int64:
         # |sum| < 2**31: the float64 quotient is close enough to truncate to the exact integer.
         quotient = np.trunc(sums / divisor)
@@ -862,12 +919,22 @@ def _avg_pool(
     # Divisors are products of per-axis factors; most calls divide by one number everywhere.
     uniform = np.all(row_factors == row_factors[0]) and np.all(col_factors == col_factors[0])
     single = np.asarray(row_factors[0] * col_factors[0], dtype=np.int64)
+    table = None
+    if uniform and acc_dtype == np.uint16:
+        # 8-bit data: every possible sum's quotient, computed once by ``finish`` itself, then a
+        # lookup per output instead of float64 arithmetic.
+        table = np.empty(2**16, dtype=x.dtype)
+        finish(np.arange(2**16, dtype=np.uint16), single, table)
 
     def work(block: _Block) -> None:
         slab = _slab(x4, block, plan, acc_dtype, 0)
         sums = _avg_block_sums(slab, plan, block.r1 - block.r0)
+        target = out[block.batch, block.c0: block.c1, block.r0: block.r1]
+        if table is not None:
+            target[...] = table[sums]
+            return
         divisor = single if uniform else row_factors[block.r0: block.r1, None] * col_factors[None, :]
-        finish(sums, divisor, out[block.batch, block.c0: block.c1, block.r0: block.r1])
+        finish(sums, divisor, target)
 
     if out.size:
         _run(_blocks(x4, plan, _is_channels_last(x4), acc_dtype.itemsize), work, x4.size)

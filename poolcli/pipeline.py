@@ -1,6 +1,6 @@
 """One input, start to finish: read, pool, write atomically, and say what happened.
 
-Everything that can go wrong with one file ends here as a :class:`~poolcli.report.Result` with
+Everything that can go wrong with one file ends here as a :class:`~poolcli.results.Result` with
 status "error" and a one-line reason; nothing escapes as a traceback, and no partial output stays.
 """
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from poolcli import images, pixels
 from poolcli.params import PoolParams
-from poolcli.report import Result
+from poolcli.results import Result
 
 STDIO = "-"
 NPY_MAGIC = b"\x93NUMPY"
@@ -200,7 +200,14 @@ def _run_array(source: bytes | str, job: Job, params: PoolParams, options: Optio
 
 
 def _run_image(source: bytes | str, job: Job, params: PoolParams, options: Options, result: Result) -> None:
-    picture = images.decode(source, auto_orient=options.auto_orient, max_pixels=options.max_pixels)
+    picture = images.decode(source, auto_orient=options.auto_orient, max_pixels=options.max_pixels, lazy=True)
+    try:
+        _pool_picture(picture, job, params, options, result)
+    finally:
+        picture.close()
+
+
+def _pool_picture(picture: images.Picture, job: Job, params: PoolParams, options: Options, result: Result) -> None:
     height, width, channels = picture.frames[0].shape
     result.kind = "image"
     converted = f" (from mode {picture.source_mode})" if picture.source_mode != picture.mode else ""
@@ -226,7 +233,7 @@ def _run_image(source: bytes | str, job: Job, params: PoolParams, options: Optio
             linear=options.linear, want_indices=options.indices_path is not None)
         pooled_frames.append(pooled)
         index_frames.append(indices)
-    picture.frames = []  # the input pixels are no longer needed: free them before encoding
+    picture.close()  # the input pixels are no longer needed: free them before encoding
     out_h, out_w = pooled_frames[0].shape[:2]
     result.output_shape = (channels, out_h, out_w)
     pooled_picture = picture.with_frames(pooled_frames)
@@ -247,5 +254,6 @@ def _run_image(source: bytes | str, job: Job, params: PoolParams, options: Optio
         atomic_write(options.indices_path, _save_npy(stacked))
 
 
-def _fits_uint16(frames: list[np.ndarray]) -> bool:
-    return all(f.size == 0 or (f.min() >= 0 and f.max() <= 65535) for f in frames)
+def _fits_uint16(frames: list[images.Frame]) -> bool:
+    arrays = [f.to_array() if isinstance(f, images.LazyFrame) else f for f in frames]
+    return all(a.size == 0 or (a.min() >= 0 and a.max() <= 65535) for a in arrays)

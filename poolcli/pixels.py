@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from poolcli import engine
+from poolcli.images import LazyFrame
 from poolcli.params import PoolParams
 
 
@@ -25,38 +26,63 @@ def pool_array(x: np.ndarray, params: PoolParams, want_indices: bool = False
     return engine.avg_pool2d(x, **params.avg_args()), None
 
 
-def pool_pixels(frame: np.ndarray, params: PoolParams, *, has_alpha: bool = False, premultiply: bool = True,
-                linear: bool = False, want_indices: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+def pool_pixels(frame: np.ndarray | LazyFrame, params: PoolParams, *, has_alpha: bool = False,
+                premultiply: bool = True, linear: bool = False, want_indices: bool = False
+                ) -> tuple[np.ndarray, np.ndarray | None]:
     """Pool one (H, W, C) frame of pixels; returns the (OH, OW, C) frame and, for max with
-    ``want_indices``, torch's (C, OH, OW) indices.  Alpha, if any, is the last channel."""
+    ``want_indices``, torch's (C, OH, OW) indices.  Alpha, if any, is the last channel.
+
+    A :class:`~poolcli.images.LazyFrame` is read strip by strip where the rule is per channel
+    (max, plain averages); the alpha-weighted and linear-light rules take the whole array."""
+    per_channel = params.op == "max" or not (linear or (has_alpha and premultiply))
+    if isinstance(frame, LazyFrame):
+        if per_channel:
+            height, width, channels = frame.shape
+            planes = engine.RowSource((channels, height, width), frame.dtype,
+                                      lambda top, bottom: frame.rows(top, bottom).transpose(2, 0, 1))
+            return _pool_planes(planes, frame.dtype, params, want_indices)
+        frame = frame.to_array()
     planes = frame.transpose(2, 0, 1)  # a view: the engine reads the interleaved buffer as planes
-    if params.op == "max":
-        values, indices = pool_array(planes, params, want_indices)
-        return values.transpose(1, 2, 0), indices
-    if frame.dtype.kind == "f":
-        return engine.avg_pool2d(planes, **params.avg_args()).transpose(1, 2, 0), None
+    if per_channel:
+        return _pool_planes(planes, frame.dtype, params, want_indices)
     color = planes[:-1] if has_alpha else planes
     alpha = planes[-1:] if has_alpha else None
     if linear:
         out_color = _linear_average(color, alpha if premultiply else None, params)
-    elif alpha is not None and premultiply:
-        out_color = _premultiplied_average(color, alpha, params)
     else:
-        out_color = _rounded_average(color, params)
+        out_color = _premultiplied_average(color, alpha, params)
     if alpha is None:
         return out_color.transpose(1, 2, 0), None
     out = np.concatenate([out_color, _rounded_average(alpha, params)], axis=0)
     return out.transpose(1, 2, 0), None
 
 
-def _rounded_average(planes: np.ndarray, params: PoolParams) -> np.ndarray:
+def _pool_planes(planes: np.ndarray | engine.RowSource, dtype: np.dtype, params: PoolParams,
+                 want_indices: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Channels pooled independently: torch's max, torch's float average, rounded integer average."""
+    if params.op == "max":
+        values, indices = pool_array(planes, params, want_indices)
+    elif dtype.kind == "f":
+        values, indices = engine.avg_pool2d(planes, **params.avg_args()), None
+    else:
+        values, indices = _rounded_average(planes, params), None
+    return values.transpose(1, 2, 0), indices
+
+
+def _rounded_average(planes: np.ndarray | engine.RowSource, params: PoolParams) -> np.ndarray:
     """Exact window averages rounded half up, saturated to the pixel type."""
+    dtype = planes.dtype
     if params.divisor_override is None:
         # An average of pixels (and zero padding) always lies in the pixel range.
         return engine.avg_pool2d_rounded(planes, **params.avg_args())
-    wide = engine.avg_pool2d_rounded(planes.astype(np.int64), **params.avg_args())
-    info = np.iinfo(planes.dtype)
-    return np.clip(wide, info.min, info.max).astype(planes.dtype)
+    if isinstance(planes, engine.RowSource):
+        source = planes
+        planes = engine.RowSource(source.shape, np.int64, lambda top, bottom: source.read(top, bottom).astype(np.int64))
+    else:
+        planes = planes.astype(np.int64)
+    wide = engine.avg_pool2d_rounded(planes, **params.avg_args())
+    info = np.iinfo(dtype)
+    return np.clip(wide, info.min, info.max).astype(dtype)
 
 
 def _window_sums(planes: np.ndarray, params: PoolParams) -> np.ndarray:

@@ -3,9 +3,7 @@ uses Rich)."""
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass, field
 from typing import IO, Any
 
 import numpy as np
@@ -15,50 +13,14 @@ from rich.text import Text
 
 from poolcli.engine import AxisArithmetic, axis_arithmetic
 from poolcli.params import PoolParams
+from poolcli.results import Result, json_line
+
+__all__ = ["Result", "json_line", "make_console", "render", "render_summary"]
 
 # Arrays with planes up to this size are shown as grids of numbers.
 GRID_LIMIT = 16
 # At most this many planes (channels x batch) are drawn as grids.
 GRID_PLANES = 4
-
-
-@dataclass
-class Result:
-    """The outcome of pooling one input: what the report and the JSON line show."""
-
-    input: str
-    output: str | None = None
-    status: str = "ok"  # "ok", "error" or "skipped"
-    error: str | None = None
-    seconds: float = 0.0
-    kind: str = "image"  # "image" or "array"
-    description: str = ""  # e.g. "RGB (8-bit)" or "array float32"
-    dtype: str = ""
-    frames: int = 1
-    input_shape: tuple[int, ...] | None = None  # (C, H, W) of what was pooled
-    output_shape: tuple[int, ...] | None = None
-    full_input_shape: tuple[int, ...] | None = None  # arrays: as given, batch included
-    full_output_shape: tuple[int, ...] | None = None
-    input_values: np.ndarray | None = None  # small arrays only, for grids
-    output_values: np.ndarray | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def as_json(self, params: PoolParams) -> dict[str, Any]:
-        """One JSON object: the keys documented in the README, in a fixed order."""
-        record: dict[str, Any] = {
-            "input": self.input,
-            "output": self.output,
-            "op": params.op,
-            "input_shape": list(self.input_shape) if self.input_shape else None,
-            "output_shape": list(self.output_shape) if self.output_shape else None,
-        }
-        record.update(params.as_json())
-        record.update(status=self.status, error=self.error, seconds=round(self.seconds, 6))
-        return record
-
-
-def json_line(result: Result, params: PoolParams) -> str:
-    return json.dumps(result.as_json(params), ensure_ascii=False)
 
 
 def make_console(stream: IO[str] | None = None) -> Console:
