@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -32,10 +32,13 @@ class Source:
 
     path: Path | None  # None for stdin
     root: Path | None = None  # the folder it was found in, for mirrored output paths
+    typed: str | None = None  # the path as typed: the folder given joined with the file's path in it
 
     @property
     def label(self) -> str:
-        return STDIO if self.path is None else str(self.path)
+        if self.path is None:
+            return STDIO
+        return self.typed or str(self.path)
 
 
 def is_candidate(path: Path) -> bool:
@@ -44,17 +47,18 @@ def is_candidate(path: Path) -> bool:
     return suffix in images.READ_EXTENSIONS or suffix == ARRAY_EXTENSION
 
 
-def walk(folder: Path, recursive: bool) -> Iterator[Path]:
-    """Candidate files under ``folder`` in sorted order, hidden files and folders skipped.
+def walk(folder: str, recursive: bool) -> Iterator[str]:
+    """Candidate files under ``folder`` in sorted order, as paths joined onto ``folder`` as given
+    (``./photos`` gives ``./photos/a.png``); hidden files and folders are skipped.
 
     Symlinked folders are not followed, so a link loop cannot hang the walk; each real folder is
     visited once.
     """
     seen: set[tuple[int, int]] = set()
 
-    def visit(directory: Path) -> Iterator[Path]:
+    def visit(directory: str) -> Iterator[str]:
         try:
-            stat = directory.stat()
+            stat = os.stat(directory)
         except OSError:
             return
         key = (stat.st_dev, stat.st_ino)
@@ -68,13 +72,12 @@ def walk(folder: Path, recursive: bool) -> Iterator[Path]:
         for entry in entries:
             if entry.name.startswith("."):
                 continue
-            path = Path(entry.path)
             try:
                 if entry.is_dir(follow_symlinks=False):
                     if recursive:
-                        yield from visit(path)
-                elif entry.is_file() and is_candidate(path):
-                    yield path
+                        yield from visit(entry.path)
+                elif entry.is_file() and is_candidate(Path(entry.name)):
+                    yield entry.path
             except OSError:
                 continue
 
@@ -83,12 +86,10 @@ def walk(folder: Path, recursive: bool) -> Iterator[Path]:
 
 def output_extension(source_suffix: str, is_array: bool, file_format: str | None) -> str:
     """The extension of an output: --format's, else the input's when poolcli can write it."""
-    if file_format == "NPY":
-        return ARRAY_EXTENSION
+    if file_format == "NPY" or is_array:
+        return ARRAY_EXTENSION  # arrays stay arrays; --format is for the images
     if file_format:
         return images.FORMAT_EXTENSIONS[file_format]
-    if is_array:
-        return ARRAY_EXTENSION
     if images.format_for_extension(source_suffix):
         return source_suffix
     return ".png"  # read-only formats (.ppm, .tga, ...) are written as PNG
@@ -112,7 +113,7 @@ def collect(inputs: list[str], recursive: bool) -> tuple[list[Source], bool]:
         path = Path(raw)
         if path.is_dir():
             any_folder = True
-            sources.extend(Source(found, path) for found in walk(path, recursive))
+            sources.extend(Source(Path(found), path, found) for found in walk(raw, recursive))
         else:
             sources.append(Source(path))  # a missing file is reported when it is processed
     return sources, any_folder
@@ -293,28 +294,37 @@ def _worker_init() -> None:
 
 def _run_parallel(jobs: list[Job], params: PoolParams, options: Options, workers: int,
                   finished: Callable[[Result], None]) -> None:
-    """Jobs on worker processes, at most two queued per worker so that Ctrl-C stops quickly."""
-    executor = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork"), initializer=_worker_init)
-    pending: dict[Future, Job] = {}
+    """Jobs on worker processes, at most two queued per worker so that Ctrl-C stops quickly.
+
+    A worker that dies (killed by the OS, say) fails the file it had; the pool is started again
+    for the files after it.
+    """
     queue = iter(jobs)
+    pending: dict[Future, Job] = {}
+    executor = _start_workers(workers)
     try:
-        for job in queue:
-            pending[executor.submit(run, job, params, options)] = job
-            if len(pending) >= 2 * workers:
+        while True:
+            while len(pending) < 2 * workers:
+                job = next(queue, None)
+                if job is None:
+                    break
+                try:
+                    pending[executor.submit(run, job, params, options)] = job
+                except BrokenExecutor:
+                    executor.shutdown(wait=True, cancel_futures=True)
+                    executor = _start_workers(workers)
+                    pending[executor.submit(run, job, params, options)] = job
+            if not pending:
                 break
-        while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 job = pending.pop(future)
                 try:
                     result = future.result()
-                except Exception as error:  # a worker died (e.g. killed by the OS): that file failed
+                except Exception as error:  # the worker died while on this file
                     result = Result(input=job.label or job.source, status="error",
-                                    error=f"worker failed: {error or type(error).__name__}")
+                                    error=f"worker process failed: {error or type(error).__name__}")
                 finished(result)
-                next_job = next(queue, None)
-                if next_job is not None:
-                    pending[executor.submit(run, next_job, params, options)] = next_job
     except BaseException:
         for future in pending:
             future.cancel()
@@ -324,6 +334,11 @@ def _run_parallel(jobs: list[Job], params: PoolParams, options: Options, workers
         executor.shutdown(wait=True, cancel_futures=True)
         raise
     executor.shutdown(wait=True)
+
+
+def _start_workers(workers: int) -> ProcessPoolExecutor:
+    # fork: the workers inherit the imported modules, so each is ready at once.
+    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork"), initializer=_worker_init)
 
 
 def _remove_partial_files(jobs: list[Job]) -> None:

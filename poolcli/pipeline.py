@@ -184,7 +184,9 @@ def _run_array(source: bytes | str, job: Job, params: PoolParams, options: Optio
     result.kind, result.description, result.dtype = "array", f"array of {array.dtype}", str(array.dtype)
     result.full_input_shape = tuple(array.shape)
     result.input_shape = _chw(array.shape)
-    file_format = output_format(job.output, options, None, is_array=True)
+    # Arrays are always written as .npy: in a folder run --format applies to the images only.
+    in_folder_run = job.output != STDIO and job.output.lower().endswith(".npy")
+    file_format = "NPY" if in_folder_run else output_format(job.output, options, None, is_array=True)
     if file_format != "NPY":
         raise JobError(f"an array input is written as .npy, not {file_format}")
     if options.linear:
