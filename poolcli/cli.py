@@ -96,31 +96,45 @@ def _show(pair: tuple[int, int]) -> str:
     return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]},{pair[1]}"
 
 
+def pooling_options(op: str) -> list[Callable]:
+    """The torch parameters, shared by ``max``/``avg`` and ``explain max``/``explain avg``."""
+    options = [
+        click.option("-k", "--kernel", type=PAIR, required=True, help="Window size: N or H,W (also HxW)."),
+        click.option("-s", "--stride", type=PAIR, default=None, help="Step between windows [default: the kernel]."),
+        click.option("-p", "--padding", type=PAIR, default="0", show_default=True,
+                     help="Implicit padding on each side (at most kernel // 2)."),
+        click.option("--ceil-mode", is_flag=True, help="Round the output size up (torch's ceil_mode)."),
+    ]
+    if op == "max":
+        options.append(click.option("-d", "--dilation", type=PAIR, default="1", show_default=True,
+                                    help="Spacing between window taps."))
+    else:
+        options += [
+            click.option("--count-include-pad/--no-count-include-pad", default=True, show_default=True,
+                         help="Count padding cells in the divisor."),
+            click.option("--divisor-override", type=int, default=None, metavar="N",
+                         help="Divide every window sum by N instead (non-zero, may be negative)."),
+        ]
+    return options
+
+
+def apply(options: list[Callable], function: Callable) -> Callable:
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
 def common_options(op: str) -> Callable[[Callable], Callable]:
-    """The options every pooling command shares, with the op-specific ones."""
+    """The options of ``poolcli max`` / ``poolcli avg``."""
 
     def decorate(function: Callable) -> Callable:
-        options = [
-            click.argument("inputs", nargs=-1, required=True, metavar="INPUT..."),
-            click.option("-k", "--kernel", type=PAIR, required=True, help="Window size: N or H,W (also HxW)."),
-            click.option("-s", "--stride", type=PAIR, default=None, help="Step between windows [default: the kernel]."),
-            click.option("-p", "--padding", type=PAIR, default="0", show_default=True,
-                         help="Implicit padding on each side (at most kernel // 2)."),
-            click.option("--ceil-mode", is_flag=True, help="Round the output size up (torch's ceil_mode)."),
-        ]
+        options = [click.argument("inputs", nargs=-1, required=True, metavar="INPUT..."), *pooling_options(op)]
         if op == "max":
-            options += [
-                click.option("-d", "--dilation", type=PAIR, default="1", show_default=True,
-                             help="Spacing between window taps."),
-                click.option("--return-indices", "indices_path", type=click.Path(dir_okay=False), default=None,
-                             metavar="FILE.npy", help="Also save torch's int64 indices of each maximum (one input)."),
-            ]
+            options.append(click.option("--return-indices", "indices_path", type=click.Path(dir_okay=False),
+                                        default=None, metavar="FILE.npy",
+                                        help="Also save torch's int64 indices of each maximum (one input)."))
         else:
             options += [
-                click.option("--count-include-pad/--no-count-include-pad", default=True, show_default=True,
-                             help="Count padding cells in the divisor."),
-                click.option("--divisor-override", type=int, default=None, metavar="N",
-                             help="Divide every window sum by N instead (non-zero, may be negative)."),
                 click.option("--premultiply/--no-premultiply", default=True, show_default=True,
                              help="Weight colour by alpha when averaging (no dark fringes); off gives torch's "
                                   "independent channels."),
@@ -146,9 +160,7 @@ def common_options(op: str) -> Callable[[Callable], Callable]:
             click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout."),
             click.option("-q", "--quiet", is_flag=True, help="No report (errors are still printed)."),
         ]
-        for option in reversed(options):
-            function = option(function)
-        return function
+        return apply(options, function)
 
     return decorate
 
@@ -174,7 +186,8 @@ class PoolcliGroup(click.Group):
         sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 
-@click.group(cls=PoolcliGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group("poolcli", cls=PoolcliGroup,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", prog_name="poolcli")
 def cli() -> None:
     """Torch-exact max and average pooling of images and arrays, without torch.
@@ -235,3 +248,102 @@ def _run(ctx: click.Context, op: str, *, inputs: tuple[str, ...], kernel: tuple[
 def main() -> None:
     """Console-script entry point."""
     cli.main(prog_name="poolcli")
+
+
+EPILOG_EXPLAIN = """\b
+Examples:
+  poolcli explain max "0 1 2; 3 4 5; 6 7 8" -k 2 -s 1
+  poolcli explain avg "1 2 3 4; 5 6 7 8" -k 2 -p 1 --no-count-include-pad
+  poolcli explain max m.npy -k 3 -s 2 -p 1 -d 2 --indices --svg windows.svg
+  poolcli explain avg photo.png --crop 100,80,8,8 -k 2 --summary
+"""
+
+
+@cli.group("explain")
+def explain_group() -> None:
+    """See pooling happen, window by window, on a small matrix.
+
+    MATRIX is a literal (rows separated by ';', values by spaces or commas, e.g.
+    "0 1 2; 3 4 5; 6 7 8"; read as float32, like torch's default), a .npy file, or an image
+    with --crop X,Y,W,H.  At most 16x16 values per plane are explained.
+    """
+
+
+def explain_options(op: str) -> Callable[[Callable], Callable]:
+    def decorate(function: Callable) -> Callable:
+        options = [click.argument("matrix", metavar="MATRIX"), *pooling_options(op)]
+        if op == "max":
+            options.append(click.option("--indices", "show_indices", is_flag=True,
+                                        help="Show torch's flat index h*W + w of each maximum."))
+        options += [
+            click.option("--crop", default=None, metavar="X,Y,W,H",
+                         help="Explain this part of an image or array (left, top, width, height)."),
+            click.option("--summary", is_flag=True, help="Only the grids and the arithmetic, not every window."),
+            click.option("--svg", "svg_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                         help="Also save the picture as SVG."),
+            click.option("--png", "png_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                         help="Also save the picture as PNG."),
+        ]
+        return apply(options, function)
+
+    return decorate
+
+
+@explain_group.command("max", epilog=EPILOG_EXPLAIN)
+@explain_options("max")
+@click.pass_context
+def explain_max(ctx: click.Context, **kwargs: Any) -> None:
+    """Explain max pooling (torch's MaxPool2d) of MATRIX."""
+    _explain(ctx, "max", **kwargs)
+
+
+@explain_group.command("avg", epilog=EPILOG_EXPLAIN)
+@explain_options("avg")
+@click.pass_context
+def explain_avg(ctx: click.Context, **kwargs: Any) -> None:
+    """Explain average pooling (torch's AvgPool2d) of MATRIX."""
+    _explain(ctx, "avg", **kwargs)
+
+
+def _explain(ctx: click.Context, op: str, *, matrix: str, kernel: tuple[int, int], stride: tuple[int, int] | None,
+             padding: tuple[int, int], ceil_mode: bool, crop: str | None, summary: bool, svg_path: str | None,
+             png_path: str | None, dilation: tuple[int, int] = (1, 1), show_indices: bool = False,
+             count_include_pad: bool = True, divisor_override: int | None = None) -> None:
+    params = PoolParams(op, kernel, stride, padding, dilation, ceil_mode, count_include_pad, divisor_override)
+    _check_pairs(params, ctx)
+    box = None
+    if crop is not None:
+        try:
+            box = tuple(int(v) for v in re.split(r"\s*,\s*", crop.strip()))
+        except ValueError:
+            box = ()
+        if len(box) != 4 or min(box) < 0 or box[2] < 1 or box[3] < 1:
+            raise click.BadParameter("give X,Y,W,H: four whole numbers, W and H at least 1", ctx=ctx,
+                                     param_hint="'--crop'")
+
+    from poolcli import explain, report
+    from poolcli.explainio import ExplainInputError, load_matrix, save_png, save_svg
+
+    try:
+        array = load_matrix(matrix, box)
+    except explain.MatrixError as error:
+        raise click.BadParameter(str(error), ctx=ctx, param_hint="'MATRIX'") from None
+    except ExplainInputError as error:
+        click.echo(f"poolcli: error: {matrix}: {error}", err=True)
+        ctx.exit(EXIT_FAILED)
+    try:
+        explanation = explain.explain(array, params)
+    except ValueError as error:  # torch's own message, e.g. output size too small
+        click.echo(f"poolcli: error: {error}", err=True)
+        ctx.exit(EXIT_FAILED)
+    explanation.show_indices = show_indices
+    console = report.make_console(sys.stdout)  # the explanation is the command's output
+    report.render_explanation(explanation, console, summary)
+    try:
+        if svg_path:
+            save_svg(explanation, summary, svg_path)
+        if png_path:
+            save_png(explanation, summary, png_path)
+    except OSError as error:
+        click.echo(f"poolcli: error: {error.filename or ''}: {error.strerror or error}", err=True)
+        ctx.exit(EXIT_FAILED)
