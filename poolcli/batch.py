@@ -151,6 +151,8 @@ def plan(inputs: list[str], output: str | None, params: PoolParams, options: Opt
 
 def _output_for(source: Source, output: str | None, params: PoolParams, options: Options, several: bool) -> str:
     if source.path is None:
+        if output is not None and output != STDIO and Path(output).is_dir():
+            raise PlanError(f"-o {output} is a folder: give a file name for standard input, or -o -")
         return output if output is not None else STDIO
     if output is None:
         return str(default_output(source.path, params, options.file_format))
@@ -164,23 +166,26 @@ def _output_for(source: Source, output: str | None, params: PoolParams, options:
     return str(target / relative.with_suffix(output_extension(source.path.suffix, is_array, options.file_format)))
 
 
-def _same_file(a: str, b: str) -> bool:
+def _file_id(path: str) -> tuple[int, int] | None:
     try:
-        return os.path.samefile(a, b)
+        stat = os.stat(path)
     except OSError:
-        return os.path.abspath(a) == os.path.abspath(b)
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 def _refuse_collisions(jobs: list[Job], options: Options) -> None:
-    inputs = {os.path.abspath(job.source) for job in jobs if job.source != STDIO}
+    """No output may be an input (by path, or the same file through a link), and no two inputs
+    may share an output.  Linear in the number of files."""
+    input_paths = {os.path.abspath(job.source) for job in jobs if job.source != STDIO}
+    input_ids = {_file_id(path) for path in input_paths} - {None}
     seen: dict[str, str] = {}
     extra = [options.indices_path] if options.indices_path else []
     for job in jobs:
         for out in [job.output, *extra]:
             if out == STDIO:
                 continue
-            absolute = os.path.abspath(out)
-            if absolute in inputs or any(_same_file(out, src) for src in inputs if os.path.exists(out)):
+            if os.path.abspath(out) in input_paths or (os.path.exists(out) and _file_id(out) in input_ids):
                 raise PlanError(f"refusing to overwrite the input {out}: choose another -o")
         if job.output == STDIO:
             continue

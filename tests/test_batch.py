@@ -157,3 +157,17 @@ def test_interrupt_leaves_only_whole_images(tmp_path, rng):
         with Image.open(path) as img:
             img.load()  # whole and valid
             assert img.size == (300, 300)
+
+
+def test_output_that_is_a_link_to_an_input_is_refused(invoke, tree, tmp_path):
+    os.symlink(tree / "a.PNG", tmp_path / "link.png")
+    before = (tree / "a.PNG").read_bytes()
+    result = invoke("max", "photos/a.PNG", "-k", "2", "-o", "link.png")
+    assert result.exit_code == 2 and "refusing to overwrite the input link.png" in result.stderr
+    assert (tree / "a.PNG").read_bytes() == before
+
+
+def test_stdin_to_a_folder_needs_a_file_name(invoke, tree, course):
+    result = invoke("max", "-", "-k", "2", "-o", "photos", input=course.read_bytes())
+    assert result.exit_code == 2
+    assert "-o photos is a folder: give a file name for standard input, or -o -" in result.stderr
