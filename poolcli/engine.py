@@ -899,11 +899,18 @@ def _may_wrap(values: np.ndarray, dtype: np.dtype) -> bool:
 
 def _avg_pool(
     x: np.ndarray,
-    plan: _Plan,
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None,
+    padding: IntOrPair,
+    ceil_mode: bool,
     count_include_pad: bool,
     divisor_override: int | None,
     finish: Callable[[np.ndarray, np.ndarray, np.ndarray], None],
 ) -> np.ndarray:
+    """Validate as torch's avg_pool2d, sum every window, and let ``finish`` divide."""
+    x = _as_array(x)
+    plan = _validate("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode, divisor_override)
+    _check_bool("avg_pool2d", "count_include_pad", None, count_include_pad)
     _check_dtype("avg_pool2d", x)
     (kh, kw), (sh, sw), (ph, pw) = plan.kernel, plan.stride, plan.padding
     acc_dtype = _accumulator(x.dtype, kh * kw)
@@ -964,10 +971,8 @@ def avg_pool2d_rounded(
     >>> avg_pool2d(np.array([[1, 2], [3, 4]], dtype=np.uint8), 2).tolist()
     [[2]]
     """
-    x = _as_array(x)
-    plan = _validate("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode, divisor_override)
-    _check_bool("avg_pool2d", "count_include_pad", None, count_include_pad)
-    return _avg_pool(x, plan, count_include_pad, divisor_override, _finish_rounded)
+    return _avg_pool(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
+                     _finish_rounded)
 
 
 def avg_pool2d(
@@ -1023,7 +1028,5 @@ def avg_pool2d(
     >>> avg_pool2d(np.array([[[-3, 0, 3, 0]]]), (1, 2))  # int64 truncates toward zero
     array([[[-1,  1]]])
     """
-    x = _as_array(x)
-    plan = _validate("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode, divisor_override)
-    _check_bool("avg_pool2d", "count_include_pad", None, count_include_pad)
-    return _avg_pool(x, plan, count_include_pad, divisor_override, _finish_truncated)
+    return _avg_pool(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
+                     _finish_truncated)

@@ -122,10 +122,10 @@ def explain(array: np.ndarray, params: PoolParams) -> Explanation:
     else:
         values, indices = engine.avg_pool2d(array, **params.avg_args()), None
         sums = engine.avg_pool2d(array, **dict(params.avg_args(), divisor_override=1))
-    planes_in = _planes(array)
-    planes_out = _planes(values)
-    planes_idx = _planes(indices) if indices is not None else [None] * len(planes_out)
-    planes_sum = _planes(sums) if sums is not None else [None] * len(planes_out)
+    planes_in = labelled_planes(array)
+    planes_out = labelled_planes(values)
+    planes_idx = labelled_planes(indices) if indices is not None else [None] * len(planes_out)
+    planes_sum = labelled_planes(sums) if sums is not None else [None] * len(planes_out)
     height, width = array.shape[-2:]
     out_h, out_w = values.shape[-2:]
     stride = params.effective_stride
@@ -161,7 +161,9 @@ def explain(array: np.ndarray, params: PoolParams) -> Explanation:
     )
 
 
-def _planes(array: np.ndarray) -> list[tuple[str, np.ndarray]]:
+def labelled_planes(array: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """Each (H, W) plane of an array with its label: 'channel c' or 'batch n, channel c' (a 2-D
+    array is one channel)."""
     if array.ndim == 2:
         return [("channel 0", array)]
     if array.ndim == 3:

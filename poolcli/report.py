@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from poolcli.engine import AxisArithmetic, axis_arithmetic
+from poolcli.explain import labelled_planes
 from poolcli.params import PoolParams
 from poolcli.results import Result, json_line
 
@@ -88,6 +89,20 @@ def correction_note(name: str, a: AxisArithmetic) -> Text | None:
                 style="yellow")
 
 
+def add_operation_rows(table: Table, params: PoolParams, height: int, width: int) -> None:
+    """The operation, every parameter, and the output-size arithmetic of both axes."""
+    table.add_row("operation", Text(f"{params.op}_pool2d", style="bold"))
+    for line in parameter_lines(params):
+        table.add_row("", line)
+    axes = list(zip(("H", "W"), arithmetic(params, height, width), strict=True))
+    for name, axis in axes:
+        table.add_row("output size" if name == "H" else "", arithmetic_line(name, axis))
+    for name, axis in axes:
+        note = correction_note(name, axis)
+        if note is not None:
+            table.add_row("ceil mode", note)
+
+
 def _format_value(value: Any) -> str:
     if isinstance(value, (float, np.floating)):
         if math.isnan(value):
@@ -112,15 +127,6 @@ def grid(plane: np.ndarray, styles: dict[tuple[int, int], str] | None = None) ->
     return table
 
 
-def _planes(array: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    """Each (H, W) plane of an array with its label: 'channel c' or 'batch n, channel c'."""
-    if array.ndim == 2:
-        return [("", array)]
-    if array.ndim == 3:
-        return [(f"channel {c}", array[c]) for c in range(array.shape[0])]
-    return [(f"batch {n}, channel {c}", array[n, c]) for n in range(array.shape[0]) for c in range(array.shape[1])]
-
-
 def shape_text(shape: tuple[int, ...] | None) -> str:
     return "(" + ", ".join(str(s) for s in shape) + ")" if shape else "?"
 
@@ -141,17 +147,8 @@ def render(result: Result, params: PoolParams, console: Console) -> None:
     table.add_row("", Text(f"{result.description}, shape {shape_text(result.input_shape)} (C, H, W){frames}"))
     if result.full_input_shape and result.full_input_shape != result.input_shape:
         table.add_row("", Text(f"array shape {shape_text(result.full_input_shape)}"))
-    table.add_row("operation", Text(f"{params.op}_pool2d", style="bold"))
-    for line in parameter_lines(params):
-        table.add_row("", line)
     if result.input_shape:
-        axes = list(zip(("H", "W"), arithmetic(params, *result.input_shape[-2:]), strict=True))
-        for name, axis in axes:
-            table.add_row("output size" if name == "H" else "", arithmetic_line(name, axis))
-        for name, axis in axes:
-            note = correction_note(name, axis)
-            if note is not None:
-                table.add_row("ceil mode", note)
+        add_operation_rows(table, params, *result.input_shape[-2:])
     shown = "- (standard output)" if result.output == "-" else (result.output or "(not written)")
     table.add_row("output", Text(shown))
     out_shape = shape_text(result.output_shape)
@@ -172,13 +169,14 @@ def _value_grids(before: np.ndarray, after: np.ndarray) -> Table:
     layout.add_column()
     layout.add_column()
     layout.add_column()
-    for (label, plane_in), (_, plane_out) in list(zip(_planes(before), _planes(after), strict=True))[:GRID_PLANES]:
+    pairs = list(zip(labelled_planes(before), labelled_planes(after), strict=True))
+    for (label, plane_in), (_, plane_out) in pairs[:GRID_PLANES]:
         layout.add_row(
             Group(Text(f"input {label}".strip(), style="bold", no_wrap=True), grid(plane_in)),
             Text("\n→", style="bold"),
             Group(Text(f"output {label}".strip(), style="bold", no_wrap=True), grid(plane_out)),
         )
-    hidden = len(_planes(before)) - GRID_PLANES
+    hidden = len(labelled_planes(before)) - GRID_PLANES
     if hidden > 0:
         layout.add_row(Text(f"… {hidden} more planes not shown", style="dim"), "", "")
     return layout
@@ -306,16 +304,7 @@ def render_explanation(expl: Any, console: Console, summary: bool = False) -> No
     header = Table.grid(padding=(0, 2))
     header.add_column(style="cyan", justify="right")
     header.add_column()
-    header.add_row("operation", Text(f"{params.op}_pool2d", style="bold"))
-    for line in parameter_lines(params):
-        header.add_row("", line)
-    axes = list(zip(("H", "W"), arithmetic(params, *expl.input_shape[-2:]), strict=True))
-    for name, axis in axes:
-        header.add_row("output size" if name == "H" else "", arithmetic_line(name, axis))
-    for name, axis in axes:
-        note = correction_note(name, axis)
-        if note is not None:
-            header.add_row("ceil mode", note)
+    add_operation_rows(header, params, *expl.input_shape[-2:])
     if any(expl.pad_rows) or any(expl.pad_cols):
         header.add_row("padding", Text(f"padding cells are shown as {expl.pad_value}; · lies past the padding "
                                        "(ceil mode), where nothing counts", style="dim"))
