@@ -198,13 +198,14 @@ def _divisor(params: PoolParams, i: int, j: int, height: int, width: int) -> tup
     return real, f"the window's {window} cells"
 
 
-def format_number(value: float | None) -> str:
+def format_number(value: object) -> str:
+    """A number as grids show it: up to 6 significant digits; nan, inf and -inf spelled out."""
     if value is None:
         return ""
-    if isinstance(value, float):
+    if isinstance(value, (float, np.floating)):
         if math.isnan(value):
             return "nan"
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
-        return f"{value:.6g}"
+        return f"{float(value):.6g}"
     return str(value)

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from poolcli.engine import AxisArithmetic, axis_arithmetic
-from poolcli.explain import labelled_planes
+from poolcli.explain import Cell, Explanation, PlaneExplanation, format_number, labelled_planes
 from poolcli.params import PoolParams
 from poolcli.results import Result, json_line
 
@@ -103,16 +103,6 @@ def add_operation_rows(table: Table, params: PoolParams, height: int, width: int
             table.add_row("ceil mode", note)
 
 
-def _format_value(value: Any) -> str:
-    if isinstance(value, (float, np.floating)):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return f"{float(value):.6g}"
-    return str(value)
-
-
 def grid(plane: np.ndarray, styles: dict[tuple[int, int], str] | None = None) -> Table:
     """A 2-D array as a table of numbers (right-aligned, no header)."""
     table = Table(show_header=False, box=None, padding=(0, 1))
@@ -122,7 +112,7 @@ def grid(plane: np.ndarray, styles: dict[tuple[int, int], str] | None = None) ->
         cells = []
         for c in range(plane.shape[1]):
             style = (styles or {}).get((r, c))
-            cells.append(Text(_format_value(plane[r, c]), style=style or ""))
+            cells.append(Text(format_number(plane[r, c]), style=style or ""))
         table.add_row(*cells)
     return table
 
@@ -214,13 +204,11 @@ CELL_STYLES = {
 }
 
 
-def explanation_panels(expl: Any, summary: bool) -> list[tuple[str, list[list[tuple[str, str]]], str]]:
+def explanation_panels(expl: Explanation, summary: bool) -> list[tuple[str, list[list[tuple[str, str]]], str]]:
     """The picture of an explanation as panels: (title, rows of (text, style key), caption).
 
     Shared by the terminal, SVG and PNG renderings so that they show the same thing.
     """
-    from poolcli.explain import format_number
-
     panels = []
     for plane in expl.planes:
         panels.append((f"input {plane.label}", _padded_grid(expl, plane, None), _shape_caption(expl.input_shape)))
@@ -239,9 +227,8 @@ def _shape_caption(shape: tuple[int, ...]) -> str:
     return f"shape {shape_text(tuple(shown))} {order}"
 
 
-def _padded_grid(expl: Any, plane: Any, cell: Any) -> list[list[tuple[str, str]]]:
-    from poolcli.explain import format_number
-
+def _padded_grid(expl: Explanation, plane: PlaneExplanation, cell: Cell | None) -> list[list[tuple[str, str]]]:
+    """The input plane with its padding drawn, and the cells of ``cell``'s window marked."""
     height, width = plane.values.shape
     (top, bottom), (left, right) = expl.pad_rows, expl.pad_cols
     taps = {(t.row, t.col) for t in cell.taps} if cell is not None else set()
@@ -267,10 +254,8 @@ def _padded_grid(expl: Any, plane: Any, cell: Any) -> list[list[tuple[str, str]]
     return rows
 
 
-def cell_explanation(expl: Any, cell: Any) -> str:
+def cell_explanation(expl: Explanation, cell: Cell) -> str:
     """How one output value follows from its window, in one or two sentences."""
-    from poolcli.explain import format_number
-
     inside = [t for t in cell.taps if t.inside]
     skipped = len(cell.taps) - len(inside)
     if expl.params.op == "max":
@@ -298,7 +283,7 @@ def cell_explanation(expl: Any, cell: Any) -> str:
             f"{format_number(cell.value)}; divisor {cell.divisor}: {cell.divisor_reason}")
 
 
-def render_explanation(expl: Any, console: Console, summary: bool = False) -> None:
+def render_explanation(expl: Explanation, console: Console, summary: bool = False) -> None:
     """Print an explanation: arithmetic, then the panels, grids with their windows highlighted."""
     params = expl.params
     header = Table.grid(padding=(0, 2))
