@@ -3,7 +3,9 @@
 Usage: python benchmarks/bench_engine.py [--repeats N] [--size S]
 
 Same process, same inputs, interleaved repeats (poolcli, torch, poolcli, ...), medians; torch at
-its default thread count.  One row per case with the ratio poolcli / torch (below 1.0: poolcli is
+its default thread count.  Between timed calls the script pauses (--settle, 0.2 s): torch's
+OpenMP threads keep spinning on the cores for a while after each call, which would otherwise be
+charged to whichever call comes next.  One row per case with the ratio poolcli / torch (below 1.0: poolcli is
 faster).  torch has no uint8 average pooling, so for that case torch times ``avg_pool2d`` on the
 tensor converted to float32 (conversion included): what a torch user would have to run.
 Without torch installed, only poolcli's times are printed.
@@ -45,16 +47,18 @@ def median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1e3
 
 
-def time_pair(ours, theirs, repeats: int) -> tuple[float, float | None]:
+def time_pair(ours, theirs, repeats: int, settle: float) -> tuple[float, float | None]:
     ours()  # warm-up: thread pool, page faults, torch's lazy init
     if theirs is not None:
         theirs()
     a, b = [], []
     for _ in range(repeats):
+        time.sleep(settle)
         t0 = time.perf_counter()
         ours()
         a.append(time.perf_counter() - t0)
         if theirs is not None:
+            time.sleep(settle)
             t0 = time.perf_counter()
             theirs()
             b.append(time.perf_counter() - t0)
@@ -89,6 +93,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--memory-size", type=int, default=4096)
+    parser.add_argument("--settle", type=float, default=0.2, help="seconds of quiet before each timed call")
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
@@ -123,7 +128,7 @@ def main() -> None:
                         def theirs(t=t, config=config):
                             return F.avg_pool2d(t, **config)
                 ours_ms, theirs_ms = time_pair(
-                    lambda x=x, config=config, fn=ours_fn: fn(x, **config), theirs, args.repeats
+                    lambda x=x, config=config, fn=ours_fn: fn(x, **config), theirs, args.repeats, args.settle
                 )
                 case = f"{op} {label} {name}"
                 if theirs_ms is None:

@@ -859,11 +859,14 @@ def _accumulator(dtype: np.dtype, window: int) -> np.dtype:
 def _finish_truncated(sums: np.ndarray, divisor: np.ndarray, out: np.ndarray) -> None:
     """torch's average from window sums into ``out``: one division; integers truncate toward zero."""
     if out.dtype.kind == "f":
-        np.divide(sums, divisor.astype(sums.dtype), out=sums)
-        out[...] = sums  # rounds float32 quotients to float16 (nearest even)
         # torch adds the quotient into a zeroed output of the output dtype (out = 0; out += q):
         # -0.0, also from float16 underflow, becomes +0.0.
-        out += out.dtype.type(0)
+        np.divide(sums, divisor.astype(sums.dtype), out=sums)
+        if out.dtype == sums.dtype:
+            np.add(sums, sums.dtype.type(0), out=out)  # one pass: add and store
+        else:
+            out[...] = sums  # rounds float32 quotients to float16 (nearest even) first
+            out += out.dtype.type(0)
     elif sums.dtype != np.int64:
         # |sum| < 2**31: the float64 quotient is close enough to truncate to the exact integer.
         quotient = np.trunc(sums / divisor)
