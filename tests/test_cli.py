@@ -317,3 +317,59 @@ def test_empty_stdin_is_an_error():
     out = poolcli("max", "-", "-k", "2", data=b"")
     assert out.returncode == 1 and out.stderr.decode().strip() == "poolcli: error: -: standard input is empty"
     assert out.stdout == b""
+
+
+# --------------------------------------------------------------------------- the remaining options
+
+
+def test_import_poolcli_loads_no_cli_libraries():
+    code = ("import sys, poolcli; import numpy as np; poolcli.max_pool2d(np.zeros((1, 2, 2)), 2); "
+            "print(sorted(m for m in ('click', 'rich', 'PIL') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_help_and_version_load_neither_numpy_nor_pillow():
+    code = ("import sys\nfrom poolcli.cli import cli\nsys.argv = ['poolcli', '--help']\ntry:\n    cli.main()\n"
+            "except SystemExit:\n    pass\nprint(sorted(m for m in ('numpy', 'PIL', 'rich') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_linear_and_premultiply_options(invoke, tmp_path):
+    gray = np.array([[0, 255], [0, 255]], dtype=np.uint8)
+    Image.fromarray(gray).save(tmp_path / "g.png")
+    assert invoke("avg", "g.png", "-k", "2", "--linear", "-o", "lin.png", "-q").exit_code == 0
+    assert np.asarray(Image.open(tmp_path / "lin.png")).tolist() == [[188]]
+    rgba = np.array([[[255, 0, 0, 255], [0, 255, 0, 0]], [[0, 255, 0, 0], [0, 255, 0, 0]]], dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    assert invoke("avg", "a.png", "-k", "2", "-o", "pre.png", "-q").exit_code == 0
+    assert invoke("avg", "a.png", "-k", "2", "--no-premultiply", "-o", "raw.png", "-q").exit_code == 0
+    assert np.asarray(Image.open(tmp_path / "pre.png")).tolist() == [[[255, 0, 0, 64]]]
+    assert np.asarray(Image.open(tmp_path / "raw.png")).tolist() == [[[64, 191, 0, 64]]]
+
+
+def test_linear_refuses_float_pixels(invoke, tmp_path, rng):
+    Image.fromarray(rng.random((4, 4), dtype=np.float32), mode="F").save(tmp_path / "f.tif")
+    result = invoke("avg", "f.tif", "-k", "2", "--linear")
+    assert result.exit_code == 1 and "--linear needs sRGB pixels" in result.stderr
+
+
+def test_no_auto_orient(invoke, tmp_path, rng):
+    img = Image.fromarray(rng.integers(0, 256, (4, 8, 3), dtype=np.uint8))
+    exif = img.getexif()
+    exif[0x0112] = 6
+    img.save(tmp_path / "o.png", exif=exif)
+    assert invoke("max", "o.png", "-k", "2", "-o", "turned.png", "-q").exit_code == 0
+    assert invoke("max", "o.png", "-k", "2", "-o", "kept.png", "-q", "--no-auto-orient").exit_code == 0
+    assert Image.open(tmp_path / "turned.png").size == (2, 4)
+    assert Image.open(tmp_path / "kept.png").size == (4, 2)
+    assert Image.open(tmp_path / "kept.png").getexif()[0x0112] == 6
+
+
+def test_progress_bar_on_a_terminal_and_no_progress(invoke, tmp_path, rgb_png, course, monkeypatch):
+    monkeypatch.setenv("FORCE_COLOR", "1")  # Rich then treats stderr as a terminal
+    shown = invoke("max", str(rgb_png), str(course), "-k", "2", "-o", "a", "-j", "1")
+    assert shown.exit_code == 0 and "pooling" in shown.stderr
+    hidden = invoke("max", str(rgb_png), str(course), "-k", "2", "-o", "b", "-j", "1", "--no-progress")
+    assert hidden.exit_code == 0 and "pooling" not in hidden.stderr
