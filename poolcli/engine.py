@@ -832,6 +832,14 @@ def _axis_divisors(n_out: int, k: int, s: int, p: int, size: int, count_include_
     return np.minimum(end, size) - np.maximum(start, 0)
 
 
+def _runs(values: np.ndarray) -> list[tuple[int, int, int]]:
+    """Runs of equal values: ``[1, 2, 2, 1]`` → ``[(0, 1, 1), (1, 3, 2), (3, 4, 1)]``."""
+    edges = np.flatnonzero(np.diff(values)) + 1
+    starts = [0, *edges.tolist()]
+    ends = [*edges.tolist(), len(values)]
+    return [(lo, hi, int(values[lo])) for lo, hi in zip(starts, ends, strict=True)]
+
+
 def _accumulator(dtype: np.dtype, window: int) -> np.dtype:
     """Accumulation type: f32 for f16/f32, f64 for f64, and for integers the narrowest of
     int32/int64 that holds any window sum exactly (results equal an int64 computation)."""
@@ -859,6 +867,14 @@ def _avg_block_sums(slab: np.ndarray, plan: _Plan, n_rows: int) -> np.ndarray:
     for view in views[2:]:
         np.add(acc, view, out=acc)
     return acc
+
+
+def _runs(values: np.ndarray) -> list[tuple[int, int, int]]:
+    """Runs of equal values: ``[1, 2, 2, 1]`` → ``[(0, 1, 1), (1, 3, 2), (3, 4, 1)]``."""
+    edges = np.flatnonzero(np.diff(values)) + 1
+    starts = [0, *edges.tolist()]
+    ends = [*edges.tolist(), len(values)]
+    return [(lo, hi, int(values[lo])) for lo, hi in zip(starts, ends, strict=True)]
 
 
 def _accumulator(dtype: np.dtype, window: int) -> np.dtype:
@@ -944,25 +960,31 @@ def _avg_pool(
     else:
         row_factors = _axis_divisors(plan.out_size[0], kh, sh, ph, height, count_include_pad)
         col_factors = _axis_divisors(plan.out_size[1], kw, sw, pw, width, count_include_pad)
-    # Divisors are products of per-axis factors; most calls divide by one number everywhere.
-    uniform = np.all(row_factors == row_factors[0]) and np.all(col_factors == col_factors[0])
-    single = np.asarray(row_factors[0] * col_factors[0], dtype=np.int64)
-    table = None
-    if uniform and acc_dtype == np.uint16:
-        # 8-bit data: every possible sum's quotient, computed once by ``finish`` itself, then a
-        # lookup per output instead of float64 arithmetic.
-        table = np.empty(2**16, dtype=x.dtype)
-        finish(np.arange(2**16, dtype=np.uint16), single, table)
+    # Divisors are products of per-axis factors that change only near the edges (padding, ceil
+    # overhang): each block is divided in a few rectangles of one divisor each, by a scalar.
+    col_runs = _runs(col_factors)
+    tables: dict[int, np.ndarray] = {}
+
+    def divide(sums: np.ndarray, divisor: int, target: np.ndarray) -> None:
+        if acc_dtype == np.uint16:
+            # 8-bit data: every possible sum's quotient, computed once by ``finish`` itself,
+            # then one lookup per output instead of float64 arithmetic.
+            table = tables.get(divisor)
+            if table is None:
+                table = np.empty(2**16, dtype=x.dtype)
+                finish(np.arange(2**16, dtype=np.uint16), np.asarray(divisor, dtype=np.int64), table)
+                tables[divisor] = table
+            target[...] = table[sums]
+        else:
+            finish(sums, np.asarray(divisor, dtype=np.int64), target)
 
     def work(block: _Block) -> None:
         slab = _slab(x4, block, plan, acc_dtype, 0)
         sums = _avg_block_sums(slab, plan, block.r1 - block.r0)
         target = out[block.batch, block.c0: block.c1, block.r0: block.r1]
-        if table is not None:
-            target[...] = table[sums]
-            return
-        divisor = single if uniform else row_factors[block.r0: block.r1, None] * col_factors[None, :]
-        finish(sums, divisor, target)
+        for r_lo, r_hi, row_factor in _runs(row_factors[block.r0: block.r1]):
+            for c_lo, c_hi, col_factor in col_runs:
+                divide(sums[:, r_lo:r_hi, c_lo:c_hi], row_factor * col_factor, target[:, r_lo:r_hi, c_lo:c_hi])
 
     if out.size:
         _run(_blocks(x4, plan, _is_channels_last(x4), acc_dtype.itemsize), work, x4.size)
