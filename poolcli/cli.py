@@ -216,6 +216,10 @@ def avg_command(ctx: click.Context, **kwargs: Any) -> None:
     _run(ctx, "avg", **kwargs)
 
 
+def _stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
 def _run(ctx: click.Context, op: str, *, inputs: tuple[str, ...], kernel: tuple[int, int],
          stride: tuple[int, int] | None, padding: tuple[int, int], ceil_mode: bool, output: str | None,
          recursive: bool, jobs: int | None, skip_existing: bool, no_progress: bool, file_format: str | None,
@@ -240,6 +244,9 @@ def _run(ctx: click.Context, op: str, *, inputs: tuple[str, ...], kernel: tuple[
         planned = batch.plan(list(inputs), output, params, options, recursive=recursive)
     except batch.PlanError as error:
         raise click.UsageError(str(error), ctx=ctx) from None
+    if any(job.output == "-" for job in planned) and _stdout_is_terminal():
+        raise click.UsageError("refusing to write image data to a terminal: redirect standard output, "
+                               "or give -o FILE", ctx=ctx)
     code = batch.execute(planned, params, options, jobs_n=jobs, skip_existing=skip_existing,
                          progress=not no_progress, as_json=as_json, quiet=quiet)
     ctx.exit(code)

@@ -373,3 +373,12 @@ def test_progress_bar_on_a_terminal_and_no_progress(invoke, tmp_path, rgb_png, c
     assert shown.exit_code == 0 and "pooling" in shown.stderr
     hidden = invoke("max", str(rgb_png), str(course), "-k", "2", "-o", "b", "-j", "1", "--no-progress")
     assert hidden.exit_code == 0 and "pooling" not in hidden.stderr
+
+
+def test_binary_output_to_a_terminal_is_refused(invoke, rgb_png, monkeypatch):
+    import poolcli.cli
+
+    monkeypatch.setattr(poolcli.cli, "_stdout_is_terminal", lambda: True)
+    result = invoke("max", str(rgb_png), "-k", "2", "-o", "-")
+    assert result.exit_code == 2
+    assert "refusing to write image data to a terminal" in result.stderr
