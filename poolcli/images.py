@@ -351,7 +351,7 @@ def encode(picture: Picture, stream: BinaryIO, file_format: str, *, quality: int
     stale orientation), DPI scaled by ``dpi_scale`` (x, y), frame durations and loop count."""
     mode = picture.mode
     if mode == "I" and file_format == "PNG":
-        mode = "I;16"  # checked by the caller: the values fit
+        mode = "I;16"  # 16-bit PNG; the caller checked that the values fit (pooling keeps them in range)
     check_format(mode, file_format)
     images = [_frame_image(frame, mode) for frame in picture.frames]
     options: dict = {}

@@ -21,7 +21,7 @@ import numpy as np
 
 from poolcli import images, pixels
 from poolcli.params import PoolParams
-from poolcli.results import Result
+from poolcli.results import GRID_LIMIT, Result
 
 STDIO = "-"
 NPY_MAGIC = b"\x93NUMPY"
@@ -194,7 +194,7 @@ def _run_array(source: bytes | str, job: Job, params: PoolParams, options: Optio
     values, indices = pixels.pool_array(array, params, want_indices=options.indices_path is not None)
     result.full_output_shape = tuple(values.shape)
     result.output_shape = _chw(values.shape)
-    if array.shape[-1] <= 16 and array.shape[-2] <= 16:
+    if array.shape[-1] <= GRID_LIMIT and array.shape[-2] <= GRID_LIMIT:
         result.input_values, result.output_values = array, values
     _write_output(job.output, _save_npy(values))
     if indices is not None and options.indices_path:
@@ -245,9 +245,6 @@ def _pool_picture(picture: images.Picture, job: Job, params: PoolParams, options
             else pooled_frames[0].transpose(2, 0, 1)
         _write_output(job.output, _save_npy(planes))
     else:
-        if pooled_picture.mode == "I" and file_format == "PNG":
-            pooled_picture.mode = "I;16"
-            pooled_picture.frames = [f.astype(np.uint16) for f in pooled_frames]
         stride = params.effective_stride
         _write_output(job.output, lambda handle: images.encode(
             pooled_picture, handle, file_format, quality=options.quality, dpi_scale=(stride[1], stride[0])))

@@ -18,8 +18,6 @@ from poolcli.results import Result, json_line
 
 __all__ = ["Result", "json_line", "make_console", "render", "render_summary"]
 
-# Arrays with planes up to this size are shown as grids of numbers.
-GRID_LIMIT = 16
 # At most this many planes (channels x batch) are drawn as grids.
 GRID_PLANES = 4
 

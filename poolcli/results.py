@@ -11,6 +11,9 @@ import numpy as np
 
 from poolcli.params import PoolParams
 
+# Arrays with planes up to this size are shown as grids of numbers in the report.
+GRID_LIMIT = 16
+
 
 @dataclass
 class Result:
