@@ -976,7 +976,7 @@ def _avg_pool(
         col_factors = _axis_divisors(plan.out_size[1], kw, sw, pw, width, count_include_pad)
     # Divisors are products of per-axis factors that change only near the edges (padding, ceil
     # overhang): each block is divided in a few rectangles of one divisor each, by a scalar.
-    col_runs = _runs(col_factors)
+    row_runs, col_runs = _runs(row_factors), _runs(col_factors)
     tables: dict[int, np.ndarray] = {}
 
     def divide(sums: np.ndarray, divisor: int, target: np.ndarray) -> None:
@@ -996,7 +996,10 @@ def _avg_pool(
         slab = _slab(x4, block, plan, acc_dtype, 0)
         sums = _avg_block_sums(slab, plan, block.r1 - block.r0)
         target = out[block.batch, block.c0: block.c1, block.r0: block.r1]
-        for r_lo, r_hi, row_factor in _runs(row_factors[block.r0: block.r1]):
+        for run_lo, run_hi, row_factor in row_runs:
+            r_lo, r_hi = max(run_lo, block.r0) - block.r0, min(run_hi, block.r1) - block.r0
+            if r_hi <= r_lo:
+                continue
             for c_lo, c_hi, col_factor in col_runs:
                 divide(sums[:, r_lo:r_hi, c_lo:c_hi], row_factor * col_factor, target[:, r_lo:r_hi, c_lo:c_hi])
 
