@@ -1,14 +1,19 @@
 """Time poolcli's engine against torch on the CPU and report the peak extra memory.
 
-Usage: python benchmarks/bench_engine.py [--repeats N] [--size S]
+Usage: python benchmarks/bench_engine.py [--repeats N] [--size S] [--settle SECONDS]
 
 Same process, same inputs, interleaved repeats (poolcli, torch, poolcli, ...), medians; torch at
-its default thread count.  Between timed calls the script pauses (--settle, 0.2 s): torch's
-OpenMP threads keep spinning on the cores for a while after each call, which would otherwise be
-charged to whichever call comes next.  One row per case with the ratio poolcli / torch (below 1.0: poolcli is
-faster).  torch has no uint8 average pooling, so for that case torch times ``avg_pool2d`` on the
-tensor converted to float32 (conversion included): what a torch user would have to run.
-Without torch installed, only poolcli's times are printed.
+its default thread count.  Each timed call directly follows one untimed call of the same
+function: torch's OpenMP threads keep spinning on the cores for a while after each call, which
+would otherwise be charged to whichever call comes next, and the untimed call puts both libraries
+in the same warm state (caches, clock speed, thread pools).  --settle adds a pause before the
+untimed call; on this project's VMs any pause makes the next ~50 ms of work up to 2x slower for
+both libraries, so the default is none.
+
+One row per case with the ratio poolcli / torch (below 1.0: poolcli is faster).  torch has no
+uint8 average pooling, so for that case torch times ``avg_pool2d`` on the tensor converted to
+float32 (conversion included): what a torch user would have to run.  Without torch installed,
+only poolcli's times are printed.
 """
 
 from __future__ import annotations
@@ -53,15 +58,14 @@ def time_pair(ours, theirs, repeats: int, settle: float) -> tuple[float, float |
         theirs()
     a, b = [], []
     for _ in range(repeats):
-        time.sleep(settle)
-        t0 = time.perf_counter()
-        ours()
-        a.append(time.perf_counter() - t0)
-        if theirs is not None:
+        for call, samples in ((ours, a), (theirs, b)):
+            if call is None:
+                continue
             time.sleep(settle)
+            call()  # untimed: caches, clock speed and thread pools are warm for the timed call
             t0 = time.perf_counter()
-            theirs()
-            b.append(time.perf_counter() - t0)
+            call()
+            samples.append(time.perf_counter() - t0)
     return median_ms(a), (median_ms(b) if b else None)
 
 
@@ -93,7 +97,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--memory-size", type=int, default=4096)
-    parser.add_argument("--settle", type=float, default=0.2, help="seconds of quiet before each timed call")
+    parser.add_argument("--settle", type=float, default=0.0, help="seconds of quiet before each untimed call")
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
