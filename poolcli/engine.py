@@ -855,18 +855,6 @@ def _runs(values: np.ndarray) -> list[tuple[int, int, int]]:
     return [(lo, hi, int(values[lo])) for lo, hi in zip(starts, ends, strict=True)]
 
 
-def _accumulator(dtype: np.dtype, window: int) -> np.dtype:
-    """Accumulation type: f32 for f16/f32, f64 for f64, and for integers the narrowest of
-    int32/int64 that holds any window sum exactly (results equal an int64 computation)."""
-    if dtype.kind == "f":
-        return np.dtype(np.float64) if dtype.itemsize == 8 else np.dtype(np.float32)
-    info = np.iinfo(dtype)
-    largest = max(abs(int(info.min)), int(info.max))
-    if dtype.itemsize <= 4 and not (dtype.kind == "u" and dtype.itemsize == 4) and largest * window < 2**31:
-        return np.dtype(np.int32)
-    return np.dtype(np.int64)
-
-
 def _avg_block_sums(slab: np.ndarray, plan: _Plan, n_rows: int) -> np.ndarray:
     (kh, kw), (sh, sw) = plan.kernel, plan.stride
     out_w = plan.out_size[1]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 import numpy as np
@@ -112,15 +112,10 @@ class Picture:
     exif: bytes | None = None
     durations: list[int] | None = None  # per frame, milliseconds
     loop: int | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def has_alpha(self) -> bool:
         return self.mode in ALPHA_MODES
-
-    @property
-    def channels(self) -> int:
-        return self.frames[0].shape[2]
 
     def with_frames(self, frames: list[np.ndarray]) -> Picture:
         return replace(self, frames=frames)

@@ -181,7 +181,7 @@ def run(job: Job, params: PoolParams, options: Options) -> Result:
 
 def _run_array(source: bytes | str, job: Job, params: PoolParams, options: Options, result: Result) -> None:
     array = _load_npy(source)
-    result.kind, result.description, result.dtype = "array", f"array of {array.dtype}", str(array.dtype)
+    result.description, result.dtype = f"array of {array.dtype}", str(array.dtype)
     result.full_input_shape = tuple(array.shape)
     result.input_shape = _chw(array.shape)
     # Arrays are always written as .npy: in a folder run --format applies to the images only.
@@ -211,7 +211,6 @@ def _run_image(source: bytes | str, job: Job, params: PoolParams, options: Optio
 
 def _pool_picture(picture: images.Picture, job: Job, params: PoolParams, options: Options, result: Result) -> None:
     height, width, channels = picture.frames[0].shape
-    result.kind = "image"
     converted = f" (from mode {picture.source_mode})" if picture.source_mode != picture.mode else ""
     result.description = f"{images.describe_mode(picture.mode)} image{converted}, {picture.frames[0].dtype}"
     result.dtype = str(picture.frames[0].dtype)

@@ -24,7 +24,6 @@ class Result:
     status: str = "ok"  # "ok", "error" or "skipped"
     error: str | None = None
     seconds: float = 0.0
-    kind: str = "image"  # "image" or "array"
     description: str = ""  # e.g. "RGB (8-bit)" or "array float32"
     dtype: str = ""
     frames: int = 1

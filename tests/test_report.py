@@ -35,7 +35,7 @@ def test_dilated_arithmetic():
 def test_render_shows_shapes_parameters_and_grids():
     params = PoolParams("max", (2, 2), (1, 1))
     x = np.arange(9.0).reshape(1, 3, 3)
-    result = Result(input="m.npy", output="o.npy", kind="array", description="array of float64",
+    result = Result(input="m.npy", output="o.npy", description="array of float64",
                     input_shape=(1, 3, 3), output_shape=(1, 2, 2), input_values=x,
                     output_values=np.array([[[4.0, 5.0], [7.0, 8.0]]]), seconds=0.5)
     console = make_console(io.StringIO())
