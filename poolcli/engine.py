@@ -847,14 +847,6 @@ def _axis_divisors(n_out: int, k: int, s: int, p: int, size: int, count_include_
     return np.minimum(end, size) - np.maximum(start, 0)
 
 
-def _runs(values: np.ndarray) -> list[tuple[int, int, int]]:
-    """Runs of equal values: ``[1, 2, 2, 1]`` → ``[(0, 1, 1), (1, 3, 2), (3, 4, 1)]``."""
-    edges = np.flatnonzero(np.diff(values)) + 1
-    starts = [0, *edges.tolist()]
-    ends = [*edges.tolist(), len(values)]
-    return [(lo, hi, int(values[lo])) for lo, hi in zip(starts, ends, strict=True)]
-
-
 def _avg_block_sums(slab: np.ndarray, plan: _Plan, n_rows: int) -> np.ndarray:
     (kh, kw), (sh, sw) = plan.kernel, plan.stride
     out_w = plan.out_size[1]
