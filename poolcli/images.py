@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import threading
+import warnings
 from dataclasses import dataclass, replace
 from typing import BinaryIO
 
@@ -228,23 +229,10 @@ def decode(source: str | bytes, *, auto_orient: bool = True, max_pixels: int | N
     # itself, from the header, before any pixel is decoded.
     Image.MAX_IMAGE_PIXELS = None
     try:
-        stream: BinaryIO | str = io.BytesIO(source) if isinstance(source, bytes) else source
-        img = Image.open(stream)
-        try:
-            pixels = img.size[0] * img.size[1]
-            if max_pixels and pixels > max_pixels:
-                raise ImageError(
-                    f"image size ({img.size[0]}x{img.size[1]} = {pixels} pixels) exceeds the limit of {max_pixels} "
-                    "pixels (decompression bomb protection); raise it with --max-pixels N (0 removes it) "
-                    "if you trust this file"
-                )
-            picture = _decode_open(img, auto_orient, lazy)
-        except BaseException:
-            img.close()
-            raise
-        if not any(isinstance(f, LazyFrame) and f.image is img for f in picture.frames):
-            img.close()
-        return picture
+        with warnings.catch_warnings():
+            # Pillow warns about damaged metadata it skips: the one-line error or the pixels say enough.
+            warnings.simplefilter("ignore")
+            return _open_and_decode(source, auto_orient, max_pixels, lazy)
     except UnidentifiedImageError:
         raise ImageError("not an image file Pillow can read") from None
     except FileNotFoundError:
@@ -257,6 +245,26 @@ def decode(source: str | bytes, *, auto_orient: bool = True, max_pixels: int | N
         # Truncated or corrupt data surfaces as any of these from Pillow's decoders.
         reason = str(error) or type(error).__name__
         raise ImageError(f"corrupt or truncated image ({reason})") from None
+
+
+def _open_and_decode(source: str | bytes, auto_orient: bool, max_pixels: int | None, lazy: bool) -> Picture:
+    stream: BinaryIO | str = io.BytesIO(source) if isinstance(source, bytes) else source
+    img = Image.open(stream)
+    try:
+        pixels = img.size[0] * img.size[1]
+        if max_pixels and pixels > max_pixels:
+            raise ImageError(
+                f"image size ({img.size[0]}x{img.size[1]} = {pixels} pixels) exceeds the limit of {max_pixels} "
+                "pixels (decompression bomb protection); raise it with --max-pixels N (0 removes it) "
+                "if you trust this file"
+            )
+        picture = _decode_open(img, auto_orient, lazy)
+    except BaseException:
+        img.close()
+        raise
+    if not any(isinstance(f, LazyFrame) and f.image is img for f in picture.frames):
+        img.close()  # a lazy frame still reading from it owns it now
+    return picture
 
 
 def _decode_open(img: Image.Image, auto_orient: bool, lazy: bool) -> Picture:

@@ -175,6 +175,9 @@ def run(job: Job, params: PoolParams, options: Options) -> Result:
         reason = error.strerror or str(error)
         where = f" ({error.filename})" if getattr(error, "filename", None) else ""
         result.status, result.error, result.output = "error", f"{reason}{where}", None
+    except Exception as error:  # one bad file must never end the run with a traceback
+        result.status, result.output = "error", None
+        result.error = f"unexpected {type(error).__name__}: {error}"
     result.seconds = time.perf_counter() - started
     return result
 

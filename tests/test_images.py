@@ -164,3 +164,26 @@ def test_decompression_bomb():
     with pytest.raises(ImageError, match=r"20x20 = 400 pixels\) exceeds the limit of 100 pixels.*--max-pixels"):
         decode(save(Image.new("L", (20, 20)), "PNG"), max_pixels=100)
     assert decode(save(Image.new("L", (20, 20)), "PNG"), max_pixels=0).frames[0].shape == (20, 20, 1)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "TIFF", "GIF", "BMP", "WEBP"])
+def test_damaged_files_give_image_errors_and_no_warnings(fmt, rng, recwarn):
+    """Seeded random damage (truncation, flipped bytes): a picture or an ImageError, nothing else,
+    and none of Pillow's warnings about skipped metadata reach the user."""
+    data = save(Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)), fmt)
+    damage = np.random.default_rng(7)
+    outcomes = set()
+    for trial in range(60):
+        broken = bytearray(data)
+        if trial % 2:
+            broken = broken[: int(damage.integers(1, len(broken)))]
+        else:
+            for position in damage.integers(0, len(broken), 6):
+                broken[position] = int(damage.integers(0, 256))
+        try:
+            decode(bytes(broken))
+            outcomes.add("decoded")
+        except ImageError:
+            outcomes.add("error")
+    assert "error" in outcomes
+    assert len(recwarn) == 0
