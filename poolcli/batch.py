@@ -9,15 +9,18 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, wait
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from poolcli import images
 from poolcli.params import PoolParams
 from poolcli.pipeline import STDIO, Job, Options, run
 from poolcli.results import Result, json_line
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 ARRAY_EXTENSION = ".npy"
 
@@ -342,6 +345,10 @@ def _run_parallel(jobs: list[Job], params: PoolParams, options: Options, workers
 
 
 def _start_workers(workers: int) -> ProcessPoolExecutor:
+    # Imported here: single-file and -j 1 runs never pay for multiprocessing's import.
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
     # fork: the workers inherit the imported modules, so each is ready at once.
     return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork"), initializer=_worker_init)
 
