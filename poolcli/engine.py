@@ -960,7 +960,19 @@ def _avg_pool(
     row_runs, col_runs = _runs(row_factors), _runs(col_factors)
     tables: dict[int, np.ndarray] = {}
 
+    rounded = finish is _finish_rounded
+    top = 0 if x.dtype.kind == "f" else int(np.iinfo(x.dtype).max) * kh * kw
+
     def divide(sums: np.ndarray, divisor: int, target: np.ndarray) -> None:
+        if acc_dtype == np.uint16 and divisor > 0 and divisor & (divisor - 1) == 0 and top + divisor <= 2**16 - 1:
+            # Non-negative sums over a power of two: a shift is the exact quotient (floor), and
+            # adding half the divisor first rounds halves up, as floor((2s + d) / 2d) does.
+            shift = divisor.bit_length() - 1
+            if rounded and shift:
+                np.add(sums, np.uint16(divisor >> 1), out=sums)
+            np.right_shift(sums, np.uint16(shift), out=sums)
+            target[...] = sums
+            return
         if acc_dtype == np.uint16:
             # 8-bit data: every possible sum's quotient, computed once by ``finish`` itself,
             # then one lookup per output instead of float64 arithmetic.

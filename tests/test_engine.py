@@ -496,3 +496,11 @@ def test_many_small_planes_match_oracle(c, h, w, k, s, p, ceil, dtype, seed, blo
     assert_bit_equal(indices, expected_idx)
     assert_bit_equal(max_pool2d(x, k, s, p, 1, ceil), expected)
     assert_bit_equal(avg_pool2d(x, k, s, p, ceil), avg_pool2d_ref(x, k, s, p, ceil, True, None), any_nan=True)
+
+
+def test_outputs_are_c_contiguous_whatever_the_input_layout():
+    hwc = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)
+    for result in (max_pool2d(hwc.transpose(2, 0, 1), 2), avg_pool2d(hwc.transpose(2, 0, 1), 2),
+                   max_pool2d(hwc.transpose(2, 0, 1), 2, return_indices=True)[1]):
+        assert result.flags.c_contiguous
+        assert result.view(np.uint8).size == result.nbytes  # bit views work, as on torch's numpy()
