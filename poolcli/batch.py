@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from poolcli import images
+from poolcli.engine import available_cpus
 from poolcli.params import PoolParams
 from poolcli.pipeline import STDIO, Job, Options, run
 from poolcli.results import Result, json_line
@@ -204,13 +205,6 @@ def _report_module():
     return report
 
 
-def default_jobs() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - platforms without sched_getaffinity
-        return max(1, os.cpu_count() or 1)
-
-
 def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: int | None = None,
             skip_existing: bool = False, progress: bool = True, as_json: bool = False, quiet: bool = False) -> int:
     """Run every job, report as each finishes, and return the exit code (0, 1, or 130)."""
@@ -235,11 +229,11 @@ def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: in
     todo = []
     for job in jobs:
         if skip_existing and job.output != STDIO and os.path.exists(job.output):
-            on_result(Result(input=job.label or job.source, output=job.output, status="skipped",
+            on_result(Result(input=job.name, output=job.output, status="skipped",
                              error="output exists (--skip-existing)"))
         else:
             todo.append(job)
-    workers = min(jobs_n or default_jobs(), len(todo))
+    workers = min(jobs_n or available_cpus(), len(todo))
     show_bar = progress and not single and console is not None and console.is_terminal and not quiet
     interrupted = False
     try:
@@ -330,7 +324,7 @@ def _run_parallel(jobs: list[Job], params: PoolParams, options: Options, workers
                 try:
                     result = future.result()
                 except Exception as error:  # the worker died while on this file
-                    result = Result(input=job.label or job.source, status="error",
+                    result = Result(input=job.name, status="error",
                                     error=f"worker process failed: {error or type(error).__name__}")
                 finished(result)
     except BaseException:

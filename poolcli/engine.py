@@ -35,12 +35,14 @@ import numpy as np
 __all__ = [
     "AxisArithmetic",
     "RowSource",
+    "available_cpus",
     "avg_pool2d",
     "avg_pool2d_rounded",
     "axis_arithmetic",
     "get_num_threads",
     "max_pool2d",
     "output_size",
+    "rounded_quotient",
     "set_num_threads",
 ]
 
@@ -374,7 +376,6 @@ class RowSource:
         return self.dtype.itemsize
 
 
-
 class _BatchOfOne:
     """A RowSource seen as (1, C, H, W), indexed the way blocks read their rows."""
 
@@ -400,7 +401,14 @@ _pool: ThreadPoolExecutor | None = None
 _pool_owner: tuple[int, int] | None = None  # (pid, size): a forked child must not reuse the parent's pool
 
 
-def _default_threads() -> int:
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity), at least 1.
+
+    Examples
+    --------
+    >>> available_cpus() >= 1
+    True
+    """
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - platforms without sched_getaffinity
@@ -415,7 +423,7 @@ def get_num_threads() -> int:
     >>> get_num_threads() >= 1
     True
     """
-    return _num_threads if _num_threads is not None else _default_threads()
+    return _num_threads if _num_threads is not None else available_cpus()
 
 
 def set_num_threads(n: int | None) -> None:
@@ -885,9 +893,22 @@ def _accumulator(dtype: np.dtype, window: int) -> np.dtype:
     return np.dtype(np.int64)
 
 
+def _power_of_two_shift(sums: np.ndarray, divisor: np.ndarray) -> int | None:
+    """log2 of the divisor when it is one positive power of two and the sums are unsigned (so
+    shifting them is exact floor division), else None."""
+    if sums.dtype.kind != "u" or divisor.ndim != 0:
+        return None
+    value = int(divisor)
+    return value.bit_length() - 1 if value > 0 and value & (value - 1) == 0 else None
+
+
 def _finish_truncated(sums: np.ndarray, divisor: np.ndarray, out: np.ndarray) -> None:
     """torch's average from window sums into ``out``: one division; integers truncate toward zero."""
-    if out.dtype.kind == "f":
+    shift = _power_of_two_shift(sums, divisor)
+    if shift is not None:  # 8-bit k2, k4 windows: a shift is the exact quotient
+        np.right_shift(sums, sums.dtype.type(shift), out=sums)
+        out[...] = sums
+    elif out.dtype.kind == "f":
         # torch adds the quotient into a zeroed output of the output dtype (out = 0; out += q):
         # -0.0, also from float16 underflow, becomes +0.0.
         np.divide(sums, divisor.astype(sums.dtype), out=sums)
@@ -909,17 +930,40 @@ def _finish_truncated(sums: np.ndarray, divisor: np.ndarray, out: np.ndarray) ->
 
 def _finish_rounded(sums: np.ndarray, divisor: np.ndarray, out: np.ndarray) -> None:
     """Exact average rounded to nearest, halves up, into ``out``: floor((2*sum + d) / (2*d))."""
+    shift = _power_of_two_shift(sums, divisor)
     if out.dtype.kind == "f":
         _finish_truncated(sums, divisor, out)
+    elif shift is not None:
+        # floor(s / 2^m + 1/2) is s >> m plus bit m-1 of s (the half): rounds halves up with no
+        # intermediate that could overflow the accumulator.
+        if shift:
+            half = np.right_shift(sums, sums.dtype.type(shift - 1)) & sums.dtype.type(1)
+            np.right_shift(sums, sums.dtype.type(shift), out=sums)
+            sums += half
+        out[...] = sums
     elif sums.dtype != np.int64:
         # Numerator and denominator are exact in float64 and far from 2**53: one correctly
         # rounded division, and floor() lands on the exact integer.
         quotient = np.floor((2 * sums.astype(np.float64) + divisor) / (2 * divisor))
         out[...] = quotient.astype(np.int64) if _may_wrap(quotient, out.dtype) else quotient
     else:
-        quotient, remainder = np.divmod(sums, divisor)  # floor division: no 2*sum to overflow
-        quotient += np.where(divisor > 0, 2 * remainder >= divisor, 2 * remainder <= divisor)
-        out[...] = quotient
+        out[...] = rounded_quotient(sums, divisor)
+
+
+def rounded_quotient(numerator: np.ndarray, denominator: np.ndarray | int) -> np.ndarray:
+    """Integer ``numerator / denominator`` rounded to nearest, halves up (toward +inf), exactly.
+
+    Floor division plus a remainder test: no ``2 * numerator`` that could overflow int64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rounded_quotient(np.array([5, 6, 7, -6]), 4).tolist()
+    [1, 2, 2, -1]
+    """
+    denominator = np.asarray(denominator)
+    quotient, remainder = np.divmod(numerator, denominator)
+    return quotient + np.where(denominator > 0, 2 * remainder >= denominator, 2 * remainder <= denominator)
 
 
 def _may_wrap(values: np.ndarray, dtype: np.dtype) -> bool:
@@ -960,30 +1004,19 @@ def _avg_pool(
     row_runs, col_runs = _runs(row_factors), _runs(col_factors)
     tables: dict[int, np.ndarray] = {}
 
-    rounded = finish is _finish_rounded
-    top = 0 if x.dtype.kind == "f" else int(np.iinfo(x.dtype).max) * kh * kw
-
     def divide(sums: np.ndarray, divisor: int, target: np.ndarray) -> None:
-        if acc_dtype == np.uint16 and divisor > 0 and divisor & (divisor - 1) == 0 and top + divisor <= 2**16 - 1:
-            # Non-negative sums over a power of two: a shift is the exact quotient (floor), and
-            # adding half the divisor first rounds halves up, as floor((2s + d) / 2d) does.
-            shift = divisor.bit_length() - 1
-            if rounded and shift:
-                np.add(sums, np.uint16(divisor >> 1), out=sums)
-            np.right_shift(sums, np.uint16(shift), out=sums)
-            target[...] = sums
-            return
-        if acc_dtype == np.uint16:
+        divisor_array = np.asarray(divisor, dtype=np.int64)
+        if acc_dtype == np.uint16 and _power_of_two_shift(sums, divisor_array) is None:
             # 8-bit data: every possible sum's quotient, computed once by ``finish`` itself,
             # then one lookup per output instead of float64 arithmetic.
             table = tables.get(divisor)
             if table is None:
                 table = np.empty(2**16, dtype=x.dtype)
-                finish(np.arange(2**16, dtype=np.uint16), np.asarray(divisor, dtype=np.int64), table)
+                finish(np.arange(2**16, dtype=np.uint16), divisor_array, table)
                 tables[divisor] = table
             target[...] = table[sums]
         else:
-            finish(sums, np.asarray(divisor, dtype=np.int64), target)
+            finish(sums, divisor_array, target)
 
     def work(block: _Block) -> None:
         slab = _slab(x4, block, plan, acc_dtype, 0)

@@ -46,6 +46,10 @@ class Job:
     output: str  # a path, or "-" for stdout
     label: str | None = None  # how the input is named in reports (default: source)
 
+    @property
+    def name(self) -> str:
+        return self.label or self.source
+
 
 class JobError(Exception):
     """A failure of one input, with the message to show."""
@@ -158,7 +162,7 @@ def _save_npy(array: np.ndarray) -> Callable[[BinaryIO], None]:
 def run(job: Job, params: PoolParams, options: Options) -> Result:
     """Pool one input and write its output; never raises for a bad file."""
     started = time.perf_counter()
-    result = Result(input=job.label or job.source, output=job.output)
+    result = Result(input=job.name, output=job.output)
     try:
         source = _read_source(job.source)
         if _is_npy(source):

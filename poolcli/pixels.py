@@ -19,10 +19,8 @@ def pool_array(x: np.ndarray, params: PoolParams, want_indices: bool = False
                ) -> tuple[np.ndarray, np.ndarray | None]:
     """Pool an (H, W), (C, H, W) or (N, C, H, W) array exactly as torch would."""
     if params.op == "max":
-        if want_indices:
-            values, indices = engine.max_pool2d(x, **params.max_args(), return_indices=True)
-            return values, indices
-        return engine.max_pool2d(x, **params.max_args()), None
+        result = engine.max_pool2d(x, **params.max_args(), return_indices=want_indices)
+        return result if want_indices else (result, None)
     return engine.avg_pool2d(x, **params.avg_args()), None
 
 
@@ -40,11 +38,11 @@ def pool_pixels(frame: np.ndarray | LazyFrame, params: PoolParams, *, has_alpha:
             height, width, channels = frame.shape
             planes = engine.RowSource((channels, height, width), frame.dtype,
                                       lambda top, bottom: frame.rows(top, bottom).transpose(2, 0, 1))
-            return _pool_planes(planes, frame.dtype, params, want_indices)
+            return _pool_planes(planes, params, want_indices)
         frame = frame.to_array()
     planes = frame.transpose(2, 0, 1)  # a view: the engine reads the interleaved buffer as planes
     if per_channel:
-        return _pool_planes(planes, frame.dtype, params, want_indices)
+        return _pool_planes(planes, params, want_indices)
     color = planes[:-1] if has_alpha else planes
     alpha = planes[-1:] if has_alpha else None
     if linear:
@@ -57,12 +55,12 @@ def pool_pixels(frame: np.ndarray | LazyFrame, params: PoolParams, *, has_alpha:
     return out.transpose(1, 2, 0), None
 
 
-def _pool_planes(planes: np.ndarray | engine.RowSource, dtype: np.dtype, params: PoolParams,
+def _pool_planes(planes: np.ndarray | engine.RowSource, params: PoolParams,
                  want_indices: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """Channels pooled independently: torch's max, torch's float average, rounded integer average."""
     if params.op == "max":
         values, indices = pool_array(planes, params, want_indices)
-    elif dtype.kind == "f":
+    elif planes.dtype.kind == "f":
         values, indices = engine.avg_pool2d(planes, **params.avg_args()), None
     else:
         values, indices = _rounded_average(planes, params), None
@@ -102,8 +100,7 @@ def _premultiplied_average(color: np.ndarray, alpha: np.ndarray, params: PoolPar
     weights = alpha[0].astype(np.int64)
     for c in range(color.shape[0]):  # one channel at a time keeps the int64 temporaries small
         sums = _window_sums(color[c].astype(np.int64) * weights, params)
-        ratio = (2 * sums + safe) // (2 * safe)
-        out[c] = np.where(alpha_sums > 0, ratio, 0)
+        out[c] = np.where(alpha_sums > 0, engine.rounded_quotient(sums, safe), 0)
     return out
 
 

@@ -504,3 +504,15 @@ def test_outputs_are_c_contiguous_whatever_the_input_layout():
                    max_pool2d(hwc.transpose(2, 0, 1), 2, return_indices=True)[1]):
         assert result.flags.c_contiguous
         assert result.view(np.uint8).size == result.nbytes  # bit views work, as on torch's numpy()
+
+
+@pytest.mark.parametrize("shift", range(16))
+def test_power_of_two_divisors_are_exact_for_every_8bit_window_sum(shift):
+    """8-bit averages by 2**m take a shift; it must equal the exact formulas for every sum."""
+    divisor = 2**shift
+    every_sum = np.arange(2**16, dtype=np.int64)
+    rounded, truncated = np.empty(2**16, np.int64), np.empty(2**16, np.int64)
+    engine._finish_rounded(every_sum.astype(np.uint16), np.asarray(divisor), rounded)
+    engine._finish_truncated(every_sum.astype(np.uint16), np.asarray(divisor), truncated)
+    assert np.array_equal(rounded, (2 * every_sum + divisor) // (2 * divisor))
+    assert np.array_equal(truncated, every_sum // divisor)
