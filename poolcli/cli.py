@@ -200,34 +200,37 @@ def cli() -> None:
     """
 
 
-@cli.command("max", epilog=EPILOG_MAX)
-@common_options("max")
-@click.pass_context
-def max_command(ctx: click.Context, **kwargs: Any) -> None:
-    """Max pooling (torch's MaxPool2d) of images, .npy arrays or folders."""
-    _run(ctx, "max", **kwargs)
+POOLING_KEYS = ("kernel", "stride", "padding", "ceil_mode", "dilation", "count_include_pad", "divisor_override")
 
 
-@cli.command("avg", epilog=EPILOG_AVG)
-@common_options("avg")
-@click.pass_context
-def avg_command(ctx: click.Context, **kwargs: Any) -> None:
-    """Average pooling (torch's AvgPool2d) of images, .npy arrays or folders."""
-    _run(ctx, "avg", **kwargs)
+def take_params(ctx: click.Context, op: str, kwargs: dict[str, Any]) -> PoolParams:
+    """Remove the pooling options from a command's keyword arguments, as checked PoolParams."""
+    given = {key: kwargs.pop(key) for key in POOLING_KEYS if key in kwargs}
+    params = PoolParams(op, given["kernel"], given["stride"], given["padding"], given.get("dilation", (1, 1)),
+                        given["ceil_mode"], given.get("count_include_pad", True), given.get("divisor_override"))
+    _check_pairs(params, ctx)
+    return params
+
+
+def add_op_commands(group: click.Group, options: Callable[[str], Callable], runner: Callable[..., None],
+                    helps: dict[str, str], epilogs: dict[str, str]) -> None:
+    """Register ``max`` and ``avg`` in ``group``: the same runner, told the op and its params."""
+    for op in ("max", "avg"):
+
+        def command(ctx: click.Context, op: str = op, **kwargs: Any) -> None:
+            runner(ctx, take_params(ctx, op, kwargs), **kwargs)
+
+        group.command(op, help=helps[op], epilog=epilogs[op])(options(op)(click.pass_context(command)))
 
 
 def _stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
 
 
-def _run(ctx: click.Context, op: str, *, inputs: tuple[str, ...], kernel: tuple[int, int],
-         stride: tuple[int, int] | None, padding: tuple[int, int], ceil_mode: bool, output: str | None,
-         recursive: bool, jobs: int | None, skip_existing: bool, no_progress: bool, file_format: str | None,
-         quality: int | None, no_auto_orient: bool, max_pixels: int | None, as_json: bool, quiet: bool,
-         dilation: tuple[int, int] = (1, 1), indices_path: str | None = None, count_include_pad: bool = True,
-         divisor_override: int | None = None, premultiply: bool = True, linear: bool = False) -> None:
-    params = PoolParams(op, kernel, stride, padding, dilation, ceil_mode, count_include_pad, divisor_override)
-    _check_pairs(params, ctx)
+def _run(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...], output: str | None, recursive: bool,
+         jobs: int | None, skip_existing: bool, no_progress: bool, file_format: str | None, quality: int | None,
+         no_auto_orient: bool, max_pixels: int | None, as_json: bool, quiet: bool, indices_path: str | None = None,
+         premultiply: bool = True, linear: bool = False) -> None:
     if indices_path is not None and not indices_path.lower().endswith(".npy"):
         raise click.BadParameter("the indices file must end in .npy", ctx=ctx, param_hint="'--return-indices'")
 
@@ -296,28 +299,8 @@ def explain_options(op: str) -> Callable[[Callable], Callable]:
     return decorate
 
 
-@explain_group.command("max", epilog=EPILOG_EXPLAIN)
-@explain_options("max")
-@click.pass_context
-def explain_max(ctx: click.Context, **kwargs: Any) -> None:
-    """Explain max pooling (torch's MaxPool2d) of MATRIX."""
-    _explain(ctx, "max", **kwargs)
-
-
-@explain_group.command("avg", epilog=EPILOG_EXPLAIN)
-@explain_options("avg")
-@click.pass_context
-def explain_avg(ctx: click.Context, **kwargs: Any) -> None:
-    """Explain average pooling (torch's AvgPool2d) of MATRIX."""
-    _explain(ctx, "avg", **kwargs)
-
-
-def _explain(ctx: click.Context, op: str, *, matrix: str, kernel: tuple[int, int], stride: tuple[int, int] | None,
-             padding: tuple[int, int], ceil_mode: bool, crop: str | None, summary: bool, svg_path: str | None,
-             png_path: str | None, dilation: tuple[int, int] = (1, 1), show_indices: bool = False,
-             count_include_pad: bool = True, divisor_override: int | None = None) -> None:
-    params = PoolParams(op, kernel, stride, padding, dilation, ceil_mode, count_include_pad, divisor_override)
-    _check_pairs(params, ctx)
+def _explain(ctx: click.Context, params: PoolParams, *, matrix: str, crop: str | None, summary: bool,
+             svg_path: str | None, png_path: str | None, show_indices: bool = False) -> None:
     box = None
     if crop is not None:
         try:
@@ -354,3 +337,13 @@ def _explain(ctx: click.Context, op: str, *, matrix: str, kernel: tuple[int, int
     except OSError as error:
         click.echo(f"poolcli: error: {error.filename or ''}: {error.strerror or error}", err=True)
         ctx.exit(EXIT_FAILED)
+
+
+add_op_commands(cli, common_options, _run,
+                {"max": "Max pooling (torch's MaxPool2d) of images, .npy arrays or folders.",
+                 "avg": "Average pooling (torch's AvgPool2d) of images, .npy arrays or folders."},
+                {"max": EPILOG_MAX, "avg": EPILOG_AVG})
+add_op_commands(explain_group, explain_options, _explain,
+                {"max": "Explain max pooling (torch's MaxPool2d) of MATRIX.",
+                 "avg": "Explain average pooling (torch's AvgPool2d) of MATRIX."},
+                {"max": EPILOG_EXPLAIN, "avg": EPILOG_EXPLAIN})
