@@ -89,6 +89,12 @@ class LazyFrame:
     def to_array(self) -> np.ndarray:
         return _pixels(self.image, self.mode)
 
+    def value_range(self) -> tuple[float, float]:
+        """(min, max) over all channels, from Pillow, without copying the pixels out."""
+        extrema = self.image.getextrema()
+        pairs = extrema if isinstance(extrema[0], tuple) else (extrema,)
+        return min(p[0] for p in pairs), max(p[1] for p in pairs)
+
     def close(self) -> None:
         self.image.close()
 

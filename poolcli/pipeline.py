@@ -260,5 +260,7 @@ def _pool_picture(picture: images.Picture, job: Job, params: PoolParams, options
 
 
 def _fits_uint16(frames: list[images.Frame]) -> bool:
-    arrays = [f.to_array() if isinstance(f, images.LazyFrame) else f for f in frames]
-    return all(a.size == 0 or (a.min() >= 0 and a.max() <= 65535) for a in arrays)
+    """Can 32-bit integer pixels go to a 16-bit PNG?  A lazy frame asks Pillow, not a copy."""
+    ranges = [f.value_range() if isinstance(f, images.LazyFrame) else (f.min(), f.max()) for f in frames
+              if isinstance(f, images.LazyFrame) or f.size]
+    return all(low >= 0 and high <= 65535 for low, high in ranges)

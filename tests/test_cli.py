@@ -382,3 +382,14 @@ def test_binary_output_to_a_terminal_is_refused(invoke, rgb_png, monkeypatch):
     result = invoke("max", str(rgb_png), "-k", "2", "-o", "-")
     assert result.exit_code == 2
     assert "refusing to write image data to a terminal" in result.stderr
+
+
+def test_32bit_integer_pixels_go_to_16bit_png_only_when_they_fit(invoke, tmp_path):
+    small = np.arange(40 * 60, dtype=np.int32).reshape(40, 60)
+    Image.fromarray(small).save(tmp_path / "small.tif")
+    Image.fromarray(small * 40).save(tmp_path / "large.tif")  # values up to 95960
+    assert invoke("max", "small.tif", "-k", "2", "-o", "small.png", "-q").exit_code == 0
+    out = Image.open(tmp_path / "small.png")
+    assert out.mode == "I;16" and np.asarray(out)[0, :3].tolist() == [61, 63, 65]
+    result = invoke("max", "large.tif", "-k", "2", "-o", "large.png")
+    assert result.exit_code == 1 and "cannot write 32-bit integer (I) pixels as PNG" in result.stderr
