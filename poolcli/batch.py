@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from poolcli import images
+from poolcli import brief, images
 from poolcli.engine import available_cpus
 from poolcli.exits import ExitCode
 from poolcli.params import PoolParams
@@ -201,17 +201,28 @@ def _refuse_collisions(jobs: list[Job], options: Options) -> None:
 
 
 def _report_module():
-    from poolcli import report  # Rich: only when there is something to draw
+    from poolcli import report  # Rich: only for the full report and the progress bar
 
     return report
 
 
+def stderr_is_terminal() -> bool:
+    """Rich's rule, without importing Rich: a TTY, or FORCE_COLOR set."""
+    return sys.stderr.isatty() or bool(os.environ.get("FORCE_COLOR"))
+
+
 def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: int | None = None,
-            skip_existing: bool = False, progress: bool = True, as_json: bool = False, quiet: bool = False) -> int:
-    """Run every job, report as each finishes, and return the exit code (0, 1, or 130)."""
+            skip_existing: bool = False, progress: bool = True, as_json: bool = False, quiet: bool = False,
+            verbose: bool = False) -> int:
+    """Run every job, report as each finishes, and return the exit code (0, 1, or 130).
+
+    The report is one line per input (``brief``), the full Rich report with ``verbose``, nothing
+    with ``quiet`` or ``as_json``.  A failure is printed once, as ``poolcli: error: FILE: reason``.
+    """
     single = len(jobs) == 1
-    wants_rich = not quiet and not as_json
-    report = _report_module() if wants_rich or (progress and not single) else None
+    wants_report = not quiet and not as_json
+    show_bar = progress and not single and not quiet and stderr_is_terminal()
+    report = _report_module() if (wants_report and verbose) or show_bar else None
     console = report.make_console() if report else None
     image_to_stdout = any(job.output == STDIO for job in jobs)
     json_stream = sys.stderr if image_to_stdout else sys.stdout
@@ -224,8 +235,11 @@ def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: in
             print(json_line(result, params), file=json_stream, flush=True)
         if result.status == "error" and not (as_json and image_to_stdout):
             print(f"poolcli: error: {result.input}: {result.error}", file=sys.stderr, flush=True)
-        if single and wants_rich and result.status != "error":
+        elif wants_report and verbose:
             report.render(result, params, console)
+        elif wants_report:
+            for line in brief.result_lines(result, params):
+                print(line, file=sys.stderr, flush=True)
 
     todo = []
     for job in jobs:
@@ -235,7 +249,6 @@ def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: in
         else:
             todo.append(job)
     workers = min(jobs_n or available_cpus(), len(todo))
-    show_bar = progress and not single and console is not None and console.is_terminal and not quiet
     interrupted = False
     try:
         with _progress(console, show_bar, len(jobs), len(jobs) - len(todo)) as advance:
@@ -251,10 +264,11 @@ def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: in
     except KeyboardInterrupt:
         interrupted = True
         _remove_partial_files(jobs)
-    if not single and wants_rich:
-        report.render_summary(results, time.perf_counter() - started, console)
+    if not single and wants_report:
+        print(brief.summary_line(results, time.perf_counter() - started), file=sys.stderr, flush=True)
     if interrupted:
-        print(f"poolcli: interrupted after {len(results)} of {len(jobs)} inputs", file=sys.stderr, flush=True)
+        to_files = any(job.output != STDIO for job in jobs)
+        print(brief.interrupted_line(len(results), len(jobs), skip_existing, to_files), file=sys.stderr, flush=True)
         return ExitCode.INTERRUPTED
     return ExitCode.FAILED if any(r.status == "error" for r in results) else ExitCode.OK
 

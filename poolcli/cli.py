@@ -115,6 +115,26 @@ class BoxType(click.ParamType):
 
 BOX = BoxType()
 
+
+class Bounded(click.ParamType):
+    """A whole number in [low, high] (high None: no upper bound), shown as a plain metavar: Click's
+    IntRange would add ``INTEGER RANGE [x>=1]`` to the help."""
+
+    name = "integer"
+
+    def __init__(self, low: int, high: int | None = None):
+        self.low, self.high = low, high
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a whole number", param, ctx)
+        if number < self.low or (self.high is not None and number > self.high):
+            bounds = f"at least {self.low}" if self.high is None else f"from {self.low} to {self.high}"
+            self.fail(f"{number} is out of range: give a number {bounds}", param, ctx)
+        return number
+
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
@@ -129,15 +149,49 @@ def _options(*decorators: Decorator) -> Decorator:
     return decorate
 
 
+def section(title: str, *decorators: Decorator) -> Decorator:
+    """Decorators whose options are listed under ``title`` in ``--help`` (see GroupedCommand)."""
+
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        before = len(getattr(function, "__click_params__", []))
+        function = _options(*decorators)(function)
+        for param in getattr(function, "__click_params__", [])[before:]:
+            param.help_section = title  # type: ignore[attr-defined]
+        return function
+
+    return decorate
+
+
+class GroupedCommand(click.Command):
+    """A command whose ``--help`` lists its options in sections (pooling, output, ...)."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
+            if record is not None:
+                sections.setdefault(getattr(param, "help_section", "Other options"), []).append(record)
+        sections["Other options"] = sections.pop("Other options", [])  # --help last
+        for title, records in sections.items():
+            with formatter.section(title):
+                formatter.write_dl(records)
+
+
+# Settings a user sets once, read from the environment (shown in --help).
+ENV = {"jobs": "POOLCLI_JOBS", "quality": "POOLCLI_QUALITY", "compression": "POOLCLI_COMPRESSION",
+       "max_pixels": "POOLCLI_MAX_PIXELS"}
+
 # The torch parameters, shared by max/avg and explain max/avg.
 window_options = _options(
-    click.option("-k", "--kernel", type=PAIR, required=True, help="Window size: N or H,W (also HxW)."),
-    click.option("-s", "--stride", type=PAIR, default=None, help="Step between windows [default: the kernel]."),
-    click.option("-p", "--padding", type=PAIR, default="0", show_default=True,
-                 help="Implicit padding on each side (at most kernel // 2)."),
+    click.option("-k", "--kernel", type=PAIR, required=True, metavar="N|H,W",
+                 help="Window size: N, or H,W (also HxW)."),
+    click.option("-s", "--stride", type=PAIR, default=None, metavar="N|H,W",
+                 help="Step between windows [default: the kernel]."),
+    click.option("-p", "--padding", type=PAIR, default="0", show_default=True, metavar="N|H,W",
+                 help="Implicit padding on each side, at most half the kernel."),
     click.option("--ceil-mode", is_flag=True, help="Round the output size up (torch's ceil_mode)."),
 )
-dilation_option = click.option("-d", "--dilation", type=PAIR, default="1", show_default=True,
+dilation_option = click.option("-d", "--dilation", type=PAIR, default="1", show_default=True, metavar="N|H,W",
                                help="Spacing between window taps.")
 divisor_options = _options(
     click.option("--count-include-pad/--no-count-include-pad", default=True, show_default=True,
@@ -157,24 +211,43 @@ pixel_options = _options(
 )
 # Inputs, outputs, folders, encoding and report: the same for max and avg.
 files_options = _options(
-    click.argument("inputs", nargs=-1, required=True, metavar="INPUT..."),
-    click.option("-o", "--output", default=None, metavar="PATH",
-                 help="Output file, folder (several inputs or a folder input), or - for stdout. "
-                      "Default: beside the input as NAME.OP-PARAMS.EXT (stdin: stdout)."),
-    click.option("-r", "--recursive", is_flag=True, help="Walk subfolders of folder inputs."),
-    click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
-                 help="Worker processes for folders [default: the number of CPUs]."),
-    click.option("--skip-existing", is_flag=True, help="Skip inputs whose output already exists."),
-    click.option("--no-progress", is_flag=True, help="No progress bar."),
-    click.option("--format", "file_format", type=click.Choice(FORMATS, case_sensitive=False), default=None,
-                 help="Output format (for stdout, or to override the extension)."),
-    click.option("--quality", type=click.IntRange(0, 100), default=None,
-                 help="JPEG/WebP quality [default: 92 JPEG, 90 WebP]."),
-    click.option("--no-auto-orient", is_flag=True, help="Do not apply the EXIF orientation first."),
-    click.option("--max-pixels", type=click.IntRange(min=0), default=None,
-                 help="Decompression-bomb limit in pixels [default: Pillow's, 89478485]; 0: none."),
-    click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout."),
-    click.option("-q", "--quiet", is_flag=True, help="No report (errors are still printed)."),
+    click.argument("inputs", nargs=-1, required=True, metavar="INPUT...", type=click.Path(allow_dash=True)),
+    section(
+        "Output",
+        click.option("-o", "--output", default=None, metavar="PATH", type=click.Path(allow_dash=True),
+                     help="Output file, folder (several inputs or a folder input), or - for stdout "
+                          "[default: beside the input, named after the operation; stdin: stdout]."),
+        click.option("--format", "file_format", type=click.Choice(FORMATS, case_sensitive=False), default=None,
+                     metavar="FMT", help="Output format: " + ", ".join(FORMATS[::1]) + " (for stdout, or to "
+                                         "override the extension)."),
+    ),
+    section(
+        "Folders",
+        click.option("-r", "--recursive", is_flag=True, help="Walk subfolders of folder inputs."),
+        click.option("-j", "--jobs", type=Bounded(1), default=None, metavar="N", envvar=ENV["jobs"],
+                     show_envvar=True, help="Worker processes for folders [default: the number of CPUs]."),
+        click.option("--skip-existing", is_flag=True, help="Skip inputs whose output already exists (resume)."),
+        click.option("--no-progress", is_flag=True, help="No progress bar."),
+    ),
+    section(
+        "Encoding",
+        click.option("--quality", type=Bounded(0, 100), default=None, metavar="Q", envvar=ENV["quality"],
+                     show_envvar=True, help="JPEG/WebP quality, 0-100 [default: 92 JPEG, 90 WebP]."),
+        click.option("--compression", type=Bounded(0, 9), default=None, metavar="0-9", envvar=ENV["compression"],
+                     show_envvar=True, help="PNG zlib level (0 none, 9 smallest) [default: 1, measured: "
+                                            "see README]; TIFF: 1-9 deflate, 0 none [default: none]."),
+        click.option("--no-auto-orient", is_flag=True, help="Do not apply the EXIF orientation first."),
+        click.option("--max-pixels", type=Bounded(0), default=None, metavar="N", envvar=ENV["max_pixels"],
+                     show_envvar=True, help="Decompression-bomb limit in pixels; 0: none [default: Pillow's, "
+                                            "89478485]."),
+    ),
+    section(
+        "Report",
+        click.option("-v", "--verbose", is_flag=True, help="The full report: parameters and output-size "
+                                                           "arithmetic (and small arrays' values)."),
+        click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout."),
+        click.option("-q", "--quiet", is_flag=True, help="No report (errors are still printed)."),
+    ),
 )
 # What explain shows, and where it saves its picture.
 explain_options = _options(
@@ -182,9 +255,9 @@ explain_options = _options(
     click.option("--crop", type=BOX, default=None,
                  help="Explain this part of an image or array (left, top, width, height)."),
     click.option("--summary", is_flag=True, help="Only the grids and the arithmetic, not every window."),
-    click.option("--svg", "svg_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+    click.option("--svg", "svg_path", type=click.Path(dir_okay=False), default=None, metavar="FILE.svg",
                  help="Also save the picture as SVG."),
-    click.option("--png", "png_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+    click.option("--png", "png_path", type=click.Path(dir_okay=False), default=None, metavar="FILE.png",
                  help="Also save the picture as PNG."),
 )
 
@@ -198,6 +271,10 @@ class PoolcliGroup(click.Group):
             code = super().main(args=args, prog_name=prog_name or "poolcli", complete_var=complete_var,
                                 standalone_mode=False, **extra)
         except click.UsageError as error:
+            if type(error).__name__ == "NoArgsIsHelpError" and error.ctx is not None:
+                # Click 8.2+ raises this for a bare ``poolcli``: the help is the answer, not an error.
+                click.echo(error.ctx.get_help())
+                sys.exit(ExitCode.OK)
             command = error.ctx.command_path if error.ctx else "poolcli"
             click.echo(f"{command}: error: {error.format_message()} (see '{command} --help')", err=True)
             sys.exit(ExitCode.USAGE)
@@ -210,7 +287,22 @@ class PoolcliGroup(click.Group):
         sys.exit(code if isinstance(code, int) else ExitCode.OK)
 
 
-@click.group("poolcli", cls=PoolcliGroup,
+EPILOG_TOP = """\b
+Examples:
+  poolcli max photo.jpg -k 2                 # writes photo.max-k2.jpg, half the size
+  poolcli avg photo.png -k 2 -o small.png    # = Pillow's reduce(2)
+  poolcli max matrix.npy -k 2 -s 1 -v        # the course example, with the arithmetic
+  poolcli explain max "0 1 2; 3 4 5; 6 7 8" -k 2 -s 1
+  poolcli avg photos/ -r -o small/ -k 2      # a whole tree, on all cores
+
+\b
+Settings from the environment: POOLCLI_JOBS, POOLCLI_QUALITY, POOLCLI_COMPRESSION,
+POOLCLI_MAX_PIXELS (as -j, --quality, --compression, --max-pixels).
+Shell completion: see 'Shell completion' in the README (bash, zsh, fish).
+"""
+
+
+@click.group("poolcli", cls=PoolcliGroup, epilog=EPILOG_TOP,
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", prog_name="poolcli")
 def cli() -> None:
@@ -233,10 +325,9 @@ def _checked(ctx: click.Context, params: PoolParams) -> PoolParams:
     return params
 
 
-@cli.command("max", epilog=EPILOG_MAX)
-@window_options
-@dilation_option
-@return_indices_option
+@cli.command("max", cls=GroupedCommand, epilog=EPILOG_MAX, no_args_is_help=True,
+             short_help="Max pooling (torch's MaxPool2d) of images, .npy arrays or folders.")
+@section("Pooling", window_options, dilation_option, return_indices_option)
 @files_options
 @click.pass_context
 def max_command(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: Pair, ceil_mode: bool,
@@ -247,10 +338,10 @@ def max_command(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: 
     pool_files(ctx, _checked(ctx, params), indices_path=indices_path, **files)
 
 
-@cli.command("avg", epilog=EPILOG_AVG)
-@window_options
-@divisor_options
-@pixel_options
+@cli.command("avg", cls=GroupedCommand, epilog=EPILOG_AVG, no_args_is_help=True,
+             short_help="Average pooling (torch's AvgPool2d) of images, .npy arrays or folders.")
+@section("Pooling", window_options, divisor_options)
+@section("Pixels", pixel_options)
 @files_options
 @click.pass_context
 def avg_command(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: Pair, ceil_mode: bool,
@@ -264,8 +355,8 @@ def avg_command(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: 
 
 def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...], output: str | None,
                recursive: bool, jobs: int | None, skip_existing: bool, no_progress: bool, file_format: str | None,
-               quality: int | None, no_auto_orient: bool, max_pixels: int | None, as_json: bool, quiet: bool,
-               indices_path: str | None = None, premultiply: bool = True, linear: bool = False) -> None:
+               quality: int | None, compression: int | None, no_auto_orient: bool, max_pixels: int | None,
+               verbose: bool, as_json: bool, quiet: bool, indices_path: str | None = None, premultiply: bool = True, linear: bool = False) -> None:
     """The one implementation behind ``poolcli max`` and ``poolcli avg``: plan, run, exit."""
     if indices_path is not None and not indices_path.lower().endswith(".npy"):
         raise click.BadParameter("the indices file must end in .npy", ctx=ctx, param_hint="'--return-indices'")
@@ -276,7 +367,7 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
     fmt = None if file_format is None else {"jpg": "JPEG", "tif": "TIFF"}.get(file_format.lower(),
                                                                             file_format.upper())
     options = Options(
-        file_format=fmt, quality=quality, auto_orient=not no_auto_orient, premultiply=premultiply, linear=linear,
+        file_format=fmt, quality=quality, compression=compression, auto_orient=not no_auto_orient, premultiply=premultiply, linear=linear,
         max_pixels=images.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels, indices_path=indices_path,
     )
     try:
@@ -287,7 +378,7 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
         raise click.UsageError("refusing to write image data to a terminal: redirect standard output, "
                                "or give -o FILE", ctx=ctx)
     code = batch.execute(planned, params, options, jobs_n=jobs, skip_existing=skip_existing,
-                         progress=not no_progress, as_json=as_json, quiet=quiet)
+                         progress=not no_progress, as_json=as_json, quiet=quiet, verbose=verbose)
     ctx.exit(code)
 
 
@@ -305,7 +396,7 @@ Examples:
 """
 
 
-@cli.group("explain")
+@cli.group("explain", short_help="See pooling happen, window by window, on a small matrix.")
 def explain_group() -> None:
     """See pooling happen, window by window, on a small matrix.
 
@@ -315,11 +406,10 @@ def explain_group() -> None:
     """
 
 
-@explain_group.command("max", epilog=EPILOG_EXPLAIN)
-@window_options
-@dilation_option
-@click.option("--indices", "show_indices", is_flag=True, help="Show torch's flat index h*W + w of each maximum.")
-@explain_options
+@explain_group.command("max", cls=GroupedCommand, epilog=EPILOG_EXPLAIN, no_args_is_help=True)
+@section("Pooling", window_options, dilation_option)
+@section("Explanation", click.option("--indices", "show_indices", is_flag=True,
+                                     help="Show torch's flat index h*W + w of each maximum."), explain_options)
 @click.pass_context
 def explain_max(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: Pair, ceil_mode: bool,
                 dilation: Pair, show_indices: bool, **shown: Any) -> None:
@@ -329,10 +419,9 @@ def explain_max(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: 
     explain_matrix(ctx, _checked(ctx, params), show_indices=show_indices, **shown)
 
 
-@explain_group.command("avg", epilog=EPILOG_EXPLAIN)
-@window_options
-@divisor_options
-@explain_options
+@explain_group.command("avg", cls=GroupedCommand, epilog=EPILOG_EXPLAIN, no_args_is_help=True)
+@section("Pooling", window_options, divisor_options)
+@section("Explanation", explain_options)
 @click.pass_context
 def explain_avg(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: Pair, ceil_mode: bool,
                 count_include_pad: bool, divisor_override: int | None, **shown: Any) -> None:

@@ -58,6 +58,10 @@ FORMAT_EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "WEBP": ".we
 # Image files a folder walk picks up: what Pillow commonly reads, beyond what poolcli writes.
 READ_EXTENSIONS = set(EXTENSION_FORMATS) | {".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".jp2", ".pcx", ".qoi"}
 DEFAULT_QUALITY = {"JPEG": 92, "WEBP": 90}
+# PNG's zlib level when --compression is not given: chosen by benchmarks/bench_compression.py
+# (README, "PNG compression"): level 1 is several times faster than Pillow's 6 for a few
+# per cent more bytes on photographs.
+DEFAULT_COMPRESSION = 1
 # Pillow's decompression-bomb limit (about 89.5 megapixels); --max-pixels changes it.
 DEFAULT_MAX_PIXELS = 89_478_485
 # Pixels are copied out of Pillow in strips of about this many bytes: Image.tobytes() of the
@@ -119,6 +123,7 @@ class Picture:
     exif: bytes | None = None
     durations: list[int] | None = None  # per frame, milliseconds
     loop: int | None = None
+    orientation: int | None = None  # the EXIF orientation that was applied (2-8), if any
 
     @property
     def has_alpha(self) -> bool:
@@ -320,6 +325,7 @@ def _decode_open(img: Image.Image, auto_orient: bool, lazy: bool) -> Picture:
         exif=exif,
         durations=durations if n_frames > 1 else None,
         loop=img.info.get("loop"),
+        orientation=orientation,
     )
 
 
@@ -355,9 +361,12 @@ def _frame_image(array: np.ndarray, mode: str) -> Image.Image:
 
 
 def encode(picture: Picture, stream: BinaryIO, file_format: str, *, quality: int | None = None,
-           dpi_scale: tuple[float, float] = (1.0, 1.0)) -> None:
+           compression: int | None = None, dpi_scale: tuple[float, float] = (1.0, 1.0)) -> None:
     """Write ``picture`` to ``stream`` as ``file_format``, keeping ICC profile, EXIF (without a
-    stale orientation), DPI scaled by ``dpi_scale`` (x, y), frame durations and loop count."""
+    stale orientation), DPI scaled by ``dpi_scale`` (x, y), frame durations and loop count.
+
+    ``compression`` (0-9) is PNG's zlib level (default :data:`DEFAULT_COMPRESSION`); for TIFF,
+    1-9 writes Adobe Deflate (libtiff's own level: Pillow passes none) and 0 or None none."""
     mode = picture.mode
     if mode == "I" and file_format == "PNG":
         mode = "I;16"  # 16-bit PNG; the caller checked that the values fit (pooling keeps them in range)
@@ -373,6 +382,10 @@ def encode(picture: Picture, stream: BinaryIO, file_format: str, *, quality: int
         options["dpi"] = tuple(round(v) for v in dpi) if file_format in ("JPEG", "BMP") else dpi
     if file_format in DEFAULT_QUALITY:
         options["quality"] = quality if quality is not None else DEFAULT_QUALITY[file_format]
+    if file_format == "PNG":
+        options["compress_level"] = DEFAULT_COMPRESSION if compression is None else compression
+    elif file_format == "TIFF" and compression:
+        options["compression"] = "tiff_adobe_deflate"
     if len(images) > 1:
         if file_format not in ("PNG", "GIF", "WEBP", "TIFF"):
             raise ImageError(f"{file_format} cannot hold {len(images)} frames; use PNG, GIF, WebP or TIFF")

@@ -20,6 +20,7 @@ from typing import BinaryIO
 import numpy as np
 
 from poolcli import images, pixels
+from poolcli.brief import window_misfit
 from poolcli.params import PoolParams
 from poolcli.results import GRID_LIMIT, Result
 
@@ -33,6 +34,7 @@ class Options:
 
     file_format: str | None = None  # "PNG", ..., or "NPY"; None: from the extension / input
     quality: int | None = None
+    compression: int | None = None  # PNG zlib level / TIFF deflate; None: images.DEFAULT_COMPRESSION
     auto_orient: bool = True
     premultiply: bool = True
     linear: bool = False
@@ -191,6 +193,7 @@ def _run_array(source: bytes | str, job: Job, params: PoolParams, options: Optio
     result.description, result.dtype = f"array of {array.dtype}", str(array.dtype)
     result.full_input_shape = tuple(array.shape)
     result.input_shape = _chw(array.shape)
+    _check_fit(params, result.input_shape, is_image=False)
     # Arrays are always written as .npy: in a folder run --format applies to the images only.
     in_folder_run = job.output != STDIO and job.output.lower().endswith(".npy")
     file_format = "NPY" if in_folder_run else output_format(job.output, options, None, is_array=True)
@@ -223,6 +226,12 @@ def _pool_picture(picture: images.Picture, job: Job, params: PoolParams, options
     result.dtype = str(picture.frames[0].dtype)
     result.frames = len(picture.frames)
     result.input_shape = (channels, height, width)
+    result.mode = picture.mode
+    _check_fit(params, result.input_shape, is_image=True)
+    if picture.source_mode != picture.mode:
+        result.notes.append(f"mode {picture.source_mode} pooled as {picture.mode}")
+    if picture.orientation:
+        result.notes.append(f"EXIF orientation {picture.orientation} applied (--no-auto-orient keeps the stored one)")
     file_format = output_format(job.output, options, picture.format, is_array=False)
     if file_format != "NPY":
         mode = picture.mode
@@ -233,6 +242,8 @@ def _pool_picture(picture: images.Picture, job: Job, params: PoolParams, options
         raise JobError(f"--linear needs sRGB pixels (L, LA, RGB, RGBA, I;16), not {images.describe_mode(picture.mode)}")
     if options.quality is not None and file_format not in images.DEFAULT_QUALITY:
         result.notes.append(f"--quality has no effect on {file_format}")
+    if options.compression is not None and file_format not in ("PNG", "TIFF"):
+        result.notes.append(f"--compression has no effect on {file_format}")
 
     pooled_frames, index_frames = [], []
     for frame in picture.frames:
@@ -253,10 +264,18 @@ def _pool_picture(picture: images.Picture, job: Job, params: PoolParams, options
     else:
         stride = params.effective_stride
         _write_output(job.output, lambda handle: images.encode(
-            pooled_picture, handle, file_format, quality=options.quality, dpi_scale=(stride[1], stride[0])))
+            pooled_picture, handle, file_format, quality=options.quality, compression=options.compression,
+            dpi_scale=(stride[1], stride[0])))
     if options.indices_path:
         stacked = np.stack(index_frames) if len(index_frames) > 1 else index_frames[0]
         atomic_write(options.indices_path, _save_npy(stacked))
+
+
+def _check_fit(params: PoolParams, shape: tuple[int, ...], is_image: bool) -> None:
+    """A window larger than the padded input explains itself before any pixel is pooled."""
+    misfit = window_misfit(params, shape, is_image)
+    if misfit:
+        raise JobError(misfit)
 
 
 def _fits_uint16(frames: list[images.Frame]) -> bool:

@@ -26,6 +26,7 @@ class Result:
     seconds: float = 0.0
     description: str = ""  # e.g. "RGB (8-bit)" or "array float32"
     dtype: str = ""
+    mode: str = ""  # images: the pooled Pillow mode (L, RGB, I;16, ...); arrays: ""
     frames: int = 1
     input_shape: tuple[int, ...] | None = None  # (C, H, W) of what was pooled
     output_shape: tuple[int, ...] | None = None
