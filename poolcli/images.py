@@ -258,6 +258,37 @@ def decode(source: str | bytes, *, auto_orient: bool = True, max_pixels: int | N
         raise ImageError(f"corrupt or truncated image ({reason})") from None
 
 
+def decode_image(img: Image.Image, *, auto_orient: bool = True) -> Picture:
+    """A :class:`Picture` of an image already open in Pillow (every frame, as :func:`decode`).
+
+    Raises
+    ------
+    ImageError
+        For pixels poolcli cannot pool.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _decode_open(img, auto_orient, lazy=False)
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, KeyError, TypeError) as error:
+        raise ImageError(f"cannot read the image ({str(error) or type(error).__name__})") from None
+
+
+def to_pillow(picture: Picture, dpi_scale: tuple[float, float] = (1.0, 1.0)) -> Image.Image:
+    """The first frame of ``picture`` as a Pillow image, with its ICC profile, EXIF and DPI
+    (scaled by ``dpi_scale``, x and y) in ``info``, where Pillow's encoders look for them."""
+    frame = picture.frames[0]
+    array = frame.to_array() if isinstance(frame, LazyFrame) else frame
+    img = _frame_image(array, picture.mode).copy()  # a copy owns its pixels (frombuffer shares them)
+    if picture.icc_profile:
+        img.info["icc_profile"] = picture.icc_profile
+    if picture.exif:
+        img.info["exif"] = picture.exif
+    if picture.dpi:
+        img.info["dpi"] = (picture.dpi[0] / dpi_scale[0], picture.dpi[1] / dpi_scale[1])
+    return img
+
+
 def _open_and_decode(source: str | bytes, auto_orient: bool, max_pixels: int | None, lazy: bool) -> Picture:
     stream: BinaryIO | str = io.BytesIO(source) if isinstance(source, bytes) else source
     img = Image.open(stream)

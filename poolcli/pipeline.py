@@ -238,24 +238,15 @@ def _pool_picture(picture: images.Picture, job: Job, params: PoolParams, options
         if mode == "I" and file_format == "PNG":
             mode = "I;16" if _fits_uint16(picture.frames) else mode
         images.check_format(mode, file_format)  # before the work, not after
-    if options.linear and params.op == "avg" and picture.mode not in images.SRGB_MODES:
-        raise JobError(f"--linear needs sRGB pixels (L, LA, RGB, RGBA, I;16), not {images.describe_mode(picture.mode)}")
     if options.quality is not None and file_format not in images.DEFAULT_QUALITY:
         result.notes.append(f"--quality has no effect on {file_format}")
     if options.compression is not None and file_format not in ("PNG", "TIFF"):
         result.notes.append(f"--compression has no effect on {file_format}")
 
-    pooled_frames, index_frames = [], []
-    for frame in picture.frames:
-        pooled, indices = pixels.pool_pixels(
-            frame, params, has_alpha=picture.has_alpha, premultiply=options.premultiply,
-            linear=options.linear, want_indices=options.indices_path is not None)
-        pooled_frames.append(pooled)
-        index_frames.append(indices)
-    picture.close()  # the input pixels are no longer needed: free them before encoding
+    pooled_picture, index_frames = pool_picture(picture, params, options, want_indices=options.indices_path is not None)
+    pooled_frames = pooled_picture.frames
     out_h, out_w = pooled_frames[0].shape[:2]
     result.output_shape = (channels, out_h, out_w)
-    pooled_picture = picture.with_frames(pooled_frames)
 
     if file_format == "NPY":
         planes = np.stack([f.transpose(2, 0, 1) for f in pooled_frames]) if len(pooled_frames) > 1 \
@@ -269,6 +260,27 @@ def _pool_picture(picture: images.Picture, job: Job, params: PoolParams, options
     if options.indices_path:
         stacked = np.stack(index_frames) if len(index_frames) > 1 else index_frames[0]
         atomic_write(options.indices_path, _save_npy(stacked))
+
+
+def pool_picture(picture: images.Picture, params: PoolParams, options: Options,
+                 want_indices: bool = False) -> tuple[images.Picture, list[np.ndarray | None]]:
+    """Pool every frame of a decoded picture (the CLI and :func:`poolcli.pool_image` both come
+    here); returns the pooled picture, metadata kept, and the indices of each frame (max only).
+
+    The input's pixels are freed once pooled (``picture.close()``).
+    """
+    _check_fit(params, (picture.frames[0].shape[2], *picture.frames[0].shape[:2]), is_image=True)
+    if options.linear and params.op == "avg" and picture.mode not in images.SRGB_MODES:
+        raise JobError(f"--linear needs sRGB pixels (L, LA, RGB, RGBA, I;16), not {images.describe_mode(picture.mode)}")
+    pooled_frames, index_frames = [], []
+    for frame in picture.frames:
+        pooled, indices = pixels.pool_pixels(
+            frame, params, has_alpha=picture.has_alpha, premultiply=options.premultiply,
+            linear=options.linear, want_indices=want_indices)
+        pooled_frames.append(pooled)
+        index_frames.append(indices)
+    picture.close()  # the input pixels are no longer needed: free them before encoding
+    return picture.with_frames(pooled_frames), index_frames
 
 
 def _check_fit(params: PoolParams, shape: tuple[int, ...], is_image: bool) -> None:
