@@ -167,10 +167,19 @@ def render(result: Result, params: PoolParams, console: Console) -> None:
     for note in result.notes:
         table.add_row("note", Text(note, style="yellow"))
     table.add_row("time", Text(f"{result.seconds:.3f} s"))
-    parts: list[Any] = [table.renderable(console.is_terminal)]
+    grids = None
     if result.input_values is not None and result.output_values is not None:
-        parts.append(_value_grids(result.input_values, result.output_values))
-    console.print(Group(*parts))
+        grids = _value_grids(result.input_values, result.output_values)
+    if console.is_terminal:
+        console.print(Group(*(part for part in (table.renderable(True), grids) if part is not None)))
+        return
+    # Plain lines: never wrapped at the 80 columns Rich assumes, no trailing padding.
+    console.print(table.renderable(False), soft_wrap=True)
+    if grids is not None:
+        with console.capture() as captured:
+            console.print(grids)
+        console.print("\n".join(line.rstrip() for line in captured.get().splitlines()), soft_wrap=True,
+                      markup=False)
 
 
 def _value_grids(before: np.ndarray, after: np.ndarray) -> Table:
