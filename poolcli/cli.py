@@ -356,7 +356,8 @@ def avg_command(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: 
 def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...], output: str | None,
                recursive: bool, jobs: int | None, skip_existing: bool, no_progress: bool, file_format: str | None,
                quality: int | None, compression: int | None, no_auto_orient: bool, max_pixels: int | None,
-               verbose: bool, as_json: bool, quiet: bool, indices_path: str | None = None, premultiply: bool = True, linear: bool = False) -> None:
+               verbose: bool, as_json: bool, quiet: bool, indices_path: str | None = None, premultiply: bool = True,
+               linear: bool = False) -> None:
     """The one implementation behind ``poolcli max`` and ``poolcli avg``: plan, run, exit."""
     if indices_path is not None and not indices_path.lower().endswith(".npy"):
         raise click.BadParameter("the indices file must end in .npy", ctx=ctx, param_hint="'--return-indices'")
@@ -367,7 +368,8 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
     fmt = None if file_format is None else {"jpg": "JPEG", "tif": "TIFF"}.get(file_format.lower(),
                                                                             file_format.upper())
     options = Options(
-        file_format=fmt, quality=quality, compression=compression, auto_orient=not no_auto_orient, premultiply=premultiply, linear=linear,
+        file_format=fmt, quality=quality, compression=compression, auto_orient=not no_auto_orient,
+        premultiply=premultiply, linear=linear,
         max_pixels=images.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels, indices_path=indices_path,
     )
     try:

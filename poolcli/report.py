@@ -4,7 +4,7 @@ uses Rich)."""
 from __future__ import annotations
 
 import math
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 from rich.console import Console, Group

@@ -151,7 +151,8 @@ def test_window_larger_than_an_image_explains_itself(invoke, tmp_path):
                              "the output would be 0x0; use -k 512 or less, or --ceil-mode / -p\n")
     result = invoke("max", "cat.png", "-k", "700,600", "-d", "2", "-p", "1")
     assert result.stderr == ("poolcli: error: cat.png: kernel 700,600 with dilation 2 does not fit the 512x600 "
-                             "image (padding 1): the output would be 0x0; use -k 301,257 or less, or --ceil-mode / -p\n")
+                             "image (padding 1): the output would be 0x0; use -k 301,257 or less, "
+                             "or --ceil-mode / -p\n")
     assert files_in(tmp_path) == ["cat.png"]
 
 
