@@ -173,7 +173,7 @@ def test_compression_changes_size_not_pixels(invoke, tmp_path, rng):
     assert sizes["9"] < sizes["0"] / 4
     first, second = (np.asarray(Image.open(tmp_path / f"c{level}.png")) for level in ("0", "9"))
     assert np.array_equal(first, second)
-    assert invoke("avg", "s.png", "-k", "2", "-o", "d.png", "-q").exit_code == 0  # the default level, 1
+    assert invoke("avg", "s.png", "-k", "2", "-o", "d.png", "-q").exit_code == 0  # the default level, 2
     assert sizes["9"] < (tmp_path / "d.png").stat().st_size < sizes["0"]
 
 
