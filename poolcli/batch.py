@@ -235,7 +235,7 @@ def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: in
             print(json_line(result, params), file=json_stream, flush=True)
         if result.status == "error" and not (as_json and image_to_stdout):
             print(f"poolcli: error: {result.input}: {result.error}", file=sys.stderr, flush=True)
-        elif wants_report and verbose:
+        elif wants_report and verbose and report is not None:
             report.render(result, params, console)
         elif wants_report:
             for line in brief.result_lines(result, params):

@@ -135,6 +135,7 @@ class Bounded(click.ParamType):
             self.fail(f"{number} is out of range: give a number {bounds}", param, ctx)
         return number
 
+
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
@@ -218,7 +219,7 @@ files_options = _options(
                      help="Output file, folder (several inputs or a folder input), or - for stdout "
                           "[default: beside the input, named after the operation; stdin: stdout]."),
         click.option("--format", "file_format", type=click.Choice(FORMATS, case_sensitive=False), default=None,
-                     metavar="FMT", help="Output format: " + ", ".join(FORMATS[::1]) + " (for stdout, or to "
+                     metavar="FMT", help="Output format: " + ", ".join(FORMATS) + " (for stdout, or to "
                                          "override the extension)."),
     ),
     section(
