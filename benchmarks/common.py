@@ -117,6 +117,16 @@ def run(command: Sequence[str]) -> tuple[float, int]:
     return elapsed, usage.ru_maxrss
 
 
+def cpu_seconds(command: Sequence[str]) -> float:
+    """User + system CPU time of one child process, which must succeed (steadier than wall time
+    on a busy machine, for work on one thread)."""
+    process = subprocess.Popen(list(command), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env())
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {' '.join(command)}")
+    return usage.ru_utime + usage.ru_stime
+
+
 def median_runs(commands: dict[str, Sequence[str]], repeats: int) -> dict[str, tuple[float, int]]:
     """Each command ``repeats`` times, interleaved (after one untimed warm-up each): the median
     wall time and the largest peak memory of each."""
