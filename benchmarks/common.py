@@ -100,9 +100,12 @@ def save_jpeg(array: np.ndarray, path: Path, quality: int = 92) -> Path:
 
 
 def child_env() -> dict[str, str]:
-    """The environment of every child: this working tree first on PYTHONPATH."""
-    old = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": str(ROOT) + (os.pathsep + old if old else "")}
+    """The environment of every child: this working tree first on PYTHONPATH, and bytecode caching
+    on (PYTHONDONTWRITEBYTECODE would make every run compile poolcli again, as no installed copy does)."""
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+    old = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + old if old else "")
+    return env
 
 
 def run(command: Sequence[str]) -> tuple[float, int]:
