@@ -14,7 +14,7 @@ from PIL import Image
 from tests.conftest import files_in, json_lines
 
 JSON_KEYS = ["input", "output", "op", "input_shape", "output_shape", "kernel_size", "stride", "padding",
-             "dilation", "ceil_mode", "count_include_pad", "divisor_override", "status", "error", "seconds"]
+             "dilation", "ceil_mode", "count_include_pad", "divisor_override", "status", "error", "seconds", "notes"]
 
 
 # --------------------------------------------------------------------------- the course example
@@ -192,7 +192,7 @@ def test_json_error_record(invoke, tmp_path):
     [
         ("empty.png", b"", "empty file"),
         ("text.png", b"hello, I am text", "not an image file Pillow can read"),
-        ("trunc.png", None, "corrupt or truncated image"),
+        ("trunc.png", None, "truncated or damaged PNG data"),
         ("garbage.jpg", b"\xff\xd8\xff\xe0" + b"\x00" * 64, ""),
     ],
 )
