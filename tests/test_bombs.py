@@ -86,7 +86,7 @@ def test_second_page_over_the_limit_is_refused_before_decoding():
 
 def test_frame_count_is_capped():
     assert decode(bombs.gif((8, 8), [(1, 1)] * 3), max_frames=3).durations == [100, 100, 100]
-    with pytest.raises(ImageError, match="^3 frames exceed the limit of 2 frames"):
+    with pytest.raises(ImageError, match=r"^3 frames exceed the limit of 2 frames"):
         decode(bombs.gif((8, 8), [(1, 1)] * 3), max_frames=2)
 
 
