@@ -1,12 +1,13 @@
 """One frame of pixels, in memory or still inside a decoder: the type pooling reads.
 
-May import: NumPy and the standard library (no Pillow): ``pixels`` pools any :class:`Frame`
-without knowing where its rows come from; ``images`` adds a frame that reads from Pillow.
+May import: NumPy, ``engine`` and the standard library (no Pillow): ``pixels`` pools any
+:class:`Frame` without knowing where its rows come from; ``images`` adds a frame that reads from
+Pillow.
 
 >>> import numpy as np
 >>> frame = ArrayFrame(np.arange(12, dtype=np.uint8).reshape(2, 3, 2))
->>> frame.shape, frame.rows(1, 2).tolist(), frame.value_range()
-((2, 3, 2), [[[6, 7], [8, 9], [10, 11]]], (0, 11))
+>>> frame.shape, frame.rows(1, 2).tolist(), frame.value_range(), frame.planes().shape
+((2, 3, 2), [[[6, 7], [8, 9], [10, 11]]], (0, 11), (2, 2, 3))
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from poolcli import engine
 
 
 @runtime_checkable
@@ -32,6 +35,11 @@ class Frame(Protocol):
 
     def to_array(self) -> np.ndarray:
         """The whole frame as a writable (H, W, C) array."""
+        ...
+
+    def planes(self) -> np.ndarray | engine.RowSource:
+        """The frame as (C, H, W) planes for the engine, without a copy: a view of an array in
+        memory, or a :class:`~poolcli.engine.RowSource` reading ``rows`` strip by strip."""
         ...
 
     def value_range(self) -> tuple[float, float]:
@@ -54,6 +62,9 @@ class ArrayFrame(np.ndarray):
 
     def to_array(self) -> np.ndarray:
         return self.view(np.ndarray)
+
+    def planes(self) -> np.ndarray:
+        return self.view(np.ndarray).transpose(2, 0, 1)
 
     def value_range(self) -> tuple[float, float]:
         if not self.size:

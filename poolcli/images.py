@@ -38,7 +38,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
-from poolcli import formats
+from poolcli import engine, formats
 from poolcli.formats import (  # re-exported: the names callers used before formats.py existed
     DEFAULT_MAX_FRAMES,
     DEFAULT_MAX_PIXELS,
@@ -141,6 +141,11 @@ class LazyFrame:
 
     def to_array(self) -> np.ndarray:
         return _pixels(self.image, self.mode)
+
+    def planes(self) -> engine.RowSource:
+        height, width, channels = self.shape
+        return engine.RowSource((channels, height, width), self.dtype,
+                                lambda top, bottom: self.rows(top, bottom).transpose(2, 0, 1))
 
     def value_range(self) -> tuple[float, float]:
         """(min, max) over all channels, from Pillow, without copying the pixels out."""
@@ -366,7 +371,7 @@ def decode(source: str | bytes, *, auto_orient: bool = True, max_pixels: int | N
 
     Examples
     --------
-    >>> decode(b"GIF89a")
+    >>> decode(b"plain text")
     Traceback (most recent call last):
     ...
     poolcli.images.ImageError: not an image file Pillow can read
@@ -425,8 +430,9 @@ def _decode_open(img: Image.Image, source: str | bytes, decoding: _Decoding, aut
         decoding.check(size, compression)
     decoding.check_total([size for size, _ in claimed])
     decoding.frame = 0
+    tile = getattr(img, "tile", None)  # read before getexif(), which loads the pixels
+    raw = tile[0].args if img.format == "PNG" and tile else None
     orientation = _orientation(img) if auto_orient else None
-    raw = img.tile[0].args if img.format == "PNG" and img.tile else None
     if n_frames == 1 and raw in _PNG_16BIT_COLOUR:
         return _decode_png16(img, source, _PNG_16BIT_COLOUR[raw], orientation), False
 

@@ -33,15 +33,12 @@ def pool_pixels(frame: Frame, params: PoolParams, *, has_alpha: bool = False,
     """Pool one (H, W, C) frame of pixels; returns the (OH, OW, C) frame and, for max with
     ``want_indices``, torch's (C, OH, OW) indices.  Alpha, if any, is the last channel.
 
-    Where the rule is per channel (max, plain averages) the frame is read strip by strip
-    (``Frame.rows``), so a frame still inside its decoder is never copied whole; the
+    Where the rule is per channel (max, plain averages) the engine reads ``Frame.planes()``:
+    a frame still inside its decoder is read strip by strip, never copied whole; the
     alpha-weighted and linear-light rules take the whole array."""
     per_channel = params.op == "max" or not (linear or (has_alpha and premultiply))
     if per_channel:
-        height, width, channels = frame.shape
-        source = engine.RowSource((channels, height, width), frame.dtype,
-                                  lambda top, bottom: frame.rows(top, bottom).transpose(2, 0, 1))
-        return _pool_planes(source, params, want_indices)
+        return _pool_planes(frame.planes(), params, want_indices)
     planes = frame.to_array().transpose(2, 0, 1)  # a view: the engine reads the interleaved buffer as planes
     color = planes[:-1] if has_alpha else planes
     alpha = planes[-1:] if has_alpha else None

@@ -146,7 +146,7 @@ def test_formats_that_cannot_hold_a_mode(mode, fmt, message):
     "data, message",
     [
         (b"", "not an image file Pillow can read"),
-        (b"GIF89a", "not an image file Pillow can read"),
+        (b"GIF89a", r"^damaged GIF header \(Pillow cannot read it\)$"),
         (b"plain text", "not an image file Pillow can read"),
     ],
 )
