@@ -33,8 +33,8 @@ class Mode:
     srgb: bool = False  # sRGB-encoded colour or gray: --linear may decode it
 
 
-# Poolcli's names are Pillow's, plus "RGB;16" and "RGBA;16" for 16-bit colour (which Pillow
-# cannot hold: those are read and written with imagecodecs).
+# Poolcli's names are Pillow's, plus "LA;16", "RGB;16" and "RGBA;16" for 16-bit gray with alpha
+# and 16-bit colour (which Pillow cannot hold: PNG of those is read and written with imagecodecs).
 MODES: dict[str, Mode] = {
     "L": Mode("uint8", 1, "8-bit gray (L)", srgb=True),
     "LA": Mode("uint8", 2, "8-bit gray with alpha (LA)", alpha=True, srgb=True),
@@ -42,6 +42,7 @@ MODES: dict[str, Mode] = {
     "RGBA": Mode("uint8", 4, "8-bit RGBA", alpha=True, srgb=True),
     "CMYK": Mode("uint8", 4, "8-bit CMYK"),
     "I;16": Mode("uint16", 1, "16-bit gray (I;16)", srgb=True),
+    "LA;16": Mode("uint16", 2, "16-bit gray with alpha", alpha=True, srgb=True),
     "RGB;16": Mode("uint16", 3, "16-bit RGB", srgb=True),
     "RGBA;16": Mode("uint16", 4, "16-bit RGBA", alpha=True, srgb=True),
     "I": Mode("int32", 1, "32-bit integer (I)"),
@@ -49,7 +50,7 @@ MODES: dict[str, Mode] = {
 }
 
 # What --background COLOR flattens an alpha mode into.
-FLATTENED: dict[str, str] = {"LA": "L", "RGBA": "RGB", "RGBA;16": "RGB;16"}
+FLATTENED: dict[str, str] = {"LA": "L", "RGBA": "RGB", "LA;16": "I;16", "RGBA;16": "RGB;16"}
 
 # A file's own mode (Pillow's name) -> the mode it is pooled in.  Modes of MODES map to
 # themselves; a mode in neither table becomes RGBA if it has alpha ("A" in its name), else RGB.
@@ -110,7 +111,7 @@ class Format:
 
 _8BIT = frozenset({"L", "RGB"})
 FORMATS: dict[str, Format] = {
-    "PNG": Format(".png", _8BIT | {"LA", "RGBA", "I;16", "RGB;16", "RGBA;16"}, icc=True, exif=True, xmp=True,
+    "PNG": Format(".png", _8BIT | {"LA", "RGBA", "I;16", "LA;16", "RGB;16", "RGBA;16"}, icc=True, exif=True, xmp=True,
                   dpi=True, frames=True),
     "JPEG": Format(".jpg", _8BIT | {"CMYK"}, icc=True, exif=True, xmp=True, dpi=True, quality=92, integer_dpi=True),
     "TIFF": Format(".tif", _8BIT | {"LA", "RGBA", "CMYK", "I;16", "I", "F"}, icc=True, exif=True, xmp=True,

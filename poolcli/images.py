@@ -111,8 +111,9 @@ _LAYOUT_TAGS = {int(tag) for tag in (
     _B.ColorMap, _B.TileWidth, _B.TileLength, _B.TileOffsets, _B.TileByteCounts, _B.ExtraSamples, _B.SampleFormat,
     _B.SMinSampleValue, _B.SMaxSampleValue)}
 _XMP_TIFF_TAG = 700
-# PNG raw modes of 16-bit colour, which Pillow would read as 8-bit: read with imagecodecs.
-_PNG_16BIT_COLOUR = {"RGB;16B": "RGB;16", "RGBA;16B": "RGBA;16"}
+# PNG raw modes of 16-bit colour (and gray with alpha), which Pillow would read as 8-bit: read
+# and written with imagecodecs.
+_PNG_16BIT_COLOUR = {"LA;16B": "LA;16", "RGB;16B": "RGB;16", "RGBA;16B": "RGBA;16"}
 
 
 class ImageError(Exception):

@@ -155,3 +155,15 @@ def test_linear_refuses_a_profile_that_is_not_srgb(invoke, tmp_path):
 
 def files_of(folder) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
+
+
+def test_16bit_gray_with_alpha_png(invoke, tmp_path, rng):
+    pixels = rng.integers(0, 65536, (4, 6, 2), dtype=np.uint16)
+    (tmp_path / "la.png").write_bytes(imagecodecs.png_encode(pixels))
+    assert invoke("max", "la.png", "-k", "2", "-o", "max.png", "-q").exit_code == 0
+    assert np.array_equal(read16(tmp_path / "max.png"), blocks(pixels.astype(np.int64)).max(axis=2))
+    assert invoke("max", "la.png", "-k", "2", "-o", "flat.png", "--background", "black", "-q").exit_code == 0
+    flat = Image.open(tmp_path / "flat.png")
+    gray, alpha = pixels[..., :1].astype(np.int64), pixels[..., 1:].astype(np.int64)
+    expected = blocks(half_up(gray * alpha, 65535)).max(axis=2)[..., 0]
+    assert flat.mode == "I;16" and np.array_equal(np.asarray(flat), expected)
