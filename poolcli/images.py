@@ -267,7 +267,7 @@ class _Decoding:
                 "decompression bomb protection); raise --max-pixels (0 removes it) if you trust this file")
 
     def _plausible_bound(self, compression: str | None) -> int | None:
-        if self.format not in _PLAUSIBILITY_CHECKED:
+        if self.format not in _PLAUSIBILITY_CHECKED or not self.file_size:  # size unknown: a device, a pipe
             return None
         if self.format == "TIFF" and compression not in _TIFF_CHECKED_COMPRESSIONS:
             return None
