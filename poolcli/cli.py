@@ -14,12 +14,14 @@ from typing import Any
 
 import click
 
-from poolcli import __version__
+from poolcli import __version__, formats
 from poolcli.exits import ExitCode
 from poolcli.params import Pair, PoolParams
 
 INT32_MAX = 2**31 - 1
-FORMATS = ["png", "jpeg", "jpg", "tiff", "tif", "webp", "bmp", "gif", "npy"]
+# --format names: each format poolcli writes, its usual extension where that differs (jpg, tif), npy.
+FORMATS = [name for fmt, spec in formats.FORMATS.items()
+           for name in dict.fromkeys([fmt.lower(), spec.extension[1:]])] + ["npy"]
 
 EPILOG_MAX = """\b
 Examples:
@@ -298,8 +300,7 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
     from poolcli import batch, formats
     from poolcli.pipeline import Options
 
-    fmt = None if file_format is None else {"jpg": "JPEG", "tif": "TIFF"}.get(file_format.lower(),
-                                                                            file_format.upper())
+    fmt = None if file_format is None else formats.format_for_extension(f".{file_format}") or file_format.upper()
     options = Options(
         file_format=fmt, quality=quality, auto_orient=not no_auto_orient, premultiply=premultiply, linear=linear,
         max_pixels=formats.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels, indices_path=indices_path,

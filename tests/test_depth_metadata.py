@@ -167,3 +167,33 @@ def test_16bit_gray_with_alpha_png(invoke, tmp_path, rng):
     gray, alpha = pixels[..., :1].astype(np.int64), pixels[..., 1:].astype(np.int64)
     expected = blocks(half_up(gray * alpha, 65535)).max(axis=2)[..., 0]
     assert flat.mode == "I;16" and np.array_equal(np.asarray(flat), expected)
+
+
+def test_applied_orientation_leaves_exif_and_xmp(rng):
+    pixels = rng.integers(0, 256, (4, 6, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    xmp = XMP.replace(b'dc:creator="poolcli"', b'dc:creator="poolcli" tiff:Orientation="8"')
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", exif=exif, xmp=xmp, quality=100)
+    picture = images.decode(buffer.getvalue())
+    assert picture.frames[0].shape == (6, 4, 3)  # turned 90 degrees counter-clockwise to display
+    assert picture.xmp == XMP and picture.exif is None
+    kept = images.decode(buffer.getvalue(), auto_orient=False)
+    assert kept.xmp == xmp and kept.frames[0].shape == (4, 6, 3)
+
+
+@pytest.mark.parametrize("orientation", range(2, 9))
+def test_16bit_orientation_matches_pillows_transpose(orientation, rng):
+    """16-bit colour is turned with NumPy: the same result as Pillow's transpose of 8-bit pixels."""
+    pixels = rng.integers(0, 256, (3, 5, 3), dtype=np.uint16) * 257
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    picture = images.Picture(frames=[images.ArrayFrame(pixels)], mode="RGB;16", source_mode="RGB;16",
+                             format="PNG", exif=exif.tobytes())
+    buffer = io.BytesIO()
+    images.encode(picture, buffer, "PNG")
+    turned = images.decode(buffer.getvalue()).frames[0]
+    eight_bit = io.BytesIO()
+    Image.fromarray((pixels // 257).astype(np.uint8)).save(eight_bit, "PNG", exif=exif)
+    assert np.array_equal(turned // 257, images.decode(eight_bit.getvalue()).frames[0])
