@@ -696,10 +696,13 @@ def encode(picture: Picture, stream: BinaryIO, file_format: str, *, quality: int
             options["duration"] = picture.durations
         if picture.loop is not None and file_format != "TIFF":
             options["loop"] = picture.loop
+    library: list[str] = []  # what libtiff prints while encoding
     try:
-        images[0].save(stream, format=file_format, **options)
-    except (OSError, ValueError, OverflowError) as error:
-        raise ImageError(f"cannot write {file_format}: {error}") from None
+        with _captured_stderr(library):
+            images[0].save(stream, format=file_format, **options)
+    except (OSError, ValueError, OverflowError, struct.error) as error:
+        said = "".join(f"; {line}" for line in library if line not in str(error))
+        raise ImageError(f"cannot write {file_format}: {error}{said}") from None
     finally:
         for image in images:
             image.close()
