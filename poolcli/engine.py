@@ -19,6 +19,41 @@ planes, without an up-front copy of the whole input) and pools it with vectorise
 
 Blocks run on a small thread pool (NumPy releases the GIL); every output element is computed by
 the same code whatever the thread count, so results never depend on it.
+
+How averages are divided
+------------------------
+Each block's window sums are made in an accumulator chosen by :func:`_accumulator`:
+
+========================  =================  ==============================================
+input dtype               accumulator        why
+========================  =================  ==============================================
+float16, float32          float32            torch's opmath type (§3, T32, T33)
+float64                   float64            torch (T34)
+uint8, <= 257 taps        uint16             exact, and twice the SIMD lanes of int32
+other ints of <= 16 bits  int32              exact while ``max|x| * taps < 2**31``
+int32, int64, ...         int64              torch's int64 sum (T30, T31)
+========================  =================  ==============================================
+
+The divisor of a cell is the product of two per-axis factors (:func:`axis_divisors`), or the
+override.  The factors change only near the edges, so each block is divided in a few rectangles
+of one scalar divisor each.  A *finisher* turns sums into averages; :func:`avg_pool2d` uses the
+truncating one (:func:`_finish_truncated`, torch's C++ division toward zero), and
+:func:`avg_pool2d_rounded` the rounding one (:func:`_finish_rounded`, nearest, halves up).  Both
+pick the cheapest exact way for the accumulator and divisor, in this order:
+
+1. **Shift** (:func:`_power_of_two_shift`): unsigned sums and a power-of-two divisor (8-bit
+   k2, k4): ``sum >> m``; the rounding finisher adds bit ``m - 1`` (the half) back.
+2. **Lookup table** (``divide`` in :func:`_avg_pool`): uint16 sums and any other divisor: the
+   finisher is run once on all 65536 possible sums, then each output is one table lookup.
+3. **Float quotient**: float accumulators divide once in their own type, then round to the
+   output dtype and add ``+0.0`` (torch's ``out = 0; out += q``: no ``-0.0``).  int32 sums
+   (``|sum| < 2**31``) divide in float64, where the quotient is close enough that ``trunc`` (or
+   ``floor((2*sum + d) / (2*d))`` when rounding) lands on the exact integer.
+4. **Exact int64**: int64 sums use integer floor division corrected toward zero (truncating) or
+   :func:`rounded_quotient` (rounding), with no intermediate that could overflow.
+
+Integer results that leave the output dtype's range wrap through int64 (:func:`_may_wrap`), as
+torch's conversions do.
 """
 
 from __future__ import annotations
