@@ -63,11 +63,13 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple, TypeAlias, overload
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = [
+    "ArrayOrRows",
     "AxisArithmetic",
     "PoolingError",
     "PoolingTypeError",
@@ -439,7 +441,7 @@ def _checked_axis(size: int, kernel: int, stride: int, pad: int, dilation: int, 
     return axis_arithmetic(size, kernel, stride, pad, dilation, bool(ceil_mode)).output
 
 
-def _check_dtype(op: str, x: np.ndarray) -> None:
+def _check_dtype(op: str, x: ArrayOrRows) -> None:
     kind = x.dtype.kind
     if kind in "iu" or (kind == "f" and x.dtype.itemsize <= 8):
         return
@@ -447,7 +449,7 @@ def _check_dtype(op: str, x: np.ndarray) -> None:
     raise PoolingTypeError(f'"{op}" not implemented for \'{name}\'')
 
 
-def _as_array(x: object) -> np.ndarray:
+def _as_array(x: object) -> ArrayOrRows:
     return x if isinstance(x, (np.ndarray, RowSource)) else np.asarray(x)
 
 
@@ -470,8 +472,9 @@ class RowSource:
 
     ndim = 3
 
-    def __init__(self, shape: tuple[int, int, int], dtype: np.dtype, read: Callable[[int, int], np.ndarray]):
-        self.shape = tuple(int(v) for v in shape)
+    def __init__(self, shape: Sequence[int], dtype: npt.DTypeLike, read: Callable[[int, int], np.ndarray]):
+        channels, height, width = (int(v) for v in shape)
+        self.shape: tuple[int, int, int] = (channels, height, width)
         self.dtype = np.dtype(dtype)
         self.read = read
 
@@ -482,6 +485,10 @@ class RowSource:
     @property
     def itemsize(self) -> int:
         return self.dtype.itemsize
+
+
+# What the pooling functions accept: an array, or a (C, H, W) input read in row strips.
+ArrayOrRows: TypeAlias = "np.ndarray | RowSource"
 
 
 class _BatchOfOne:
@@ -497,6 +504,10 @@ class _BatchOfOne:
     def __getitem__(self, index: tuple) -> np.ndarray:
         _, channels, rows, cols = index
         return self.source.read(rows.start, rows.stop)[channels, :, cols]
+
+
+# A 4-D (N, C, H, W) view of the input, as blocks read it.
+_Input4D: TypeAlias = "np.ndarray | _BatchOfOne"
 
 
 # --------------------------------------------------------------------------------------------
@@ -569,7 +580,7 @@ class _Block(NamedTuple):
     r1: int
 
 
-def _blocks(x4: np.ndarray, plan: _Plan, out_channels_last_friendly: bool, itemsize: int) -> list[_Block]:
+def _blocks(x4: _Input4D, plan: _Plan, out_channels_last_friendly: bool, itemsize: int) -> list[_Block]:
     n_batch, channels = x4.shape[0], x4.shape[1]
     out_h = plan.out_size[0]
     width = plan.taps_needed(1)
@@ -615,20 +626,20 @@ def _run(blocks: list[_Block], work: Callable[[_Block], None], total_elements: i
         future.result()
 
 
-def _is_channels_last(x4: np.ndarray) -> bool:
+def _is_channels_last(x4: _Input4D) -> bool:
     if isinstance(x4, _BatchOfOne):
         return True  # strips of interleaved pixels: read every channel of a row at once
     s = x4.strides
     return x4.shape[1] > 1 and abs(s[1]) < abs(s[3]) and abs(s[1]) < abs(s[2])
 
 
-def _as_4d(x: np.ndarray) -> np.ndarray:
+def _as_4d(x: ArrayOrRows) -> _Input4D:
     if isinstance(x, RowSource):
         return _BatchOfOne(x)
     return x.reshape((1, 1) + x.shape) if x.ndim == 2 else (x[None] if x.ndim == 3 else x)
 
 
-def _slab(x4: np.ndarray, block: _Block, plan: _Plan, dtype: np.dtype, pad_value: object) -> np.ndarray:
+def _slab(x4: _Input4D, block: _Block, plan: _Plan, dtype: np.dtype, pad_value: object) -> np.ndarray:
     """The input rows a block needs, padded: a view of the input when it already is that
     (no padding or overhang in the block, right dtype, unit-stride rows), else a scratch copy."""
     (sh, _), (ph, pw) = plan.stride, plan.padding
@@ -669,7 +680,7 @@ def _scratch(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return array
 
 
-def _fill_slab(x4: np.ndarray, block: _Block, plan: _Plan, dtype: np.dtype, pad_value: object,
+def _fill_slab(x4: _Input4D, block: _Block, plan: _Plan, dtype: np.dtype, pad_value: object,
                channels_last: bool = False) -> np.ndarray:
     """Copy the input rows a block needs into a scratch slab padded with ``pad_value``.
 
@@ -864,8 +875,57 @@ def _needs_exact(values: np.ndarray, slab: np.ndarray) -> bool:
     return False
 
 
+@overload
 def max_pool2d(
-    x: np.ndarray,
+    x: ArrayOrRows,
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None = None,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    ceil_mode: bool = False,
+    return_indices: Literal[False] = False,
+) -> np.ndarray: ...
+
+
+@overload
+def max_pool2d(
+    x: ArrayOrRows,
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None,
+    padding: IntOrPair,
+    dilation: IntOrPair,
+    ceil_mode: bool,
+    return_indices: Literal[True],
+) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@overload
+def max_pool2d(
+    x: ArrayOrRows,
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None = None,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    ceil_mode: bool = False,
+    *,
+    return_indices: Literal[True],
+) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@overload
+def max_pool2d(
+    x: ArrayOrRows,
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None = None,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]: ...
+
+
+def max_pool2d(
+    x: ArrayOrRows,
     kernel_size: IntOrPair,
     stride: IntOrPair | None = None,
     padding: IntOrPair = 0,
@@ -877,7 +937,7 @@ def max_pool2d(
 
     Parameters
     ----------
-    x : numpy.ndarray
+    x : numpy.ndarray or RowSource
         ``(H, W)``, ``(C, H, W)`` or ``(N, C, H, W)``; any integer dtype or float16/32/64, any
         memory layout.  Never modified.  2-D input is an extension (torch wants 3-D or 4-D).
     kernel_size, stride, padding, dilation : int or (int, int)
@@ -931,10 +991,11 @@ def max_pool2d(
     def work(block: _Block) -> None:
         slab = _slab(x4, block, plan, x.dtype, lowest)
         target = (block.batch, slice(block.c0, block.c1), slice(block.r0, block.r1))
-        if return_indices:
+        if indices is not None:
             best, index = _max_block_exact(slab, plan, block, with_indices=True)
+            assert index is not None  # with_indices=True
             values[target] = best
-            indices[target] = index  # type: ignore[index]
+            indices[target] = index
             return
         best = _max_block_fast(slab, plan, block.r1 - block.r0)
         if is_float and _needs_exact(best, slab):
@@ -946,8 +1007,8 @@ def max_pool2d(
         _run(blocks, work, x4.size)
     shape = x.shape[:-2] + plan.out_size
     values = values.reshape(shape)
-    if return_indices:
-        return values, indices.reshape(shape)  # type: ignore[union-attr]
+    if indices is not None:
+        return values, indices.reshape(shape)
     return values
 
 
@@ -1121,7 +1182,7 @@ def _may_wrap(values: np.ndarray, dtype: np.dtype) -> bool:
 
 
 def _avg_pool(
-    x: np.ndarray,
+    x: ArrayOrRows,
     kernel_size: IntOrPair,
     stride: IntOrPair | None,
     padding: IntOrPair,
@@ -1182,7 +1243,7 @@ def _avg_pool(
 
 
 def avg_pool2d_rounded(
-    x: np.ndarray,
+    x: ArrayOrRows,
     kernel_size: IntOrPair,
     stride: IntOrPair | None = None,
     padding: IntOrPair = 0,
@@ -1209,7 +1270,7 @@ def avg_pool2d_rounded(
 
 
 def avg_pool2d(
-    x: np.ndarray,
+    x: ArrayOrRows,
     kernel_size: IntOrPair,
     stride: IntOrPair | None = None,
     padding: IntOrPair = 0,
@@ -1221,7 +1282,7 @@ def avg_pool2d(
 
     Parameters
     ----------
-    x : numpy.ndarray
+    x : numpy.ndarray or RowSource
         ``(H, W)``, ``(C, H, W)`` or ``(N, C, H, W)``, any memory layout; never modified.
         2-D input is an extension (torch wants 3-D or 4-D).
     kernel_size, stride, padding : int or (int, int)
