@@ -196,6 +196,28 @@ def axis_arithmetic(
     )
 
 
+@overload
+def output_size(
+    size: int,
+    kernel_size: int,
+    stride: int | None = None,
+    padding: int = 0,
+    dilation: int = 1,
+    ceil_mode: bool = False,
+) -> int: ...
+
+
+@overload
+def output_size(
+    size: Sequence[int],
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None = None,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    ceil_mode: bool = False,
+) -> tuple[int, int]: ...
+
+
 def output_size(
     size: IntOrPair,
     kernel_size: IntOrPair,
@@ -225,10 +247,11 @@ def output_size(
     kernels = _pair(kernel_size)
     strides = kernels if stride is None or _is_empty(stride) else _pair(stride)
     paddings, dilations = _pair(padding), _pair(dilation)
-    return tuple(  # type: ignore[return-value]
+    rows, cols = (
         axis_arithmetic(sizes[a], kernels[a], strides[a], paddings[a], dilations[a], ceil_mode).output
         for a in range(2)
     )
+    return rows, cols
 
 
 def _is_empty(value: object) -> bool:

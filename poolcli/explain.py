@@ -147,6 +147,7 @@ def explain(array: np.ndarray, params: PoolParams) -> Explanation:
                     cell.index = int(idx[1][i, j])
                     cell.winner = divmod(cell.index, width) if 0 <= cell.index < height * width else None
                 else:
+                    assert total is not None  # avg: window sums were made for every plane
                     cell.total = total[1][i, j].item()
                     cell.divisor, cell.divisor_reason = _divisor(params, i, j, height, width)
                 cells.append(cell)
