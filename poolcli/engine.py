@@ -511,7 +511,7 @@ class RowSource:
 
 
 # What the pooling functions accept: an array, or a (C, H, W) input read in row strips.
-ArrayOrRows: TypeAlias = "np.ndarray | RowSource"
+ArrayOrRows: TypeAlias = np.ndarray | RowSource
 
 
 class _BatchOfOne:
@@ -530,7 +530,7 @@ class _BatchOfOne:
 
 
 # A 4-D (N, C, H, W) view of the input, as blocks read it.
-_Input4D: TypeAlias = "np.ndarray | _BatchOfOne"
+_Input4D: TypeAlias = np.ndarray | _BatchOfOne
 
 
 # --------------------------------------------------------------------------------------------
