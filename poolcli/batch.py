@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from poolcli import images
@@ -202,7 +203,7 @@ def _refuse_collisions(jobs: list[Job], options: Options) -> None:
         seen[key] = job.source
 
 
-def _report_module():
+def _report_module() -> ModuleType:
     from poolcli import report  # Rich: only when there is something to draw
 
     return report
