@@ -343,7 +343,7 @@ class _Args(NamedTuple):
 
 def _validate(
     op: str,
-    x: np.ndarray | RowSource,
+    x: ArrayOrRows,
     kernel_size: object,
     stride: object,
     padding: object,
