@@ -129,7 +129,7 @@ class ColourType(click.ParamType):
         from PIL import ImageColor
 
         try:
-            return tuple(ImageColor.getcolor(str(value), "RGB"))
+            return tuple(ImageColor.getrgb(str(value))[:3])  # an alpha given in the colour is ignored
         except ValueError:
             self.fail(f"{value!r} is not a colour: give a name (white), #rrggbb or rgb(r, g, b)", param, ctx)
 

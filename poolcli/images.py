@@ -31,7 +31,7 @@ import tempfile
 import threading
 import warnings
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO
 
@@ -177,7 +177,7 @@ class Picture:
     def has_alpha(self) -> bool:
         return self.mode in ALPHA_MODES
 
-    def with_frames(self, frames: list[np.ndarray], mode: str | None = None) -> Picture:
+    def with_frames(self, frames: Sequence[np.ndarray], mode: str | None = None) -> Picture:
         return replace(self, frames=[ArrayFrame(f) for f in frames], mode=mode or self.mode)
 
     def close(self) -> None:

@@ -18,12 +18,13 @@ from poolcli.frames import Frame
 from poolcli.params import PoolParams
 
 
-def pool_array(x: np.ndarray, params: PoolParams, want_indices: bool = False
+def pool_array(x: engine.ArrayOrRows, params: PoolParams, want_indices: bool = False
                ) -> tuple[np.ndarray, np.ndarray | None]:
     """Pool an (H, W), (C, H, W) or (N, C, H, W) array exactly as torch would."""
     if params.op == "max":
-        result = engine.max_pool2d(x, **params.max_args(), return_indices=want_indices)
-        return result if want_indices else (result, None)
+        if want_indices:
+            return engine.max_pool2d(x, **params.max_args(), return_indices=True)
+        return engine.max_pool2d(x, **params.max_args()), None
     return engine.avg_pool2d(x, **params.avg_args()), None
 
 
@@ -45,6 +46,7 @@ def pool_pixels(frame: Frame, params: PoolParams, *, has_alpha: bool = False,
     if linear:
         out_color = _linear_average(color, alpha if premultiply else None, params)
     else:
+        assert alpha is not None  # not per channel and not linear: an alpha to premultiply by
         out_color = _premultiplied_average(color, alpha, params)
     if alpha is None:
         return out_color.transpose(1, 2, 0), None
