@@ -549,18 +549,18 @@ _REASONS: list[tuple[tuple[type[BaseException], ...], str]] = [
 
 # Signatures of the formats poolcli writes: a file that starts like one but that Pillow cannot
 # open is a damaged file of that format, not "not an image".
-_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"GIF87a": "GIF", b"GIF89a": "GIF", b"II*\x00": "TIFF",
-               b"MM\x00*": "TIFF", b"\xff\xd8\xff": "JPEG"}
+_SIGNATURES = [(0, b"\x89PNG\r\n\x1a\n", "PNG"), (0, b"GIF87a", "GIF"), (0, b"GIF89a", "GIF"), (0, b"II*\x00", "TIFF"),
+               (0, b"MM\x00*", "TIFF"), (0, b"\xff\xd8\xff", "JPEG"), (0, b"BM", "BMP"), (8, b"WEBP", "WEBP")]
 
 
 def _sniffed(source: str | bytes) -> str | None:
     try:
         if isinstance(source, str):
             with open(source, "rb") as handle:
-                source = handle.read(8)
+                source = handle.read(16)
     except OSError:
         return None
-    return next((fmt for magic, fmt in _SIGNATURES.items() if source.startswith(magic)), None)
+    return next((fmt for at, magic, fmt in _SIGNATURES if source[at:at + len(magic)] == magic), None)
 
 
 def _reason(error: Exception, decoding: _Decoding) -> str:

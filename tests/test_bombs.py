@@ -8,6 +8,8 @@ bomb that got through would fail with a MemoryError instead of the expected line
 from __future__ import annotations
 
 import io
+import json
+import os
 import resource
 import struct
 import subprocess
@@ -196,3 +198,36 @@ def test_damaged_files_never_escape_as_other_exceptions(rng):
                 decode(bytes(broken))
             except ImageError as error:
                 assert "\n" not in str(error) and not str(error).startswith("unexpected")
+
+
+def test_fuzzed_files_end_in_one_line_each(tmp_path):
+    """Seeded mutations of small files of every format through the real command: exit 0 or 1,
+    exactly one stderr line per failed file and nothing else, no bare exception text, no output
+    or temporary file for a failed input."""
+    per_format = 60 if os.environ.get("CI") == "true" else 15
+    damage = np.random.default_rng(2026)
+    picture = Image.fromarray(damage.integers(0, 256, (12, 16, 3), dtype=np.uint8))
+    (tmp_path / "in").mkdir()
+    for fmt, extension in (("PNG", "png"), ("JPEG", "jpg"), ("TIFF", "tif"), ("GIF", "gif"), ("BMP", "bmp"),
+                           ("WEBP", "webp")):
+        buffer = io.BytesIO()
+        picture.save(buffer, fmt)
+        for number in range(per_format):
+            data = bytearray(buffer.getvalue())
+            if number % 3 == 0:
+                data = data[:int(damage.integers(1, len(data)))]
+            for position in damage.integers(0, len(data), 3):
+                data[position] = int(damage.integers(0, 256))
+            (tmp_path / "in" / f"{fmt}{number:02d}.{extension}").write_bytes(bytes(data))
+    result = subprocess.run(
+        [sys.executable, "-m", "poolcli", "max", "in", "-o", "out", "-k", "2", "-j", "1", "--json", "--no-progress"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, preexec_fn=_limited,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert result.returncode in (0, 1)
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    failed = [r for r in records if r["status"] == "error"]
+    assert len(records) == 6 * per_format and failed
+    assert result.stderr.splitlines() == [f"poolcli: error: {r['input']}: {r['error']}" for r in failed]
+    assert not any(r["error"].startswith("unexpected") for r in failed)
+    written = sorted(p.name for p in (tmp_path / "out").iterdir()) if (tmp_path / "out").exists() else []
+    assert written == sorted(Path(r["output"]).name for r in records if r["status"] == "ok")
