@@ -229,7 +229,6 @@ class _Decoding:
     format: str | None = None
     frame: int = 0  # the frame or page being read (0-based)
     frames: int = 1  # how many the file has
-    plausible: int | None = None  # the most pixels a frame of this file can claim
     library: list[str] = field(default_factory=list)  # what Pillow logged and C libraries printed
 
     def what(self) -> str:
@@ -274,8 +273,9 @@ class _Decoding:
         return max(1, self.file_size) * PLAUSIBLE_PIXELS_PER_BYTE
 
     def pillow_limit(self) -> int | None:
-        """Pillow's own per-frame guard: the pixel limit, or (without one) the plausible bound."""
-        bounds = [b for b in (self.max_pixels or None, self._plausible_bound("raw")) if b]
+        """Pillow's own per-frame guard: the pixel limit, or the plausible bound where that is lower
+        and does not depend on a page's compression (not TIFF)."""
+        bounds = [b for b in (self.max_pixels, self._plausible_bound(None)) if b]
         return min(bounds) if bounds else None
 
 
@@ -574,7 +574,7 @@ def _reason(error: Exception, decoding: _Decoding) -> str:
         # Pillow's guard fired first (while opening, or when a GIF frame grows the canvas)
         claimed = re.search(r"\((\d+) pixels\)", text)
         size = f" ({claimed.group(1)} pixels)" if claimed else ""
-        plausible = decoding._plausible_bound("raw")
+        plausible = decoding._plausible_bound(None)
         if decoding.max_pixels is None or (plausible is not None and plausible < decoding.max_pixels):
             count = f"{claimed.group(1)} pixels," if claimed else "more pixels"
             return f"damaged {fmt} file: {decoding.what()} claims {count} more than a file of " \
