@@ -321,6 +321,20 @@ class _ListHandler(logging.Handler):
             self.lines.append(record.getMessage())
 
 
+_STDERR_LOCK = threading.RLock()  # file descriptor 2 is the process's: one capture at a time
+_sink: tuple[int, BinaryIO] | None = None  # (pid, file): reused, as creating a file costs more than a decode
+
+
+def _stderr_sink() -> BinaryIO:
+    global _sink
+    if _sink is None or _sink[0] != os.getpid():  # a forked worker must not share its parent's file offset
+        _sink = (os.getpid(), tempfile.TemporaryFile())  # noqa: SIM115 - lives as long as the process
+    sink = _sink[1]
+    sink.seek(0)
+    sink.truncate()
+    return sink
+
+
 @contextlib.contextmanager
 def _captured_stderr(lines: list[str]) -> Iterator[None]:
     """What C libraries write to file descriptor 2 during the block, into ``lines``.
@@ -328,13 +342,14 @@ def _captured_stderr(lines: list[str]) -> Iterator[None]:
     libtiff prints its errors there itself; poolcli's stderr must carry one line per failure.
     Terminal output written meanwhile by this process (a progress bar: escape codes or carriage
     returns) is passed on to the real stderr afterwards."""
-    try:
-        saved = os.dup(2)
-    except OSError:  # no stderr at all: nothing to keep clean
-        yield
-        return
-    try:
-        with tempfile.TemporaryFile() as sink:
+    with _STDERR_LOCK:
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr at all: nothing to keep clean
+            yield
+            return
+        try:
+            sink = _stderr_sink()
             os.dup2(sink.fileno(), 2)
             try:
                 yield
@@ -347,8 +362,8 @@ def _captured_stderr(lines: list[str]) -> Iterator[None]:
                         os.write(2, line.encode())
                     elif line.strip():
                         lines.append(line.strip())
-    finally:
-        os.close(saved)
+        finally:
+            os.close(saved)
 
 
 # --------------------------------------------------------------------------- decoding
