@@ -277,7 +277,7 @@ def _flattened(picture: images.Picture, background: tuple[int, int, int]) -> ima
     picture.close()
     scale = np.iinfo(frames[0].dtype).max // 255  # 1 for 8-bit, 257 for 16-bit
     red, green, blue = background
-    gray = (red * 299 + green * 587 + blue * 114 + 500) // 1000  # Pillow's L from RGB
+    gray = (red * 19595 + green * 38470 + blue * 7471 + 0x8000) >> 16  # ITU-R 601-2 luma, as Pillow's convert("L")
     colour = (gray,) if frames[0].shape[2] == 2 else background
     flat = [pixels.flatten(frame, tuple(v * scale for v in colour)) for frame in frames]
     return picture.with_frames(flat, mode=formats.FLATTENED[picture.mode])
