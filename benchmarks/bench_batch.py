@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 import numpy as np
 
-from poolcli import images
+from poolcli import formats
 
 PLAIN_LOOP = """
 import sys
@@ -73,7 +73,7 @@ def main() -> int:
         commands = {
             "poolcli -j 1": [python, "-m", "poolcli", "max", str(source), "-o", str(out), "-k", "2", "-j", "1", "-q"],
             "poolcli -j 2": [python, "-m", "poolcli", "max", str(source), "-o", str(out), "-k", "2", "-j", "2", "-q"],
-            "plain loop": [python, "-c", PLAIN_LOOP, str(source), str(out), str(images.DEFAULT_COMPRESSION)],
+            "plain loop": [python, "-c", PLAIN_LOOP, str(source), str(out), str(formats.DEFAULT_COMPRESSION)],
         }
         for command in commands.values():  # warm the page cache
             timed(command, out)

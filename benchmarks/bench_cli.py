@@ -30,7 +30,7 @@ import common
 import numpy as np
 from PIL import Image
 
-from poolcli import images
+from poolcli import formats
 
 PYTHON = sys.executable
 # What the installed ``poolcli`` script runs (``python -m`` would add runpy's imports), on the working tree.
@@ -70,7 +70,7 @@ def halving_commands(source: Path, folder: Path) -> dict[str, tuple[list[str], P
     magick = common.tool("magick") or common.tool("convert")
     if magick:
         commands["magick"] = ([magick, str(source), "-scale", "50%", str(out["magick"])], out["magick"])
-    save = f"compress_level={images.DEFAULT_COMPRESSION}" if suffix == ".png" else "quality=92"
+    save = f"compress_level={formats.DEFAULT_COMPRESSION}" if suffix == ".png" else "quality=92"
     commands["pillow"] = ([PYTHON, "-c", "import sys\nfrom PIL import Image\nImage.MAX_IMAGE_PIXELS = None\n"
                                          f"Image.open(sys.argv[1]).reduce(2).save(sys.argv[2], {save})",
                            str(source), str(out["pillow"])], out["pillow"])

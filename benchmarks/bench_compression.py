@@ -6,7 +6,7 @@ Usage: python benchmarks/bench_compression.py [--repeats 3] [--no-record]
 Chooses poolcli's default ``--compression``: the fastest level whose files are at most 10%
 larger than Pillow's default level on the photographs and at most 35% larger on the screenshot
 and clip art (flat images are small either way).  Exits 1 when poolcli's default
-(``images.DEFAULT_COMPRESSION``) is not that level.
+(``formats.DEFAULT_COMPRESSION``) is not that level.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import common
 import numpy as np
 from PIL import Image
 
-from poolcli import images
+from poolcli import formats
 
 LEVELS = range(10)
 PILLOW_DEFAULT = 6
@@ -101,8 +101,8 @@ def main() -> int:
     speedup = total_time(PILLOW_DEFAULT) / total_time(chosen)
     growth = max(table[name][chosen][1] / table[name][PILLOW_DEFAULT][1] for name in subjects)
     print(f"\nchosen level {chosen}: {speedup:.1f}x faster than level 6 in total, files at most "
-          f"{(growth - 1) * 100:.0f}% larger; poolcli's default: {images.DEFAULT_COMPRESSION}")
-    ok = chosen == images.DEFAULT_COMPRESSION
+          f"{(growth - 1) * 100:.0f}% larger; poolcli's default: {formats.DEFAULT_COMPRESSION}")
+    ok = chosen == formats.DEFAULT_COMPRESSION
     if not args.no_record:
         figures = "; ".join(
             f"{name}: L{chosen} {table[name][chosen][0]:.3f} s {table[name][chosen][1] // 1024} KiB, "
@@ -110,7 +110,7 @@ def main() -> int:
             + (f", vips {table[name]['vips'][0]:.3f} s {table[name]['vips'][1] // 1024} KiB" if "vips" in table[name]
                else "")
             for name in subjects)
-        verdict = f"default level {images.DEFAULT_COMPRESSION} is the measured choice ({chosen}): " + (
+        verdict = f"default level {formats.DEFAULT_COMPRESSION} is the measured choice ({chosen}): " + (
             "met" if ok else "MISSED")
         common.append_result("bench_compression", figures, verdict,
                              (("libvips", common.tool_version(["vips", "--version"])),) if common.tool("vips") else ())

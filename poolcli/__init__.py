@@ -19,7 +19,15 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_ENGINE_NAMES = ("avg_pool2d", "get_num_threads", "max_pool2d", "output_size", "set_num_threads")
+_ENGINE_NAMES = (
+    "PoolingError",
+    "PoolingTypeError",
+    "avg_pool2d",
+    "get_num_threads",
+    "max_pool2d",
+    "output_size",
+    "set_num_threads",
+)
 # Images in and out (Pillow, loaded on first use): poolcli.api.
 _API_NAMES = ("PoolError", "pool_file", "pool_image")
 

@@ -92,6 +92,7 @@ def pool_image(image: str | os.PathLike[str] | Image.Image, op: Operation, kerne
 
     from poolcli import images
     from poolcli.pipeline import JobError, Options, pool_picture
+    from poolcli.pipeline import _read_source as read_source
 
     params = _params(op, kernel_size, stride, padding, dilation, ceil_mode, count_include_pad, divisor_override)
     try:
@@ -99,14 +100,15 @@ def pool_image(image: str | os.PathLike[str] | Image.Image, op: Operation, kerne
             picture = images.decode_image(image, auto_orient=auto_orient)
         else:
             limit = images.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
-            picture = images.decode(os.fspath(image), auto_orient=auto_orient, max_pixels=limit)
+            source = read_source(os.fspath(image))  # the command's checks: missing, empty, a folder
+            picture = images.decode(source, auto_orient=auto_orient, max_pixels=limit)
         if len(picture.frames) > 1:
             raise PoolError(f"the image has {len(picture.frames)} frames: pool_file keeps them all")
         pooled, _ = pool_picture(picture, params, Options(premultiply=premultiply, linear=linear))
+        stride_h, stride_w = params.effective_stride
+        return images.to_pillow(pooled, dpi_scale=(stride_w, stride_h))
     except (images.ImageError, JobError) as error:
         raise PoolError(str(error)) from None
-    stride_h, stride_w = params.effective_stride
-    return images.to_pillow(pooled, dpi_scale=(stride_w, stride_h))
 
 
 def pool_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], op: Operation, kernel_size: IntOrPair,

@@ -25,6 +25,9 @@ MODE_WORDS = {
     "RGBA": "RGBA 8-bit",
     "CMYK": "CMYK 8-bit",
     "I;16": "gray 16-bit",
+    "LA;16": "gray+alpha 16-bit",
+    "RGB;16": "RGB 16-bit",
+    "RGBA;16": "RGBA 16-bit",
     "I": "gray 32-bit integer",
     "F": "gray 32-bit float",
 }

@@ -14,12 +14,14 @@ from typing import Any
 
 import click
 
-from poolcli import __version__
+from poolcli import __version__, formats
 from poolcli.exits import ExitCode
 from poolcli.params import Pair, PoolParams
 
 INT32_MAX = 2**31 - 1
-FORMATS = ["png", "jpeg", "jpg", "tiff", "tif", "webp", "bmp", "gif", "npy"]
+# --format names: each format poolcli writes, its usual extension where that differs (jpg, tif), npy.
+FORMATS = [name for fmt, spec in formats.FORMATS.items()
+           for name in dict.fromkeys([fmt.lower(), spec.extension[1:]])] + ["npy"]
 
 EPILOG_MAX = """\b
 Examples:
@@ -136,6 +138,24 @@ class Bounded(click.ParamType):
         return number
 
 
+class ColourType(click.ParamType):
+    """``--background COLOR``: any colour Pillow's ImageColor knows, as 8-bit (R, G, B)."""
+
+    name = "COLOR"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        from PIL import ImageColor
+
+        try:
+            return tuple(ImageColor.getrgb(str(value))[:3])  # an alpha given in the colour is ignored
+        except ValueError:
+            self.fail(f"{value!r} is not a colour: give a name (white), #rrggbb or rgb(r, g, b)", param, ctx)
+
+
+COLOUR = ColourType()
+
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
@@ -157,7 +177,7 @@ def section(title: str, *decorators: Decorator) -> Decorator:
         before = len(getattr(function, "__click_params__", []))
         function = _options(*decorators)(function)
         for param in getattr(function, "__click_params__", [])[before:]:
-            param.help_section = title  # type: ignore[attr-defined]
+            param.help_section = title  # read by GroupedCommand and the man page
         return function
 
     return decorate
@@ -237,10 +257,14 @@ files_options = _options(
         click.option("--compression", type=Bounded(0, 9), default=None, metavar="0-9", envvar=ENV["compression"],
                      show_envvar=True, help="PNG zlib level (0 none, 9 smallest) [default: 2, measured: "
                                             "see README]; TIFF: 1-9 deflate, 0 none [default: none]."),
+        click.option("--background", type=COLOUR, default=None, metavar="COLOR",
+                     help="Flatten alpha onto this colour (a name, #rrggbb, rgb(...)): needed for JPEG and BMP."),
         click.option("--no-auto-orient", is_flag=True, help="Do not apply the EXIF orientation first."),
         click.option("--max-pixels", type=Bounded(0), default=None, metavar="N", envvar=ENV["max_pixels"],
-                     show_envvar=True, help="Decompression-bomb limit in pixels; 0: none [default: Pillow's, "
-                                            "89478485]."),
+                     show_envvar=True, help="Decompression-bomb limit in pixels per frame (all frames together: "
+                                            "twice that); 0: none [default: Pillow's, 89478485]."),
+        click.option("--max-frames", type=Bounded(0), default=None, metavar="N",
+                     help="Refuse files of more frames or pages; 0: no limit [default: 1000]."),
     ),
     section(
         "Report",
@@ -357,21 +381,21 @@ def avg_command(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: 
 def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...], output: str | None,
                recursive: bool, jobs: int | None, skip_existing: bool, no_progress: bool, file_format: str | None,
                quality: int | None, compression: int | None, no_auto_orient: bool, max_pixels: int | None,
-               verbose: bool, as_json: bool, quiet: bool, indices_path: str | None = None, premultiply: bool = True,
-               linear: bool = False) -> None:
+               max_frames: int | None, background: tuple[int, int, int] | None, verbose: bool, as_json: bool,
+               quiet: bool, indices_path: str | None = None, premultiply: bool = True, linear: bool = False) -> None:
     """The one implementation behind ``poolcli max`` and ``poolcli avg``: plan, run, exit."""
     if indices_path is not None and not indices_path.lower().endswith(".npy"):
         raise click.BadParameter("the indices file must end in .npy", ctx=ctx, param_hint="'--return-indices'")
 
-    from poolcli import batch, images
+    from poolcli import batch, formats
     from poolcli.pipeline import Options
 
-    fmt = None if file_format is None else {"jpg": "JPEG", "tif": "TIFF"}.get(file_format.lower(),
-                                                                            file_format.upper())
+    fmt = None if file_format is None else formats.format_for_extension(f".{file_format}") or file_format.upper()
     options = Options(
         file_format=fmt, quality=quality, compression=compression, auto_orient=not no_auto_orient,
         premultiply=premultiply, linear=linear,
-        max_pixels=images.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels, indices_path=indices_path,
+        max_pixels=formats.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels, indices_path=indices_path,
+        max_frames=formats.DEFAULT_MAX_FRAMES if max_frames is None else max_frames, background=background,
     )
     try:
         planned = batch.plan(list(inputs), output, params, options, recursive=recursive)

@@ -42,14 +42,14 @@ def _paragraphs(text: str) -> list[str]:
 
 def _commands() -> list[tuple[str, click.Command, click.Context]]:
     """Every leaf command with a context for its help records, in the order of ``poolcli --help``."""
-    root = click.Context(cli, info_name="poolcli")
+    root = click.Context(cli, info_name="poolcli", **cli.context_settings)  # -h as well as --help
     found: list[tuple[str, click.Command, click.Context]] = []
 
     def visit(group: click.Group, parent: click.Context, prefix: str) -> None:
         for name in group.list_commands(parent):
             command = group.get_command(parent, name)
             assert command is not None
-            ctx = click.Context(command, info_name=name, parent=parent)
+            ctx = click.Context(command, info_name=name, parent=parent, **command.context_settings)
             if isinstance(command, click.Group):
                 visit(command, ctx, f"{prefix} {name}")
             else:

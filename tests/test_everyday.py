@@ -259,3 +259,12 @@ def test_one_small_file_imports_only_what_it_needs(rgb_png, tmp_path):
                               str(tmp_path / "o.png"), *extra], capture_output=True, text=True, check=True,
                              env={**os.environ, "PYTHONPATH": str(ROOT)})
         assert out.stdout.strip().splitlines()[-1] == "[] False", extra
+
+
+def test_a_changed_depth_is_a_note(invoke, tmp_path):
+    Image.fromarray(np.arange(4 * 6, dtype=np.int32).reshape(4, 6)).save(tmp_path / "i.tif")
+    result = invoke("max", "i.tif", "-k", "2", "-o", "i.png")
+    assert result.exit_code == 0
+    first, note = result.stderr.splitlines()
+    assert first.startswith("i.tif 6x4 gray 32-bit integer -> i.png 3x2  max k2  ")
+    assert note == "note: written as 16-bit gray (I;16) PNG"
