@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -193,5 +194,5 @@ def tool_version(command: Sequence[str]) -> str:
         out = subprocess.run(list(command), capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError):
         return "?"
-    words = out.split()
-    return next((w for w in words if w[:1].isdigit()), "?") if words else "?"
+    found = re.search(r"\d+\.\d+[\w.\-]*", out)  # "vips-8.14.1", "Version: ImageMagick 6.9.11-60 Q16"
+    return found.group(0) if found else "?"
