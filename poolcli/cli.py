@@ -218,7 +218,7 @@ divisor_options = _options(
     click.option("--count-include-pad/--no-count-include-pad", default=True, show_default=True,
                  help="Count padding cells in the divisor."),
     click.option("--divisor-override", type=int, default=None, metavar="N",
-                 help="Divide every window sum by N instead (non-zero, may be negative)."),
+                 help="Divide every window sum by N instead (not 0; may be negative)."),
 )
 return_indices_option = click.option(
     "--return-indices", "indices_path", type=click.Path(dir_okay=False), default=None, metavar="FILE.npy",
