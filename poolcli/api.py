@@ -1,5 +1,8 @@
 """Pooling images from Python, through the same code as the ``poolcli`` command.
 
+May import: ``params``; on first use ``images`` (Pillow), ``pipeline`` and Pillow itself; never
+Click or Rich.
+
 :func:`pool_image` takes a path or a ``PIL.Image.Image`` and returns a ``PIL.Image.Image``;
 :func:`pool_file` reads a file and writes one, exactly as ``poolcli max|avg SRC -o DST`` does.
 Both apply the EXIF orientation, round integer averages to nearest, premultiply alpha (by

@@ -1,6 +1,7 @@
 """The default report: one plain line per input, and one closing line for a run of many.
 
-No Rich and no NumPy here, so a quiet-by-default run never imports them for its report.  Images
+May import: ``params``, ``results`` and ``engine`` (for the output-size arithmetic, on first use);
+never Rich, so the default report costs no Rich import.  Images
 are described as image users read them (width x height, as ``identify`` and ``vips`` print
 them); arrays keep their (C, H, W) shapes.
 

@@ -1,7 +1,7 @@
 """The ``poolcli(1)`` man page, generated from the Click commands so that it says what ``--help`` says.
 
 ``python -m poolcli.manpage > docs/poolcli.1`` writes it; ``tests/test_docs.py`` checks that the
-file in the repository is what this prints.  Imports Click only (through ``poolcli.cli``).
+file in the repository is what this prints.  May import: Click and ``cli`` (no NumPy, Pillow, Rich).
 
 >>> page = render()
 >>> page.startswith('.TH POOLCLI 1')
