@@ -2,7 +2,7 @@
 
 The public functions mirror ``torch.nn.functional``: same names, parameter order, defaults,
 output shapes, validation order and messages, tie/NaN rules and index format.  The rules are
-those of ``shared/spec/torch-pooling-semantics.md``; the section numbers in comments refer to it.
+those of ``docs/semantics.md``; the section (§) and table-row (T) numbers in comments refer to it.
 
 How it is fast
 --------------
@@ -60,7 +60,7 @@ _SHORT_ROW = 64
 # Below this many input elements, thread hand-off costs more than it saves.
 _PARALLEL_MIN_ELEMENTS = 1 << 16
 
-# torch's names for dtypes in "not implemented for '...'" messages (spec §5).
+# torch's names for dtypes in "not implemented for '...'" messages (docs/semantics.md §5).
 _TORCH_DTYPE_NAMES = {
     "bool": "Bool",
     "complex64": "ComplexFloat",
@@ -72,12 +72,12 @@ _TORCH_DTYPE_NAMES = {
 
 
 # --------------------------------------------------------------------------------------------
-# Output-size arithmetic (spec §1)
+# Output-size arithmetic (docs/semantics.md §1)
 # --------------------------------------------------------------------------------------------
 
 
 class AxisArithmetic(NamedTuple):
-    """The output-size computation for one axis, step by step (spec §1).
+    """The output-size computation for one axis, step by step (docs/semantics.md §1).
 
     ``output = (numerator // stride) + 1``, minus one when ``corrected`` (ceil mode dropped a
     last window that would start in the right padding).
@@ -168,7 +168,7 @@ def _pair(value: IntOrPair) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------------------------
-# Argument parsing and validation, in torch's order (spec §2)
+# Argument parsing and validation, in torch's order (docs/semantics.md §2)
 # --------------------------------------------------------------------------------------------
 
 
@@ -686,7 +686,7 @@ def _tap_valid(n_out: int, k: int, stride: int, pad: int, dilation: int, size: i
 
 
 # --------------------------------------------------------------------------------------------
-# max_pool2d (spec §4)
+# max_pool2d (docs/semantics.md §4)
 # --------------------------------------------------------------------------------------------
 
 
@@ -841,7 +841,7 @@ def max_pool2d(
 
 
 # --------------------------------------------------------------------------------------------
-# avg_pool2d (spec §3)
+# avg_pool2d (docs/semantics.md §3)
 # --------------------------------------------------------------------------------------------
 
 

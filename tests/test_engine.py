@@ -1,4 +1,4 @@
-"""The engine against the spec's tables, a slow loop oracle (hypothesis) and torch's golden values."""
+"""The engine against the tables of docs/semantics.md, a slow loop oracle (hypothesis) and torch's golden values."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def bits(a: np.ndarray) -> bytes:
 
 def assert_bit_equal(actual: np.ndarray, expected: np.ndarray, any_nan: bool = False) -> None:
     """Equal dtype, shape and bits.  ``any_nan``: a NaN made by arithmetic (inf - inf) may carry
-    either sign, which the CPU, not the spec, decides; only its place must match."""
+    either sign, which the CPU, not the rules, decides; only its place must match."""
     assert actual.dtype == expected.dtype
     assert actual.shape == expected.shape
     if any_nan and actual.dtype.kind == "f":
@@ -57,7 +57,7 @@ def f32(rows) -> np.ndarray:
     return np.array(rows, dtype=np.float32).reshape((1, 1) + np.array(rows).shape)
 
 
-# --------------------------------------------------------------------------- spec §9 table
+# --------------------------------------------------------------------------- docs/semantics.md §9 table
 
 
 @pytest.mark.parametrize(
