@@ -34,6 +34,8 @@ import numpy as np
 
 __all__ = [
     "AxisArithmetic",
+    "PoolingError",
+    "PoolingTypeError",
     "RowSource",
     "available_cpus",
     "avg_pool2d",
@@ -47,6 +49,37 @@ __all__ = [
 ]
 
 IntOrPair = int | Sequence[int]
+
+
+class PoolingError(ValueError):
+    """Arguments or input that torch would refuse with a ``RuntimeError`` or ``IndexError``.
+
+    The message is torch's own text (docs/semantics.md §2 and its error table).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> try:
+    ...     max_pool2d(np.zeros((1, 4, 4)), 5)
+    ... except PoolingError as error:
+    ...     print(error)
+    Given input size: (1x4x4). Calculated output size: (1x0x0). Output size is too small
+    """
+
+
+class PoolingTypeError(TypeError):
+    """An argument of the wrong type, or a dtype torch does not implement (its ``TypeError`` and
+    ``NotImplementedError``, docs/semantics.md §2 step 1 and §5), with torch's message.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> try:
+    ...     avg_pool2d(np.zeros((1, 2, 2), dtype=bool), 2)
+    ... except PoolingTypeError as error:
+    ...     print(error)
+    "avg_pool2d" not implemented for 'Bool'
+    """
 
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 # Scratch slabs of about this many bytes: measured best on this project's 2-core machines
@@ -110,7 +143,7 @@ def axis_arithmetic(
     (4, True, 3)
     """
     if stride == 0:
-        raise ValueError("stride should not be zero")
+        raise PoolingError("stride should not be zero")
     effective = dilation * (kernel - 1) + 1
     numerator = size + 2 * padding - effective + (stride - 1 if ceil_mode else 0)
     uncorrected = numerator // stride + 1  # div_rtn: floor, also for negative numerators
@@ -190,12 +223,12 @@ def _int_list(op: str, name: str, position: int, value: object, allow_none: bool
     if isinstance(value, (tuple, list)):
         for item in value:
             if not _is_int(item):
-                raise TypeError(
+                raise PoolingTypeError(
                     f"{op}(): argument '{name}' failed to unpack the object at pos {position} with "
                     f'error "type must be tuple of ints,but got {_type_name(item)}"'
                 )
         return [int(v) for v in value]
-    raise TypeError(
+    raise PoolingTypeError(
         f"{op}(): argument '{name}' (position {position}) must be tuple of ints, not {_type_name(value)}"
     )
 
@@ -203,7 +236,7 @@ def _int_list(op: str, name: str, position: int, value: object, allow_none: bool
 def _check_bool(op: str, name: str, position: int | None, value: object) -> bool:
     if not isinstance(value, bool):
         where = f" (position {position})" if position is not None else ""
-        raise TypeError(f"{op}(): argument '{name}'{where} must be bool, not {_type_name(value)}")
+        raise PoolingTypeError(f"{op}(): argument '{name}'{where} must be bool, not {_type_name(value)}")
     return value
 
 
@@ -249,36 +282,38 @@ def _validate(
     else:
         _check_bool(op, "ceil_mode", None, ceil_mode)
         if divisor_override is not None and not _is_int(divisor_override):
-            raise TypeError(f"{op}(): argument 'divisor_override' must be int, not {_type_name(divisor_override)}")
+            raise PoolingTypeError(
+                f"{op}(): argument 'divisor_override' must be int, not {_type_name(divisor_override)}"
+            )
 
     if len(kernel) not in (1, 2):
-        raise ValueError(f"{op}: kernel_size must either be a single int, or a tuple of two ints")
+        raise PoolingError(f"{op}: kernel_size must either be a single int, or a tuple of two ints")
     if len(strides) not in (0, 1, 2):
-        raise ValueError(f"{op}: stride must either be omitted, a single int, or a tuple of two ints")
+        raise PoolingError(f"{op}: stride must either be omitted, a single int, or a tuple of two ints")
     if len(pads) not in (1, 2):
-        raise ValueError(f"{op}: padding must either be a single int, or a tuple of two ints")
+        raise PoolingError(f"{op}: padding must either be a single int, or a tuple of two ints")
     if len(dils) not in (1, 2):
-        raise ValueError(f"{op}: dilation must be either a single int, or a tuple of two ints")
+        raise PoolingError(f"{op}: dilation must be either a single int, or a tuple of two ints")
 
     kh, kw = kernel[0], kernel[-1]
     sh, sw = (kh, kw) if not strides else (strides[0], strides[-1])
     ph, pw = pads[0], pads[-1]
     dh, dw = dils[0], dils[-1]
     if any(not _INT32_MIN <= v <= _INT32_MAX for v in (kh, kw, sh, sw, ph, pw, dh, dw)):
-        raise ValueError("value cannot be converted to type int without overflow")
+        raise PoolingError("value cannot be converted to type int without overflow")
 
     ndim = x.ndim
     if op == "max_pool2d":
         # 2-D is this library's extension: judged as one channel (torch wants 3-D or 4-D).
         if ndim not in (2, 3, 4):
-            raise ValueError("non-empty 3D or 4D (batch mode) tensor expected for input")
+            raise PoolingError("non-empty 3D or 4D (batch mode) tensor expected for input")
     else:
         if divisor_override is not None and int(divisor_override) == 0:  # type: ignore[call-overload]
-            raise ValueError("divisor must be not zero")
+            raise PoolingError("divisor must be not zero")
         if ndim < 2:  # torch reads size(-3); 2-D is accepted here as one channel
             if ndim == 0:
-                raise ValueError("Dimension specified as -3 but tensor has no dimensions")
-            raise ValueError("Dimension out of range (expected to be in range of [-1, 0], but got -3)")
+                raise PoolingError("Dimension specified as -3 but tensor has no dimensions")
+            raise PoolingError("Dimension out of range (expected to be in range of [-1, 0], but got -3)")
 
     height, width = x.shape[-2], x.shape[-1]
     channels = 1 if ndim == 2 else x.shape[-3]
@@ -287,11 +322,11 @@ def _validate(
 
     # pool2d_shape_check
     if kw <= 0 or kh <= 0:
-        raise ValueError(f"kernel size should be greater than zero, but got kH: {kh} kW: {kw}")
+        raise PoolingError(f"kernel size should be greater than zero, but got kH: {kh} kW: {kw}")
     if sw <= 0 or sh <= 0:
-        raise ValueError(f"stride should be greater than zero, but got dH: {sh} dW: {sw}")
+        raise PoolingError(f"stride should be greater than zero, but got dH: {sh} dW: {sw}")
     if dh <= 0 or dw <= 0:
-        raise ValueError(f"dilation should be greater than zero, but got dilationH: {dh} dilationW: {dw}")
+        raise PoolingError(f"dilation should be greater than zero, but got dilationH: {dh} dilationW: {dw}")
     shape = list(x.shape)
     if ndim == 2:
         valid_dims = height != 0 and width != 0
@@ -300,17 +335,17 @@ def _validate(
     else:
         valid_dims = ndim == 4 and shape[1] != 0 and shape[2] != 0 and shape[3] != 0
     if not valid_dims:
-        raise ValueError(
+        raise PoolingError(
             "Expected 3D or 4D (batch mode) tensor with optional 0 dim batch size for input, "
             f"but got:[{', '.join(str(s) for s in shape)}]"
         )
     if kw // 2 < pw or kh // 2 < ph:
-        raise ValueError(
+        raise PoolingError(
             "pad should be smaller than or equal to half of kernel size, but got "
             f"padW = {pw}, padH = {ph}, kW = {kw}, kH = {kh}"
         )
     if cols < 1 or rows < 1:
-        raise ValueError(
+        raise PoolingError(
             f"Given input size: ({channels}x{height}x{width}). "
             f"Calculated output size: ({channels}x{rows}x{cols}). Output size is too small"
         )
@@ -320,11 +355,11 @@ def _validate(
 def _checked_axis(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: object) -> int:
     """torch's ``pooling_output_shape`` for one axis: its three checks, then the size."""
     if stride == 0:
-        raise ValueError("stride should not be zero")
+        raise PoolingError("stride should not be zero")
     if pad < 0:
-        raise ValueError(f"pad must be non-negative, but got pad: {pad}")
+        raise PoolingError(f"pad must be non-negative, but got pad: {pad}")
     if pad > _cxx_div((kernel - 1) * dilation + 1, 2):
-        raise ValueError(
+        raise PoolingError(
             "pad should be at most half of effective kernel size, but got "
             f"pad={pad}, kernel_size={kernel} and dilation={dilation}"
         )
@@ -336,7 +371,7 @@ def _check_dtype(op: str, x: np.ndarray) -> None:
     if kind in "iu" or (kind == "f" and x.dtype.itemsize <= 8):
         return
     name = _TORCH_DTYPE_NAMES.get(x.dtype.name, x.dtype.name)
-    raise TypeError(f'"{op}" not implemented for \'{name}\'')
+    raise PoolingTypeError(f'"{op}" not implemented for \'{name}\'')
 
 
 def _as_array(x: object) -> np.ndarray:
@@ -785,10 +820,12 @@ def max_pool2d(
 
     Raises
     ------
-    ValueError
-        Where torch raises a RuntimeError (same message text), e.g. an output size below 1.
-    TypeError
-        For arguments of the wrong type and unsupported dtypes (bool, complex), as torch.
+    PoolingError
+        A ``ValueError``, where torch raises a RuntimeError (same message text), e.g. an output
+        size below 1.
+    PoolingTypeError
+        A ``TypeError``, for arguments of the wrong type and unsupported dtypes (bool, complex),
+        as torch.
 
     Notes
     -----
@@ -1093,10 +1130,11 @@ def avg_pool2d(
 
     Raises
     ------
-    ValueError
-        Where torch raises a RuntimeError or IndexError (same message text).
-    TypeError
-        For arguments of the wrong type and unsupported dtypes (bool, complex), as torch.
+    PoolingError
+        A ``ValueError``, where torch raises a RuntimeError or IndexError (same message text).
+    PoolingTypeError
+        A ``TypeError``, for arguments of the wrong type and unsupported dtypes (bool, complex),
+        as torch.
 
     Notes
     -----

@@ -259,6 +259,43 @@ def test_error_table(call, exc, message):
     with pytest.raises(exc) as info:
         call()
     assert str(info.value) == message
+    # The engine's own classes (docs/semantics.md §10), so callers can tell bad input from a bug.
+    assert type(info.value) is {ValueError: engine.PoolingError, TypeError: engine.PoolingTypeError}[exc]
+
+
+@pytest.mark.parametrize(
+    "call, exc, message",
+    [
+        (lambda: engine.axis_arithmetic(4, 2, 0), engine.PoolingError, "stride should not be zero"),
+        (lambda: avg_pool2d(np.float32(1), 1), engine.PoolingError,
+         "Dimension specified as -3 but tensor has no dimensions"),
+        (lambda: avg_pool2d(X, 2, count_include_pad=1), engine.PoolingTypeError,
+         "avg_pool2d(): argument 'count_include_pad' must be bool, not int"),
+        (lambda: max_pool2d(X, [2, 2.5]), engine.PoolingTypeError,
+         "max_pool2d(): argument 'kernel_size' failed to unpack the object at pos 2 with error "
+         '"type must be tuple of ints,but got float"'),
+        (lambda: max_pool2d(X.astype(np.complex128), 2), engine.PoolingTypeError,
+         "\"max_pool2d\" not implemented for 'ComplexDouble'"),
+        (lambda: max_pool2d(X.astype(np.longdouble), 2), engine.PoolingTypeError,
+         "\"max_pool2d\" not implemented for 'float128'" if np.dtype(np.longdouble).itemsize > 8
+         else None),  # where long double is float64, it is simply accepted
+    ],
+)
+def test_every_refusal_is_a_pooling_error(call, exc, message):
+    if message is None:
+        call()
+        return
+    with pytest.raises(exc) as info:
+        call()
+    assert str(info.value) == message
+    assert isinstance(info.value, ValueError if exc is engine.PoolingError else TypeError)
+
+
+def test_error_classes_are_exported():
+    import poolcli
+
+    assert poolcli.PoolingError is engine.PoolingError and issubclass(engine.PoolingError, ValueError)
+    assert poolcli.PoolingTypeError is engine.PoolingTypeError and issubclass(engine.PoolingTypeError, TypeError)
 
 
 def test_accepted_where_torch_accepts():
