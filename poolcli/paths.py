@@ -11,7 +11,7 @@ Standard library only (no NumPy, Pillow or Rich): the command line, the pipeline
 - A character device, FIFO or socket (``/dev/null``, ``mkfifo`` pipes) is written *through*, as
   vips and ImageMagick do, never replaced; ``/dev/stdout`` is standard output.
 - Temporary names are ``.NAME.XXXXXXXX.part``, or ``.poolcli-HASH.XXXXXXXX.part`` when NAME is too
-  long for that to fit in 255 bytes (:func:`temp_prefix`, :func:`temp_glob`).
+  long for that to fit in 255 bytes (:func:`temp_prefix`, :func:`temp_files`).
 
 >>> temp_prefix("cat.png")
 '.cat.png.'
@@ -100,10 +100,18 @@ def temp_prefix(name: str) -> str:
     return f"{_HASH_PREFIX}{digest}."
 
 
-def temp_glob(path: str) -> str:
-    """A glob pattern (in the folder of the file ``path`` replaces) matching its temporary files."""
+def temp_files(path: str) -> list[str]:
+    """The temporary files (of any run) for the output ``path``, in the folder of the file it replaces."""
     target = resolve(path)
-    return os.path.join(os.path.dirname(target) or ".", f"{temp_prefix(os.path.basename(target))}*{TEMP_SUFFIX}")
+    folder = os.path.dirname(target) or "."
+    prefix = temp_prefix(os.path.basename(target))
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    return [os.path.join(folder, name) for name in names
+            if name.startswith(prefix) and name.endswith(TEMP_SUFFIX)
+            and len(name) == len(prefix) + _RANDOM_LENGTH + len(TEMP_SUFFIX)]
 
 
 def missing_folder(path: str) -> str | None:

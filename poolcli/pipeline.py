@@ -147,7 +147,7 @@ def _check_stream_header(data: bytes, max_pixels: int | None, limit: int | None)
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as img:
                 width, height = img.size
-    except Exception:  # noqa: BLE001 - any parser failure here only means "not enough bytes yet"
+    except Exception:  # any parser failure here only means "not enough bytes yet"
         return len(data) > _HEADER_BYTES
     if width * height > max_pixels:
         raise images.ImageError(
