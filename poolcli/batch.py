@@ -184,7 +184,7 @@ def _output_for(source: Source, output: str | None, params: PoolParams, options:
     if source.path is None:
         return output if output is not None else STDIO
     if output is None:
-        if paths.is_stream(str(source.path)):
+        if paths.is_pipe_like(str(source.path)):
             if several:
                 raise PlanError(f"{source.label} is a stream (a pipe or a device): give -o for its output")
             return STDIO  # like '-': there is no folder to write beside

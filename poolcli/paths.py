@@ -24,6 +24,7 @@ True
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import os
@@ -46,8 +47,19 @@ _HASH_PREFIX = ".poolcli-"
 Writer = Callable[[BinaryIO], None]
 
 
-class OutputError(Exception):
-    """An output that cannot be written, with the reason to show (never a temporary name)."""
+class OutputError(OSError):
+    """An output that cannot be written, with the reason to show (never a temporary name).
+
+    An ``OSError`` (with ``filename``, the output as given) so that callers catching OS errors
+    keep working; ``str()`` is the one-line reason.
+    """
+
+    def __init__(self, reason: str, filename: str | None = None, code: int = 0):
+        super().__init__(code, reason)
+        self.filename = filename
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 def is_stdout(path: str) -> bool:
@@ -67,6 +79,13 @@ def is_stream(path: str) -> bool:
     never replaced or seeked?"""
     mode = _mode(path)
     return mode is not None and (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode))
+
+
+def is_pipe_like(path: str) -> bool:
+    """An input with no folder to write beside: a stream, or a descriptor name (``/dev/stdin``,
+    ``/dev/fd/N``, ``<(process substitution)``) even when it leads to a regular file."""
+    names = ("/dev/stdin", "/dev/fd/", "/proc/self/fd/", "/dev/stdout", "/dev/stderr")
+    return path.startswith(names) or is_stream(path)
 
 
 def same_file(a: str, b: str) -> bool:
@@ -162,7 +181,8 @@ def write_all(outputs: Sequence[tuple[str, Writer]], *, make_folders: bool = Fal
         if os.path.isdir(folder):
             continue
         if not make_folders:
-            raise OutputError(f"cannot write {pending.shown}: the folder {folder} does not exist")
+            raise OutputError(f"cannot write {pending.shown}: the folder {folder} does not exist", pending.shown,
+                              errno.ENOENT)
         with _named(pending.shown):
             os.makedirs(folder, exist_ok=True)
     try:
@@ -192,7 +212,7 @@ def _named(shown: str) -> Iterator[None]:
     try:
         yield
     except OSError as error:
-        raise OutputError(f"cannot write {shown}: {error.strerror or error}") from None
+        raise OutputError(f"cannot write {shown}: {error.strerror or error}", shown, error.errno or 0) from None
 
 
 def _umask() -> int:

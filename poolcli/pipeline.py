@@ -109,8 +109,10 @@ def _read_stream(handle: BinaryIO, what: str, max_pixels: int | None) -> bytes:
     limit = stream_byte_limit(max_pixels)
     data = bytearray()
     header_checked = False
+    # read1: whatever has arrived (up to a piece), so that a header is checked before more is sent.
+    read = getattr(handle, "read1", handle.read)
     while True:
-        chunk = handle.read(_CHUNK)
+        chunk = read(_CHUNK)
         if not chunk:
             break
         data += chunk
