@@ -221,7 +221,7 @@ def _refuse_collisions(jobs: list[Job], options: Options) -> None:
                             "choose another name for one of them")
         if job.output == STDIO:
             continue
-        key = os.path.normcase(os.path.abspath(job.output))
+        key = os.path.normcase(os.path.realpath(job.output))  # through links: two names of one file
         if key in seen:
             raise PlanError(f"{seen[key]} and {job.source} would both be written to {job.output}")
         seen[key] = job.source

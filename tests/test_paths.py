@@ -87,6 +87,44 @@ def test_output_onto_a_character_device_writes_through_it(invoke, tmp_path, rgb_
     assert files_in(tmp_path) == ["null", "rgb.png"]
 
 
+def test_output_onto_a_socket_writes_through_it(invoke, tmp_path, rgb_png):
+    import socket
+
+    expected = pooled_png(rgb_png, tmp_path, invoke)
+    address = tmp_path / "sock.png"
+    if len(os.fsencode(address)) > 100:
+        pytest.skip("the temporary folder's path is too long for a UNIX socket")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(address))
+    server.listen(1)
+    received: list[bytes] = []
+
+    def serve() -> None:
+        connection, _ = server.accept()
+        with connection, connection.makefile("rb") as stream:
+            received.append(stream.read())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        result = invoke("max", "rgb.png", "-k", "2", "-o", "sock.png", "-q")
+        thread.join(timeout=60)
+    finally:
+        server.close()
+    assert result.exit_code == 0, result.stderr
+    assert stat.S_ISSOCK(os.lstat(address).st_mode)
+    assert received == [expected]
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="only root can give files away")
+def test_a_replaced_file_keeps_its_owner(invoke, tmp_path, rgb_png):
+    out = tmp_path / "out.png"
+    out.write_bytes(b"old")
+    os.chown(out, 4321, 4322)
+    assert invoke("max", "rgb.png", "-k", "2", "-o", "out.png", "-q").exit_code == 0
+    assert (os.stat(out).st_uid, os.stat(out).st_gid) == (4321, 4322)
+
+
 def test_dev_stdout_is_standard_output(tmp_path, rgb_png):
     plain = run_poolcli("max", "rgb.png", "-k", "2", "-o", "-", "-q", cwd=tmp_path)
     through = run_poolcli("max", "rgb.png", "-k", "2", "-o", "/dev/stdout", "-q", cwd=tmp_path)
