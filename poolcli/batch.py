@@ -256,7 +256,7 @@ def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: in
 
     todo = []
     for job in jobs:
-        if skip_existing and job.output != STDIO and os.path.exists(job.output):
+        if skip_existing and job.output != STDIO and os.path.exists(job.output) and not paths.is_stream(job.output):
             on_result(Result(input=job.name, output=job.output, status="skipped",
                              error="output exists (--skip-existing)"))
         else:

@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from poolcli import __version__
-from poolcli.exits import ExitCode
+from poolcli.exits import ExitCode, internal_error
 from poolcli.params import Pair, PoolParams
 
 INT32_MAX = 2**31 - 1
@@ -211,6 +211,14 @@ class PoolcliGroup(click.Group):
         except (KeyboardInterrupt, click.Abort):
             click.echo("poolcli: interrupted", err=True)
             sys.exit(ExitCode.INTERRUPTED)
+        except Exception as error:  # a bug outside the per-file pipeline: one line, traceback on request
+            given = sys.argv[1:] if args is None else list(args)
+            if "--debug" in given or os.environ.get("POOLCLI_DEBUG", "") not in ("", "0"):
+                import traceback
+
+                traceback.print_exc()
+            click.echo(f"poolcli: error: {internal_error(error)}", err=True)
+            sys.exit(ExitCode.FAILED)
         sys.exit(code if isinstance(code, int) else ExitCode.OK)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from poolcli import images, paths, pixels
 from poolcli.engine import PoolingError, PoolingTypeError
+from poolcli.exits import internal_error
 from poolcli.params import PoolParams
 from poolcli.results import GRID_LIMIT, Result
 
@@ -223,8 +224,6 @@ def _save_npy(array: np.ndarray) -> Callable[[BinaryIO], None]:
     return lambda handle: np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
 
 
-# Where an internal error (a bug, never the user's input) should be reported.
-REPORT_BUGS_AT = "the poolcli issue tracker, with the command and `poolcli --version`"
 # User faults: what a bad file, a bad option combination or the system can cause.
 _USER_ERRORS: tuple[type[BaseException], ...] = (
     JobError, images.ImageError, paths.OutputError, PoolingError, PoolingTypeError)
@@ -262,7 +261,7 @@ def run(job: Job, params: PoolParams, options: Options) -> Result:
         if debug_wanted(options):
             traceback.print_exc(file=sys.stderr)
         result.status, result.output = "error", None
-        result.error = f"internal error: {type(error).__name__}: {error} — please report it at {REPORT_BUGS_AT}"
+        result.error = internal_error(error)
     result.seconds = time.perf_counter() - started
     return result
 

@@ -440,3 +440,29 @@ def test_torch_rule_is_still_the_users_fault(invoke, tmp_path, course):
     result = invoke("max", "course.npy", "-k", "5")
     assert result.exit_code == 1
     assert "Output size is too small" in result.stderr and "internal error" not in result.stderr
+
+
+def test_a_bug_outside_the_pipeline_is_one_line_too(invoke, tmp_path, course, monkeypatch):
+    from poolcli import batch
+
+    def buggy(*args, **kwargs):
+        raise RuntimeError("planning bug")
+
+    monkeypatch.setattr(batch, "plan", buggy)
+    monkeypatch.delenv("POOLCLI_DEBUG", raising=False)
+    result = invoke("max", "course.npy", "-k", "2")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("poolcli: error: internal error: RuntimeError: planning bug — please report")
+    assert len(result.stderr.splitlines()) == 1
+    assert "Traceback (most recent call last)" in invoke("max", "course.npy", "-k", "2", "--debug").stderr
+
+
+def test_skip_existing_never_skips_a_stream(invoke, tmp_path, rgb_png):
+    expected = pooled_png(rgb_png, tmp_path, invoke)
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    reader = Reader(fifo)
+    reader.start()
+    result = invoke("max", "rgb.png", "-k", "2", "-o", "pipe.png", "--skip-existing", "-q")
+    reader.join(timeout=60)
+    assert result.exit_code == 0 and reader.data == expected
