@@ -154,7 +154,8 @@ def write_all(outputs: Sequence[tuple[str, Writer]], *, make_folders: bool = Fal
     Files are written to temporaries in their folders and fsynced; streams (standard output,
     devices, FIFOs, sockets) are written next; only then are the temporaries renamed over their
     targets, and the folders fsynced (best effort).  Any failure, Ctrl-C included, removes every
-    temporary file; errors name the outputs as given, never a temporary file.
+    temporary file (and an output a failed later rename would leave alone, if it is new); errors
+    name the outputs as given, never a temporary file.
 
     Parameters
     ----------
@@ -192,11 +193,21 @@ def write_all(outputs: Sequence[tuple[str, Writer]], *, make_folders: bool = Fal
         for path, write in streams:
             with _named(path):
                 _write_stream(path, write)
-        for pending, _ in files:
-            with _named(pending.shown):
-                assert pending.temp is not None
-                os.replace(pending.temp, pending.target)
-            pending.temp = None
+        created: list[str] = []  # renamed targets that did not exist: undone if a later rename fails
+        try:
+            for pending, _ in files:
+                with _named(pending.shown):
+                    assert pending.temp is not None
+                    existed = os.path.lexists(pending.target)
+                    os.replace(pending.temp, pending.target)
+                pending.temp = None
+                if not existed:
+                    created.append(pending.target)
+        except BaseException:
+            for target in created:
+                with contextlib.suppress(OSError):
+                    os.unlink(target)
+            raise
     finally:
         for pending, _ in files:
             if pending.temp is not None:

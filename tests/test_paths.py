@@ -466,3 +466,12 @@ def test_skip_existing_never_skips_a_stream(invoke, tmp_path, rgb_png):
     result = invoke("max", "rgb.png", "-k", "2", "-o", "pipe.png", "--skip-existing", "-q")
     reader.join(timeout=60)
     assert result.exit_code == 0 and reader.data == expected
+
+
+def test_write_all_undoes_a_new_output_when_a_later_rename_fails(tmp_path):
+    (tmp_path / "b.bin").mkdir()  # a folder where the second file should go: its rename fails
+    (tmp_path / "b.bin" / "keep").write_bytes(b"")
+    with pytest.raises(paths.OutputError, match=r"^cannot write .*b\.bin: "):
+        paths.write_all([(str(tmp_path / "a.bin"), lambda h: h.write(b"a")),
+                         (str(tmp_path / "b.bin"), lambda h: h.write(b"b"))])
+    assert files_in(tmp_path) == ["b.bin", "b.bin/keep"]
