@@ -21,6 +21,8 @@ from PIL import Image
 from poolcli import paths, pipeline
 from tests.conftest import files_in
 
+needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs (POSIX)")
+
 
 def run_poolcli(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "poolcli", *args], cwd=cwd, capture_output=True, timeout=120,
@@ -61,6 +63,7 @@ class Writer(threading.Thread):
 # --- things the user pointed at are written through or kept -------------------------------------
 
 
+@needs_fifo
 def test_output_onto_a_fifo_writes_through_it(invoke, tmp_path, rgb_png):
     expected = pooled_png(rgb_png, tmp_path, invoke)
     fifo = tmp_path / "pipe.png"
@@ -261,6 +264,7 @@ def test_folder_output_still_creates_mirrored_subfolders(invoke, tmp_path, rgb_p
     assert files_in(tmp_path / "out") == ["sub", "sub/a.png"]
 
 
+@needs_fifo
 def test_a_fifo_input_is_read_to_its_end(invoke, tmp_path, rgb_png):
     expected = pooled_png(rgb_png, tmp_path, invoke)
     fifo = tmp_path / "in.png"
@@ -457,6 +461,7 @@ def test_a_bug_outside_the_pipeline_is_one_line_too(invoke, tmp_path, course, mo
     assert "Traceback (most recent call last)" in invoke("max", "course.npy", "-k", "2", "--debug").stderr
 
 
+@needs_fifo
 def test_skip_existing_never_skips_a_stream(invoke, tmp_path, rgb_png):
     expected = pooled_png(rgb_png, tmp_path, invoke)
     fifo = tmp_path / "pipe.png"
