@@ -34,7 +34,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 STDIO = "-"
 # Names that mean standard output: writing to them is writing to "-".
@@ -240,7 +240,7 @@ def _write_temp(pending: _Pending, write: Writer) -> None:
     descriptor, pending.temp = tempfile.mkstemp(
         dir=folder, prefix=temp_prefix(os.path.basename(pending.target)), suffix=TEMP_SUFFIX)
     with os.fdopen(descriptor, "wb") as handle:
-        write(handle)
+        write(cast(BinaryIO, _Sink(handle)))
         handle.flush()
         os.fsync(handle.fileno())  # a crash after the rename must not leave an empty file
     try:
@@ -252,6 +252,36 @@ def _write_temp(pending: _Pending, write: Writer) -> None:
     if hasattr(os, "chown"):
         with contextlib.suppress(OSError):  # ... and its owner, where permitted
             os.chown(pending.temp, old.st_uid, old.st_gid)
+
+
+class _Sink(io.RawIOBase):
+    """A file handle without ``fileno``: NumPy's ``tofile`` and Pillow's direct encoder write
+    through C and lose the OS reason of a failed write ("39601 requested and 12784 written");
+    through Python's ``write`` a full disk is ``ENOSPC``, named as such."""
+
+    def __init__(self, raw: BinaryIO):
+        super().__init__()
+        self._raw = raw
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._raw.write(data)
+        return memoryview(data).nbytes
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def flush(self) -> None:
+        if not self._raw.closed:  # also called when the sink is collected, after the file is closed
+            self._raw.flush()
 
 
 def _write_stream(path: str, write: Writer) -> None:

@@ -480,3 +480,29 @@ def test_write_all_undoes_a_new_output_when_a_later_rename_fails(tmp_path):
         paths.write_all([(str(tmp_path / "a.bin"), lambda h: h.write(b"a")),
                          (str(tmp_path / "b.bin"), lambda h: h.write(b"b"))])
     assert files_in(tmp_path) == ["b.bin", "b.bin/keep"]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KiB tmpfs, where the system lets the tests mount one (root on Linux)."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)],
+                             capture_output=True) if sys.platform.startswith("linux") else None
+    if mounted is None or mounted.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_disk_full_while_writing_the_indices_leaves_nothing(invoke, tmp_path, small_disk):
+    np.save(tmp_path / "big.npy", np.arange(200 * 200, dtype=np.float32).reshape(1, 200, 200))
+    # The pooled values (159 KB) fit on the 256 KiB disk; the int64 indices (317 KB) then do not.
+    result = invoke("max", "big.npy", "-k", "2", "-s", "1", "-o", "small/out.npy",
+                    "--return-indices", "small/idx.npy")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == ("poolcli: error: big.npy: cannot write small/idx.npy: "
+                                     "No space left on device")
+    assert files_in(small_disk) == []  # neither output, nor a .part
