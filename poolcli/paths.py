@@ -44,7 +44,7 @@ _NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file syste
 _RANDOM_LENGTH = 8  # tempfile's random part
 _HASH_PREFIX = ".poolcli-"
 
-Writer = Callable[[BinaryIO], None]
+Writer = Callable[[BinaryIO], object]
 
 
 class OutputError(OSError):

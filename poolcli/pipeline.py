@@ -59,7 +59,7 @@ class JobError(Exception):
     """A failure of one input, with the message to show."""
 
 
-def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
+def atomic_write(path: str, write: Callable[[BinaryIO], object]) -> None:
     """Write one file so that it appears whole or not at all (see :func:`poolcli.paths.write_all`)."""
     paths.write_all([(path, write)])
 
@@ -82,7 +82,7 @@ def output_format(output: str, options: Options, input_format: str | None, is_ar
     if is_array:
         return "NPY"
     if input_format in images.FORMAT_MODES:
-        return input_format  # type: ignore[return-value]
+        return input_format
     return "PNG"
 
 
@@ -324,13 +324,15 @@ def _pool_picture(picture: images.Picture, job: Job, params: PoolParams, options
     if options.quality is not None and file_format not in images.DEFAULT_QUALITY:
         result.notes.append(f"--quality has no effect on {file_format}")
 
-    pooled_frames, index_frames = [], []
+    pooled_frames: list[np.ndarray] = []
+    index_frames: list[np.ndarray] = []
     for frame in picture.frames:
         pooled, indices = pixels.pool_pixels(
             frame, params, has_alpha=picture.has_alpha, premultiply=options.premultiply,
             linear=options.linear, want_indices=options.indices_path is not None)
         pooled_frames.append(pooled)
-        index_frames.append(indices)
+        if indices is not None:  # max with --return-indices
+            index_frames.append(indices)
     picture.close()  # the input pixels are no longer needed: free them before encoding
     out_h, out_w = pooled_frames[0].shape[:2]
     result.output_shape = (channels, out_h, out_w)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from poolcli import engine
@@ -384,7 +384,6 @@ def arrays(draw, dtypes):
 pairs = st.tuples(st.integers(1, 4), st.integers(1, 4))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(x=arrays(FLOAT_TYPES + INT_TYPES), k=pairs, s=pairs, p=st.tuples(st.integers(0, 2), st.integers(0, 2)),
        d=st.tuples(st.integers(1, 3), st.integers(1, 3)), ceil=st.booleans(), default_stride=st.booleans())
 def test_max_pool_matches_oracle(x, k, s, p, d, ceil, default_stride, blocking):
@@ -397,7 +396,6 @@ def test_max_pool_matches_oracle(x, k, s, p, d, ceil, default_stride, blocking):
     assert_bit_equal(max_pool2d(x, k, None if default_stride else s, p, d, ceil), expected)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(x=arrays(FLOAT_TYPES + INT_TYPES), k=pairs, s=pairs, p=st.tuples(st.integers(0, 2), st.integers(0, 2)),
        ceil=st.booleans(), cip=st.booleans(), dov=st.sampled_from([None, 1, 3, -2, 7]))
 def test_avg_pool_matches_oracle(x, k, s, p, ceil, cip, dov, blocking):
@@ -409,7 +407,7 @@ def test_avg_pool_matches_oracle(x, k, s, p, ceil, cip, dov, blocking):
                          avg_pool2d_ref(x, k, s, p, ceil, cip, dov, rounded=True))
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=settings.default.max_examples // 3)  # larger arrays
 @given(k=st.integers(1, 12), s=st.integers(1, 3), h=st.integers(12, 40), w=st.integers(12, 40),
        d=st.integers(1, 2), seed=st.integers(0, 2**31))
 def test_large_windows_match_oracle(k, s, h, w, d, seed, blocking):
@@ -480,7 +478,7 @@ def test_random_cases_against_installed_torch():
     torch = pytest.importorskip("torch")
     functional = torch.nn.functional
     rng = np.random.default_rng(11)
-    for _ in range(300):
+    for _ in range(settings.default.max_examples):  # the hypothesis profile's count: 300 in CI
         dtype = [np.float32, np.float64, np.float16, np.int64, np.uint8, np.int32][rng.integers(6)]
         shape = (int(rng.integers(0, 3)), int(rng.integers(1, 4)), int(rng.integers(1, 10)), int(rng.integers(1, 10)))
         if np.dtype(dtype).kind == "f":
@@ -514,7 +512,7 @@ def test_random_cases_against_installed_torch():
             assert_bit_equal(avg_pool2d(x, k, s, p, ceil, cip, dov), expected, any_nan=True)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=settings.default.max_examples // 5)  # many planes
 @given(c=st.integers(8, 12), h=st.integers(1, 9), w=st.integers(1, 9), k=pairs, s=pairs,
        p=st.tuples(st.integers(0, 2), st.integers(0, 2)), ceil=st.booleans(),
        dtype=st.sampled_from([np.float32, np.float16, np.uint8, np.int64]), seed=st.integers(0, 2**31))
