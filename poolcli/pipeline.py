@@ -86,11 +86,13 @@ def output_format(output: str, options: Options, input_format: str | None, is_ar
     return "PNG"
 
 
-# Streams are read in pieces of this size; the header is looked at after each one until it parses.
+# Streams are read in pieces of this size; the header is looked at after each piece while the
+# data is small, then at each doubling of it (so looking stays linear in the stream's size).
 _CHUNK = 1 << 16
-# Give up looking for an image header after this many bytes (decoding then says what is wrong).
-_HEADER_BYTES = 1 << 20
-# At most this many bytes of a stream per allowed pixel (RGBA float32, uncompressed), plus headers.
+# A stream whose first this-many bytes hold no header Pillow or NumPy can read is refused: an
+# endless /dev/zero must not fill the memory up to the pixel-derived cap.
+_HEADER_BYTES = 64 << 20
+# At most this many bytes of a stream per allowed pixel (RGBA float32, uncompressed), plus 1 MiB.
 _BYTES_PER_PIXEL = 16
 
 
@@ -101,15 +103,16 @@ def stream_byte_limit(max_pixels: int | None) -> int | None:
     >>> stream_byte_limit(100)
     1050176
     """
-    return max_pixels * _BYTES_PER_PIXEL + _HEADER_BYTES if max_pixels else None
+    return max_pixels * _BYTES_PER_PIXEL + (1 << 20) if max_pixels else None
 
 
 def _read_stream(handle: BinaryIO, what: str, max_pixels: int | None) -> bytes:
     """Read a pipe to its end, refusing early: an image whose header claims more than
-    ``max_pixels`` pixels, an array larger than the byte limit, or more bytes than that limit."""
+    ``max_pixels`` pixels, an array larger than the byte limit, more bytes than that limit, or
+    (with a limit) 64 MiB without a header that could be read."""
     limit = stream_byte_limit(max_pixels)
     data = bytearray()
-    header_checked = False
+    header_checked, next_look = False, 0
     # read1: whatever has arrived (up to a piece), so that a header is checked before more is sent.
     read = getattr(handle, "read1", handle.read)
     while True:
@@ -120,20 +123,23 @@ def _read_stream(handle: BinaryIO, what: str, max_pixels: int | None) -> bytes:
         if limit is not None and len(data) > limit:
             raise JobError(f"{what} holds more than {limit} bytes, the most --max-pixels {max_pixels} allows "
                            "(16 bytes a pixel); raise --max-pixels (0 removes the limit) if you trust it")
-        if not header_checked:
+        if not header_checked and len(data) >= next_look:
             header_checked = _check_stream_header(bytes(data), max_pixels, limit)
+            next_look = len(data) if len(data) < _CHUNK else 2 * len(data)
+            if not header_checked and limit is not None and len(data) > _HEADER_BYTES:
+                raise JobError(f"{what} has no image or .npy header in its first {_HEADER_BYTES} bytes")
     if not data:
         raise JobError(f"{what} is empty")
     return bytes(data)
 
 
 def _check_stream_header(data: bytes, max_pixels: int | None, limit: int | None) -> bool:
-    """Check the size a stream's header claims; True once it could be read (or never will be)."""
+    """Check the size a stream's header claims; True once it could be read."""
     if data.startswith(NPY_MAGIC):
         try:
             shape, dtype = _npy_header(data)
         except (ValueError, EOFError):
-            return len(data) > _HEADER_BYTES  # incomplete: look again after the next piece
+            return False  # incomplete: look again after more has arrived
         nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
         if limit is not None and nbytes > limit:
             raise JobError(f"the array's header claims {nbytes} bytes, more than the {limit} that --max-pixels "
@@ -151,7 +157,7 @@ def _check_stream_header(data: bytes, max_pixels: int | None, limit: int | None)
             with Image.open(io.BytesIO(data)) as img:
                 width, height = img.size
     except Exception:  # any parser failure here only means "not enough bytes yet"
-        return len(data) > _HEADER_BYTES
+        return False
     if width * height > max_pixels:
         raise images.ImageError(
             f"image size ({width}x{height} = {width * height} pixels) exceeds the limit of {max_pixels} "

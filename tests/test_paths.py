@@ -506,3 +506,12 @@ def test_disk_full_while_writing_the_indices_leaves_nothing(invoke, tmp_path, sm
     assert result.stderr.strip() == ("poolcli: error: big.npy: cannot write small/idx.npy: "
                                      "No space left on device")
     assert files_in(small_disk) == []  # neither output, nor a .part
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_an_endless_stream_without_a_header_is_refused_early(tmp_path):
+    with open("/dev/zero", "rb") as zeros:
+        done = run_poolcli("max", "-", "-k", "2", "-o", "out.png", cwd=tmp_path, stdin=zeros)
+    assert done.returncode == 1
+    assert done.stderr.decode().strip() == ("poolcli: error: -: standard input has no image or .npy header "
+                                            f"in its first {64 << 20} bytes")
