@@ -103,7 +103,7 @@ def pool_image(image: str | os.PathLike[str] | Image.Image, op: Operation, kerne
             picture = images.decode_image(image, auto_orient=auto_orient)
         else:
             limit = images.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
-            source = read_source(os.fspath(image))  # the command's checks: missing, empty, a folder
+            source = read_source(os.fspath(image), limit)  # the command's checks: missing, empty, a folder
             picture = images.decode(source, auto_orient=auto_orient, max_pixels=limit)
         if len(picture.frames) > 1:
             raise PoolError(f"the image has {len(picture.frames)} frames: pool_file keeps them all")
