@@ -16,7 +16,7 @@ import click
 
 from poolcli import __version__
 from poolcli.exits import ExitCode
-from poolcli.params import Pair, PoolParams
+from poolcli.params import Pair, PoolParams, format_pair
 
 INT32_MAX = 2**31 - 1
 FORMATS = ["png", "jpeg", "jpg", "tiff", "tif", "webp", "bmp", "gif", "npy"]
@@ -74,15 +74,15 @@ def _check_pairs(params: PoolParams, ctx: click.Context) -> None:
         if pair is None:
             continue
         if any(v > INT32_MAX for v in pair):
-            fail(option, f"{_show(pair)} is too large (at most {INT32_MAX})")
+            fail(option, f"{format_pair(pair)} is too large (at most {INT32_MAX})")
     if min(params.kernel) < 1:
-        fail("-k/--kernel", f"the kernel must be at least 1, got {_show(params.kernel)}")
+        fail("-k/--kernel", f"the kernel must be at least 1, got {format_pair(params.kernel)}")
     if params.stride is not None and min(params.stride) < 1:
-        fail("-s/--stride", f"the stride must be at least 1, got {_show(params.stride)}")
+        fail("-s/--stride", f"the stride must be at least 1, got {format_pair(params.stride)}")
     if min(params.dilation) < 1:
-        fail("-d/--dilation", f"the dilation must be at least 1, got {_show(params.dilation)}")
+        fail("-d/--dilation", f"the dilation must be at least 1, got {format_pair(params.dilation)}")
     if min(params.padding) < 0:
-        fail("-p/--padding", f"the padding must not be negative, got {_show(params.padding)}")
+        fail("-p/--padding", f"the padding must not be negative, got {format_pair(params.padding)}")
     for axis, name in ((0, "height"), (1, "width")):
         if params.padding[axis] > params.kernel[axis] // 2:
             fail("-p/--padding", f"padding {params.padding[axis]} is more than half the kernel "
@@ -90,10 +90,6 @@ def _check_pairs(params: PoolParams, ctx: click.Context) -> None:
                                  f"{params.kernel[axis] // 2}")
     if params.divisor_override == 0:
         fail("--divisor-override", "the divisor must not be zero")
-
-
-def _show(pair: tuple[int, int]) -> str:
-    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]},{pair[1]}"
 
 
 class BoxType(click.ParamType):

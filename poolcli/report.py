@@ -13,7 +13,7 @@ from rich.text import Text
 
 from poolcli.engine import AxisArithmetic, axis_arithmetic
 from poolcli.explain import Cell, Explanation, PlaneExplanation, format_number, labelled_planes
-from poolcli.params import PoolParams
+from poolcli.params import PoolParams, format_pair
 from poolcli.results import Result, json_line
 
 __all__ = ["Result", "json_line", "make_console", "render", "render_summary"]
@@ -27,14 +27,10 @@ def make_console(stream: IO[str] | None = None) -> Console:
     return Console(file=stream, stderr=stream is None, highlight=False, soft_wrap=False)
 
 
-def _pair(values: tuple[int, int]) -> str:
-    return str(values[0]) if values[0] == values[1] else f"{values[0]}x{values[1]}"
-
-
 def parameter_lines(params: PoolParams) -> list[Text]:
     """Every parameter, with the defaults that applied marked as such."""
-    lines = [Text.assemble(("kernel_size ", "bold"), _pair(params.kernel))]
-    stride = Text.assemble(("stride ", "bold"), _pair(params.effective_stride))
+    lines = [Text.assemble(("kernel_size ", "bold"), format_pair(params.kernel))]
+    stride = Text.assemble(("stride ", "bold"), format_pair(params.effective_stride))
     if params.stride is None:
         stride.append("  (default: the kernel)", style="dim")
     lines.append(stride)
@@ -45,9 +41,9 @@ def parameter_lines(params: PoolParams) -> list[Text]:
             text.append("  (default)", style="dim")
         return text
 
-    lines.append(with_default("padding", _pair(params.padding), params.padding == (0, 0)))
+    lines.append(with_default("padding", format_pair(params.padding), params.padding == (0, 0)))
     if params.op == "max":
-        lines.append(with_default("dilation", _pair(params.dilation), params.dilation == (1, 1)))
+        lines.append(with_default("dilation", format_pair(params.dilation), params.dilation == (1, 1)))
     lines.append(with_default("ceil_mode", str(params.ceil_mode), not params.ceil_mode))
     if params.op == "avg":
         lines.append(with_default("count_include_pad", str(params.count_include_pad), params.count_include_pad))
