@@ -7,10 +7,11 @@ start fast.  Exit codes: 0 all went well, 1 an input failed (unreadable file, ou
 
 from __future__ import annotations
 
+import io
 import re
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, BinaryIO, NoReturn
 
 import click
 
@@ -19,6 +20,7 @@ from poolcli.exits import ExitCode
 from poolcli.params import Pair, PoolParams, format_pair
 
 INT32_MAX = 2**31 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # torch takes divisor_override as an int64
 FORMATS = ["png", "jpeg", "jpg", "tiff", "tif", "webp", "bmp", "gif", "npy"]
 
 EPILOG_MAX = """\b
@@ -111,6 +113,23 @@ class BoxType(click.ParamType):
 
 BOX = BoxType()
 
+
+class ChannelsType(click.ParamType):
+    """``--channel 0,2`` (or repeated): channel numbers, each at least 0."""
+
+    name = "N[,N...]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        parts = [p for p in re.split(r"\s*,\s*", str(value).strip()) if p]
+        if not parts or not all(re.fullmatch(r"\d{1,9}", p) for p in parts):
+            self.fail(f"{value!r} is not a channel number: give N or N,N,... (0 is the first channel)", param, ctx)
+        return tuple(int(p) for p in parts)
+
+
+CHANNELS = ChannelsType()
+
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
@@ -138,7 +157,7 @@ dilation_option = click.option("-d", "--dilation", type=PAIR, default="1", show_
 divisor_options = _options(
     click.option("--count-include-pad/--no-count-include-pad", default=True, show_default=True,
                  help="Count padding cells in the divisor."),
-    click.option("--divisor-override", type=int, default=None, metavar="N",
+    click.option("--divisor-override", type=click.IntRange(INT64_MIN, INT64_MAX), default=None, metavar="N",
                  help="Divide every window sum by N instead (non-zero, may be negative)."),
 )
 return_indices_option = click.option(
@@ -177,6 +196,8 @@ explain_options = _options(
     click.argument("matrix", metavar="MATRIX"),
     click.option("--crop", type=BOX, default=None,
                  help="Explain this part of an image or array (left, top, width, height)."),
+    click.option("--channel", "channels", type=CHANNELS, multiple=True,
+                 help="Explain these channels (0 is the first; repeat or list them) [default: the first 4 planes]."),
     click.option("--summary", is_flag=True, help="Only the grids and the arithmetic, not every window."),
     click.option("--svg", "svg_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
                  help="Also save the picture as SVG."),
@@ -338,32 +359,84 @@ def explain_avg(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: 
     explain_matrix(ctx, _checked(ctx, params), **shown)
 
 
-def explain_matrix(ctx: click.Context, params: PoolParams, *, matrix: str, crop: tuple[int, ...] | None,
-                   summary: bool, svg_path: str | None, png_path: str | None, show_indices: bool = False) -> None:
-    """The one implementation behind ``poolcli explain max`` and ``poolcli explain avg``."""
-    from poolcli import explain, report
-    from poolcli.explainio import ExplainInputError, load_matrix, save_png, save_svg
+def _same_file(first: str, second: str) -> bool:
+    """Do two paths name one file (the same inode, through links)?  Paths that do not exist yet
+    are compared by their resolved names."""
+    import os
 
     try:
-        array = load_matrix(matrix, crop)
-    except explain.MatrixError as error:
+        return os.path.samefile(first, second)
+    except (OSError, ValueError):
+        return os.path.realpath(first) == os.path.realpath(second)
+
+
+def _check_pictures(ctx: click.Context, matrix: str, svg_path: str | None, png_path: str | None) -> None:
+    """Every path explain writes differs from its input and from each other: usage error, before any work."""
+    import os
+
+    for option, path in (("--svg", svg_path), ("--png", png_path)):
+        if path is not None and os.path.lexists(matrix) and _same_file(path, matrix):
+            raise click.BadParameter(f"{path} is the input MATRIX; explain never overwrites its input: "
+                                     "give another file", ctx=ctx, param_hint=f"'{option}'")
+    if svg_path is not None and png_path is not None and _same_file(svg_path, png_path):
+        raise click.BadParameter(f"--svg and --png both name {png_path}: give two files", ctx=ctx,
+                                 param_hint="'--png'")
+
+
+def explain_matrix(ctx: click.Context, params: PoolParams, *, matrix: str, crop: tuple[int, ...] | None,
+                   channels: tuple[tuple[int, ...], ...], summary: bool, svg_path: str | None, png_path: str | None,
+                   show_indices: bool = False) -> None:
+    """The one implementation behind ``poolcli explain max`` and ``poolcli explain avg``."""
+    _check_pictures(ctx, matrix, svg_path, png_path)
+    import os
+
+    from poolcli.explain import matrix as matrix_input
+    from poolcli.explain import model, picture
+    from poolcli.explain.render import render_explanation
+    from poolcli.pipeline import atomic_write
+    from poolcli.report import make_console
+
+    chosen = sorted({c for group in channels for c in group}) if channels else None
+    try:
+        array = matrix_input.load_matrix(matrix, crop)
+    except matrix_input.MatrixError as error:
         raise click.BadParameter(str(error), ctx=ctx, param_hint="'MATRIX'") from None
-    except ExplainInputError as error:
-        click.echo(f"poolcli: error: {matrix}: {error}", err=True)
-        ctx.exit(ExitCode.FAILED)
+    except matrix_input.ExplainInputError as error:
+        _fail(ctx, f"{matrix}: {error}")
     try:
-        explanation = explain.explain(array, params)
+        explanation = model.explain(array, params, chosen)
+    except model.ChannelError as error:
+        raise click.BadParameter(str(error), ctx=ctx, param_hint="'--channel'") from None
+    except model.ExplainLimit as error:
+        raise click.UsageError(str(error), ctx=ctx) from None
     except ValueError as error:  # torch's own message, e.g. output size too small
-        click.echo(f"poolcli: error: {error}", err=True)
-        ctx.exit(ExitCode.FAILED)
+        _fail(ctx, f"{matrix}: {error}" if os.path.lexists(matrix) else str(error))
     explanation.show_indices = show_indices
-    console = report.make_console(sys.stdout)  # the explanation is the command's output
-    report.render_explanation(explanation, console, summary)
-    try:
-        if svg_path:
-            save_svg(explanation, summary, svg_path)
+    try:  # both pictures are made (and measured) before either is written
+        svg = picture.svg_text(explanation, summary) if svg_path else None
+        png = io.BytesIO()
         if png_path:
-            save_png(explanation, summary, png_path)
+            picture.draw_png(explanation, summary, png)
+    except picture.PictureTooLarge as error:
+        raise click.UsageError(str(error), ctx=ctx) from None
+    render_explanation(explanation, make_console(sys.stdout), summary)  # the explanation is the output
+    try:
+        if svg_path and svg is not None:
+            atomic_write(svg_path, _writer(svg.encode("utf-8")))
+        if png_path:
+            atomic_write(png_path, _writer(png.getvalue()))
     except OSError as error:
-        click.echo(f"poolcli: error: {error.filename or ''}: {error.strerror or error}", err=True)
-        ctx.exit(ExitCode.FAILED)
+        _fail(ctx, f"{error.filename or svg_path or png_path}: {error.strerror or error}")
+
+
+def _writer(data: bytes) -> Callable[[BinaryIO], None]:
+    def write(handle: BinaryIO) -> None:
+        handle.write(data)
+
+    return write
+
+
+def _fail(ctx: click.Context, message: str) -> NoReturn:
+    click.echo(f"poolcli: error: {message}", err=True)
+    ctx.exit(ExitCode.FAILED)
+    raise AssertionError("unreachable")  # ctx.exit raises

@@ -845,14 +845,26 @@ def max_pool2d(
 # --------------------------------------------------------------------------------------------
 
 
-def _axis_divisors(n_out: int, k: int, s: int, p: int, size: int, count_include_pad: bool) -> np.ndarray:
-    """Per-axis divisor factor: window length clipped to the padded extent (count_include_pad),
-    or to the real input (not count_include_pad)."""
+def axis_divisors(n_out: int, k: int, s: int, p: int, size: int, count_include_pad: bool) -> np.ndarray:
+    """The divisor factor of each of the ``n_out`` windows along one axis (spec §3): the window's
+    length clipped to the padded extent (``count_include_pad``), or to the real input (not
+    ``count_include_pad``).  A window's divisor is the product of its row and column factors.
+
+    Examples
+    --------
+    Kernel 3, stride 2, padding 1, ceil mode, 4 inputs: the last window is cut by the padding.
+
+    >>> axis_divisors(3, 3, 2, 1, 4, True).tolist(), axis_divisors(3, 3, 2, 1, 4, False).tolist()
+    ([3, 3, 2], [2, 3, 1])
+    """
     start = np.arange(n_out, dtype=np.int64) * s - p
     end = np.minimum(start + k, size + p)  # ceil-mode overhang past the right padding is cut
     if count_include_pad:
         return end - start
     return np.minimum(end, size) - np.maximum(start, 0)
+
+
+_axis_divisors = axis_divisors  # the former private name, kept for code written against it
 
 
 def _avg_block_sums(slab: np.ndarray, plan: _Plan, n_rows: int) -> np.ndarray:
@@ -997,8 +1009,8 @@ def _avg_pool(
         row_factors = np.ones(plan.out_size[0], dtype=np.int64)
         col_factors = np.full(plan.out_size[1], int(divisor_override), dtype=np.int64)
     else:
-        row_factors = _axis_divisors(plan.out_size[0], kh, sh, ph, height, count_include_pad)
-        col_factors = _axis_divisors(plan.out_size[1], kw, sw, pw, width, count_include_pad)
+        row_factors = axis_divisors(plan.out_size[0], kh, sh, ph, height, count_include_pad)
+        col_factors = axis_divisors(plan.out_size[1], kw, sw, pw, width, count_include_pad)
     # Divisors are products of per-axis factors that change only near the edges (padding, ceil
     # overhang): each block is divided in a few rectangles of one divisor each, by a scalar.
     row_runs, col_runs = _runs(row_factors), _runs(col_factors)

@@ -19,12 +19,11 @@ from typing import BinaryIO
 
 import numpy as np
 
-from poolcli import images, pixels
+from poolcli import arrays, images, pixels
 from poolcli.params import PoolParams
 from poolcli.results import GRID_LIMIT, Result
 
 STDIO = "-"
-NPY_MAGIC = b"\x93NUMPY"
 
 
 @dataclass(frozen=True)
@@ -120,26 +119,6 @@ def _read_source(source: str) -> bytes | str:
     return source
 
 
-def _is_npy(source: bytes | str) -> bool:
-    if isinstance(source, bytes):
-        return source.startswith(NPY_MAGIC)
-    if source.lower().endswith(".npy"):
-        return True
-    with open(source, "rb") as handle:
-        return handle.read(len(NPY_MAGIC)) == NPY_MAGIC
-
-
-def _load_npy(source: bytes | str) -> np.ndarray:
-    try:
-        array = np.load(io.BytesIO(source) if isinstance(source, bytes) else source, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-        raise JobError(f"not a readable .npy array ({error})") from None
-    if not isinstance(array, np.ndarray) or array.ndim not in (2, 3, 4):
-        shape = getattr(array, "shape", None)
-        raise JobError(f"a .npy input must have shape (H, W), (C, H, W) or (N, C, H, W), not {shape}")
-    return array
-
-
 def _chw(shape: tuple[int, ...]) -> tuple[int, ...]:
     """(C, H, W) of an array shape: a 2-D array is one channel; a batch is not counted."""
     return (1, *shape) if len(shape) == 2 else tuple(shape[-3:])
@@ -165,11 +144,11 @@ def run(job: Job, params: PoolParams, options: Options) -> Result:
     result = Result(input=job.name, output=job.output)
     try:
         source = _read_source(job.source)
-        if _is_npy(source):
+        if arrays.is_npy(source):
             _run_array(source, job, params, options, result)
         else:
             _run_image(source, job, params, options, result)
-    except (JobError, images.ImageError) as error:
+    except (JobError, images.ImageError, arrays.ArrayError) as error:
         result.status, result.error, result.output = "error", str(error), None
     except ValueError as error:  # the engine's torch messages (e.g. output size too small)
         result.status, result.error, result.output = "error", str(error), None
@@ -187,7 +166,7 @@ def run(job: Job, params: PoolParams, options: Options) -> Result:
 
 
 def _run_array(source: bytes | str, job: Job, params: PoolParams, options: Options, result: Result) -> None:
-    array = _load_npy(source)
+    array = arrays.load_npy(source)
     result.description, result.dtype = f"array of {array.dtype}", str(array.dtype)
     result.full_input_shape = tuple(array.shape)
     result.input_shape = _chw(array.shape)

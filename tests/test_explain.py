@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from poolcli.explain import explain, parse_matrix
+from poolcli.explain.matrix import parse_matrix
+from poolcli.explain.model import explain
 from poolcli.params import PoolParams
 
 GOLDEN = Path(__file__).parent / "data" / "explain_course_max.txt"
