@@ -77,9 +77,11 @@ def _header(handle: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
         if version not in ((1, 0), (2, 0), (3, 0)):
             raise ValueError(f"unknown format version {version[0]}.{version[1]}")
         shape, fortran_order, dtype = read(handle, max_header_size=MAX_HEADER_BYTES)
-    except Exception as error:  # numpy's header parser raises many kinds (SyntaxError, struct.error, ...)
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    except ValueError as error:  # numpy's own reasons: bad magic, version, keys, descr, EOF
+        reason = str(error).splitlines()[0] if str(error) else "unreadable"
         raise ArrayError(f"damaged .npy header ({reason})") from None
+    except Exception:  # the header's dictionary fed to Python's tokenizer: TokenError, SyntaxError, ...
+        raise ArrayError("damaged .npy header (its dictionary does not parse)") from None
     if any(size < 0 for size in shape):
         raise ArrayError(f"damaged .npy header (negative size in shape {shape})")
     return tuple(shape), bool(fortran_order), dtype

@@ -45,7 +45,8 @@ def parse_matrix(text: str) -> np.ndarray:
             raise MatrixError(f"row {number} has {len(values)} values but row 1 has {len(rows[0])}: "
                               "every row needs the same number of values")
         rows.append(values)
-    return np.array(rows, dtype=np.float32)
+    with np.errstate(over="ignore"):  # 1e39 is inf in float32, as in torch
+        return np.array(rows, dtype=np.float32)
 
 
 def looks_like_literal(text: str) -> bool:
