@@ -3,6 +3,8 @@
 NumPy, Pillow and Rich are imported inside the commands, so that ``--help`` and ``--version``
 start fast.  Exit codes: 0 all went well, 1 an input failed (unreadable file, output too small,
 ...), 2 a usage error (bad option), 130 interrupted.
+
+Imports: Click at import time; everything else (NumPy, Pillow, Rich) inside the commands.
 """
 
 from __future__ import annotations

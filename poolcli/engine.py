@@ -19,6 +19,8 @@ planes, without an up-front copy of the whole input) and pools it with vectorise
 
 Blocks run on a small thread pool (NumPy releases the GIL); every output element is computed by
 the same code whatever the thread count, so results never depend on it.
+
+Imports: NumPy and the standard library only (no Pillow, Rich or Click).
 """
 
 from __future__ import annotations

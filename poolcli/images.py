@@ -3,6 +3,8 @@
 Decoding gives a :class:`Picture`: its frames as NumPy arrays of shape (H, W, C), in one of the
 modes poolcli pools (L, LA, RGB, RGBA, CMYK, I;16, I, F), with the metadata worth keeping.
 Encoding writes pooled frames back with that metadata, into any format that can hold the mode.
+
+Imports: NumPy and Pillow (no Rich or Click).
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 Everything that can go wrong with one file ends here as a :class:`~poolcli.results.Result` with
 status "error" and a one-line reason; nothing escapes as a traceback, and no partial output stays.
+
+Imports: NumPy, Pillow (through images) and the pooling layers; no Rich or Click.
 """
 
 from __future__ import annotations

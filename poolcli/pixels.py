@@ -4,6 +4,8 @@ Arrays are numbers: they follow torch's semantics exactly (an integer average tr
 Pixels are pixels: max is torch's; an integer average is the exact window average rounded to
 nearest, halves up, and saturates to the pixel range; alpha is premultiplied for averages unless
 asked otherwise; ``linear`` averages sRGB values in linear light.
+
+Imports: NumPy, the engine and params only (no Pillow, Rich or Click).
 """
 
 from __future__ import annotations

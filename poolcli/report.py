@@ -1,5 +1,8 @@
-"""What a run tells its user: the Rich report on stderr and the JSON line (the only module that
-uses Rich)."""
+"""What a run tells its user: the Rich report on stderr and the JSON line (with explain.render, the
+only modules that use Rich).
+
+Imports: NumPy and Rich (no Pillow or Click).
+"""
 
 from __future__ import annotations
 
