@@ -330,7 +330,8 @@ def explain_group() -> None:
 
     MATRIX is a literal (rows separated by ';', values by spaces or commas, e.g.
     "0 1 2; 3 4 5; 6 7 8"; read as float32, like torch's default), a .npy file, or an image
-    with --crop X,Y,W,H.  At most 16x16 values per plane are explained.
+    with --crop X,Y,W,H.  At most 16x16 values per plane, and 4 planes (--channel chooses),
+    are explained.
     """
 
 
