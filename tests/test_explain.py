@@ -311,6 +311,14 @@ def test_unreadable_matrix_file(invoke, tmp_path):
     assert result.stderr == "poolcli: error: m.npy: Permission denied\n"
 
 
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux's /proc")
+def test_file_that_fails_to_read_even_for_root(invoke):
+    """/proc/self/mem is a regular file whose first page is unmapped: reading it fails with EIO."""
+    result = invoke("explain", "max", "/proc/self/mem", "-k", "2")
+    assert result.exit_code == 1
+    assert result.stderr == "poolcli: error: /proc/self/mem: Input/output error\n"
+
+
 def test_overflowing_literal_is_inf_without_a_warning():
     """A real subprocess: in-process, pytest would capture NumPy's RuntimeWarning."""
     result = subprocess.run([sys.executable, "-m", "poolcli", "explain", "max", "1e39 2; 3 4", "-k", "2"],
