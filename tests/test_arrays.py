@@ -89,7 +89,7 @@ def test_sniffing_by_magic_and_extension(tmp_path):
     assert not arrays.is_npy(str(tmp_path / "z.png"))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(cut=st.integers(0, 200), flips=st.lists(st.tuples(st.integers(0, 199), st.integers(0, 255)), max_size=6))
 def test_mutated_headers_raise_only_array_error(cut, flips):
     """Seeded fuzz: a valid file cut and bit-flipped anywhere either loads or says why in an ArrayError."""

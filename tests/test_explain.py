@@ -329,3 +329,13 @@ def test_overflowing_literal_is_inf_without_a_warning():
 
 def _env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+
+
+def test_wide_grids_are_never_cut_or_folded(invoke, tmp_path):
+    """16 columns of 5-character numbers are wider than 80 columns: every row stays whole (Rich's
+    table used to squeeze '[16]' into '[1…')."""
+    np.save(tmp_path / "m.npy", np.arange(1000.0, 1256.0).reshape(16, 16))
+    result = invoke("explain", "max", "m.npy", "-k", "2", "-s", "1", "--crop", "0,0,16,2")
+    block = result.stdout.split("channel 0: out[0, 0] = 1017")[1].splitlines()
+    assert block[1].split() == ["[1000]", "[1001]", *map(str, range(1002, 1016))]
+    assert block[2].split() == ["[1016]", "[1017]*", *map(str, range(1018, 1032))]

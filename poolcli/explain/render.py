@@ -35,7 +35,7 @@ def render_explanation(expl: Explanation, console: Console, summary: bool = Fals
     for title, rows, caption in explanation_panels(expl, summary):
         console.print()
         console.print(Text(title, style="bold"))
-        console.print(styled_grid(rows), no_wrap=True, crop=False)
+        console.print(styled_grid(rows), soft_wrap=True)  # wider than the terminal: never cut or fold a row
         console.print(Text(caption))
 
 
@@ -43,7 +43,7 @@ def styled_grid(rows: list[Row]) -> Text:
     """The cells right-aligned in columns, one space either side (as a borderless Rich table
     lays them out, at a small part of its cost: explain prints hundreds of grids)."""
     widths = [max(len(row[c][0]) for row in rows) for c in range(len(rows[0]))] if rows else []
-    text = Text(end="")
+    text = Text(end="", no_wrap=True, overflow="ignore")
     for r, row in enumerate(rows):
         if r:
             text.append("\n")
