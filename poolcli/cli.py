@@ -9,7 +9,9 @@ Imports: Click at import time; everything else (NumPy, Pillow, Rich) inside the 
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -365,8 +367,6 @@ def explain_avg(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: 
 def _same_file(first: str, second: str) -> bool:
     """Do two paths name one file (the same inode, through links)?  Paths that do not exist yet
     are compared by their resolved names."""
-    import os
-
     try:
         return os.path.samefile(first, second)
     except (OSError, ValueError):
@@ -375,8 +375,6 @@ def _same_file(first: str, second: str) -> bool:
 
 def _check_pictures(ctx: click.Context, matrix: str, svg_path: str | None, png_path: str | None) -> None:
     """Every path explain writes differs from its input and from each other: usage error, before any work."""
-    import os
-
     for option, path in (("--svg", svg_path), ("--png", png_path)):
         if path is not None and os.path.lexists(matrix) and _same_file(path, matrix):
             raise click.BadParameter(f"{path} is the input MATRIX; explain never overwrites its input: "
@@ -391,8 +389,6 @@ def explain_matrix(ctx: click.Context, params: PoolParams, *, matrix: str, crop:
                    show_indices: bool = False) -> None:
     """The one implementation behind ``poolcli explain max`` and ``poolcli explain avg``."""
     _check_pictures(ctx, matrix, svg_path, png_path)
-    import os
-
     from poolcli.explain import matrix as matrix_input
     from poolcli.explain import model, picture
     from poolcli.explain.render import render_explanation
@@ -415,21 +411,27 @@ def explain_matrix(ctx: click.Context, params: PoolParams, *, matrix: str, crop:
     except ValueError as error:  # torch's own message, e.g. output size too small
         _fail(ctx, f"{matrix}: {error}" if os.path.lexists(matrix) else str(error))
     explanation.show_indices = show_indices
+    pictures: list[tuple[str, bytes]] = []
     try:  # both pictures are made (and measured) before either is written
-        svg = picture.svg_text(explanation, summary) if svg_path else None
-        png = io.BytesIO()
+        if svg_path:
+            pictures.append((svg_path, picture.svg_text(explanation, summary).encode("utf-8")))
         if png_path:
+            png = io.BytesIO()
             picture.draw_png(explanation, summary, png)
+            pictures.append((png_path, png.getvalue()))
     except picture.PictureTooLarge as error:
         raise click.UsageError(str(error), ctx=ctx) from None
     render_explanation(explanation, make_console(sys.stdout), summary)  # the explanation is the output
-    try:
-        if svg_path and svg is not None:
-            atomic_write(svg_path, _writer(svg.encode("utf-8")))
-        if png_path:
-            atomic_write(png_path, _writer(png.getvalue()))
-    except OSError as error:
-        _fail(ctx, f"{error.filename or svg_path or png_path}: {error.strerror or error}")
+    written: list[str] = []
+    for path, data in pictures:
+        try:
+            atomic_write(path, _writer(data))
+        except OSError as error:  # named by the path given, never the temporary file
+            for done in written:  # the pictures appear together or not at all
+                with contextlib.suppress(OSError):
+                    os.unlink(done)
+            _fail(ctx, f"{path}: {error.strerror or error}")
+        written.append(path)
 
 
 def _writer(data: bytes) -> Callable[[BinaryIO], None]:

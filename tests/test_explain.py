@@ -339,3 +339,12 @@ def test_wide_grids_are_never_cut_or_folded(invoke, tmp_path):
     block = result.stdout.split("channel 0: out[0, 0] = 1017")[1].splitlines()
     assert block[1].split() == ["[1000]", "[1001]", *map(str, range(1002, 1016))]
     assert block[2].split() == ["[1016]", "[1017]*", *map(str, range(1018, 1032))]
+
+
+def test_pictures_appear_together_or_not_at_all(invoke, tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    result = invoke("explain", "max", COURSE, "-k", "2", "--svg", "w.svg", "--png", "file/w.png")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("poolcli: error: file/w.png: ") and result.stderr.count("\n") == 1
+    assert ".part" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # the SVG written first is gone
