@@ -8,7 +8,7 @@ start without importing NumPy; ``import poolcli`` never imports Click, Rich or P
 >>> max_pool2d(np.arange(9).reshape(3, 3), 2, 1).tolist()
 [[4, 5], [7, 8]]
 
-Imports: nothing heavy at import time; NumPy (through the engine) on first use of a pooling function.
+May import: nothing heavy at import time; NumPy (through the engine) on first use of a pooling function.
 """
 
 from __future__ import annotations
@@ -17,7 +17,15 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_ENGINE_NAMES = ("avg_pool2d", "get_num_threads", "max_pool2d", "output_size", "set_num_threads")
+_ENGINE_NAMES = (
+    "PoolingError",
+    "PoolingTypeError",
+    "avg_pool2d",
+    "get_num_threads",
+    "max_pool2d",
+    "output_size",
+    "set_num_threads",
+)
 
 __all__ = ["__version__", *_ENGINE_NAMES]
 

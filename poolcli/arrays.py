@@ -4,7 +4,7 @@ The header is read and checked before any data is allocated: a damaged header, a
 claims more bytes than the file holds, an unsupported dtype or a pickled object array is refused
 with one line saying what is wrong with the file (:class:`ArrayError`), never a Python traceback.
 
-Imports: NumPy and the standard library (no Pillow, Rich or Click).
+May import: NumPy and the standard library (no Pillow, Rich or Click).
 """
 
 from __future__ import annotations

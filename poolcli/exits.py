@@ -3,7 +3,7 @@
 >>> int(ExitCode.USAGE)
 2
 
-Imports: the standard library only.
+May import: the standard library only.
 """
 
 from __future__ import annotations

@@ -1,13 +1,15 @@
 """The pooling parameters of one run, as the user gave them.
 
-Imports: the standard library only (no NumPy, Pillow, Rich or Click), so every layer may use it.
+May import: the standard library only (no NumPy, Pillow, Rich or Click), so every layer may use it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 Pair = tuple[int, int]
+Op = Literal["max", "avg"]
 
 
 def format_pair(pair: Pair) -> str:
@@ -26,7 +28,7 @@ def format_pair(pair: Pair) -> str:
 class PoolParams:
     """Operation and torch parameters; ``stride=None`` means the default (the kernel)."""
 
-    op: str  # "max" or "avg"
+    op: Op
     kernel: Pair
     stride: Pair | None = None
     padding: Pair = (0, 0)

@@ -1,7 +1,7 @@
 """What a run tells its user: the Rich report on stderr and the JSON line (with explain.render, the
 only modules that use Rich).
 
-Imports: NumPy and Rich (no Pillow or Click).
+May import: NumPy and Rich (no Pillow or Click).
 """
 
 from __future__ import annotations
@@ -139,7 +139,8 @@ def render(result: Result, params: PoolParams, console: Console) -> None:
     table.add_row("output", Text(shown))
     out_shape = shape_text(result.output_shape)
     full = result.full_output_shape
-    table.add_row("", Text(f"shape {out_shape} (C, H, W)" + (f", array shape {shape_text(full)}"
+    written = f"{result.output_description}, " if result.output_description else ""
+    table.add_row("", Text(f"{written}shape {out_shape} (C, H, W)" + (f", array shape {shape_text(full)}"
                                                             if full and full != result.output_shape else "")))
     for note in result.notes:
         table.add_row("note", Text(note, style="yellow"))

@@ -1,7 +1,7 @@
 """The outcome of pooling one input, and its JSON line (no Rich here: quiet and JSON runs
 never import it).
 
-Imports: NumPy and params (no Pillow, Rich or Click).
+May import: NumPy and params (no Pillow, Rich or Click).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ class Result:
     status: str = "ok"  # "ok", "error" or "skipped"
     error: str | None = None
     seconds: float = 0.0
-    description: str = ""  # e.g. "RGB (8-bit)" or "array float32"
+    description: str = ""  # e.g. "16-bit RGB image, uint16" or "array of float32"
+    output_description: str = ""  # what was written, e.g. "16-bit RGB PNG"
     dtype: str = ""
     frames: int = 1
     input_shape: tuple[int, ...] | None = None  # (C, H, W) of what was pooled
@@ -48,7 +49,7 @@ class Result:
             "output_shape": list(self.output_shape) if self.output_shape else None,
         }
         record.update(params.as_json())
-        record.update(status=self.status, error=self.error, seconds=round(self.seconds, 6))
+        record.update(status=self.status, error=self.error, seconds=round(self.seconds, 6), notes=list(self.notes))
         return record
 
 

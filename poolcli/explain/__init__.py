@@ -8,5 +8,5 @@ One home for the feature:
 - :mod:`~poolcli.explain.render`: the terminal rendering (Rich, imported only by the command);
 - :mod:`~poolcli.explain.picture`: the SVG and PNG pictures, bounded in size (Pillow, lazily).
 
-Imports: this package's ``__init__`` imports nothing; import the module you need.
+May import: nothing (this ``__init__`` imports no module; import the one you need).
 """

@@ -1,6 +1,6 @@
 """MATRIX, the input of ``poolcli explain``: a literal, a ``.npy`` file or an image, as an array.
 
-Imports: NumPy, ``poolcli.arrays`` and the standard library; Pillow (``poolcli.images``) only
+May import: NumPy, ``poolcli.arrays`` and the standard library; Pillow (``poolcli.images``) only
 when MATRIX is an image.
 """
 

@@ -6,7 +6,7 @@ computed here is only geometry: which cells a window covers, and why its divisor
 (the engine's public :func:`~poolcli.engine.axis_divisors`).  The panels (titled grids of styled
 text) are the one picture that the terminal (``render``), SVG and PNG (``picture``) draw.
 
-Imports: NumPy, the engine and params (no Pillow, Rich or Click).
+May import: NumPy, the engine and params (no Pillow, Rich or Click).
 """
 
 from __future__ import annotations
@@ -240,7 +240,7 @@ def labelled_planes(array: np.ndarray) -> list[tuple[str, np.ndarray]]:
 
 def _divisors(params: PoolParams, height: int, width: int, out_h: int,
               out_w: int) -> Callable[[int, int], tuple[int, str]]:
-    """The divisor of each output cell (i, j), from the engine's own per-axis rule, and why (spec §3)."""
+    """The divisor of each output cell (i, j), from the engine's own per-axis rule, and why (docs/semantics.md §3)."""
     stride = params.effective_stride
     factors = {
         include_pad: (

@@ -4,7 +4,7 @@ The SVG is Rich's export of the terminal rendering; the PNG draws the same panel
 Both are measured before they are made: a picture over :data:`MAX_PICTURE_PIXELS` is refused
 with a message that says how to make it smaller (nothing is written).
 
-Imports: the standard library at import time; Rich (through ``render``) and Pillow only inside
+May import: the standard library at import time; Rich (through ``render``) and Pillow only inside
 the functions that draw.
 """
 

@@ -1,7 +1,7 @@
 """``poolcli explain`` on the terminal: the header (parameters, output-size arithmetic, legend)
 and the panels, with the window's cells styled.
 
-Imports: Rich, and ``poolcli.report`` for the parameter and arithmetic rows it shares with the
+May import: Rich, and ``poolcli.report`` for the parameter and arithmetic rows it shares with the
 pooling report (the report and this module are the only users of Rich).
 """
 
