@@ -469,6 +469,8 @@ def _writer(data: bytes) -> Callable[[BinaryIO], None]:
 
 
 def _fail(ctx: click.Context, message: str) -> NoReturn:
+    # One line, always: a new line in a file name is shown escaped, not obeyed.
+    message = message.replace("\r", "\\r").replace("\n", "\\n")
     click.echo(f"poolcli: error: {message}", err=True)
     ctx.exit(ExitCode.FAILED)
     raise AssertionError("unreachable")  # ctx.exit raises

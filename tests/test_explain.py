@@ -348,3 +348,11 @@ def test_pictures_appear_together_or_not_at_all(invoke, tmp_path):
     assert result.stderr.startswith("poolcli: error: file/w.png: ") and result.stderr.count("\n") == 1
     assert ".part" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # the SVG written first is gone
+
+
+def test_error_naming_a_file_with_a_new_line_is_one_line(invoke, tmp_path):
+    (tmp_path / "two\nlines.npy").write_bytes(b"\x93NUMPY\x01")
+    result = invoke("explain", "max", "two\nlines.npy", "-k", "2")
+    assert result.exit_code == 1
+    assert result.stderr == "poolcli: error: two\\nlines.npy: damaged .npy header (EOF: reading magic string, " \
+                            "expected 8 bytes got 7)\n"
