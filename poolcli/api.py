@@ -1,7 +1,7 @@
 """Pooling images from Python, through the same code as the ``poolcli`` command.
 
-May import: ``params``; on first use ``images`` (Pillow), ``pipeline`` and Pillow itself; never
-Click or Rich.
+May import: ``params``; on first use ``images`` and ``pipeline`` (so NumPy and Pillow); never
+Click or Rich, and Pillow only through ``images``.
 
 :func:`pool_image` takes a path or a ``PIL.Image.Image`` and returns a ``PIL.Image.Image``;
 :func:`pool_file` reads a file and writes one, exactly as ``poolcli max|avg SRC -o DST`` does.
@@ -23,7 +23,7 @@ NumPy arrays use :func:`poolcli.max_pool2d` / :func:`poolcli.avg_pool2d` (torch-
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from poolcli.params import Pair, PoolParams
 
@@ -91,19 +91,18 @@ def pool_image(image: str | os.PathLike[str] | Image.Image, op: Operation, kerne
     ValueError
         Parameters torch would refuse (PoolError is a ValueError too).
     """
-    from PIL import Image as PILImage
-
     from poolcli import images
     from poolcli.pipeline import JobError, Options, pool_picture
     from poolcli.pipeline import _read_source as read_source
 
     params = _params(op, kernel_size, stride, padding, dilation, ceil_mode, count_include_pad, divisor_override)
     try:
-        if isinstance(image, PILImage.Image):
+        if images.is_pillow_image(image):
             picture = images.decode_image(image, auto_orient=auto_orient)
         else:
             limit = images.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
-            source = read_source(os.fspath(image), limit)  # the command's checks: missing, empty, a folder
+            path = os.fspath(cast("str | os.PathLike[str]", image))  # not a PIL image: a path
+            source = read_source(path, limit)  # the command's checks: missing, empty, a folder
             picture = images.decode(source, auto_orient=auto_orient, max_pixels=limit)
         if len(picture.frames) > 1:
             raise PoolError(f"the image has {len(picture.frames)} frames: pool_file keeps them all")
