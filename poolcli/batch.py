@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from poolcli import images
 from poolcli.engine import available_cpus
+from poolcli.exits import ExitCode
 from poolcli.params import PoolParams
 from poolcli.pipeline import STDIO, Job, Options, run
 from poolcli.results import Result, json_line
@@ -254,8 +255,8 @@ def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: in
         report.render_summary(results, time.perf_counter() - started, console)
     if interrupted:
         print(f"poolcli: interrupted after {len(results)} of {len(jobs)} inputs", file=sys.stderr, flush=True)
-        return 130
-    return 1 if any(r.status == "error" for r in results) else 0
+        return ExitCode.INTERRUPTED
+    return ExitCode.FAILED if any(r.status == "error" for r in results) else ExitCode.OK
 
 
 @contextlib.contextmanager

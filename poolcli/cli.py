@@ -15,9 +15,9 @@ from typing import Any
 import click
 
 from poolcli import __version__
-from poolcli.params import PoolParams
+from poolcli.exits import ExitCode
+from poolcli.params import Pair, PoolParams
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 INT32_MAX = 2**31 - 1
 FORMATS = ["png", "jpeg", "jpg", "tiff", "tif", "webp", "bmp", "gif", "npy"]
 
@@ -96,73 +96,97 @@ def _show(pair: tuple[int, int]) -> str:
     return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]},{pair[1]}"
 
 
-def pooling_options(op: str) -> list[Callable]:
-    """The torch parameters, shared by ``max``/``avg`` and ``explain max``/``explain avg``."""
-    options = [
-        click.option("-k", "--kernel", type=PAIR, required=True, help="Window size: N or H,W (also HxW)."),
-        click.option("-s", "--stride", type=PAIR, default=None, help="Step between windows [default: the kernel]."),
-        click.option("-p", "--padding", type=PAIR, default="0", show_default=True,
-                     help="Implicit padding on each side (at most kernel // 2)."),
-        click.option("--ceil-mode", is_flag=True, help="Round the output size up (torch's ceil_mode)."),
-    ]
-    if op == "max":
-        options.append(click.option("-d", "--dilation", type=PAIR, default="1", show_default=True,
-                                    help="Spacing between window taps."))
-    else:
-        options += [
-            click.option("--count-include-pad/--no-count-include-pad", default=True, show_default=True,
-                         help="Count padding cells in the divisor."),
-            click.option("--divisor-override", type=int, default=None, metavar="N",
-                         help="Divide every window sum by N instead (non-zero, may be negative)."),
-        ]
-    return options
+class BoxType(click.ParamType):
+    """``--crop X,Y,W,H``: four whole numbers, W and H at least 1."""
+
+    name = "X,Y,W,H"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            box = tuple(int(v) for v in re.split(r"\s*,\s*", str(value).strip()))
+        except ValueError:
+            box = ()
+        if len(box) != 4 or min(box) < 0 or box[2] < 1 or box[3] < 1:
+            self.fail("give X,Y,W,H: four whole numbers, W and H at least 1", param, ctx)
+        return box
 
 
-def apply(options: list[Callable], function: Callable) -> Callable:
-    for option in reversed(options):
-        function = option(function)
-    return function
+BOX = BoxType()
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
-def common_options(op: str) -> Callable[[Callable], Callable]:
-    """The options of ``poolcli max`` / ``poolcli avg``."""
+def _options(*decorators: Decorator) -> Decorator:
+    """Several Click decorators as one, applied in the order written (like stacking them)."""
 
-    def decorate(function: Callable) -> Callable:
-        options = [click.argument("inputs", nargs=-1, required=True, metavar="INPUT..."), *pooling_options(op)]
-        if op == "max":
-            options.append(click.option("--return-indices", "indices_path", type=click.Path(dir_okay=False),
-                                        default=None, metavar="FILE.npy",
-                                        help="Also save torch's int64 indices of each maximum (one input)."))
-        else:
-            options += [
-                click.option("--premultiply/--no-premultiply", default=True, show_default=True,
-                             help="Weight colour by alpha when averaging (no dark fringes); off gives torch's "
-                                  "independent channels."),
-                click.option("--linear", is_flag=True, help="Average in linear light (sRGB decoded, averaged, "
-                                                            "re-encoded); 8/16-bit images."),
-            ]
-        options += [
-            click.option("-o", "--output", default=None, metavar="PATH",
-                         help="Output file, folder (several inputs or a folder input), or - for stdout. "
-                              "Default: beside the input as NAME.OP-PARAMS.EXT (stdin: stdout)."),
-            click.option("-r", "--recursive", is_flag=True, help="Walk subfolders of folder inputs."),
-            click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
-                         help="Worker processes for folders [default: the number of CPUs]."),
-            click.option("--skip-existing", is_flag=True, help="Skip inputs whose output already exists."),
-            click.option("--no-progress", is_flag=True, help="No progress bar."),
-            click.option("--format", "file_format", type=click.Choice(FORMATS, case_sensitive=False), default=None,
-                         help="Output format (for stdout, or to override the extension)."),
-            click.option("--quality", type=click.IntRange(0, 100), default=None,
-                         help="JPEG/WebP quality [default: 92 JPEG, 90 WebP]."),
-            click.option("--no-auto-orient", is_flag=True, help="Do not apply the EXIF orientation first."),
-            click.option("--max-pixels", type=click.IntRange(min=0), default=None,
-                         help="Decompression-bomb limit in pixels [default: Pillow's, 89478485]; 0: none."),
-            click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout."),
-            click.option("-q", "--quiet", is_flag=True, help="No report (errors are still printed)."),
-        ]
-        return apply(options, function)
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
 
     return decorate
+
+
+# The torch parameters, shared by max/avg and explain max/avg.
+window_options = _options(
+    click.option("-k", "--kernel", type=PAIR, required=True, help="Window size: N or H,W (also HxW)."),
+    click.option("-s", "--stride", type=PAIR, default=None, help="Step between windows [default: the kernel]."),
+    click.option("-p", "--padding", type=PAIR, default="0", show_default=True,
+                 help="Implicit padding on each side (at most kernel // 2)."),
+    click.option("--ceil-mode", is_flag=True, help="Round the output size up (torch's ceil_mode)."),
+)
+dilation_option = click.option("-d", "--dilation", type=PAIR, default="1", show_default=True,
+                               help="Spacing between window taps.")
+divisor_options = _options(
+    click.option("--count-include-pad/--no-count-include-pad", default=True, show_default=True,
+                 help="Count padding cells in the divisor."),
+    click.option("--divisor-override", type=int, default=None, metavar="N",
+                 help="Divide every window sum by N instead (non-zero, may be negative)."),
+)
+return_indices_option = click.option(
+    "--return-indices", "indices_path", type=click.Path(dir_okay=False), default=None, metavar="FILE.npy",
+    help="Also save torch's int64 indices of each maximum (one input).")
+pixel_options = _options(
+    click.option("--premultiply/--no-premultiply", default=True, show_default=True,
+                 help="Weight colour by alpha when averaging (no dark fringes); off gives torch's "
+                      "independent channels."),
+    click.option("--linear", is_flag=True, help="Average in linear light (sRGB decoded, averaged, "
+                                                "re-encoded); 8/16-bit images."),
+)
+# Inputs, outputs, folders, encoding and report: the same for max and avg.
+files_options = _options(
+    click.argument("inputs", nargs=-1, required=True, metavar="INPUT..."),
+    click.option("-o", "--output", default=None, metavar="PATH",
+                 help="Output file, folder (several inputs or a folder input), or - for stdout. "
+                      "Default: beside the input as NAME.OP-PARAMS.EXT (stdin: stdout)."),
+    click.option("-r", "--recursive", is_flag=True, help="Walk subfolders of folder inputs."),
+    click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+                 help="Worker processes for folders [default: the number of CPUs]."),
+    click.option("--skip-existing", is_flag=True, help="Skip inputs whose output already exists."),
+    click.option("--no-progress", is_flag=True, help="No progress bar."),
+    click.option("--format", "file_format", type=click.Choice(FORMATS, case_sensitive=False), default=None,
+                 help="Output format (for stdout, or to override the extension)."),
+    click.option("--quality", type=click.IntRange(0, 100), default=None,
+                 help="JPEG/WebP quality [default: 92 JPEG, 90 WebP]."),
+    click.option("--no-auto-orient", is_flag=True, help="Do not apply the EXIF orientation first."),
+    click.option("--max-pixels", type=click.IntRange(min=0), default=None,
+                 help="Decompression-bomb limit in pixels [default: Pillow's, 89478485]; 0: none."),
+    click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout."),
+    click.option("-q", "--quiet", is_flag=True, help="No report (errors are still printed)."),
+)
+# What explain shows, and where it saves its picture.
+explain_options = _options(
+    click.argument("matrix", metavar="MATRIX"),
+    click.option("--crop", type=BOX, default=None,
+                 help="Explain this part of an image or array (left, top, width, height)."),
+    click.option("--summary", is_flag=True, help="Only the grids and the arithmetic, not every window."),
+    click.option("--svg", "svg_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                 help="Also save the picture as SVG."),
+    click.option("--png", "png_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                 help="Also save the picture as PNG."),
+)
 
 
 class PoolcliGroup(click.Group):
@@ -176,14 +200,14 @@ class PoolcliGroup(click.Group):
         except click.UsageError as error:
             command = error.ctx.command_path if error.ctx else "poolcli"
             click.echo(f"{command}: error: {error.format_message()} (see '{command} --help')", err=True)
-            sys.exit(EXIT_USAGE)
+            sys.exit(ExitCode.USAGE)
         except click.ClickException as error:
             click.echo(f"poolcli: error: {error.format_message()}", err=True)
             sys.exit(error.exit_code)
         except (KeyboardInterrupt, click.Abort):
             click.echo("poolcli: interrupted", err=True)
-            sys.exit(EXIT_INTERRUPTED)
-        sys.exit(code if isinstance(code, int) else EXIT_OK)
+            sys.exit(ExitCode.INTERRUPTED)
+        sys.exit(code if isinstance(code, int) else ExitCode.OK)
 
 
 @click.group("poolcli", cls=PoolcliGroup,
@@ -200,37 +224,49 @@ def cli() -> None:
     """
 
 
-POOLING_KEYS = ("kernel", "stride", "padding", "ceil_mode", "dilation", "count_include_pad", "divisor_override")
-
-
-def take_params(ctx: click.Context, op: str, kwargs: dict[str, Any]) -> PoolParams:
-    """Remove the pooling options from a command's keyword arguments, as checked PoolParams."""
-    given = {key: kwargs.pop(key) for key in POOLING_KEYS if key in kwargs}
-    params = PoolParams(op, given["kernel"], given["stride"], given["padding"], given.get("dilation", (1, 1)),
-                        given["ceil_mode"], given.get("count_include_pad", True), given.get("divisor_override"))
-    _check_pairs(params, ctx)
-    return params
-
-
-def add_op_commands(group: click.Group, options: Callable[[str], Callable], runner: Callable[..., None],
-                    helps: dict[str, str], epilogs: dict[str, str]) -> None:
-    """Register ``max`` and ``avg`` in ``group``: the same runner, told the op and its params."""
-    for op in ("max", "avg"):
-
-        def command(ctx: click.Context, op: str = op, **kwargs: Any) -> None:
-            runner(ctx, take_params(ctx, op, kwargs), **kwargs)
-
-        group.command(op, help=helps[op], epilog=epilogs[op])(options(op)(click.pass_context(command)))
-
-
 def _stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
 
 
-def _run(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...], output: str | None, recursive: bool,
-         jobs: int | None, skip_existing: bool, no_progress: bool, file_format: str | None, quality: int | None,
-         no_auto_orient: bool, max_pixels: int | None, as_json: bool, quiet: bool, indices_path: str | None = None,
-         premultiply: bool = True, linear: bool = False) -> None:
+def _checked(ctx: click.Context, params: PoolParams) -> PoolParams:
+    _check_pairs(params, ctx)
+    return params
+
+
+@cli.command("max", epilog=EPILOG_MAX)
+@window_options
+@dilation_option
+@return_indices_option
+@files_options
+@click.pass_context
+def max_command(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: Pair, ceil_mode: bool,
+                dilation: Pair, indices_path: str | None, **files: Any) -> None:
+    """Max pooling (torch's MaxPool2d) of images, .npy arrays or folders."""
+    params = PoolParams(op="max", kernel=kernel, stride=stride, padding=padding, dilation=dilation,
+                        ceil_mode=ceil_mode)
+    pool_files(ctx, _checked(ctx, params), indices_path=indices_path, **files)
+
+
+@cli.command("avg", epilog=EPILOG_AVG)
+@window_options
+@divisor_options
+@pixel_options
+@files_options
+@click.pass_context
+def avg_command(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: Pair, ceil_mode: bool,
+                count_include_pad: bool, divisor_override: int | None, premultiply: bool, linear: bool,
+                **files: Any) -> None:
+    """Average pooling (torch's AvgPool2d) of images, .npy arrays or folders."""
+    params = PoolParams(op="avg", kernel=kernel, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                        count_include_pad=count_include_pad, divisor_override=divisor_override)
+    pool_files(ctx, _checked(ctx, params), premultiply=premultiply, linear=linear, **files)
+
+
+def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...], output: str | None,
+               recursive: bool, jobs: int | None, skip_existing: bool, no_progress: bool, file_format: str | None,
+               quality: int | None, no_auto_orient: bool, max_pixels: int | None, as_json: bool, quiet: bool,
+               indices_path: str | None = None, premultiply: bool = True, linear: bool = False) -> None:
+    """The one implementation behind ``poolcli max`` and ``poolcli avg``: plan, run, exit."""
     if indices_path is not None and not indices_path.lower().endswith(".npy"):
         raise click.BadParameter("the indices file must end in .npy", ctx=ctx, param_hint="'--return-indices'")
 
@@ -279,53 +315,51 @@ def explain_group() -> None:
     """
 
 
-def explain_options(op: str) -> Callable[[Callable], Callable]:
-    def decorate(function: Callable) -> Callable:
-        options = [click.argument("matrix", metavar="MATRIX"), *pooling_options(op)]
-        if op == "max":
-            options.append(click.option("--indices", "show_indices", is_flag=True,
-                                        help="Show torch's flat index h*W + w of each maximum."))
-        options += [
-            click.option("--crop", default=None, metavar="X,Y,W,H",
-                         help="Explain this part of an image or array (left, top, width, height)."),
-            click.option("--summary", is_flag=True, help="Only the grids and the arithmetic, not every window."),
-            click.option("--svg", "svg_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
-                         help="Also save the picture as SVG."),
-            click.option("--png", "png_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
-                         help="Also save the picture as PNG."),
-        ]
-        return apply(options, function)
-
-    return decorate
+@explain_group.command("max", epilog=EPILOG_EXPLAIN)
+@window_options
+@dilation_option
+@click.option("--indices", "show_indices", is_flag=True, help="Show torch's flat index h*W + w of each maximum.")
+@explain_options
+@click.pass_context
+def explain_max(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: Pair, ceil_mode: bool,
+                dilation: Pair, show_indices: bool, **shown: Any) -> None:
+    """Explain max pooling (torch's MaxPool2d) of MATRIX."""
+    params = PoolParams(op="max", kernel=kernel, stride=stride, padding=padding, dilation=dilation,
+                        ceil_mode=ceil_mode)
+    explain_matrix(ctx, _checked(ctx, params), show_indices=show_indices, **shown)
 
 
-def _explain(ctx: click.Context, params: PoolParams, *, matrix: str, crop: str | None, summary: bool,
-             svg_path: str | None, png_path: str | None, show_indices: bool = False) -> None:
-    box = None
-    if crop is not None:
-        try:
-            box = tuple(int(v) for v in re.split(r"\s*,\s*", crop.strip()))
-        except ValueError:
-            box = ()
-        if len(box) != 4 or min(box) < 0 or box[2] < 1 or box[3] < 1:
-            raise click.BadParameter("give X,Y,W,H: four whole numbers, W and H at least 1", ctx=ctx,
-                                     param_hint="'--crop'")
+@explain_group.command("avg", epilog=EPILOG_EXPLAIN)
+@window_options
+@divisor_options
+@explain_options
+@click.pass_context
+def explain_avg(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: Pair, ceil_mode: bool,
+                count_include_pad: bool, divisor_override: int | None, **shown: Any) -> None:
+    """Explain average pooling (torch's AvgPool2d) of MATRIX."""
+    params = PoolParams(op="avg", kernel=kernel, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                        count_include_pad=count_include_pad, divisor_override=divisor_override)
+    explain_matrix(ctx, _checked(ctx, params), **shown)
 
+
+def explain_matrix(ctx: click.Context, params: PoolParams, *, matrix: str, crop: tuple[int, ...] | None,
+                   summary: bool, svg_path: str | None, png_path: str | None, show_indices: bool = False) -> None:
+    """The one implementation behind ``poolcli explain max`` and ``poolcli explain avg``."""
     from poolcli import explain, report
     from poolcli.explainio import ExplainInputError, load_matrix, save_png, save_svg
 
     try:
-        array = load_matrix(matrix, box)
+        array = load_matrix(matrix, crop)
     except explain.MatrixError as error:
         raise click.BadParameter(str(error), ctx=ctx, param_hint="'MATRIX'") from None
     except ExplainInputError as error:
         click.echo(f"poolcli: error: {matrix}: {error}", err=True)
-        ctx.exit(EXIT_FAILED)
+        ctx.exit(ExitCode.FAILED)
     try:
         explanation = explain.explain(array, params)
     except ValueError as error:  # torch's own message, e.g. output size too small
         click.echo(f"poolcli: error: {error}", err=True)
-        ctx.exit(EXIT_FAILED)
+        ctx.exit(ExitCode.FAILED)
     explanation.show_indices = show_indices
     console = report.make_console(sys.stdout)  # the explanation is the command's output
     report.render_explanation(explanation, console, summary)
@@ -336,14 +370,4 @@ def _explain(ctx: click.Context, params: PoolParams, *, matrix: str, crop: str |
             save_png(explanation, summary, png_path)
     except OSError as error:
         click.echo(f"poolcli: error: {error.filename or ''}: {error.strerror or error}", err=True)
-        ctx.exit(EXIT_FAILED)
-
-
-add_op_commands(cli, common_options, _run,
-                {"max": "Max pooling (torch's MaxPool2d) of images, .npy arrays or folders.",
-                 "avg": "Average pooling (torch's AvgPool2d) of images, .npy arrays or folders."},
-                {"max": EPILOG_MAX, "avg": EPILOG_AVG})
-add_op_commands(explain_group, explain_options, _explain,
-                {"max": "Explain max pooling (torch's MaxPool2d) of MATRIX.",
-                 "avg": "Explain average pooling (torch's AvgPool2d) of MATRIX."},
-                {"max": EPILOG_EXPLAIN, "avg": EPILOG_EXPLAIN})
+        ctx.exit(ExitCode.FAILED)
