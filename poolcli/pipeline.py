@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from poolcli import images, pixels
+from poolcli import images, pixels, streaming, strips, tiled
 from poolcli.params import PoolParams
 from poolcli.results import GRID_LIMIT, Result
 
@@ -38,6 +38,8 @@ class Options:
     linear: bool = False
     max_pixels: int | None = images.DEFAULT_MAX_PIXELS
     indices_path: str | None = None
+    memory_limit: int = strips.DEFAULT_MEMORY_LIMIT  # working memory of one streamed image
+    pyramid_levels: int = 0  # > 0: ``poolcli pyramid`` (level 0 plus this many pooled levels)
 
 
 @dataclass(frozen=True)
@@ -164,12 +166,13 @@ def run(job: Job, params: PoolParams, options: Options) -> Result:
     started = time.perf_counter()
     result = Result(input=job.name, output=job.output)
     try:
-        source = _read_source(job.source)
-        if _is_npy(source):
-            _run_array(source, job, params, options, result)
+        if options.pyramid_levels:
+            streaming.run_pyramid(job.source, job.output, params, options, result)
+        elif job.source != STDIO and streaming.is_zarr_path(job.source):
+            streaming.run_zarr(job.source, job.output, params, options, result)
         else:
-            _run_image(source, job, params, options, result)
-    except (JobError, images.ImageError) as error:
+            _run_file(job, params, options, result)
+    except (JobError, images.ImageError, tiled.TiledError) as error:
         result.status, result.error, result.output = "error", str(error), None
     except ValueError as error:  # the engine's torch messages (e.g. output size too small)
         result.status, result.error, result.output = "error", str(error), None
@@ -184,6 +187,19 @@ def run(job: Job, params: PoolParams, options: Options) -> Result:
         result.error = f"unexpected {type(error).__name__}: {error}"
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _run_file(job: Job, params: PoolParams, options: Options, result: Result) -> None:
+    source = _read_source(job.source)
+    if _is_npy(source):
+        _run_array(source, job, params, options, result)
+        return
+    if isinstance(source, str) and streaming.is_tiff_path(source):
+        info = streaming.open_if_streaming(source, options.memory_limit, options.max_pixels)
+        if info is not None:
+            streaming.run_tiff(info, job.output, params, options, result)
+            return
+    _run_image(source, job, params, options, result)
 
 
 def _run_array(source: bytes | str, job: Job, params: PoolParams, options: Options, result: Result) -> None:

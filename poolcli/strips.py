@@ -178,7 +178,8 @@ def row_bytes(shape: tuple[int, int, int], dtype: np.dtype, params: PoolParams) 
 def strip_height(shape: tuple[int, int, int], dtype: np.dtype, params: PoolParams, memory_limit: int,
                  align: int = 1) -> int:
     """Output rows per strip so that a strip's working memory stays within ``memory_limit``:
-    a multiple of ``align`` (an output chunk or tile height), at least ``align``.
+    a multiple of ``align`` (an output chunk or tile height) when the limit allows one, else
+    fewer rows (at least one): writers then assemble chunks from several strips.
 
     Examples
     --------
@@ -189,7 +190,7 @@ def strip_height(shape: tuple[int, int, int], dtype: np.dtype, params: PoolParam
     dh = params.dilation[0] if params.op == "max" else 1
     halo = dh * (params.kernel[0] - 1) * shape[0] * shape[2] * np.dtype(dtype).itemsize
     rows = max(1, (memory_limit - _RESERVE - halo) // per_row)
-    return max(align, rows // align * align)
+    return rows // align * align if rows >= align else rows
 
 
 def plan_strips(out_height: int, height: int) -> list[tuple[int, int]]:

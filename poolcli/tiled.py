@@ -434,9 +434,10 @@ def open_zarr(path: str) -> ZarrInput:
         raise TiledError("a Zarr group without OME-Zarr 'multiscales' metadata; give the path of an array")
     image = multiscales[0]
     version = str(ome.get("version", image.get("version", "0.4")))
-    axes_meta = image.get("axes") or [{"name": n} for n in ("t", "c", "z", "y", "x")[-len(node[image["datasets"][0]["path"]].shape):]]
-    axes = tuple(str(a["name"] if isinstance(a, dict) else a).lower() for a in axes_meta)
     array = node[image["datasets"][0]["path"]]
+    # NGFF 0.3 and older list axes as names, or not at all (then t, c, z, y, x, from the right)
+    axes_meta = image.get("axes") or ("t", "c", "z", "y", "x")[-len(array.shape):]
+    axes = tuple(str(a["name"] if isinstance(a, dict) else a).lower() for a in axes_meta)
     if "y" not in axes or "x" not in axes or len(axes) != len(array.shape):
         raise TiledError(f"OME-Zarr axes {axes} do not name y and x for shape {array.shape}")
     return ZarrInput(path, array, axes, _format_of(node), ome=image, ome_version=version)
@@ -450,16 +451,28 @@ Strips = Iterable[tuple[int, int, np.ndarray]]
 
 
 def _tiles(strips: Strips, shape: tuple[int, int, int], contig: bool, tile: int = TILE) -> Iterator[np.ndarray]:
-    """Tiles in TIFF order from strips of whole tile rows (the last may be short): (tile, tile, S)."""
-    channels, _, width = shape
+    """Tiles in TIFF order, (tile, tile, S), from strips of any height: rows wait in a buffer
+    until a whole row of tiles (or the image's last rows) is there."""
+    channels, height, width = shape
     depth = channels if contig else 1
+    pending: list[np.ndarray] = []
+    buffered = 0
+    done = 0
     for _, _, rows in strips:
-        for r in range(0, rows.shape[1], tile):
+        pending.append(rows)
+        buffered += rows.shape[1]
+        while buffered >= tile or (buffered and done + buffered >= height):
+            band = pending[0] if len(pending) == 1 else np.concatenate(pending, axis=1)
+            take = min(tile, band.shape[1])
             for c in range(0, width, tile):
-                block = rows[:, r: r + tile, c: c + tile]
-                out = np.zeros((tile, tile, depth), dtype=rows.dtype)
+                block = band[:, :take, c: c + tile]
+                out = np.zeros((tile, tile, depth), dtype=band.dtype)
                 out[: block.shape[1], : block.shape[2]] = block.transpose(1, 2, 0)
                 yield out
+            rest = band[:, take:]
+            pending = [rest] if rest.shape[1] else []
+            buffered -= take
+            done += take
 
 
 @dataclass
