@@ -297,10 +297,11 @@ def run_zarr(source: str, output: str, params: PoolParams, options: Any, result:
     result.full_output_shape = out_full
 
     def pool_all(target: Any) -> None:
-        sink = tiled.ZarrSink(target, z.selection)
+        planes = "c" in z.axes
         for batch in z.batches():
-            sink.strips(batch, strips.iter_strips(z.reader(batch), rule, options.memory_limit,
-                                                  align=tiled.ZARR_CHUNK))
+            for o0, o1, rows in strips.iter_strips(z.reader(batch), rule, options.memory_limit,
+                                                   align=tiled.ZARR_CHUNK):
+                target[z.selection(batch, slice(None), slice(o0, o1))] = rows if planes else rows[0]
 
     def write(path: Path) -> None:
         if kind == "NPY":

@@ -343,8 +343,10 @@ def open_tiff(path: str) -> TiffInput | None:
         page = series.keyframe
         axes, shape = level.axes, level.shape
         others = [(a, n) for a, n in zip(axes, shape, strict=True) if a not in "YX"]
-        big = [n for _, n in others if n > 1]
-        if "Y" not in axes or "X" not in axes or len(big) > 1 or (len(handle.series) > 1 and not series.is_pyramidal):
+        big = [n for a, n in others if n > 1]
+        # Samples or channels only: pages, Z, T, ... stay frames (Pillow's path, or an error there).
+        if ("Y" not in axes or "X" not in axes or len(big) > 1 or any(n > 1 and a not in "SC" for a, n in others)
+                or (len(handle.series) > 1 and not series.is_pyramidal)):
             handle.close()
             return None
         channels = big[0] if big else 1
@@ -537,17 +539,6 @@ def write_tiff(path: str | Path, shape: tuple[int, int, int], dtype: np.dtype, l
         for level_shape, level_passes in levels:
             tif.write(all_tiles(level_passes, level_shape), **layout.write_args(level_shape, dtype), subfiletype=1,
                       metadata=None)
-
-
-class ZarrSink:
-    """Strips into an open Zarr array, one image (batch index) at a time."""
-
-    def __init__(self, array: Any, selection: Callable[[tuple[int, ...], slice | list[int], slice], tuple]):
-        self.array, self.selection = array, selection
-
-    def strips(self, batch: tuple[int, ...], strips: Strips, channels: list[int] | None = None) -> None:
-        for o0, o1, rows in strips:
-            self.array[self.selection(batch, channels if channels is not None else slice(None), slice(o0, o1))] = rows
 
 
 def output_chunks(axes: tuple[str, ...], shape: tuple[int, ...], ome: bool) -> tuple[int, ...]:
