@@ -3,7 +3,6 @@ OME-Zarr) streamed in and out with exact pixels, pyramids, the bomb guard, bound
 
 from __future__ import annotations
 
-import json
 import tracemalloc
 from pathlib import Path
 
