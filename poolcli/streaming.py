@@ -178,7 +178,11 @@ def run_tiff(info: tiled.TiffInput, output: str, params: PoolParams, options: An
             passes = [_channel_pass(reader, rule, picks, options.memory_limit, channels)
                       for picks in tiled.channel_passes(layout, channels)]
             _write_atomic(output, False, lambda path: tiled.write_tiff(path, out_shape, info.dtype, layout, passes))
-            result.description += " → tiled BigTIFF"
+            compression = layout.compression or "uncompressed"
+            arrangement = (", planar" if layout.planar else ", interleaved") if channels > 1 else ""
+            result.notes.append(f"written as a tiled BigTIFF: {info.dtype}, {channels} channel"
+                                f"{'s' if channels > 1 else ''}, {tiled.TILE}x{tiled.TILE} tiles, "
+                                f"{compression}{arrangement}")
         else:
             _write_arrays(output, kind, out_shape, info.dtype,
                           strips.iter_strips(reader, rule, options.memory_limit, align=tiled.ZARR_CHUNK))
@@ -322,6 +326,9 @@ def run_zarr(source: str, output: str, params: PoolParams, options: Any, result:
         pool_all(tiled.create_array(group, "0", out_full, z.dtype, chunks, z.zarr_format))
 
     _write_atomic(output, kind == "ZARR", write)
+    if kind == "ZARR":
+        what = f"an OME-Zarr {z.ome_version} image" if z.ome is not None else f"a Zarr v{z.zarr_format} array"
+        result.notes.append(f"written as {what} of {z.dtype}, shape {out_full}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -472,7 +479,8 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
             pool_levels(arrays[1:], as_reader(arrays[0]))
 
         _write_atomic(output, True, write_zarr)
-        result.description += f" → OME-Zarr (NGFF {NGFF_VERSION}, zarr v2), {options.pyramid_levels + 1} levels"
+        result.notes.append(f"written as an OME-Zarr image (NGFF {NGFF_VERSION}, Zarr v2), levels "
+                            + " → ".join(str(tuple(s)) for s in shapes))
         return
 
     if layout is None:  # arrays into a TIFF: planes, as OME-TIFF's CYX
@@ -495,4 +503,5 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
             subifds=options.pyramid_levels, ome=True))
     finally:
         tiled.discard(scratch)
-    result.description += f" → pyramidal OME-TIFF (SubIFDs), {options.pyramid_levels + 1} levels"
+    result.notes.append("written as a pyramidal tiled OME-TIFF (BigTIFF, SubIFDs), levels "
+                        + " → ".join(str(tuple(s)) for s in shapes))
