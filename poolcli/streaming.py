@@ -16,37 +16,12 @@ from typing import Any
 import numpy as np
 
 from poolcli import strips, tiled
-from poolcli.params import PoolParams
+from poolcli.params import PoolParams, parse_size  # noqa: F401  (parse_size: also here)
 from poolcli.results import Result
 from poolcli.tiled import TiledError
 
 STDIO = "-"
 NGFF_VERSION = "0.4"  # OME-Zarr written by pyramid: zarr v2, read by napari/ome-zarr-py and QuPath
-_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-def parse_size(text: str) -> int:
-    """``64M``, ``2G``, ``1.5G``, ``512MiB`` or plain bytes, as a byte count (binary units).
-
-    Examples
-    --------
-    >>> parse_size("64M"), parse_size("2g"), parse_size("1000")
-    (67108864, 2147483648, 1000)
-    """
-    value = text.strip().upper().replace(" ", "")
-    for tail in ("IB", "B"):
-        if value.endswith(tail) and len(value) > len(tail) and value[-len(tail) - 1] in "KMGT":
-            value = value[: -len(tail)]
-    unit = value[-1] if value and value[-1] in _UNITS else ""
-    number = value[: -1] if unit else value
-    try:
-        amount = float(number)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a size: use bytes or K, M, G, T (e.g. 64M, 2G)") from None
-    size = int(amount * _UNITS[unit])
-    if not amount > 0 or size < 1:
-        raise ValueError(f"{text!r}: the memory limit must be positive (e.g. 64M, 2G)")
-    return size
 
 
 def format_size(size: int) -> str:

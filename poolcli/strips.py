@@ -17,7 +17,7 @@ which input chunks) it needs.
 Examples
 --------
 >>> import numpy as np
->>> from poolcli.params import PoolParams
+>>> from poolcli.params import DEFAULT_MEMORY_LIMIT, PoolParams
 >>> x = np.arange(2 * 9 * 7, dtype=np.uint8).reshape(2, 9, 7)
 >>> rule = Rule(PoolParams("avg", (3, 3), (2, 2), (1, 1), ceil_mode=True))
 >>> parts = [strip for _, _, strip in iter_strips(ArrayReader(x), rule, memory_limit=1)]
@@ -34,10 +34,8 @@ from typing import Protocol
 import numpy as np
 
 from poolcli import engine, pixels
-from poolcli.params import PoolParams
+from poolcli.params import DEFAULT_MEMORY_LIMIT, PoolParams
 
-# Default --memory-limit: leaves room under a 400 MiB peak for Python, NumPy, tifffile and zarr.
-DEFAULT_MEMORY_LIMIT = 256 << 20
 # Memory the engine's thread scratch slabs, the codecs' buffers and the writer's pending tiles may
 # use beside the strips themselves.
 _RESERVE = 48 << 20
