@@ -30,7 +30,7 @@ def format_size(size: int) -> str:
     Examples
     --------
     >>> format_size(3 << 30), format_size(1536)
-    ('3.0 GiB', '1.5 KiB')
+    ('3 GiB', '1.5 KiB')
     """
     for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if size >= factor:
