@@ -65,7 +65,7 @@ def open_if_streaming(source: str, memory_limit: int, max_pixels: int | None) ->
     whole = channels * height * width * info.dtype.itemsize
     streams = (info.tiled or info.bigtiff or info.ome or info.planar or channels > 4
                or (channels >= 3 and info.dtype.itemsize > 1) or (channels > 1 and info.dtype.kind == "f")
-               or info.dtype.kind == "i" or whole > memory_limit
+               or whole > memory_limit
                or bool(max_pixels and height * width > max_pixels))
     if not streams:
         info.close()
