@@ -108,7 +108,9 @@ def _pixel_rule(info: tiled.TiffInput, params: PoolParams, premultiply: bool, li
         if info.dtype.kind != "u" or info.dtype.itemsize > 2 or colours not in (1, 3):
             raise TiledError(f"--linear needs sRGB pixels (8- or 16-bit gray or RGB), not {info.describe()}")
     # Associated alpha: colours are stored premultiplied already, so plain averages are right.
-    return strips.Rule(params, pixels=True, has_alpha=info.has_alpha and not info.associated_alpha,
+    # Float alpha has no integer weights to premultiply with: averaged plainly too.
+    weighted = info.has_alpha and not info.associated_alpha and info.dtype.kind == "u"
+    return strips.Rule(params, pixels=True, has_alpha=weighted,
                        premultiply=premultiply, linear=linear and params.op == "avg")
 
 
