@@ -287,9 +287,8 @@ class TiffInput:
     def describe(self) -> str:
         """E.g. "uint16, 3 channels, tiled BigTIFF (Deflate)"."""
         channels = self.shape[0]
-        kind = ("tiled " if self.tiled else "striped ") + ("BigTIFF" if self.bigtiff else "TIFF")
-        if self.ome:
-            kind = "OME-" + kind if not self.bigtiff else kind + " (OME)"
+        kind = ("tiled " if self.tiled else "striped ") + ("OME-" if self.ome else "") + \
+            ("BigTIFF" if self.bigtiff else "TIFF")
         extras = [_COMPRESSION_NAMES.get(self.compression, f"compression {self.compression}")]
         if channels > 1:
             extras.append("planar" if self.planar else "interleaved")
@@ -357,7 +356,10 @@ def open_tiff(path: str) -> TiffInput | None:
         extrasamples = tuple(int(v) for v in page.extrasamples) if page.extrasamples else ()
         return TiffInput(
             path=path, shape=(channels, shape[axes.index("Y")], shape[axes.index("X")]), dtype=np.dtype(page.dtype),
-            planar=page.planarconfig == 2 and channels > 1, photometric=int(page.photometric),
+            # planes in separate pages (OME's CYX) are planar too
+            planar=channels > 1 and (page.planarconfig == 2 or axes.index(next(a for a, n in others if n > 1))
+                                     < axes.index("Y")),
+            photometric=int(page.photometric),
             extrasamples=extrasamples, compression=int(page.compression), tiled=page.is_tiled,
             bigtiff=handle.is_bigtiff, ome=handle.is_ome, chunk_rows=int(chunk_rows), pages=len(handle.pages),
             handle=handle)
@@ -468,7 +470,8 @@ def _tiles(strips: Strips, shape: tuple[int, int, int], contig: bool, tile: int 
             take = min(tile, band.shape[1])
             for c in range(0, width, tile):
                 block = band[:, :take, c: c + tile]
-                out = np.zeros((tile, tile, depth), dtype=band.dtype)
+                whole = block.shape[1] == tile and block.shape[2] == tile
+                out = (np.empty if whole else np.zeros)((tile, tile, depth), dtype=band.dtype)
                 out[: block.shape[1], : block.shape[2]] = block.transpose(1, 2, 0)
                 yield out
             rest = band[:, take:]
