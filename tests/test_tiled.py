@@ -249,3 +249,23 @@ def test_streaming_memory_does_not_grow_with_the_image(tmp_path, rng):
     big = 16384 * width * 3
     assert peaks[16384] < 1.25 * peaks[2048] + (1 << 20), peaks
     assert peaks[16384] < big / 4, f"peak {peaks[16384]} for a {big}-byte image"
+
+
+def test_ome_tiff_with_a_page_per_channel_stays_planar(tmp_path, rng):
+    data = rng.integers(0, 4000, (5, 100, 80), dtype=np.uint16)
+    source = tmp_path / "cells.ome.tif"
+    tifffile.imwrite(source, data, metadata={"axes": "CYX"}, tile=(32, 32))
+    result = run(source, tmp_path / "cells.avg.ome.tif", PoolParams("avg", (2, 2)))
+    assert result.status == "ok", result.error
+    assert result.description == "uint16, 5 channels, tiled OME-TIFF (uncompressed, planar)"
+    out = tifffile.imread(tmp_path / "cells.avg.ome.tif")
+    assert np.array_equal(out, engine.avg_pool2d_rounded(data, 2))
+
+
+def test_multi_page_tiffs_are_frames_not_channels(tmp_path, rng):
+    data = rng.integers(0, 256, (3, 20, 20), dtype=np.uint8)
+    source = tmp_path / "pages.tif"
+    tifffile.imwrite(source, data, photometric="minisblack")  # three pages of gray
+    result = run(source, tmp_path / "pages.out.tif", MAX2)
+    assert result.status == "ok", result.error
+    assert result.frames == 3 and "BigTIFF" not in result.description  # Pillow's multi-frame path
