@@ -556,3 +556,20 @@ def output_chunks(axes: tuple[str, ...], shape: tuple[int, ...], ome: bool) -> t
         else:
             chunks.append(1)
     return tuple(chunks)
+
+
+def open_reader(path: str, batch: tuple[int, ...] = ()) -> tuple[Any, Callable[[], None]]:
+    """A reader of one (C, H, W) image of a TIFF (first series) or Zarr input, opened from its
+    path, and a function that closes it.
+
+    For schedulers that run tasks elsewhere (Dask workers): ship the path, open the reader in
+    the task, call :func:`poolcli.strips.pool_output_rows`, close.  ``batch`` picks the image of a
+    Zarr array with batch axes (see :meth:`ZarrInput.batches`).
+    """
+    if Path(path).is_dir():
+        source = open_zarr(path)
+        return source.reader(batch), lambda: None
+    tiff = open_tiff(path)
+    if tiff is None:
+        raise TiledError("not one image of (C, H, W) pixels: several pages or frames")
+    return tiff.open(), tiff.close
