@@ -239,11 +239,13 @@ def _next_transform(axes: tuple[str, ...], scale: list[float], translation: list
 
 
 def ome_attributes(version: str, name: str, axes: tuple[str, ...],
-                   transforms: list[tuple[list[float], list[float]]], params: PoolParams | None) -> dict:
-    """Group attributes of an OME-Zarr image with levels "0", "1", ... (NGFF 0.4 or 0.5)."""
+                   transforms: list[tuple[list[float], list[float]]], params: PoolParams | None,
+                   axes_metadata: list[dict] | None = None) -> dict:
+    """Group attributes of an OME-Zarr image with levels "0", "1", ... (NGFF 0.4 or 0.5);
+    ``axes_metadata`` (an input's, with its units) replaces the plain axes."""
     image: dict[str, Any] = {
         "name": name,
-        "axes": _axes_metadata(axes),
+        "axes": axes_metadata or _axes_metadata(axes),
         "datasets": [{"path": str(n), "coordinateTransformations": _level_transform(axes, s, t)}
                      for n, (s, t) in enumerate(transforms)],
     }
@@ -253,6 +255,14 @@ def ome_attributes(version: str, name: str, axes: tuple[str, ...],
     if version == "0.4":
         return {"multiscales": [{"version": "0.4", **image}]}
     return {"ome": {"version": version, "multiscales": [image]}}
+
+
+def _input_axes(z: tiled.ZarrInput, keep: tuple[str, ...] | None = None) -> list[dict] | None:
+    """An OME-Zarr input's axes metadata (names, types, units), for the axes kept."""
+    meta = z.ome.get("axes") if z.ome is not None else None
+    if not meta or not all(isinstance(a, dict) for a in meta):
+        return None
+    return [a for a in meta if keep is None or str(a.get("name", "")).lower() in keep]
 
 
 def _open_group(path: Path, zarr_format: int) -> Any:
@@ -298,7 +308,8 @@ def run_zarr(source: str, output: str, params: PoolParams, options: Any, result:
         group = _open_group(path, z.zarr_format)
         base = _base_transform(z.ome, z.axes)
         attributes = ome_attributes(z.ome_version or NGFF_VERSION, str(z.ome.get("name", Path(source).stem)),
-                                    z.axes, [_next_transform(z.axes, *base, params)], params)
+                                    z.axes, [_next_transform(z.axes, *base, params)], params,
+                                    _input_axes(z))
         group.attrs.update(attributes)
         pool_all(tiled.create_array(group, "0", out_full, z.dtype, chunks, z.zarr_format))
 
@@ -450,7 +461,8 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
             tiled.discard(path)
             group = _open_group(path, 2)
             name = Path(source).name
-            group.attrs.update(ome_attributes(NGFF_VERSION, name, axes, transforms, params))
+            group.attrs.update(ome_attributes(NGFF_VERSION, name, axes, transforms, params,
+                                              _input_axes(z, axes) if z is not None else None))
             arrays = level_arrays(group, 2, 0)
             store(arrays[0], _copy_strips(reader, limit, tiled.ZARR_CHUNK))
             pool_levels(arrays[1:], as_reader(arrays[0]))
