@@ -421,12 +421,12 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
     dtype = np.dtype(reader.dtype)
     limit = options.memory_limit
 
-    def level_arrays(group: Any, zarr_format: int, first: int) -> list[Any]:
+    def level_arrays(group: Any, zarr_format: int, first: int, compress: bool = True) -> list[Any]:
         arrays = []
         for n in range(first, len(shapes)):
             shape = shapes[n] if has_channel_axis else shapes[n][1:]
             chunks = tiled.output_chunks(axes, shape, ome=True)
-            arrays.append(tiled.create_array(group, str(n), shape, dtype, chunks, zarr_format))
+            arrays.append(tiled.create_array(group, str(n), shape, dtype, chunks, zarr_format, compress=compress))
         return arrays
 
     def as_reader(array: Any) -> tiled.ChunkedReader:
@@ -478,7 +478,7 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
     scratch = tiled.temporary_sibling(output, directory=True)
     try:
         group = _open_group(scratch / "levels.zarr", 2)
-        arrays = level_arrays(group, 2, 1)
+        arrays = level_arrays(group, 2, 1, compress=False)  # scratch, read back once into the TIFF
         pool_levels(arrays, reader)
         channels = shapes[0][0]
 

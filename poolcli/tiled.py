@@ -121,10 +121,13 @@ def _format_of(node: Any) -> int:
 
 
 def create_array(root: Any, name: str | None, shape: tuple[int, ...], dtype: np.dtype, chunks: tuple[int, ...],
-                 zarr_format: int, path: Path | None = None) -> Any:
-    """A new Zarr array, in group ``root`` under ``name`` or alone at ``path``."""
+                 zarr_format: int, path: Path | None = None, compress: bool = True) -> Any:
+    """A new Zarr array, in group ``root`` under ``name`` or alone at ``path``; zarr's default
+    compressor, or none (``compress=False``: scratch levels read back once)."""
     zarr = _zarr()
     kwargs: dict[str, Any] = dict(shape=shape, dtype=dtype, chunks=chunks, fill_value=0)
+    if not compress:
+        kwargs["compressors" if zarr_major() >= 3 else "compressor"] = None
     if root is not None:
         if zarr_major() >= 3:
             return root.create_array(name, **kwargs)
