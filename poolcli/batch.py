@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
-from poolcli import images, streaming
+from poolcli import formats, streaming
 from poolcli.engine import available_cpus
 from poolcli.exits import ExitCode
 from poolcli.params import PoolParams
@@ -23,6 +24,8 @@ from poolcli.results import Result, json_line
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
+
+    from rich.console import Console
 
 ARRAY_EXTENSION = ".npy"
 ZARR_EXTENSION = ".zarr"  # Zarr stores are folders, but inputs: never walked
@@ -50,7 +53,7 @@ class Source:
 def is_candidate(path: Path) -> bool:
     """Files a folder walk picks up: image extensions (any case) and .npy."""
     suffix = path.suffix.lower()
-    return suffix in images.READ_EXTENSIONS or suffix == ARRAY_EXTENSION
+    return suffix in formats.READ_EXTENSIONS or suffix == ARRAY_EXTENSION
 
 
 def walk(folder: str, recursive: bool) -> Iterator[str]:
@@ -99,8 +102,8 @@ def output_extension(source_suffix: str, is_array: bool, file_format: str | None
     if file_format == "NPY" or is_array:
         return ARRAY_EXTENSION  # arrays stay arrays; --format is for the images
     if file_format:
-        return images.FORMAT_EXTENSIONS[file_format]
-    if images.format_for_extension(source_suffix):
+        return formats.FORMAT_EXTENSIONS[file_format]
+    if formats.format_for_extension(source_suffix):
         return source_suffix
     return ".png"  # read-only formats (.ppm, .tga, ...) are written as PNG
 
@@ -208,7 +211,7 @@ def _refuse_collisions(jobs: list[Job], options: Options) -> None:
         seen[key] = job.source
 
 
-def _report_module():
+def _report_module() -> ModuleType:
     from poolcli import report  # Rich: only when there is something to draw
 
     return report
@@ -232,7 +235,7 @@ def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: in
             print(json_line(result, params), file=json_stream, flush=True)
         if result.status == "error" and not (as_json and image_to_stdout):
             print(f"poolcli: error: {result.input}: {result.error}", file=sys.stderr, flush=True)
-        if single and wants_rich and result.status != "error":
+        if single and wants_rich and report is not None and result.status != "error":
             report.render(result, params, console)
 
     todo = []
@@ -259,7 +262,7 @@ def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: in
     except KeyboardInterrupt:
         interrupted = True
         _remove_partial_files(jobs)
-    if not single and wants_rich:
+    if not single and wants_rich and report is not None:
         report.render_summary(results, time.perf_counter() - started, console)
     if interrupted:
         print(f"poolcli: interrupted after {len(results)} of {len(jobs)} inputs", file=sys.stderr, flush=True)
@@ -268,7 +271,7 @@ def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: in
 
 
 @contextlib.contextmanager
-def _progress(console, show: bool, total: int, done: int) -> Iterator[Callable[[], None]]:
+def _progress(console: Console | None, show: bool, total: int, done: int) -> Iterator[Callable[[], None]]:
     if not show:
         yield lambda: None
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 Pair = tuple[int, int]
 # Default --memory-limit: leaves room under a 400 MiB peak for Python, NumPy, tifffile and zarr.
@@ -32,13 +33,14 @@ def parse_size(text: str) -> int:
     if not amount > 0 or size < 1:
         raise ValueError(f"{text!r}: the memory limit must be positive (e.g. 64M, 2G)")
     return size
+Op = Literal["max", "avg"]
 
 
 @dataclass(frozen=True)
 class PoolParams:
     """Operation and torch parameters; ``stride=None`` means the default (the kernel)."""
 
-    op: str  # "max" or "avg"
+    op: Op
     kernel: Pair
     stride: Pair | None = None
     padding: Pair = (0, 0)

@@ -379,7 +379,7 @@ def _pyramid_input(source: str, options: Any, result: Result) -> tuple[Any, stri
     picture = images.decode(source, auto_orient=options.auto_orient, max_pixels=options.max_pixels)
     if len(picture.frames) > 1:
         raise TiledError(f"a pyramid is built from one image; this file has {len(picture.frames)} frames")
-    frame = np.asarray(picture.frames[0])
+    frame = picture.frames[0].to_array()
     result.description = f"{images.describe_mode(picture.mode)} image, {frame.dtype}"
     result.dtype = str(frame.dtype)
     rule = strips.Rule(result.params, pixels=True, has_alpha=picture.has_alpha, premultiply=options.premultiply,

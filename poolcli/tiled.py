@@ -103,6 +103,16 @@ def _zarr() -> Any:
     return zarr
 
 
+def _tifffile() -> Any:
+    """tifffile, with its log quiet: a damaged file is reported once, as poolcli's one line."""
+    import logging
+
+    import tifffile
+
+    logging.getLogger("tifffile").setLevel(logging.CRITICAL + 1)
+    return tifffile
+
+
 def zarr_major() -> int:
     return int(_zarr().__version__.split(".")[0])
 
@@ -195,6 +205,10 @@ class TiffPageReader:
         self.segment_cols = page.tilewidth if page.is_tiled else page.imagewidth
         self.across = -(-shape[2] // self.segment_cols)
         self.down = -(-shape[1] // self.segment_rows)
+        expected = (shape[0] if planar else 1) * self.across * self.down
+        if min(len(page.dataoffsets), len(page.databytecounts)) < expected:
+            raise TiledError(f"damaged TIFF: {len(page.dataoffsets)} of {expected} "
+                             f"{'tile' if page.is_tiled else 'strip'} offsets")
         self.decode = page.decode
         self.decode_args: dict[str, Any] = {"_fullsize": bool(page.is_tiled)}
         if page.compression in (6, 7, 34892, 33007):  # JPEG: tables live in the page
@@ -220,7 +234,10 @@ class TiffPageReader:
 
         def place(item: tuple[bytes | None, int]) -> None:
             data, index = item
-            segment, (_, _, y, x, _), _ = self.decode(data, index, **self.decode_args)
+            try:
+                segment, (_, _, y, x, _), _ = self.decode(data, index, **self.decode_args)
+            except Exception as error:  # codecs raise their own types for damaged data
+                raise TiledError(f"damaged TIFF data in segment {index} ({type(error).__name__}: {error})") from None
             plane = where[index] // ((r1 - r0) * self.across)
             y_lo, y_hi = max(y, top), min(y + self.segment_rows, bottom)
             x_hi = min(x + self.segment_cols, width)
@@ -333,12 +350,11 @@ class TiffInput:
 def open_tiff(path: str) -> TiffInput | None:
     """Open a TIFF for streaming; ``None`` when it is not one image of (C, H, W) pixels
     (several frames, or a layout only Pillow's path reads)."""
-    import tifffile
-
+    tifffile = _tifffile()
     try:
         handle = tifffile.TiffFile(path)
-    except (tifffile.TiffFileError, ValueError, OSError, IndexError, KeyError) as error:
-        raise TiledError(f"not a readable TIFF ({error})") from None
+    except Exception as error:  # damaged headers raise many types inside tifffile
+        raise TiledError(f"not a readable TIFF ({type(error).__name__}: {error})") from None
     try:
         series = handle.series[0]
         level = series.levels[0]
@@ -366,6 +382,9 @@ def open_tiff(path: str) -> TiffInput | None:
             extrasamples=extrasamples, compression=int(page.compression), tiled=page.is_tiled,
             bigtiff=handle.is_bigtiff, ome=handle.is_ome, chunk_rows=int(chunk_rows), pages=len(handle.pages),
             handle=handle)
+    except Exception as error:  # a header tifffile opened but cannot make sense of
+        handle.close()
+        raise TiledError(f"not a readable TIFF ({type(error).__name__}: {error})") from None
     except BaseException:
         handle.close()
         raise
@@ -527,7 +546,7 @@ def write_tiff(path: str | Path, shape: tuple[int, int, int], dtype: np.dtype, l
                subifds: int = 0, ome: bool = False) -> None:
     """Write a tiled BigTIFF from strips (one strip sequence per channel pass), then optionally
     pyramid levels into SubIFDs.  ``path`` is written directly: callers use a temporary name."""
-    import tifffile
+    tifffile = _tifffile()
 
     def all_tiles(strip_passes: Iterable[Strips], level_shape: tuple[int, int, int]) -> Iterator[np.ndarray]:
         for strips in strip_passes:

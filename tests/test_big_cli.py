@@ -25,7 +25,7 @@ def tiled_rgb16(tmp_path, rng):
 
 
 def test_a_tiled_tiff_streams_to_a_tiled_bigtiff_named_as_usual(invoke, tiled_rgb16, tmp_path):
-    path, data = tiled_rgb16
+    _, data = tiled_rgb16
     result = invoke("avg", "scan.tif", "-k", "3", "-s", "2", "-p", "1", "--memory-limit", "64M", "--json")
     assert result.exit_code == 0, result.stderr
     out = tmp_path / "scan.avg-k3-s2-p1.tif"
@@ -86,7 +86,7 @@ def test_zarr_folders_are_inputs_in_and_out(invoke, tmp_path, rng):
 
 
 def test_pyramid_command_ome_zarr_and_ome_tiff(invoke, tiled_rgb16, tmp_path):
-    path, data = tiled_rgb16
+    _, data = tiled_rgb16
     result = invoke("pyramid", "max", "scan.tif", "-o", "scan.ome.zarr", "--levels", "2", "--json")
     assert result.exit_code == 0, result.stderr
     (record,) = json_lines(result.stdout)

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from poolcli import engine, pixels, strips
+from poolcli.frames import ArrayFrame
 from poolcli.params import PoolParams
 from tests.oracle import avg_pool2d_ref, is_valid, max_pool2d_ref
 
@@ -111,8 +112,8 @@ def test_pixel_rules_are_exact_across_strips(k, s, p, ceil, h, w, depth, alpha, 
     parts = [strips.pool_output_rows(reader, rule, o0, o1) for o0, o1 in cut(whole.shape[1], [step])]
     assert bits(np.concatenate(parts, axis=1)) == bits(whole)
     # and the (H, W, C) frame path of Pillow images is the same function
-    frame, _ = pixels.pool_pixels(planes.transpose(1, 2, 0), params, has_alpha=alpha, premultiply=premultiply,
-                                  linear=linear)
+    frame, _ = pixels.pool_pixels(ArrayFrame(planes.transpose(1, 2, 0)), params, has_alpha=alpha,
+                                  premultiply=premultiply, linear=linear)
     assert bits(frame.transpose(2, 0, 1)) == bits(whole)
 
 
