@@ -1016,7 +1016,7 @@ def _output_rows(plan: _Plan, output_rows: tuple[int, int] | None) -> tuple[int,
 
 
 def _max_pool(
-    x: np.ndarray,
+    x: ArrayOrRows,
     kernel_size: IntOrPair,
     stride: IntOrPair | None,
     padding: IntOrPair,

@@ -82,7 +82,7 @@ def _derived(planes: Planes, channels: int, dtype: np.dtype | type, compute) -> 
     if isinstance(planes, np.ndarray):
         return compute(planes)
     source = planes
-    return engine.RowSource((channels, *source.shape[1:]), np.dtype(dtype),  # type: ignore[arg-type]
+    return engine.RowSource((channels, *source.shape[1:]), np.dtype(dtype),
                             lambda top, bottom: compute(source.read(top, bottom)))
 
 

@@ -142,6 +142,8 @@ def run_tiff(info: tiled.TiffInput, output: str, params: PoolParams, options: An
         kind = _target(output, options.file_format, ("TIFF", "ZARR", "NPY"), "a streamed TIFF")
         if options.indices_path:
             raise TiledError("--return-indices is not available for streamed TIFF images")
+        if getattr(options, "background", None) is not None:
+            raise TiledError("--background is not available for streamed TIFF images; write a .tif (alpha kept)")
         _guard(info, options.memory_limit, options.max_pixels)
         rule = _pixel_rule(info, params, options.premultiply, options.linear)
         out_shape = strips.output_shape(info.shape, params)
@@ -411,7 +413,7 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
     shapes = [tuple(reader.shape)]
     for level in range(1, options.pyramid_levels + 1):
         try:
-            shapes.append(strips.output_shape(shapes[-1], params))  # type: ignore[arg-type]
+            shapes.append(strips.output_shape(shapes[-1], params))
         except ValueError as error:
             raise TiledError(f"level {level} of {options.pyramid_levels} cannot be pooled ({error}); "
                              f"use --levels {level - 1} or a smaller kernel") from None
@@ -433,7 +435,7 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
         shape = tuple(array.shape) if has_channel_axis else (1, *array.shape)
         index = (lambda channels, rows: (channels, rows, slice(None))) if has_channel_axis \
             else (lambda channels, rows: (rows, slice(None)))
-        return tiled.ChunkedReader(array, index, shape, channels_last=False)  # type: ignore[arg-type]
+        return tiled.ChunkedReader(array, index, shape, channels_last=False)
 
     def store(array: Any, pieces: Iterator[tuple[int, int, np.ndarray]]) -> None:
         for o0, o1, rows in pieces:
@@ -488,7 +490,7 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
 
         levels = [(shapes[n], passes(as_reader(arrays[n - 1]))) for n in range(1, len(shapes))]
         _write_atomic(output, False, lambda path: tiled.write_tiff(
-            path, shapes[0], dtype, layout, passes(reader), levels=levels,  # type: ignore[arg-type]
+            path, shapes[0], dtype, layout, passes(reader), levels=levels,
             subifds=options.pyramid_levels, ome=True))
     finally:
         tiled.discard(scratch)

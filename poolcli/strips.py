@@ -65,7 +65,7 @@ class ArrayReader:
         elif channels_last:
             array = array.transpose(2, 0, 1)
         self.array = array
-        self.shape: tuple[int, int, int] = tuple(array.shape)  # type: ignore[assignment]
+        self.shape: tuple[int, int, int] = tuple(array.shape)
         self.dtype = array.dtype
 
     def read(self, top: int, bottom: int) -> np.ndarray:
@@ -109,7 +109,7 @@ def output_shape(shape: tuple[int, int, int], params: PoolParams) -> tuple[int, 
     engine.pool_rows(op, probe, (0, 0), **args)  # validates with torch's rules, computes nothing
     out_h, out_w = engine.output_size(shape[1:], **{k: args[k] for k in ("kernel_size", "stride", "padding")},
                                       dilation=params.dilation if params.op == "max" else 1,
-                                      ceil_mode=params.ceil_mode)  # type: ignore[misc]
+                                      ceil_mode=params.ceil_mode)
     return shape[0], out_h, out_w
 
 

@@ -321,8 +321,8 @@ class TiffInput:
         series = self.handle.series[0]
         page = series.levels[0].keyframe
         if len(series.levels[0].pages) == 1 and page.dataoffsets and not page.is_subsampled:
-            self.reader = TiffPageReader(page, self.shape, self.planar)  # type: ignore[assignment]
-            return self.reader  # type: ignore[return-value]
+            self.reader = TiffPageReader(page, self.shape, self.planar)
+            return self.reader
         zarr = _zarr()
         store = self.handle.series[0].aszarr(level=0)
         array = zarr.open_array(store=store, mode="r") if zarr_major() >= 3 else zarr.open(store, mode="r")
