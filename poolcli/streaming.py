@@ -333,9 +333,10 @@ def _pick(reader: Any, picks: list[int]) -> Any:
 
 
 def _copy_strips(reader: Any, memory_limit: int, align: int) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Level 0: the input's rows, strip by strip."""
+    """Level 0: the input's rows, strip by strip.  A row counts four times: the reader's raw bytes
+    and decoded rows, and the writer's chunk copies (zarr encodes a strip's chunks at once)."""
     channels, height, width = reader.shape
-    per_row = max(1, 2 * channels * width * reader.dtype.itemsize)
+    per_row = max(1, 4 * channels * width * reader.dtype.itemsize)
     rows = max(1, (memory_limit - strips._RESERVE) // per_row)
     rows = rows // align * align if rows >= align else rows
     for r0 in range(0, height, rows):

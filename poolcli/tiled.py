@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 TILE = 256  # output TIFF tiles (a multiple of 16, as TIFF requires)
-ZARR_CHUNK = 512  # output Zarr chunks along y and x
+ZARR_CHUNK = 256  # output Zarr chunks along y and x (strips are cut at multiples of it)
 # TIFF compressions written back as they came in; anything else (JPEG: lossy) is written as Deflate.
 _KEEP_COMPRESSION = {1: None, 5: "lzw", 8: "zlib", 32946: "zlib", 50000: "zstd", 32773: "packbits", 34925: "lzma"}
 _COMPRESSION_NAMES = {1: "uncompressed", 5: "LZW", 7: "JPEG", 8: "Deflate", 32946: "Deflate", 50000: "Zstd",
