@@ -36,8 +36,6 @@ class Result:
     output_values: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
     levels: list[list[int]] | None = None  # pyramid: (C, H, W) of every level
-    params: Any = field(default=None, repr=False)  # pooling parameters, while a pyramid is built
-    closers: list[Any] = field(default_factory=list, repr=False)  # inputs to close when the job ends
 
     def as_json(self, params: PoolParams) -> dict[str, Any]:
         """One JSON object: the keys documented in the README, in a fixed order."""

@@ -343,7 +343,8 @@ def _copy_strips(reader: Any, memory_limit: int, align: int) -> Iterator[tuple[i
         yield r0, min(height, r0 + rows), reader.read(r0, min(height, r0 + rows))
 
 
-def _pyramid_input(source: str, options: Any, result: Result) -> tuple[Any, strips.Rule, bool, Any, Any]:
+def _pyramid_input(source: str, params: PoolParams, options: Any, result: Result,
+                   closers: list[Any]) -> tuple[Any, strips.Rule, bool, Any, Any]:
     """(reader, rule, input has a channel axis, TIFF layout or None, OME image metadata or None)."""
     from poolcli import images
 
@@ -353,7 +354,7 @@ def _pyramid_input(source: str, options: Any, result: Result) -> tuple[Any, stri
         if len(z.batches()) > 1:
             raise TiledError(f"a pyramid is built from one image; this array holds {len(z.batches())} "
                              f"(shape {z.full_shape}, axes {', '.join(z.axes)})")
-        return z.reader(z.batches()[0]), strips.Rule(result.params), "c" in z.axes, None, z
+        return z.reader(z.batches()[0]), strips.Rule(params), "c" in z.axes, None, z
     if source == STDIO or not Path(source).is_file():
         raise TiledError("no such file" if source != STDIO and not Path(source).exists()
                          else "a pyramid is built from a file or a .zarr folder")
@@ -370,14 +371,14 @@ def _pyramid_input(source: str, options: Any, result: Result) -> tuple[Any, stri
             array = array[0]
         if array.ndim not in (2, 3):
             raise TiledError(f"a pyramid is built from one (H, W) or (C, H, W) array, not shape {array.shape}")
-        return strips.ArrayReader(array), strips.Rule(result.params), array.ndim == 3, None, None
+        return strips.ArrayReader(array), strips.Rule(params), array.ndim == 3, None, None
     if is_tiff_path(source):
         info = tiled.open_tiff(source)
         if info is not None:
             _guard(info, options.memory_limit, options.max_pixels)
             result.description, result.dtype = info.describe(), str(info.dtype)
-            rule = _pixel_rule(info, result.params, options.premultiply, options.linear)
-            result.closers.append(info.close)
+            rule = _pixel_rule(info, params, options.premultiply, options.linear)
+            closers.append(info.close)
             return info.open(), rule, True, tiled.TiffLayout.like(info), None
     picture = images.decode(source, auto_orient=options.auto_orient, max_pixels=options.max_pixels)
     if len(picture.frames) > 1:
@@ -385,8 +386,8 @@ def _pyramid_input(source: str, options: Any, result: Result) -> tuple[Any, stri
     frame = picture.frames[0].to_array()
     result.description = f"{images.describe_mode(picture.mode)} image, {frame.dtype}"
     result.dtype = str(frame.dtype)
-    rule = strips.Rule(result.params, pixels=True, has_alpha=picture.has_alpha, premultiply=options.premultiply,
-                       linear=options.linear and result.params.op == "avg")
+    rule = strips.Rule(params, pixels=True, has_alpha=picture.has_alpha, premultiply=options.premultiply,
+                       linear=options.linear and params.op == "avg")
     channels = frame.shape[2]
     photometric = "rgb" if channels in (3, 4) and frame.dtype.kind == "u" else "minisblack"
     extrasamples = (2,) if picture.has_alpha else ()
@@ -397,20 +398,20 @@ def _pyramid_input(source: str, options: Any, result: Result) -> tuple[Any, stri
 def run_pyramid(source: str, output: str, params: PoolParams, options: Any, result: Result) -> None:
     """``poolcli pyramid``: level 0 (the input) and ``options.pyramid_levels`` levels, each pooled
     from the one above, strip by strip, into an OME-Zarr (NGFF 0.4) or a pyramidal OME-TIFF."""
-    result.params = params
+    closers: list[Any] = []
     try:
-        _run_pyramid(source, output, params, options, result)
+        _run_pyramid(source, output, params, options, result, closers)
     finally:
-        for close in result.closers:
+        for close in closers:
             close()
-        result.closers.clear()
 
 
-def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, result: Result) -> None:
+def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, result: Result,
+                 closers: list[Any]) -> None:
     kind = _target(output, None, ("ZARR", "TIFF"), "a pyramid")
     if options.indices_path:
         raise TiledError("--return-indices is not available for pyramids")
-    reader, rule, has_channel_axis, layout, z = _pyramid_input(source, options, result)
+    reader, rule, has_channel_axis, layout, z = _pyramid_input(source, params, options, result, closers)
     shapes = [tuple(reader.shape)]
     for level in range(1, options.pyramid_levels + 1):
         try:
