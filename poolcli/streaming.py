@@ -74,15 +74,14 @@ def open_if_streaming(source: str, memory_limit: int, max_pixels: int | None) ->
 
 
 def _target(output: str, file_format: str | None, allowed: tuple[str, ...], what: str) -> str:
+    names = ", ".join("." + a.lower().replace("tiff", "tif") for a in allowed)
     if output == STDIO:
-        raise TiledError(f"{what} is streamed to a file, not to standard output: give -o FILE"
-                         f"{''.join(' or ' + a.lower() for a in allowed[1:])}")
+        raise TiledError(f"{what} is written to a file ({names}), not to standard output: give -o FILE")
     suffix = Path(output).suffix.lower()
     kind = {".tif": "TIFF", ".tiff": "TIFF", ".zarr": "ZARR", ".npy": "NPY"}.get(suffix, file_format or suffix)
     if file_format and suffix not in (".tif", ".tiff", ".zarr", ".npy"):
         kind = file_format
     if kind not in allowed:
-        names = ", ".join("." + a.lower().replace("tiff", "tif") for a in allowed)
         raise TiledError(f"{what} is written as {names}, not {kind or 'a file without extension'}")
     return kind
 

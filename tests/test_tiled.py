@@ -269,3 +269,20 @@ def test_multi_page_tiffs_are_frames_not_channels(tmp_path, rng):
     result = run(source, tmp_path / "pages.out.tif", MAX2)
     assert result.status == "ok", result.error
     assert result.frames == 3 and "BigTIFF" not in result.description  # Pillow's multi-frame path
+
+
+def test_tiff_to_zarr_and_linear_light_on_16_bit_colour(tmp_path, rng):
+    data = rng.integers(0, 65536, (60, 50, 3), dtype=np.uint16)
+    source = tmp_path / "photo16.tif"
+    tifffile.imwrite(source, data, photometric="rgb", tile=(16, 16))
+    params = PoolParams("avg", (3, 3), (2, 2), (1, 1), ceil_mode=True)
+    result = run(source, tmp_path / "photo16.zarr", params, linear=True)
+    assert result.status == "ok", result.error
+    from poolcli import pixels
+
+    expected = pixels.pool_pixel_planes(data.transpose(2, 0, 1), params, linear=True)
+    assert np.array_equal(zarr.open_array(str(tmp_path / "photo16.zarr"), mode="r")[...], expected)
+    stdout = run(source, Path("-"), params)
+    assert stdout.status == "error"
+    assert stdout.error == ("a streamed TIFF is written to a file (.tif, .zarr, .npy), not to standard output: "
+                            "give -o FILE")
