@@ -182,8 +182,9 @@ class ChannelPick:
     def read(self, top: int, bottom: int) -> np.ndarray:
         if self.reader.channels_last or self.reader.shape[0] == 1:
             return self.reader.read(top, bottom)[self.picks]
-        data = np.asarray(self.reader.array[self.reader.index(self.picks, slice(top, bottom))])
-        return data
+        # a list of channels is an orthogonal selection (zarr 2's [] takes only slices and ints)
+        return np.asarray(self.reader.array.get_orthogonal_selection(
+            self.reader.index(self.picks, slice(top, bottom))))
 
 
 class TiffPageReader:
