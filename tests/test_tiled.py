@@ -266,9 +266,10 @@ def test_multi_page_tiffs_are_frames_not_channels(tmp_path, rng):
     data = rng.integers(0, 256, (3, 20, 20), dtype=np.uint8)
     source = tmp_path / "pages.tif"
     tifffile.imwrite(source, data, photometric="minisblack")  # three pages of gray
-    result = run(source, tmp_path / "pages.out.tif", MAX2)
+    result = run(source, tmp_path / "pages.npy", MAX2)
     assert result.status == "ok", result.error
     assert result.frames == 3 and "BigTIFF" not in result.description  # Pillow's multi-frame path
+    assert np.array_equal(np.load(tmp_path / "pages.npy"), engine.max_pool2d(data[:, None], 2))
 
 
 def test_tiff_to_zarr_and_linear_light_on_16_bit_colour(tmp_path, rng):
