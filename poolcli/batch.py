@@ -1,5 +1,9 @@
 """Many inputs: where each output goes, and running the jobs (files in turn, or on worker
-processes for folders), with per-file isolation: one bad file never stops the others."""
+processes for folders), with per-file isolation: one bad file never stops the others.
+
+May import: the pipeline (NumPy, Pillow) at import time; Rich only through report, when something is
+drawn; no Click.
+"""
 
 from __future__ import annotations
 

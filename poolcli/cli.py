@@ -3,23 +3,28 @@
 NumPy, Pillow and Rich are imported inside the commands, so that ``--help`` and ``--version``
 start fast.  Exit codes: 0 all went well, 1 an input failed (unreadable file, output too small,
 ...), 2 a usage error (bad option), 130 interrupted.
+
+May import: Click at import time; everything else (NumPy, Pillow, Rich) inside the commands.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, BinaryIO, NoReturn
 
 import click
 
 from poolcli import __version__, formats
 from poolcli.exits import ExitCode, internal_error
-from poolcli.params import DEFAULT_MEMORY_LIMIT, Pair, PoolParams, parse_size
+from poolcli.params import DEFAULT_MEMORY_LIMIT, Pair, PoolParams, format_pair, parse_size
 
 INT32_MAX = 2**31 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # torch takes divisor_override as an int64
 # --format names: each format poolcli writes, its usual extension where that differs (jpg, tif), npy.
 FORMATS = [name for fmt, spec in formats.FORMATS.items()
            for name in dict.fromkeys([fmt.lower(), spec.extension[1:]])] + ["npy"]
@@ -77,15 +82,15 @@ def _check_pairs(params: PoolParams, ctx: click.Context) -> None:
         if pair is None:
             continue
         if any(v > INT32_MAX for v in pair):
-            fail(option, f"{_show(pair)} is too large (at most {INT32_MAX})")
+            fail(option, f"{format_pair(pair)} is too large (at most {INT32_MAX})")
     if min(params.kernel) < 1:
-        fail("-k/--kernel", f"the kernel must be at least 1, got {_show(params.kernel)}")
+        fail("-k/--kernel", f"the kernel must be at least 1, got {format_pair(params.kernel)}")
     if params.stride is not None and min(params.stride) < 1:
-        fail("-s/--stride", f"the stride must be at least 1, got {_show(params.stride)}")
+        fail("-s/--stride", f"the stride must be at least 1, got {format_pair(params.stride)}")
     if min(params.dilation) < 1:
-        fail("-d/--dilation", f"the dilation must be at least 1, got {_show(params.dilation)}")
+        fail("-d/--dilation", f"the dilation must be at least 1, got {format_pair(params.dilation)}")
     if min(params.padding) < 0:
-        fail("-p/--padding", f"the padding must not be negative, got {_show(params.padding)}")
+        fail("-p/--padding", f"the padding must not be negative, got {format_pair(params.padding)}")
     for axis, name in ((0, "height"), (1, "width")):
         if params.padding[axis] > params.kernel[axis] // 2:
             fail("-p/--padding", f"padding {params.padding[axis]} is more than half the kernel "
@@ -93,10 +98,6 @@ def _check_pairs(params: PoolParams, ctx: click.Context) -> None:
                                  f"{params.kernel[axis] // 2}")
     if params.divisor_override == 0:
         fail("--divisor-override", "the divisor must not be zero")
-
-
-def _show(pair: tuple[int, int]) -> str:
-    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]},{pair[1]}"
 
 
 class BoxType(click.ParamType):
@@ -134,6 +135,23 @@ class SizeType(click.ParamType):
 
 
 SIZE = SizeType()
+
+
+class ChannelsType(click.ParamType):
+    """``--channel 0,2`` (or repeated): channel numbers, each at least 0."""
+
+    name = "N[,N...]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        parts = [p for p in re.split(r"\s*,\s*", str(value).strip()) if p]
+        if not parts or not all(re.fullmatch(r"\d{1,9}", p) for p in parts):
+            self.fail(f"{value!r} is not a channel number: give N or N,N,... (0 is the first channel)", param, ctx)
+        return tuple(int(p) for p in parts)
+
+
+CHANNELS = ChannelsType()
 
 
 class ColourType(click.ParamType):
@@ -181,7 +199,7 @@ dilation_option = click.option("-d", "--dilation", type=PAIR, default="1", show_
 divisor_options = _options(
     click.option("--count-include-pad/--no-count-include-pad", default=True, show_default=True,
                  help="Count padding cells in the divisor."),
-    click.option("--divisor-override", type=int, default=None, metavar="N",
+    click.option("--divisor-override", type=click.IntRange(INT64_MIN, INT64_MAX), default=None, metavar="N",
                  help="Divide every window sum by N instead (non-zero, may be negative)."),
 )
 return_indices_option = click.option(
@@ -230,6 +248,8 @@ explain_options = _options(
     click.argument("matrix", metavar="MATRIX"),
     click.option("--crop", type=BOX, default=None,
                  help="Explain this part of an image or array (left, top, width, height)."),
+    click.option("--channel", "channels", type=CHANNELS, multiple=True,
+                 help="Explain these channels (0 is the first; repeat or list them) [default: the first 4 planes]."),
     click.option("--summary", is_flag=True, help="Only the grids and the arithmetic, not every window."),
     click.option("--svg", "svg_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
                  help="Also save the picture as SVG."),
@@ -473,7 +493,8 @@ def explain_group() -> None:
 
     MATRIX is a literal (rows separated by ';', values by spaces or commas, e.g.
     "0 1 2; 3 4 5; 6 7 8"; read as float32, like torch's default), a .npy file, or an image
-    with --crop X,Y,W,H.  At most 16x16 values per plane are explained.
+    with --crop X,Y,W,H.  At most 16x16 values per plane, and 4 planes (--channel chooses),
+    are explained.
     """
 
 
@@ -504,32 +525,86 @@ def explain_avg(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: 
     explain_matrix(ctx, _checked(ctx, params), **shown)
 
 
-def explain_matrix(ctx: click.Context, params: PoolParams, *, matrix: str, crop: tuple[int, ...] | None,
-                   summary: bool, svg_path: str | None, png_path: str | None, show_indices: bool = False) -> None:
-    """The one implementation behind ``poolcli explain max`` and ``poolcli explain avg``."""
-    from poolcli import explain, report
-    from poolcli.explainio import ExplainInputError, load_matrix, save_png, save_svg
+def _same_file(first: str, second: str) -> bool:
+    """Do two paths name one file (the same inode, through links)?  Paths that do not exist yet
+    are compared by their resolved names."""
+    try:
+        return os.path.samefile(first, second)
+    except (OSError, ValueError):
+        return os.path.realpath(first) == os.path.realpath(second)
 
+
+def _check_pictures(ctx: click.Context, matrix: str, svg_path: str | None, png_path: str | None) -> None:
+    """Every path explain writes differs from its input and from each other: usage error, before any work."""
+    for option, path in (("--svg", svg_path), ("--png", png_path)):
+        if path is not None and os.path.lexists(matrix) and _same_file(path, matrix):
+            raise click.BadParameter(f"{path} is the input MATRIX; explain never overwrites its input: "
+                                     "give another file", ctx=ctx, param_hint=f"'{option}'")
+    if svg_path is not None and png_path is not None and _same_file(svg_path, png_path):
+        raise click.BadParameter(f"--svg and --png both name {png_path}: give two files", ctx=ctx,
+                                 param_hint="'--png'")
+
+
+def explain_matrix(ctx: click.Context, params: PoolParams, *, matrix: str, crop: tuple[int, ...] | None,
+                   channels: tuple[tuple[int, ...], ...], summary: bool, svg_path: str | None, png_path: str | None,
+                   show_indices: bool = False) -> None:
+    """The one implementation behind ``poolcli explain max`` and ``poolcli explain avg``."""
+    _check_pictures(ctx, matrix, svg_path, png_path)
+    from poolcli.explain import matrix as matrix_input
+    from poolcli.explain import model, picture
+    from poolcli.explain.render import render_explanation
+    from poolcli.pipeline import atomic_write
+    from poolcli.report import make_console
+
+    chosen = sorted({c for group in channels for c in group}) if channels else None
     try:
-        array = load_matrix(matrix, crop)
-    except explain.MatrixError as error:
+        array = matrix_input.load_matrix(matrix, crop)
+    except matrix_input.MatrixError as error:
         raise click.BadParameter(str(error), ctx=ctx, param_hint="'MATRIX'") from None
-    except ExplainInputError as error:
-        click.echo(f"poolcli: error: {matrix}: {error}", err=True)
-        ctx.exit(ExitCode.FAILED)
+    except matrix_input.ExplainInputError as error:
+        _fail(ctx, f"{matrix}: {error}")
     try:
-        explanation = explain.explain(array, params)
+        explanation = model.explain(array, params, chosen)
+    except model.ChannelError as error:
+        raise click.BadParameter(str(error), ctx=ctx, param_hint="'--channel'") from None
+    except model.ExplainLimit as error:
+        raise click.UsageError(str(error), ctx=ctx) from None
     except ValueError as error:  # torch's own message, e.g. output size too small
-        click.echo(f"poolcli: error: {error}", err=True)
-        ctx.exit(ExitCode.FAILED)
+        _fail(ctx, f"{matrix}: {error}" if os.path.lexists(matrix) else str(error))
     explanation.show_indices = show_indices
-    console = report.make_console(sys.stdout)  # the explanation is the command's output
-    report.render_explanation(explanation, console, summary)
-    try:
+    pictures: list[tuple[str, bytes]] = []
+    try:  # both pictures are made (and measured) before either is written
         if svg_path:
-            save_svg(explanation, summary, svg_path)
+            pictures.append((svg_path, picture.svg_text(explanation, summary).encode("utf-8")))
         if png_path:
-            save_png(explanation, summary, png_path)
-    except OSError as error:
-        click.echo(f"poolcli: error: {error.filename or ''}: {error.strerror or error}", err=True)
-        ctx.exit(ExitCode.FAILED)
+            png = io.BytesIO()
+            picture.draw_png(explanation, summary, png)
+            pictures.append((png_path, png.getvalue()))
+    except picture.PictureTooLarge as error:
+        raise click.UsageError(str(error), ctx=ctx) from None
+    render_explanation(explanation, make_console(sys.stdout), summary)  # the explanation is the output
+    written: list[str] = []
+    for path, data in pictures:
+        try:
+            atomic_write(path, _writer(data))
+        except OSError as error:  # named by the path given, never the temporary file
+            for done in written:  # the pictures appear together or not at all
+                with contextlib.suppress(OSError):
+                    os.unlink(done)
+            _fail(ctx, f"{path}: {error.strerror or error}")
+        written.append(path)
+
+
+def _writer(data: bytes) -> Callable[[BinaryIO], None]:
+    def write(handle: BinaryIO) -> None:
+        handle.write(data)
+
+    return write
+
+
+def _fail(ctx: click.Context, message: str) -> NoReturn:
+    # One line, always: a new line in a file name is shown escaped, not obeyed.
+    message = message.replace("\r", "\\r").replace("\n", "\\n")
+    click.echo(f"poolcli: error: {message}", err=True)
+    ctx.exit(ExitCode.FAILED)
+    raise AssertionError("unreachable")  # ctx.exit raises

@@ -54,6 +54,8 @@ pick the cheapest exact way for the accumulator and divisor, in this order:
 
 Integer results that leave the output dtype's range wrap through int64 (:func:`_may_wrap`), as
 torch's conversions do.
+
+May import: NumPy and the standard library only (no Pillow, Rich or Click).
 """
 
 from __future__ import annotations

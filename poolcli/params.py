@@ -1,4 +1,7 @@
-"""The pooling parameters of one run, as the user gave them (no dependencies)."""
+"""The pooling parameters of one run, as the user gave them.
+
+May import: the standard library only (no NumPy, Pillow, Rich or Click), so every layer may use it.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +37,18 @@ def parse_size(text: str) -> int:
         raise ValueError(f"{text!r}: the memory limit must be positive (e.g. 64M, 2G)")
     return size
 Op = Literal["max", "avg"]
+
+
+def format_pair(pair: Pair) -> str:
+    """A (height, width) pair as the package writes it everywhere: ``2`` when both are equal, else
+    ``2x3`` (the CLI reads both forms back).
+
+    Examples
+    --------
+    >>> format_pair((2, 2)), format_pair((2, 3))
+    ('2', '2x3')
+    """
+    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"
 
 
 @dataclass(frozen=True)
@@ -78,17 +93,13 @@ class PoolParams:
 
     def slug(self) -> str:
         """Short name of the operation for output file names, e.g. ``max-k2-s1`` or ``avg-k3x2-p1``."""
-
-        def pair(p: Pair) -> str:
-            return str(p[0]) if p[0] == p[1] else f"{p[0]}x{p[1]}"
-
-        parts = [self.op, f"k{pair(self.kernel)}"]
+        parts = [self.op, f"k{format_pair(self.kernel)}"]
         if self.stride is not None and self.stride != self.kernel:
-            parts.append(f"s{pair(self.stride)}")
+            parts.append(f"s{format_pair(self.stride)}")
         if self.padding != (0, 0):
-            parts.append(f"p{pair(self.padding)}")
+            parts.append(f"p{format_pair(self.padding)}")
         if self.op == "max" and self.dilation != (1, 1):
-            parts.append(f"d{pair(self.dilation)}")
+            parts.append(f"d{format_pair(self.dilation)}")
         if self.ceil_mode:
             parts.append("ceil")
         return "-".join(parts)

@@ -1,5 +1,8 @@
 """The outcome of pooling one input, and its JSON line (no Rich here: quiet and JSON runs
-never import it)."""
+never import it).
+
+May import: NumPy and params (no Pillow, Rich or Click).
+"""
 
 from __future__ import annotations
 

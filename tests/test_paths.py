@@ -416,8 +416,8 @@ def test_a_bool_array_names_its_dtype(invoke, tmp_path):
     np.save(tmp_path / "b.npy", np.zeros((4, 4), dtype=bool))
     result = invoke("max", "b.npy", "-k", "2")
     assert result.exit_code == 1
-    assert result.stderr.strip() == ("poolcli: error: b.npy: unsupported dtype bool; supported: int8, int16, "
-                                     "int32, int64, uint8, uint16, uint32, uint64, float16, float32, float64")
+    assert result.stderr.strip() == ("poolcli: error: b.npy: unsupported dtype bool; supported: uint8, int8, "
+                                     "uint16, int16, uint32, int32, uint64, int64, float16, float32, float64")
 
 
 def test_a_bug_is_an_internal_error_not_the_users_fault(invoke, tmp_path, course, monkeypatch):
