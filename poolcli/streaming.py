@@ -5,6 +5,9 @@ A TIFF streams (tifffile, chunk by chunk, :mod:`poolcli.strips`) when it is tile
 planar, has more than 4 samples, 16-bit colour or float colour, or is larger than the memory
 limit or the pixel limit; other TIFFs keep Pillow's path and its metadata handling.  A ``.zarr``
 folder always streams.  Pixels (TIFF) follow :mod:`poolcli.pixels`; Zarr arrays follow torch.
+
+May import: NumPy, ``strips`` and ``tiled`` at import time (tifffile and zarr only through
+``tiled``, when used); Pillow through ``images`` only for a pyramid of an ordinary image.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ For a cluster (Dask), :func:`pool_output_rows` is the whole contract: a task tha
 and an output row range computes that range alone; :func:`input_rows` says which input rows (hence
 which input chunks) it needs.
 
+May import: NumPy, ``engine``, ``pixels`` and ``params``; no file formats (readers come in).
+
 Examples
 --------
 >>> import numpy as np

@@ -8,6 +8,9 @@ Every output is written under a temporary sibling name and renamed into place wh
 
 zarr 2 (Python 3.10) and zarr 3 are both supported: the few calls that differ go through
 :func:`_zarr_format_args`.
+
+May import: NumPy at import time; tifffile and zarr (the only module that does) inside the
+functions that read or write; ``engine`` for its threads.
 """
 
 from __future__ import annotations
