@@ -177,16 +177,16 @@ def machine() -> str:
 
 
 def append_result(benchmark: str, figures: str, verdict: str, extra_versions: tuple[tuple[str, str], ...] = ()) -> None:
-    """Add one dated row to benchmarks/RESULTS.md (created with its header when missing)."""
+    """Add one dated section to benchmarks/RESULTS.md (created when missing): the machine, the
+    versions, the figures and the verdict on each target."""
     if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results\n\nOne row per run of a benchmark script, newest last "
-                           "(`python benchmarks/NAME.py` appends it).\n\n"
-                           "| date (UTC) | benchmark | machine | versions | figures | targets |\n"
-                           "|---|---|---|---|---|---|\n")
+        RESULTS.write_text("# Benchmark results\n\nAppended by the benchmarks; newest last.\n")
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
-    cells = [date, benchmark, machine(), versions(*extra_versions), figures, verdict]
-    with RESULTS.open("a") as table:
-        table.write("| " + " | ".join(cell.replace("|", "/").replace("\n", "<br>") for cell in cells) + " |\n")
+    lines = [f"\n## {benchmark}.py, {date} UTC\n", f"- machine: {machine()}",
+             f"- versions: {versions(*extra_versions)}", *(f"- {part.strip()}" for part in figures.split("; ")),
+             f"- targets: {verdict}"]
+    with RESULTS.open("a") as results:
+        results.write("\n".join(lines) + "\n")
 
 
 def tool_version(command: Sequence[str]) -> str:

@@ -21,7 +21,7 @@ import click
 
 from poolcli import __version__, formats
 from poolcli.exits import ExitCode, internal_error
-from poolcli.params import Pair, PoolParams, format_pair
+from poolcli.params import DEFAULT_MEMORY_LIMIT, Pair, PoolParams, format_pair, parse_size
 
 INT32_MAX = 2**31 - 1
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # torch takes divisor_override as an int64
@@ -138,6 +138,23 @@ class Bounded(click.ParamType):
             bounds = f"at least {self.low}" if self.high is None else f"from {self.low} to {self.high}"
             self.fail(f"{number} is out of range: give a number {bounds}", param, ctx)
         return number
+class SizeType(click.ParamType):
+    """``--memory-limit SIZE``: ``64M``, ``2G``, ``1.5G`` or plain bytes (binary units)."""
+
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+
+
+SIZE = SizeType()
+
+
 class ChannelsType(click.ParamType):
     """``--channel 0,2`` (or repeated): channel numbers, each at least 0."""
 
@@ -217,7 +234,7 @@ class GroupedCommand(click.Command):
 
 # Settings a user sets once, read from the environment (shown in --help).
 ENV = {"jobs": "POOLCLI_JOBS", "quality": "POOLCLI_QUALITY", "compression": "POOLCLI_COMPRESSION",
-       "max_pixels": "POOLCLI_MAX_PIXELS"}
+       "max_pixels": "POOLCLI_MAX_PIXELS", "memory_limit": "POOLCLI_MEMORY_LIMIT"}
 
 # The torch parameters, shared by max/avg and explain max/avg.
 window_options = _options(
@@ -284,6 +301,8 @@ files_options = _options(
                                             "twice that); 0: none [default: Pillow's, 89478485]."),
         click.option("--max-frames", type=Bounded(0), default=None, metavar="N",
                      help="Refuse files of more frames or pages; 0: no limit [default: 1000]."),
+        click.option("--memory-limit", type=SIZE, default=None, envvar=ENV["memory_limit"], show_envvar=True,
+                     help="Working memory of one streamed TIFF/Zarr image, e.g. 64M, 2G [default: 256M]."),
     ),
     section(
         "Report",
@@ -353,7 +372,8 @@ Examples:
 
 \b
 Settings from the environment: POOLCLI_JOBS, POOLCLI_QUALITY, POOLCLI_COMPRESSION,
-POOLCLI_MAX_PIXELS (as -j, --quality, --compression, --max-pixels).
+POOLCLI_MAX_PIXELS, POOLCLI_MEMORY_LIMIT (as -j, --quality, --compression, --max-pixels,
+--memory-limit).
 Shell completion: see 'Shell completion' in the README (bash, zsh, fish).
 """
 
@@ -413,7 +433,8 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
                output_dir: str | None, debug: bool, recursive: bool, jobs: int | None, skip_existing: bool,
                no_progress: bool, file_format: str | None, quality: int | None, compression: int | None,
                no_auto_orient: bool, max_pixels: int | None, max_frames: int | None,
-               background: tuple[int, int, int] | None, verbose: bool, as_json: bool, quiet: bool,
+               background: tuple[int, int, int] | None, memory_limit: int | None, verbose: bool, as_json: bool,
+               quiet: bool,
                indices_path: str | None = None, premultiply: bool = True, linear: bool = False) -> None:
     """The one implementation behind ``poolcli max`` and ``poolcli avg``: plan, run, exit."""
     if indices_path is not None and not indices_path.lower().endswith(".npy"):
@@ -430,6 +451,7 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
         premultiply=premultiply, linear=linear,
         max_pixels=formats.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels, indices_path=indices_path,
         max_frames=formats.DEFAULT_MAX_FRAMES if max_frames is None else max_frames, background=background,
+        memory_limit=DEFAULT_MEMORY_LIMIT if memory_limit is None else memory_limit,
         debug=debug,
     )
     try:
@@ -448,6 +470,98 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
                                "or give -o FILE", ctx=ctx)
     code = batch.execute(planned, params, options, jobs_n=jobs, skip_existing=skip_existing,
                          progress=not no_progress, as_json=as_json, quiet=quiet, verbose=verbose)
+    ctx.exit(code)
+
+
+EPILOG_PYRAMID = """\b
+Examples:
+  poolcli pyramid avg slide.tif -o slide.ome.zarr --levels 5    # OME-Zarr (NGFF 0.4)
+  poolcli pyramid max labels.tif -o labels.pyramid.tif --levels 4  # pyramidal OME-TIFF
+  poolcli pyramid avg scene.zarr -o scene.ome.zarr --levels 3 -k 3 -s 2 -p 1
+"""
+
+# pyramid: the same window options, with a kernel of 2 unless told otherwise.
+pyramid_window_options = _options(
+    click.option("-k", "--kernel", type=PAIR, default="2", show_default=True, metavar="N|H,W",
+                 help="Window size: N, or H,W (also HxW)."),
+    click.option("-s", "--stride", type=PAIR, default=None, metavar="N|H,W",
+                 help="Step between windows [default: the kernel]."),
+    click.option("-p", "--padding", type=PAIR, default="0", show_default=True, metavar="N|H,W",
+                 help="Implicit padding on each side, at most half the kernel."),
+    click.option("--ceil-mode", is_flag=True, help="Round the output size up (torch's ceil_mode)."),
+)
+pyramid_files_options = _options(
+    click.argument("input_path", metavar="INPUT"),
+    click.option("-o", "--output", required=True, metavar="PATH",
+                 help="x.zarr / x.ome.zarr (OME-Zarr, NGFF 0.4) or x.tif / x.tiff (pyramidal OME-TIFF)."),
+    click.option("--levels", type=Bounded(1), required=True, metavar="N",
+                 help="Pooled levels below the input (level 0)."),
+    click.option("--memory-limit", type=SIZE, default=None, envvar=ENV["memory_limit"], show_envvar=True,
+                 help="Working memory, e.g. 64M, 2G [default: 256M]."),
+    click.option("--no-auto-orient", is_flag=True, help="Do not apply the EXIF orientation first."),
+    click.option("--max-pixels", type=Bounded(0), default=None, metavar="N", envvar=ENV["max_pixels"],
+                 show_envvar=True, help="Decompression-bomb limit in pixels; 0: none [default: Pillow's, 89478485]."),
+    click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout."),
+    click.option("-q", "--quiet", is_flag=True, help="No report (errors are still printed)."),
+)
+
+
+@cli.group("pyramid", short_help="Multi-resolution pyramids (OME-Zarr, OME-TIFF), each level pooled.")
+def pyramid_group() -> None:
+    """Multi-resolution pyramids: the input and N levels, each pooled from the one above.
+
+    Level n equals pooling the input n times.  Written while streaming, in bounded memory, as an
+    OME-Zarr image (.zarr) or a pyramidal tiled OME-TIFF (.tif), for napari, QuPath and libvips.
+    """
+
+
+@pyramid_group.command("max", cls=GroupedCommand, epilog=EPILOG_PYRAMID, no_args_is_help=True)
+@section("Pooling", pyramid_window_options, dilation_option)
+@section("Pyramid", pyramid_files_options)
+@click.pass_context
+def pyramid_max(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: Pair, ceil_mode: bool,
+                dilation: Pair, **files: Any) -> None:
+    """A pyramid of max-pooled levels (torch's MaxPool2d; default kernel 2)."""
+    params = PoolParams(op="max", kernel=kernel, stride=stride, padding=padding, dilation=dilation,
+                        ceil_mode=ceil_mode)
+    pyramid_files(ctx, _checked(ctx, params), **files)
+
+
+@pyramid_group.command("avg", cls=GroupedCommand, epilog=EPILOG_PYRAMID, no_args_is_help=True)
+@section("Pooling", pyramid_window_options, divisor_options)
+@section("Pixels", pixel_options)
+@section("Pyramid", pyramid_files_options)
+@click.pass_context
+def pyramid_avg(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: Pair, ceil_mode: bool,
+                count_include_pad: bool, divisor_override: int | None, premultiply: bool, linear: bool,
+                **files: Any) -> None:
+    """A pyramid of average-pooled levels (torch's AvgPool2d; pixel rules for images; default kernel 2)."""
+    params = PoolParams(op="avg", kernel=kernel, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                        count_include_pad=count_include_pad, divisor_override=divisor_override)
+    pyramid_files(ctx, _checked(ctx, params), premultiply=premultiply, linear=linear, **files)
+
+
+def pyramid_files(ctx: click.Context, params: PoolParams, *, input_path: str, output: str, levels: int,
+                  memory_limit: int | None, no_auto_orient: bool, max_pixels: int | None, as_json: bool,
+                  quiet: bool, premultiply: bool = True, linear: bool = False) -> None:
+    """The one implementation behind ``poolcli pyramid max`` and ``avg``: check, run, exit."""
+    if not output.lower().rstrip("/").endswith((".zarr", ".tif", ".tiff")):
+        raise click.BadParameter("a pyramid is written as .zarr / .ome.zarr (OME-Zarr) or .tif / .tiff "
+                                 "(OME-TIFF)", ctx=ctx, param_hint="'-o/--output'")
+    from pathlib import Path
+
+    if input_path != "-" and Path(output).exists() and Path(output).resolve() == Path(input_path).resolve():
+        raise click.BadParameter(f"refusing to overwrite the input {output}", ctx=ctx, param_hint="'-o/--output'")
+
+    from poolcli import batch
+    from poolcli.pipeline import Job, Options
+
+    options = Options(
+        auto_orient=not no_auto_orient, premultiply=premultiply, linear=linear, pyramid_levels=levels,
+        max_pixels=formats.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
+        memory_limit=DEFAULT_MEMORY_LIMIT if memory_limit is None else memory_limit,
+    )
+    code = batch.execute([Job(input_path, output)], params, options, progress=False, as_json=as_json, quiet=quiet)
     ctx.exit(code)
 
 

@@ -130,7 +130,8 @@ def test_top_level_help_has_examples_and_whole_summaries(invoke):
 
 def test_settings_from_the_environment_are_shown_and_used(invoke, rgb_png, tmp_path, monkeypatch):
     text = invoke("max", "--help").stdout
-    for variable in ("POOLCLI_JOBS", "POOLCLI_QUALITY", "POOLCLI_COMPRESSION", "POOLCLI_MAX_PIXELS"):
+    for variable in ("POOLCLI_JOBS", "POOLCLI_QUALITY", "POOLCLI_COMPRESSION", "POOLCLI_MAX_PIXELS",
+                     "POOLCLI_MEMORY_LIMIT"):
         assert f"[env var: {variable}]" in " ".join(text.split())
     monkeypatch.setenv("POOLCLI_QUALITY", "30")
     assert invoke("max", str(rgb_png), "-k", "2", "-o", "env.jpg", "-q").exit_code == 0

@@ -44,6 +44,9 @@ IMPORT_TIME = {
     "poolcli.report": _but("numpy", "rich"),
     "poolcli.images": ("rich", "click"),
     "poolcli.pipeline": ("rich", "click"),
+    "poolcli.strips": _but("numpy"),
+    "poolcli.tiled": _but("numpy"),
+    "poolcli.streaming": _but("numpy"),
     "poolcli.batch": ("rich", "click"),
     "poolcli.explain": HEAVY,
     "poolcli.explain.model": _but("numpy"),
@@ -60,6 +63,8 @@ OWNERS = {
     "rich": {"poolcli.report", "poolcli.explain.render"},
     "click": {"poolcli.cli", "poolcli.manpage"},  # manpage: the man page is generated from the commands
     "PIL": {"poolcli.images", "poolcli.explain.picture", "poolcli.cli"},  # cli: ImageColor for --background
+    "tifffile": {"poolcli.tiled"},
+    "zarr": {"poolcli.tiled"},
 }
 
 # Rules broken today in code that other work is changing; strict=False turns green when it lands.
