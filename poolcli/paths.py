@@ -1,7 +1,7 @@
 """Where outputs land and how they are written, so that nothing the user pointed at is destroyed.
 
-Standard library only (no NumPy, Pillow or Rich): the command line, the pipeline, ``batch`` and
-``explain`` share it.
+May import: the standard library only (no NumPy, Pillow, Rich or Click), so that the command line,
+the pipeline, ``batch`` and ``explain`` can all share it.
 
 - A regular file (or a new name) is replaced atomically: every output of one input is written to a
   temporary file in its folder, flushed to disk, and only then are all renamed over their targets
