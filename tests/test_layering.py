@@ -35,6 +35,7 @@ IMPORT_TIME = {
     "poolcli.exits": HEAVY,
     "poolcli.params": HEAVY,
     "poolcli.formats": HEAVY,
+    "poolcli.paths": HEAVY,
     "poolcli.cli": _but("click"),
     "poolcli.engine": _but("numpy"),
     "poolcli.arrays": _but("numpy"),
