@@ -19,7 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from poolcli import formats, paths
+from poolcli import formats, paths, streaming
 from poolcli.engine import available_cpus
 from poolcli.exits import ExitCode
 from poolcli.params import PoolParams
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 ARRAY_EXTENSION = ".npy"
+ZARR_EXTENSION = ".zarr"  # Zarr stores are folders, but inputs: never walked
 
 
 class PlanError(Exception):
@@ -86,7 +87,9 @@ def walk(folder: str, recursive: bool) -> Iterator[str]:
                 continue
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    if recursive:
+                    if streaming.is_zarr_path(entry.path):
+                        yield entry.path
+                    elif recursive:
                         yield from visit(entry.path)
                 elif entry.is_file() and is_candidate(Path(entry.name)):
                     yield entry.path
@@ -98,6 +101,8 @@ def walk(folder: str, recursive: bool) -> Iterator[str]:
 
 def output_extension(source_suffix: str, is_array: bool, file_format: str | None) -> str:
     """The extension of an output: --format's, else the input's when poolcli can write it."""
+    if source_suffix.lower() == ZARR_EXTENSION and file_format != "NPY":
+        return ZARR_EXTENSION  # Zarr in, Zarr out
     if file_format == "NPY" or is_array:
         return ARRAY_EXTENSION  # arrays stay arrays; --format is for the images
     if file_format:
@@ -111,7 +116,10 @@ def default_output(path: Path, params: PoolParams, file_format: str | None) -> P
     """Beside the input, named after the operation: ``cat.png`` → ``cat.max-k2.png``."""
     suffix = path.suffix
     is_array = suffix.lower() == ARRAY_EXTENSION
-    return path.with_name(f"{path.stem}.{params.slug()}{output_extension(suffix, is_array, file_format)}")
+    stem, extension = path.stem, output_extension(suffix, is_array, file_format)
+    if stem.lower().endswith(".ome") and extension in (ZARR_EXTENSION, ".tif", ".tiff"):
+        stem, extension = stem[:-4], stem[-4:] + extension  # x.ome.zarr → x.max-k2.ome.zarr
+    return path.with_name(f"{stem}.{params.slug()}{extension}")
 
 
 def collect(inputs: list[str], recursive: bool) -> tuple[list[Source], bool]:
@@ -123,7 +131,7 @@ def collect(inputs: list[str], recursive: bool) -> tuple[list[Source], bool]:
             sources.append(Source(None))
             continue
         path = Path(raw)
-        if path.is_dir():
+        if path.is_dir() and not streaming.is_zarr_path(path):
             any_folder = True
             sources.extend(Source(Path(found), path, found) for found in walk(raw, recursive))
         else:
@@ -162,7 +170,8 @@ def plan(inputs: list[str], output: str | None, params: PoolParams, options: Opt
         raise PlanError(f"-O {output_dir}: this is a file, not a folder")
     folder = output_dir
     if folder is None and output is not None and output != STDIO and (
-            several or Path(output).is_dir() or output.endswith(("/", os.sep))):
+            several or (Path(output).is_dir() and not streaming.is_zarr_path(output))
+            or output.endswith(("/", os.sep))):
         folder = output
 
     jobs: list[Job] = []

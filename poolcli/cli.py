@@ -20,7 +20,7 @@ import click
 
 from poolcli import __version__, formats, paths
 from poolcli.exits import ExitCode, internal_error
-from poolcli.params import Pair, PoolParams, format_pair
+from poolcli.params import DEFAULT_MEMORY_LIMIT, Pair, PoolParams, format_pair, parse_size
 
 INT32_MAX = 2**31 - 1
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # torch takes divisor_override as an int64
@@ -117,6 +117,23 @@ class BoxType(click.ParamType):
 
 
 BOX = BoxType()
+
+
+class SizeType(click.ParamType):
+    """``--memory-limit SIZE``: ``64M``, ``2G``, ``1.5G`` or plain bytes (binary units)."""
+
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+
+
+SIZE = SizeType()
 
 
 class ChannelsType(click.ParamType):
@@ -219,6 +236,8 @@ files_options = _options(
                  help="Refuse files of more frames or pages [default: 1000]; 0: no limit."),
     click.option("--background", type=COLOUR, default=None, metavar="COLOR",
                  help="Flatten alpha onto this colour (a name, #rrggbb, rgb(...)): needed for JPEG and BMP."),
+    click.option("--memory-limit", type=SIZE, default=None,
+                 help="Working memory of one streamed TIFF/Zarr image, e.g. 64M, 2G [default: 256M]."),
     click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout."),
     click.option("-q", "--quiet", is_flag=True, help="No report (errors are still printed)."),
     click.option("--debug", is_flag=True, help="Print the traceback of an internal error (also POOLCLI_DEBUG=1)."),
@@ -323,7 +342,7 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
                output_dir: str | None, debug: bool, recursive: bool, jobs: int | None, skip_existing: bool,
                no_progress: bool, file_format: str | None, quality: int | None, no_auto_orient: bool,
                max_pixels: int | None, max_frames: int | None, background: tuple[int, int, int] | None,
-               as_json: bool, quiet: bool,
+               memory_limit: int | None, as_json: bool, quiet: bool,
                indices_path: str | None = None, premultiply: bool = True, linear: bool = False) -> None:
     """The one implementation behind ``poolcli max`` and ``poolcli avg``: plan, run, exit."""
     if indices_path is not None and not indices_path.lower().endswith(".npy"):
@@ -339,6 +358,7 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
         file_format=fmt, quality=quality, auto_orient=not no_auto_orient, premultiply=premultiply, linear=linear,
         max_pixels=formats.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels, indices_path=indices_path,
         max_frames=formats.DEFAULT_MAX_FRAMES if max_frames is None else max_frames, background=background,
+        memory_limit=DEFAULT_MEMORY_LIMIT if memory_limit is None else memory_limit,
         debug=debug,
     )
     try:
@@ -357,6 +377,98 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
                                "or give -o FILE", ctx=ctx)
     code = batch.execute(planned, params, options, jobs_n=jobs, skip_existing=skip_existing,
                          progress=not no_progress, as_json=as_json, quiet=quiet)
+    ctx.exit(code)
+
+
+EPILOG_PYRAMID = """\b
+Examples:
+  poolcli pyramid avg slide.tif -o slide.ome.zarr --levels 5    # OME-Zarr (NGFF 0.4)
+  poolcli pyramid max labels.tif -o labels.pyramid.tif --levels 4  # pyramidal OME-TIFF
+  poolcli pyramid avg scene.zarr -o scene.ome.zarr --levels 3 -k 3 -s 2 -p 1
+"""
+
+# pyramid: the same window options, with a kernel of 2 unless told otherwise.
+pyramid_window_options = _options(
+    click.option("-k", "--kernel", type=PAIR, default="2", show_default=True, help="Window size: N or H,W."),
+    click.option("-s", "--stride", type=PAIR, default=None, help="Step between windows [default: the kernel]."),
+    click.option("-p", "--padding", type=PAIR, default="0", show_default=True,
+                 help="Implicit padding on each side (at most kernel // 2)."),
+    click.option("--ceil-mode", is_flag=True, help="Round the output size up (torch's ceil_mode)."),
+)
+pyramid_files_options = _options(
+    click.argument("input_path", metavar="INPUT"),
+    click.option("-o", "--output", required=True, metavar="PATH",
+                 help="x.zarr / x.ome.zarr (OME-Zarr, NGFF 0.4) or x.tif / x.tiff (pyramidal OME-TIFF)."),
+    click.option("--levels", type=click.IntRange(min=1), required=True, metavar="N",
+                 help="Pooled levels below the input (level 0)."),
+    click.option("--memory-limit", type=SIZE, default=None,
+                 help="Working memory, e.g. 64M, 2G [default: 256M]."),
+    click.option("--no-auto-orient", is_flag=True, help="Do not apply the EXIF orientation first."),
+    click.option("--max-pixels", type=click.IntRange(min=0), default=None,
+                 help="Decompression-bomb limit in pixels [default: Pillow's, 89478485]; 0: none."),
+    click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout."),
+    click.option("-q", "--quiet", is_flag=True, help="No report (errors are still printed)."),
+)
+
+
+@cli.group("pyramid")
+def pyramid_group() -> None:
+    """Multi-resolution pyramids: the input and N levels, each pooled from the one above.
+
+    Level n equals pooling the input n times.  Written while streaming, in bounded memory, as an
+    OME-Zarr image (.zarr) or a pyramidal tiled OME-TIFF (.tif), for napari, QuPath and libvips.
+    """
+
+
+@pyramid_group.command("max", epilog=EPILOG_PYRAMID)
+@pyramid_window_options
+@dilation_option
+@pyramid_files_options
+@click.pass_context
+def pyramid_max(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: Pair, ceil_mode: bool,
+                dilation: Pair, **files: Any) -> None:
+    """A pyramid of max-pooled levels (torch's MaxPool2d; default kernel 2)."""
+    params = PoolParams(op="max", kernel=kernel, stride=stride, padding=padding, dilation=dilation,
+                        ceil_mode=ceil_mode)
+    pyramid_files(ctx, _checked(ctx, params), **files)
+
+
+@pyramid_group.command("avg", epilog=EPILOG_PYRAMID)
+@pyramid_window_options
+@divisor_options
+@pixel_options
+@pyramid_files_options
+@click.pass_context
+def pyramid_avg(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: Pair, ceil_mode: bool,
+                count_include_pad: bool, divisor_override: int | None, premultiply: bool, linear: bool,
+                **files: Any) -> None:
+    """A pyramid of average-pooled levels (torch's AvgPool2d; pixel rules for images; default kernel 2)."""
+    params = PoolParams(op="avg", kernel=kernel, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                        count_include_pad=count_include_pad, divisor_override=divisor_override)
+    pyramid_files(ctx, _checked(ctx, params), premultiply=premultiply, linear=linear, **files)
+
+
+def pyramid_files(ctx: click.Context, params: PoolParams, *, input_path: str, output: str, levels: int,
+                  memory_limit: int | None, no_auto_orient: bool, max_pixels: int | None, as_json: bool,
+                  quiet: bool, premultiply: bool = True, linear: bool = False) -> None:
+    """The one implementation behind ``poolcli pyramid max`` and ``avg``: check, run, exit."""
+    if not output.lower().rstrip("/").endswith((".zarr", ".tif", ".tiff")):
+        raise click.BadParameter("a pyramid is written as .zarr / .ome.zarr (OME-Zarr) or .tif / .tiff "
+                                 "(OME-TIFF)", ctx=ctx, param_hint="'-o/--output'")
+    from pathlib import Path
+
+    if input_path != "-" and Path(output).exists() and Path(output).resolve() == Path(input_path).resolve():
+        raise click.BadParameter(f"refusing to overwrite the input {output}", ctx=ctx, param_hint="'-o/--output'")
+
+    from poolcli import batch
+    from poolcli.pipeline import Job, Options
+
+    options = Options(
+        auto_orient=not no_auto_orient, premultiply=premultiply, linear=linear, pyramid_levels=levels,
+        max_pixels=formats.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
+        memory_limit=DEFAULT_MEMORY_LIMIT if memory_limit is None else memory_limit,
+    )
+    code = batch.execute([Job(input_path, output)], params, options, progress=False, as_json=as_json, quiet=quiet)
     ctx.exit(code)
 
 

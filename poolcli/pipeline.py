@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from poolcli import arrays, formats, images, paths, pixels
+from poolcli import arrays, formats, images, paths, pixels, streaming, strips, tiled
 from poolcli.engine import PoolingError, PoolingTypeError
 from poolcli.exits import internal_error
 from poolcli.params import PoolParams
@@ -41,6 +41,8 @@ class Options:
     max_pixels: int | None = formats.DEFAULT_MAX_PIXELS
     max_frames: int | None = formats.DEFAULT_MAX_FRAMES
     indices_path: str | None = None
+    memory_limit: int = strips.DEFAULT_MEMORY_LIMIT  # working memory of one streamed image
+    pyramid_levels: int = 0  # > 0: ``poolcli pyramid`` (level 0 plus this many pooled levels)
     background: tuple[int, int, int] | None = None  # flatten alpha onto this RGB colour
     debug: bool = False  # an internal error also prints its traceback
 
@@ -185,7 +187,8 @@ def _save_npy(array: np.ndarray) -> Callable[[BinaryIO], None]:
 
 # User faults: what a bad file, a bad option combination or the system can cause.
 _USER_ERRORS: tuple[type[BaseException], ...] = (
-    JobError, images.ImageError, arrays.ArrayError, paths.OutputError, PoolingError, PoolingTypeError)
+    JobError, images.ImageError, arrays.ArrayError, paths.OutputError, PoolingError, PoolingTypeError,
+    tiled.TiledError)
 
 
 def debug_wanted(options: Options) -> bool:
@@ -204,11 +207,12 @@ def run(job: Job, params: PoolParams, options: Options) -> Result:
     result = Result(input=job.name, output=job.output)
     try:
         _check_folders(job, options)
-        source = _read_source(job.source, options.max_pixels)
-        if arrays.is_npy(source):
-            _run_array(source, job, params, options, result)
+        if options.pyramid_levels:
+            streaming.run_pyramid(job.source, job.output, params, options, result)
+        elif job.source != STDIO and streaming.is_zarr_path(job.source):
+            streaming.run_zarr(job.source, job.output, params, options, result)
         else:
-            _run_image(source, job, params, options, result)
+            _run_file(job, params, options, result)
     except _USER_ERRORS as error:
         result.status, result.error, result.output = "error", str(error), None
     except MemoryError:
@@ -223,6 +227,19 @@ def run(job: Job, params: PoolParams, options: Options) -> Result:
         result.error = internal_error(error)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _run_file(job: Job, params: PoolParams, options: Options, result: Result) -> None:
+    source = _read_source(job.source, options.max_pixels)
+    if arrays.is_npy(source):
+        _run_array(source, job, params, options, result)
+        return
+    if isinstance(source, str) and streaming.is_tiff_path(source):
+        info = streaming.open_if_streaming(source, options.memory_limit, options.max_pixels)
+        if info is not None:
+            streaming.run_tiff(info, job.output, params, options, result)
+            return
+    _run_image(source, job, params, options, result)
 
 
 def _check_folders(job: Job, options: Options) -> None:

@@ -38,6 +38,7 @@ class Result:
     input_values: np.ndarray | None = None  # small arrays only, for grids
     output_values: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
+    levels: list[list[int]] | None = None  # pyramid: (C, H, W) of every level
 
     def as_json(self, params: PoolParams) -> dict[str, Any]:
         """One JSON object: the keys documented in the README, in a fixed order."""
@@ -49,6 +50,8 @@ class Result:
             "output_shape": list(self.output_shape) if self.output_shape else None,
         }
         record.update(params.as_json())
+        if self.levels is not None:
+            record["levels"] = self.levels
         record.update(status=self.status, error=self.error, seconds=round(self.seconds, 6), notes=list(self.notes))
         return record
 

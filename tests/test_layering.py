@@ -35,6 +35,7 @@ IMPORT_TIME = {
     "poolcli.exits": HEAVY,
     "poolcli.params": HEAVY,
     "poolcli.formats": HEAVY,
+    "poolcli.paths": HEAVY,
     "poolcli.cli": _but("click"),
     "poolcli.engine": _but("numpy"),
     "poolcli.arrays": _but("numpy"),
@@ -44,6 +45,9 @@ IMPORT_TIME = {
     "poolcli.report": _but("numpy", "rich"),
     "poolcli.images": ("rich", "click"),
     "poolcli.pipeline": ("rich", "click"),
+    "poolcli.strips": _but("numpy"),
+    "poolcli.tiled": _but("numpy"),
+    "poolcli.streaming": _but("numpy"),
     "poolcli.batch": ("rich", "click"),
     "poolcli.explain": HEAVY,
     "poolcli.explain.model": _but("numpy"),
@@ -57,6 +61,8 @@ OWNERS = {
     "rich": {"poolcli.report", "poolcli.explain.render"},
     "click": {"poolcli.cli"},
     "PIL": {"poolcli.images", "poolcli.explain.picture", "poolcli.cli"},  # cli: ImageColor for --background
+    "tifffile": {"poolcli.tiled"},
+    "zarr": {"poolcli.tiled"},
 }
 
 # Rules broken today in code that other work is changing; strict=False turns green when it lands.
