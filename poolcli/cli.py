@@ -9,7 +9,6 @@ May import: Click at import time; everything else (NumPy, Pillow, Rich) inside t
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import re
@@ -19,7 +18,7 @@ from typing import Any, BinaryIO, NoReturn
 
 import click
 
-from poolcli import __version__, formats
+from poolcli import __version__, formats, paths
 from poolcli.exits import ExitCode, internal_error
 from poolcli.params import DEFAULT_MEMORY_LIMIT, Pair, PoolParams, format_pair, parse_size
 
@@ -615,22 +614,13 @@ def explain_avg(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: 
     explain_matrix(ctx, _checked(ctx, params), **shown)
 
 
-def _same_file(first: str, second: str) -> bool:
-    """Do two paths name one file (the same inode, through links)?  Paths that do not exist yet
-    are compared by their resolved names."""
-    try:
-        return os.path.samefile(first, second)
-    except (OSError, ValueError):
-        return os.path.realpath(first) == os.path.realpath(second)
-
-
 def _check_pictures(ctx: click.Context, matrix: str, svg_path: str | None, png_path: str | None) -> None:
     """Every path explain writes differs from its input and from each other: usage error, before any work."""
     for option, path in (("--svg", svg_path), ("--png", png_path)):
-        if path is not None and os.path.lexists(matrix) and _same_file(path, matrix):
+        if path is not None and os.path.lexists(matrix) and paths.same_file(path, matrix):
             raise click.BadParameter(f"{path} is the input MATRIX; explain never overwrites its input: "
                                      "give another file", ctx=ctx, param_hint=f"'{option}'")
-    if svg_path is not None and png_path is not None and _same_file(svg_path, png_path):
+    if svg_path is not None and png_path is not None and paths.same_file(svg_path, png_path):
         raise click.BadParameter(f"--svg and --png both name {png_path}: give two files", ctx=ctx,
                                  param_hint="'--png'")
 
@@ -643,7 +633,6 @@ def explain_matrix(ctx: click.Context, params: PoolParams, *, matrix: str, crop:
     from poolcli.explain import matrix as matrix_input
     from poolcli.explain import model, picture
     from poolcli.explain.render import render_explanation
-    from poolcli.pipeline import atomic_write
     from poolcli.report import make_console
 
     chosen = sorted({c for group in channels for c in group}) if channels else None
@@ -673,16 +662,10 @@ def explain_matrix(ctx: click.Context, params: PoolParams, *, matrix: str, crop:
     except picture.PictureTooLarge as error:
         raise click.UsageError(str(error), ctx=ctx) from None
     render_explanation(explanation, make_console(sys.stdout), summary)  # the explanation is the output
-    written: list[str] = []
-    for path, data in pictures:
-        try:
-            atomic_write(path, _writer(data))
-        except OSError as error:  # named by the path given, never the temporary file
-            for done in written:  # the pictures appear together or not at all
-                with contextlib.suppress(OSError):
-                    os.unlink(done)
-            _fail(ctx, f"{path}: {error.strerror or error}")
-        written.append(path)
+    try:  # both pictures appear together or not at all; devices and FIFOs are written through
+        paths.write_all([(path, _writer(data)) for path, data in pictures])
+    except paths.OutputError as error:  # "cannot write FILE: reason", FILE as given (never a temporary file)
+        _fail(ctx, str(error))
 
 
 def _writer(data: bytes) -> Callable[[BinaryIO], None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -345,9 +346,16 @@ def test_pictures_appear_together_or_not_at_all(invoke, tmp_path):
     (tmp_path / "file").write_text("not a folder")
     result = invoke("explain", "max", COURSE, "-k", "2", "--svg", "w.svg", "--png", "file/w.png")
     assert result.exit_code == 1
-    assert result.stderr.startswith("poolcli: error: file/w.png: ") and result.stderr.count("\n") == 1
+    assert result.stderr == "poolcli: error: cannot write file/w.png: the folder file does not exist\n"
     assert ".part" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # the SVG written first is gone
+
+
+def test_picture_to_a_device_is_written_through(invoke):
+    result = invoke("explain", "max", COURSE, "-k", "2", "--png", "/dev/null", "--svg", "/dev/null")
+    assert result.exit_code == 2  # one file named twice
+    result = invoke("explain", "max", COURSE, "-k", "2", "--png", "/dev/null")
+    assert result.exit_code == 0 and stat.S_ISCHR(os.stat("/dev/null").st_mode)
 
 
 def test_error_naming_a_file_with_a_new_line_is_one_line(invoke, tmp_path):
