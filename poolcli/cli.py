@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from poolcli import __version__
-from poolcli.exits import ExitCode
+from poolcli.exits import ExitCode, exit_code, stop_message, stop_signals_handled
 from poolcli.params import Pair, PoolParams
 
 INT32_MAX = 2**31 - 1
@@ -195,8 +195,9 @@ class PoolcliGroup(click.Group):
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
         try:
-            code = super().main(args=args, prog_name=prog_name or "poolcli", complete_var=complete_var,
-                                standalone_mode=False, **extra)
+            with stop_signals_handled():  # Ctrl-C, SIGTERM, SIGHUP: clean up, exit 128 + N
+                code = super().main(args=args, prog_name=prog_name or "poolcli", complete_var=complete_var,
+                                    standalone_mode=False, **extra)
         except click.UsageError as error:
             command = error.ctx.command_path if error.ctx else "poolcli"
             click.echo(f"{command}: error: {error.format_message()} (see '{command} --help')", err=True)
@@ -204,10 +205,25 @@ class PoolcliGroup(click.Group):
         except click.ClickException as error:
             click.echo(f"poolcli: error: {error.format_message()}", err=True)
             sys.exit(error.exit_code)
-        except (KeyboardInterrupt, click.Abort):
-            click.echo("poolcli: interrupted", err=True)
-            sys.exit(ExitCode.INTERRUPTED)
+        except (KeyboardInterrupt, _Stopped, click.Abort) as stop:  # also SIGTERM and SIGHUP (exits.Interrupted)
+            interrupt = stop.interrupt if isinstance(stop, _Stopped) else stop.__cause__ or stop
+            click.echo(f"poolcli: {stop_message(interrupt)}", err=True)
+            sys.exit(exit_code(interrupt))
         sys.exit(code if isinstance(code, int) else ExitCode.OK)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as interrupt:
+            raise _Stopped(interrupt) from None  # past Click's handler, which would print a blank line
+
+
+class _Stopped(Exception):
+    """A stop signal on its way out of a command (see PoolcliGroup.invoke)."""
+
+    def __init__(self, interrupt: KeyboardInterrupt) -> None:
+        super().__init__(interrupt)
+        self.interrupt = interrupt
 
 
 @click.group("poolcli", cls=PoolcliGroup,
@@ -292,8 +308,9 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
 
 
 def main() -> None:
-    """Console-script entry point."""
-    cli.main(prog_name="poolcli")
+    """Console-script entry point: the stop signals stay handled until the process has exited."""
+    with stop_signals_handled(restore=False):
+        cli.main(prog_name="poolcli")
 
 
 EPILOG_EXPLAIN = """\b
