@@ -64,11 +64,29 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()
 
 
+def make_folders(folder: str) -> None:
+    """``os.makedirs(folder, exist_ok=True)`` without its recursion (a frame per level), so that a
+    mirrored tree of any depth can be written."""
+    missing = []
+    while folder and not os.path.isdir(folder):
+        missing.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            if not os.path.isdir(path):
+                raise
+
+
 def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
     """Write a file so that it appears whole or not at all: a temporary file in the same folder,
     then a rename.  On any failure (or Ctrl-C) the temporary file is removed."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_folders(str(target.parent))
     # Not a with-block: the file must outlive its handle until the rename.
     handle = tempfile.NamedTemporaryFile(  # noqa: SIM115
         dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False
