@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISREG
+from types import ModuleType
 from typing import TYPE_CHECKING
 
-from poolcli import images
+from poolcli import formats
 from poolcli.engine import available_cpus
 from poolcli.exits import STOP_SIGNALS, ExitCode, exit_code, stop_message
 from poolcli.params import PoolParams
@@ -53,7 +54,7 @@ class Source:
 def is_candidate(path: Path) -> bool:
     """Files a folder walk picks up: image extensions (any case) and .npy."""
     suffix = path.suffix.lower()
-    return suffix in images.READ_EXTENSIONS or suffix == ARRAY_EXTENSION
+    return suffix in formats.READ_EXTENSIONS or suffix == ARRAY_EXTENSION
 
 
 def walk(folder: str, recursive: bool) -> Iterator[str]:
@@ -103,8 +104,8 @@ def output_extension(source_suffix: str, is_array: bool, file_format: str | None
     if file_format == "NPY" or is_array:
         return ARRAY_EXTENSION  # arrays stay arrays; --format is for the images
     if file_format:
-        return images.FORMAT_EXTENSIONS[file_format]
-    if images.format_for_extension(source_suffix):
+        return formats.FORMAT_EXTENSIONS[file_format]
+    if formats.format_for_extension(source_suffix):
         return source_suffix
     return ".png"  # read-only formats (.ppm, .tga, ...) are written as PNG
 
@@ -209,7 +210,7 @@ def _refuse_collisions(jobs: list[Job], options: Options) -> None:
         seen[key] = job.source
 
 
-def _report_module():
+def _report_module() -> ModuleType:
     from poolcli import report  # Rich: only when there is something to draw
 
     return report
@@ -238,7 +239,7 @@ def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: in
         if result.status == "error" and not (as_json and image_to_stdout):
             print(f"poolcli: error: {printable(result.input)}: {printable(result.error or '')}", file=sys.stderr,
                   flush=True)
-        if single and wants_rich and result.status != "error":
+        if single and wants_rich and report is not None and result.status != "error":
             report.render(result, params, console)
 
     todo = []
@@ -266,7 +267,7 @@ def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: in
     except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM or SIGHUP (exits.Interrupted)
         interrupt = stop
         remove_temp_files(_outputs(jobs, options))
-    if not single and wants_rich:
+    if not single and wants_rich and report is not None:
         report.render_summary(results, time.perf_counter() - started, console)
     if interrupt is not None:
         print(f"poolcli: {stop_message(interrupt)} after {len(results)} of {len(jobs)} inputs", file=sys.stderr,

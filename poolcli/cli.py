@@ -14,12 +14,14 @@ from typing import Any
 
 import click
 
-from poolcli import __version__
+from poolcli import __version__, formats
 from poolcli.exits import ExitCode, exit_code, stop_message, stop_signals_handled
 from poolcli.params import Pair, PoolParams
 
 INT32_MAX = 2**31 - 1
-FORMATS = ["png", "jpeg", "jpg", "tiff", "tif", "webp", "bmp", "gif", "npy"]
+# --format names: each format poolcli writes, its usual extension where that differs (jpg, tif), npy.
+FORMATS = [name for fmt, spec in formats.FORMATS.items()
+           for name in dict.fromkeys([fmt.lower(), spec.extension[1:]])] + ["npy"]
 
 EPILOG_MAX = """\b
 Examples:
@@ -115,6 +117,25 @@ class BoxType(click.ParamType):
 
 BOX = BoxType()
 
+
+class ColourType(click.ParamType):
+    """``--background COLOR``: any colour Pillow's ImageColor knows, as 8-bit (R, G, B)."""
+
+    name = "COLOR"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        from PIL import ImageColor
+
+        try:
+            return tuple(ImageColor.getrgb(str(value))[:3])  # an alpha given in the colour is ignored
+        except ValueError:
+            self.fail(f"{value!r} is not a colour: give a name (white), #rrggbb or rgb(r, g, b)", param, ctx)
+
+
+COLOUR = ColourType()
+
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
@@ -172,7 +193,12 @@ files_options = _options(
                  help="JPEG/WebP quality [default: 92 JPEG, 90 WebP]."),
     click.option("--no-auto-orient", is_flag=True, help="Do not apply the EXIF orientation first."),
     click.option("--max-pixels", type=click.IntRange(min=0), default=None,
-                 help="Decompression-bomb limit in pixels [default: Pillow's, 89478485]; 0: none."),
+                 help="Decompression-bomb limit in pixels per frame (all frames together: twice that) "
+                      "[default: Pillow's, 89478485]; 0: none."),
+    click.option("--max-frames", type=click.IntRange(min=0), default=None,
+                 help="Refuse files of more frames or pages [default: 1000]; 0: no limit."),
+    click.option("--background", type=COLOUR, default=None, metavar="COLOR",
+                 help="Flatten alpha onto this colour (a name, #rrggbb, rgb(...)): needed for JPEG and BMP."),
     click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout."),
     click.option("-q", "--quiet", is_flag=True, help="No report (errors are still printed)."),
 )
@@ -280,20 +306,21 @@ def avg_command(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: 
 
 def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...], output: str | None,
                recursive: bool, jobs: int | None, skip_existing: bool, no_progress: bool, file_format: str | None,
-               quality: int | None, no_auto_orient: bool, max_pixels: int | None, as_json: bool, quiet: bool,
+               quality: int | None, no_auto_orient: bool, max_pixels: int | None, max_frames: int | None,
+               background: tuple[int, int, int] | None, as_json: bool, quiet: bool,
                indices_path: str | None = None, premultiply: bool = True, linear: bool = False) -> None:
     """The one implementation behind ``poolcli max`` and ``poolcli avg``: plan, run, exit."""
     if indices_path is not None and not indices_path.lower().endswith(".npy"):
         raise click.BadParameter("the indices file must end in .npy", ctx=ctx, param_hint="'--return-indices'")
 
-    from poolcli import batch, images
+    from poolcli import batch, formats
     from poolcli.pipeline import Options
 
-    fmt = None if file_format is None else {"jpg": "JPEG", "tif": "TIFF"}.get(file_format.lower(),
-                                                                            file_format.upper())
+    fmt = None if file_format is None else formats.format_for_extension(f".{file_format}") or file_format.upper()
     options = Options(
         file_format=fmt, quality=quality, auto_orient=not no_auto_orient, premultiply=premultiply, linear=linear,
-        max_pixels=images.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels, indices_path=indices_path,
+        max_pixels=formats.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels, indices_path=indices_path,
+        max_frames=formats.DEFAULT_MAX_FRAMES if max_frames is None else max_frames, background=background,
     )
     try:
         planned = batch.plan(list(inputs), output, params, options, recursive=recursive)

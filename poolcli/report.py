@@ -145,7 +145,8 @@ def render(result: Result, params: PoolParams, console: Console) -> None:
     table.add_row("output", Text(shown))
     out_shape = shape_text(result.output_shape)
     full = result.full_output_shape
-    table.add_row("", Text(f"shape {out_shape} (C, H, W)" + (f", array shape {shape_text(full)}"
+    written = f"{result.output_description}, " if result.output_description else ""
+    table.add_row("", Text(f"{written}shape {out_shape} (C, H, W)" + (f", array shape {shape_text(full)}"
                                                             if full and full != result.output_shape else "")))
     for note in result.notes:
         table.add_row("note", Text(note, style="yellow"))
@@ -266,7 +267,7 @@ def _padded_grid(expl: Explanation, plane: PlaneExplanation, cell: Cell | None) 
             # Past the right/bottom padding (ceil mode) there is nothing, not even padding.
             text = format_number(float(plane.values[r, c])) if inside else (expl.pad_value if in_padding else "·")
             # Brackets mark the window without colour too (pipes, NO_COLOR, the PNG).
-            if (r, c) == winner and cell.taps and any(t.inside for t in cell.taps):
+            if (r, c) == winner and cell is not None and any(t.inside for t in cell.taps):
                 style, text = "winner", f"[{text}]*"
             elif (r, c) in taps:
                 style, text = ("tap" if inside else "pad_tap"), f"[{text}]"
