@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from tokenize import TokenError
 from typing import BinaryIO, cast
 
 import numpy as np
@@ -152,6 +153,8 @@ def _is_npy(source: bytes | str) -> bool:
 def _load_npy(source: bytes | str) -> np.ndarray:
     try:
         array = np.load(io.BytesIO(source) if isinstance(source, bytes) else source, allow_pickle=False)
+    except (SyntaxError, TokenError):  # numpy reads the header as a Python literal
+        raise JobError("damaged .npy header (not a readable header dictionary)") from None
     except (ValueError, OSError, EOFError) as error:
         raise JobError(f"not a readable .npy array ({error})") from None
     if not isinstance(array, np.ndarray) or array.ndim not in (2, 3, 4):

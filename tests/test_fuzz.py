@@ -1,8 +1,8 @@
 """A seeded fuzz smoke test: mutated files of every format through ``max`` and ``avg``.
 
 Each case must end in exit 0 (a whole output that re-opens, nothing on stderr) or exit 1 (exactly
-one stderr line naming the input, no output); never a traceback, never a temporary file left, and
-the input is never changed.  In-process through Click's runner, so a few hundred cases take
+one stderr line naming the input and saying what is wrong, no output); never a traceback, never a
+temporary file left, and the input is never changed.  In-process through Click's runner, so a few hundred cases take
 seconds; CI=true runs ten times as many.  The seed is fixed: a failure is reproducible.
 """
 
@@ -122,8 +122,11 @@ def test_mutated_files_exit_cleanly(invoke, tmp_path):
                 except Exception as error:
                     problems.append(f"{where}: exit 0 but the output does not re-open: {error!r}")
         elif result.exit_code == 1:
-            if len(lines) != 1 or not lines[0].startswith(f"poolcli: error: in/{source.name}: "):
+            prefix = f"poolcli: error: in/{source.name}: "
+            if len(lines) != 1 or not lines[0].startswith(prefix):
                 problems.append(f"{where}: exit 1 with stderr {lines!r}")
+            elif lines[0][len(prefix):].startswith("unexpected"):  # a bare exception text, not a reason
+                problems.append(f"{where}: {lines[0]}")
             if target.exists():
                 problems.append(f"{where}: exit 1 but an output was left")
         else:
