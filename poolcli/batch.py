@@ -507,7 +507,12 @@ def _worker_main(conn: Connection, params: PoolParams, options: Options, parent:
         except BaseException:  # stopped: SIGTERM may come between a temporary file's creation and its cleanup
             remove_temp_files(_outputs([job], options))
             raise
-        conn.send(result)
+        try:
+            conn.send(result)
+        except OSError:  # the parent is gone (a traceback here would only add lines to its terminal)
+            return
+        except Exception as error:  # a result that cannot be pickled: a reason instead, not a dead worker
+            conn.send(Result(input=job.name, status="error", error=f"unexpected {type(error).__name__}: {error}"))
 
 
 def _worker_stop(signum: int, frame: object) -> None:

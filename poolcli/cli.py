@@ -2,7 +2,7 @@
 
 NumPy, Pillow and Rich are imported inside the commands, so that ``--help`` and ``--version``
 start fast.  Exit codes: 0 all went well, 1 an input failed (unreadable file, output too small,
-...), 2 a usage error (bad option), 130 interrupted.
+...), 2 a usage error (bad option), 130 interrupted (128 + the signal: 143 SIGTERM, 129 SIGHUP).
 """
 
 from __future__ import annotations
@@ -262,7 +262,7 @@ def cli() -> None:
     mode (8/16-bit, alpha, float, CMYK), frames and metadata; integer pixel averages are
     rounded (torch would truncate).  .npy arrays follow torch exactly.
 
-    Exit codes: 0 ok, 1 an input failed, 2 usage error, 130 interrupted.
+    Exit codes: 0 ok, 1 an input failed, 2 usage error, 130 interrupted (143 SIGTERM, 129 SIGHUP).
     """
 
 
