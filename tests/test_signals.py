@@ -277,3 +277,24 @@ def test_stale_temporary_files_of_a_long_name(tmp_path):
         path.write_bytes(b"half")
     batch.remove_temp_files([str(tmp_path / long_name)], older_than=time.time() + 60)
     assert sorted(p.name for p in tmp_path.iterdir()) == [other.name]
+
+
+def test_the_watchdog_ends_a_worker_whose_parent_died(tmp_path):
+    """Where there is no parent-death signal (not Linux), a watchdog thread notices the new parent."""
+    code = ("import os, signal, sys\n"
+            "from poolcli import batch\n"
+            "parent = os.getpid()\n"
+            "child = os.fork()\n"
+            "if child == 0:\n"
+            "    sys.platform = 'darwin'  # as elsewhere: no prctl\n"
+            "    batch._die_with_parent(parent)\n"
+            "    while True:\n"
+            "        signal.pause()  # until the watchdog's SIGTERM ends it\n"
+            "print(child, flush=True)\n"
+            "signal.pause()\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, bufsize=0)
+    child = int(parent.stdout.readline())
+    parent.kill()
+    parent.communicate(timeout=GUARD)
+    wait_gone([child])
+    assert not alive(child)
