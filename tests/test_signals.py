@@ -44,16 +44,16 @@ def photos(tmp_path_factory) -> Path:
     return folder
 
 
-def start(tmp_path: Path, *args: str, **env: str) -> subprocess.Popen:
-    environment = {**os.environ, **env}
+def start(tmp_path: Path, *args: str, group: bool = False) -> subprocess.Popen:
+    """poolcli ARGS; with ``group``, in a process group of its own (as a terminal's foreground job)."""
     # Unbuffered: a line read before communicate() must not take the next lines with it.
-    return subprocess.Popen([sys.executable, "-m", "poolcli", *args], cwd=tmp_path, env=environment,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    return subprocess.Popen([sys.executable, "-m", "poolcli", *args], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, bufsize=0, start_new_session=group)
 
 
-def start_batch(tmp_path: Path, photos: Path, *extra: str) -> tuple[subprocess.Popen, list[int]]:
+def start_batch(tmp_path: Path, photos: Path, *extra: str, group: bool = False) -> tuple[subprocess.Popen, list[int]]:
     """A -j 2 batch that has finished one file (so both workers exist); returns it and its workers."""
-    process = start(tmp_path, "max", str(photos), "-o", "out", "-k", "2", "-j", "2", "--json", *extra)
+    process = start(tmp_path, "max", str(photos), "-o", "out", "-k", "2", "-j", "2", "--json", *extra, group=group)
     first = process.stdout.readline()
     assert b'"status": "ok"' in first
     workers = children(process.pid)
@@ -131,6 +131,26 @@ def test_repeated_ctrl_c_ends_in_130_without_traceback_or_orphans(tmp_path, phot
     assert process.returncode == 130, stderr
     assert b"Traceback" not in stderr
     assert stderr.decode().splitlines()[-1].startswith("poolcli: interrupted after ")
+    assert not [pid for pid in workers if alive(pid)]
+    assert temporary_files(tmp_path / "out") == []
+    assert_whole(tmp_path / "out")
+
+
+@pytest.mark.parametrize("signum", [
+    signal.SIGINT,
+    pytest.param(signal.SIGHUP, marks=pytest.mark.skipif(not FULL, reason="CI only")),
+    pytest.param(signal.SIGTERM, marks=pytest.mark.skipif(not FULL, reason="CI only")),
+])
+def test_a_signal_to_the_whole_process_group(tmp_path, photos, signum):
+    """A terminal sends Ctrl-C (twice, here) and its hang-up to every process of the foreground job;
+    a service manager sends SIGTERM to all of them: the workers too, not just poolcli."""
+    process, workers = start_batch(tmp_path, photos, group=True)
+    os.killpg(process.pid, signum)
+    if signum == signal.SIGINT:
+        os.killpg(process.pid, signum)
+    _, stderr = process.communicate(timeout=GUARD)
+    assert process.returncode == 128 + signum, stderr
+    assert b"Traceback" not in stderr and len(stderr.splitlines()) == 1
     assert not [pid for pid in workers if alive(pid)]
     assert temporary_files(tmp_path / "out") == []
     assert_whole(tmp_path / "out")
