@@ -418,7 +418,10 @@ def _block(signals: Iterable[int], how: int = signal.SIG_BLOCK) -> set[int]:
 def _death(process: BaseProcess) -> str:
     code = process.exitcode
     if code is not None and code < 0:
-        name = signal.Signals(-code).name
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:  # a signal without a name (real-time)
+            name = f"signal {-code}"
         return f"killed by {name}" + (", perhaps by the out-of-memory killer" if name == "SIGKILL" else "")
     return f"exit code {code}"
 
