@@ -4,7 +4,6 @@ processes for folders), with per-file isolation: one bad file never stops the ot
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import signal
@@ -18,7 +17,7 @@ from stat import S_ISREG
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from poolcli import formats
+from poolcli import formats, paths
 from poolcli.engine import available_cpus
 from poolcli.exits import STOP_SIGNALS, ExitCode, exit_code, stop_message
 from poolcli.params import PoolParams
@@ -135,19 +134,24 @@ def collect(inputs: list[str], recursive: bool) -> tuple[list[Source], bool]:
 
 
 def plan(inputs: list[str], output: str | None, params: PoolParams, options: Options,
-         recursive: bool = False) -> list[Job]:
+         recursive: bool = False, output_dir: str | None = None) -> list[Job]:
     """Decide every output path before anything is written, and refuse what would lose data.
+
+    ``-o`` ending in ``/`` or naming an existing folder is a folder, also for one input;
+    ``output_dir`` (``-O``) always is.  ``/dev/stdout`` is ``-``.
 
     Raises
     ------
     PlanError
         For usage problems: a folder without ``-o``, several inputs to one file or to stdout,
-        an output that is an input, two inputs landing on one output.
+        an output that is an input, two outputs that are one file.
     """
+    if output is not None and paths.is_stdout(output):
+        output = STDIO
     sources, any_folder = collect(inputs, recursive)
     several = len(inputs) > 1 or any_folder
-    if any_folder and output is None:
-        raise PlanError("-o/--output DIR is required when an input is a folder")
+    if any_folder and output is None and output_dir is None:
+        raise PlanError("-o/--output DIR is required when an input is a folder (or -O/--output-dir DIR)")
     if sum(s.path is None for s in sources) and several:
         raise PlanError("'-' (standard input) must be the only input")
     if output == STDIO and several:
@@ -156,55 +160,77 @@ def plan(inputs: list[str], output: str | None, params: PoolParams, options: Opt
         raise PlanError("--return-indices takes a single input")
     if several and output is not None and Path(output).exists() and not Path(output).is_dir():
         raise PlanError(f"-o {output}: with several inputs, -o must be a folder, and this is a file")
+    if output_dir is not None and Path(output_dir).exists() and not Path(output_dir).is_dir():
+        raise PlanError(f"-O {output_dir}: this is a file, not a folder")
+    folder = output_dir
+    if folder is None and output is not None and output != STDIO and (
+            several or Path(output).is_dir() or output.endswith(("/", os.sep))):
+        folder = output
 
     jobs: list[Job] = []
     for source in sources:
-        jobs.append(Job(source.label, _output_for(source, output, params, options, several), source.label))
+        if folder is not None:
+            option = f"-O {folder}" if output_dir is not None else f"-o {folder}"
+            jobs.append(Job(source.label, _output_in(source, folder, option, options), source.label,
+                            make_folders=True))
+        else:
+            jobs.append(Job(source.label, _output_for(source, output, params, options, several), source.label))
     _refuse_collisions(jobs, options)
     return jobs
 
 
-def _output_for(source: Source, output: str | None, params: PoolParams, options: Options, several: bool) -> str:
+def _output_in(source: Source, folder: str, option: str, options: Options) -> str:
+    """Where an input lands in a folder output: its path relative to its folder input, or its name."""
     if source.path is None:
-        if output is not None and output != STDIO and Path(output).is_dir():
-            raise PlanError(f"-o {output} is a folder: give a file name for standard input, or -o -")
-        return output if output is not None else STDIO
-    if output is None:
-        return str(default_output(source.path, params, options.file_format))
-    if output == STDIO:
-        return STDIO
-    target = Path(output)
-    if not several and not (target.is_dir() or output.endswith(("/", os.sep))):
-        return output  # one input, -o names the file
+        raise PlanError(f"{option} is a folder: give a file name for standard input, or -o -")
     relative = source.path.relative_to(source.root) if source.root else Path(source.path.name)
     is_array = source.path.suffix.lower() == ARRAY_EXTENSION
-    return str(target / relative.with_suffix(output_extension(source.path.suffix, is_array, options.file_format)))
+    return str(Path(folder) / relative.with_suffix(output_extension(source.path.suffix, is_array,
+                                                                    options.file_format)))
+
+
+def _output_for(source: Source, output: str | None, params: PoolParams, options: Options, several: bool) -> str:
+    if source.path is None:
+        return output if output is not None else STDIO
+    if output is None:
+        if paths.is_pipe_like(str(source.path)):
+            if several:
+                raise PlanError(f"{source.label} is a stream (a pipe or a device): give -o for its output")
+            return STDIO  # like '-': there is no folder to write beside
+        return str(default_output(source.path, params, options.file_format))
+    return output  # one input, -o names the file (or - for stdout)
 
 
 def _file_id(path: str) -> tuple[int, int] | None:
     try:
         stat = os.stat(path)
-    except OSError:
+    except (OSError, ValueError):
         return None
     return stat.st_dev, stat.st_ino
 
 
 def _refuse_collisions(jobs: list[Job], options: Options) -> None:
-    """No output may be an input (by path, or the same file through a link), and no two inputs
-    may share an output.  Linear in the number of files."""
-    input_paths = {os.path.abspath(job.source) for job in jobs if job.source != STDIO}
-    input_ids = {_file_id(path) for path in input_paths} - {None}
+    """No output may be an input or another output (by path, or the same file through a link),
+    and no two inputs may share an output.  Linear in the number of files for folder runs."""
+    input_paths = {os.path.realpath(job.source): job.source for job in jobs if job.source != STDIO}
+    input_ids = {_file_id(path): typed for path, typed in input_paths.items()}
+    input_ids.pop(None, None)
     seen: dict[str, str] = {}
-    extra = [options.indices_path] if options.indices_path else []
     for job in jobs:
-        for out in [job.output, *extra]:
+        written = [("-o", job.output)] + ([("--return-indices", options.indices_path)] if options.indices_path else [])
+        for option, out in written:
             if out == STDIO:
                 continue
-            if os.path.abspath(out) in input_paths or (os.path.exists(out) and _file_id(out) in input_ids):
-                raise PlanError(f"refusing to overwrite the input {out}: choose another -o")
+            same = input_paths.get(os.path.realpath(out)) or input_ids.get(_file_id(out))
+            if same is not None:
+                raise PlanError(f"refusing to overwrite the input {out}: {option} {out} is the input {same}; "
+                                "choose another name")
+        if len(written) == 2 and written[0][1] != STDIO and paths.same_file(written[0][1], written[1][1]):
+            raise PlanError(f"--return-indices {written[1][1]} and -o {written[0][1]} are the same file: "
+                            "choose another name for one of them")
         if job.output == STDIO:
             continue
-        key = os.path.normcase(os.path.abspath(job.output))
+        key = os.path.normcase(os.path.realpath(job.output))  # through links: two names of one file
         if key in seen:
             raise PlanError(f"{seen[key]} and {job.source} would both be written to {job.output}")
         seen[key] = job.source
@@ -244,7 +270,7 @@ def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: in
 
     todo = []
     for job in jobs:
-        if skip_existing and is_whole_output(job.output):
+        if skip_existing and job.output != STDIO and is_whole_output(job.output):
             on_result(Result(input=job.name, output=job.output, status="skipped",
                              error="output exists (--skip-existing)"))
         else:
@@ -291,14 +317,9 @@ def _outputs(jobs: list[Job], options: Options) -> list[str]:
     return [path for path in [*(job.output for job in jobs), *extra] if path != STDIO]
 
 
-# atomic_write's temporary names: ".NAME.XXXXXXXX.part", or ".poolcli-HASH.XXXXXXXX.part" when
-# NAME is too long for that; XXXXXXXX is tempfile's random part.
+# Temporary names (paths.temp_prefix): ".NAME.XXXXXXXX.part", or ".poolcli-HASH.XXXXXXXX.part"
+# when NAME is too long for that; XXXXXXXX is tempfile's random part.
 _TEMP_NAME = re.compile(r"(\..+\.)[a-z0-9_]{8}\.part", re.DOTALL)
-
-
-def _temp_prefixes(name: str) -> set[str]:
-    digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
-    return {f".{name}.", f".poolcli-{digest}."}
 
 
 def remove_temp_files(outputs: list[str], older_than: float | None = None) -> None:
@@ -310,9 +331,8 @@ def remove_temp_files(outputs: list[str], older_than: float | None = None) -> No
     """
     wanted: dict[str, set[str]] = {}
     for output in outputs:
-        target = os.path.realpath(output) if os.path.islink(output) else output  # written beside the link's target
-        folder, name = os.path.split(target)
-        wanted.setdefault(folder or ".", set()).update(_temp_prefixes(name))
+        folder, name = os.path.split(paths.resolve(output))  # a link's target is written beside the target
+        wanted.setdefault(folder or ".", set()).add(paths.temp_prefix(name))
     for folder, prefixes in wanted.items():
         try:
             with os.scandir(folder) as scan:

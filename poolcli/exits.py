@@ -103,3 +103,16 @@ def stop_message(interrupt: BaseException) -> str:
     """
     signum = getattr(interrupt, "signum", signal.SIGINT)
     return "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+
+
+# Where an internal error (a bug, never the user's input) should be reported.
+REPORT_BUGS_AT = "the poolcli issue tracker, with the command and `poolcli --version`"
+
+
+def internal_error(error: BaseException) -> str:
+    """The one line for an exception that is a bug, not the user's fault.
+
+    >>> internal_error(KeyError("x")).split(" — ")[0]
+    "internal error: KeyError: 'x'"
+    """
+    return f"internal error: {type(error).__name__}: {error} — please report it at {REPORT_BUGS_AT}"
