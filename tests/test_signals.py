@@ -48,7 +48,13 @@ def start(tmp_path: Path, *args: str, group: bool = False) -> subprocess.Popen:
     """poolcli ARGS; with ``group``, in a process group of its own (as a terminal's foreground job)."""
     # Unbuffered: a line read before communicate() must not take the next lines with it.
     return subprocess.Popen([sys.executable, "-m", "poolcli", *args], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, bufsize=0, start_new_session=group)
+                            stderr=subprocess.PIPE, bufsize=0, start_new_session=group, preexec_fn=default_sigint)
+
+
+def default_sigint() -> None:
+    """Ctrl-C as in a terminal even when the tests run as a background job, whose SIGINT is
+    ignored (poolcli, like any program, leaves an ignored signal ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def start_batch(tmp_path: Path, photos: Path, *extra: str, group: bool = False) -> tuple[subprocess.Popen, list[int]]:
