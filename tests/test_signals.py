@@ -264,9 +264,10 @@ def test_stale_temporary_files_of_these_outputs_are_removed(invoke, tmp_path, ph
 
 
 def test_skip_existing_rerun_after_a_killed_run_leaves_no_part(invoke, tmp_path, photos):
-    process, _ = start_batch(tmp_path, photos)
+    process, workers = start_batch(tmp_path, photos)
     process.kill()
     process.communicate(timeout=GUARD)
+    wait_gone(workers)  # they have stopped writing
     out = tmp_path / "out"
     leftover = out / ".img11.png.abcdefgh.part"  # as a SIGKILLed single-process run would leave
     leftover.write_bytes(b"half")
