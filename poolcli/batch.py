@@ -1,5 +1,9 @@
 """Many inputs: where each output goes, and running the jobs (files in turn, or on worker
-processes for folders), with per-file isolation: one bad file never stops the others."""
+processes for folders), with per-file isolation: one bad file never stops the others.
+
+May import: the pipeline (NumPy, Pillow) at import time; Rich only through report, when something is
+drawn; no Click.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from stat import S_ISREG
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from poolcli import formats, paths
+from poolcli import formats, paths, streaming
 from poolcli.engine import available_cpus
 from poolcli.exits import STOP_SIGNALS, ExitCode, exit_code, stop_message
 from poolcli.params import PoolParams
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
 ARRAY_EXTENSION = ".npy"
+ZARR_EXTENSION = ".zarr"  # Zarr stores are folders, but inputs: never walked
 
 
 class PlanError(Exception):
@@ -90,7 +95,9 @@ def walk(folder: str, recursive: bool) -> Iterator[str]:
             continue
         try:
             if entry.is_dir(follow_symlinks=False):
-                if recursive:
+                if streaming.is_zarr_path(entry.path):
+                    yield entry.path  # a Zarr store is one input, not a folder to walk
+                elif recursive:
                     stack.append(entries(entry.path))
             elif entry.is_file() and is_candidate(Path(entry.name)):
                 yield entry.path
@@ -100,6 +107,8 @@ def walk(folder: str, recursive: bool) -> Iterator[str]:
 
 def output_extension(source_suffix: str, is_array: bool, file_format: str | None) -> str:
     """The extension of an output: --format's, else the input's when poolcli can write it."""
+    if source_suffix.lower() == ZARR_EXTENSION and file_format != "NPY":
+        return ZARR_EXTENSION  # Zarr in, Zarr out
     if file_format == "NPY" or is_array:
         return ARRAY_EXTENSION  # arrays stay arrays; --format is for the images
     if file_format:
@@ -113,7 +122,10 @@ def default_output(path: Path, params: PoolParams, file_format: str | None) -> P
     """Beside the input, named after the operation: ``cat.png`` → ``cat.max-k2.png``."""
     suffix = path.suffix
     is_array = suffix.lower() == ARRAY_EXTENSION
-    return path.with_name(f"{path.stem}.{params.slug()}{output_extension(suffix, is_array, file_format)}")
+    stem, extension = path.stem, output_extension(suffix, is_array, file_format)
+    if stem.lower().endswith(".ome") and extension in (ZARR_EXTENSION, ".tif", ".tiff"):
+        stem, extension = stem[:-4], stem[-4:] + extension  # x.ome.zarr → x.max-k2.ome.zarr
+    return path.with_name(f"{stem}.{params.slug()}{extension}")
 
 
 def collect(inputs: list[str], recursive: bool) -> tuple[list[Source], bool]:
@@ -125,7 +137,7 @@ def collect(inputs: list[str], recursive: bool) -> tuple[list[Source], bool]:
             sources.append(Source(None))
             continue
         path = Path(raw)
-        if path.is_dir():
+        if path.is_dir() and not streaming.is_zarr_path(path):
             any_folder = True
             sources.extend(Source(Path(found), path, found) for found in walk(raw, recursive))
         else:
@@ -164,7 +176,8 @@ def plan(inputs: list[str], output: str | None, params: PoolParams, options: Opt
         raise PlanError(f"-O {output_dir}: this is a file, not a folder")
     folder = output_dir
     if folder is None and output is not None and output != STDIO and (
-            several or Path(output).is_dir() or output.endswith(("/", os.sep))):
+            several or (Path(output).is_dir() and not streaming.is_zarr_path(output))
+            or output.endswith(("/", os.sep))):
         folder = output
 
     jobs: list[Job] = []
@@ -303,13 +316,14 @@ def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: in
 
 
 def is_whole_output(path: str) -> bool:
-    """Does --skip-existing count ``path`` as done: a non-empty regular file under its final name?
-    (Temporary ``.part`` files have other names; an empty file is what a crash can leave.)"""
+    """Does --skip-existing count ``path`` as done: a non-empty regular file under its final name,
+    or a Zarr store (renamed into place whole)?  Temporary ``.part`` files have other names; an
+    empty file is what a crash can leave; a device or FIFO is never done."""
     try:
         stat = os.stat(path)
     except (OSError, ValueError):
         return False
-    return S_ISREG(stat.st_mode) and stat.st_size > 0
+    return (S_ISREG(stat.st_mode) and stat.st_size > 0) or streaming.is_zarr_path(path)
 
 
 def _outputs(jobs: list[Job], options: Options) -> list[str]:

@@ -10,6 +10,8 @@ traceback.  The cleanup is bounded in time (workers that do not stop are killed)
 2
 >>> exit_code(Interrupted(15))
 143
+
+May import: the standard library only.
 """
 
 from __future__ import annotations
