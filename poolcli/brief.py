@@ -83,9 +83,9 @@ def summary_line(results: list[Result], seconds: float) -> str:
             f"({rate:.1f} images/s)")
 
 
-def interrupted_line(done: int, total: int, skip_existing: bool, to_files: bool) -> str:
-    """What Ctrl-C leaves, and how to go on from there."""
-    line = f"poolcli: interrupted after {done} of {total} inputs"
+def interrupted_line(done: int, total: int, skip_existing: bool, to_files: bool, stopped: str = "interrupted") -> str:
+    """What Ctrl-C (or SIGTERM, SIGHUP: ``stopped``) leaves, and how to go on from there."""
+    line = f"poolcli: {stopped} after {done} of {total} inputs"
     if to_files and total > 1:
         line += ("; run the same command again to resume" if skip_existing
                  else "; to resume, run the same command with --skip-existing")

@@ -2,7 +2,7 @@
 
 NumPy, Pillow and Rich are imported inside the commands, so that ``--help`` and ``--version``
 start fast.  Exit codes: 0 all went well, 1 an input failed (unreadable file, output too small,
-...), 2 a usage error (bad option), 130 interrupted.
+...), 2 a usage error (bad option), 130 interrupted (128 + the signal: 143 SIGTERM, 129 SIGHUP).
 
 May import: Click at import time; everything else (NumPy, Pillow, Rich) inside the commands.
 """
@@ -19,7 +19,7 @@ from typing import Any, BinaryIO, NoReturn
 import click
 
 from poolcli import __version__, formats, paths
-from poolcli.exits import ExitCode, internal_error
+from poolcli.exits import ExitCode, exit_code, internal_error, stop_message, stop_signals_handled
 from poolcli.params import DEFAULT_MEMORY_LIMIT, Pair, PoolParams, format_pair, parse_size
 
 INT32_MAX = 2**31 - 1
@@ -334,8 +334,9 @@ class PoolcliGroup(click.Group):
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
         try:
-            code = super().main(args=args, prog_name=prog_name or "poolcli", complete_var=complete_var,
-                                standalone_mode=False, **extra)
+            with stop_signals_handled():  # Ctrl-C, SIGTERM, SIGHUP: clean up, exit 128 + N
+                code = super().main(args=args, prog_name=prog_name or "poolcli", complete_var=complete_var,
+                                    standalone_mode=False, **extra)
         except click.UsageError as error:
             if type(error).__name__ == "NoArgsIsHelpError" and error.ctx is not None:
                 # Click 8.2+ raises this for a bare ``poolcli``: the help is the answer, not an error.
@@ -347,9 +348,10 @@ class PoolcliGroup(click.Group):
         except click.ClickException as error:
             click.echo(f"poolcli: error: {error.format_message()}", err=True)
             sys.exit(error.exit_code)
-        except (KeyboardInterrupt, click.Abort):
-            click.echo("poolcli: interrupted", err=True)
-            sys.exit(ExitCode.INTERRUPTED)
+        except (KeyboardInterrupt, _Stopped, click.Abort) as stop:  # also SIGTERM and SIGHUP (exits.Interrupted)
+            interrupt = stop.interrupt if isinstance(stop, _Stopped) else stop.__cause__ or stop
+            click.echo(f"poolcli: {stop_message(interrupt)}", err=True)
+            sys.exit(exit_code(interrupt))
         except Exception as error:  # a bug outside the per-file pipeline: one line, traceback on request
             given = sys.argv[1:] if args is None else list(args)
             if "--debug" in given or os.environ.get("POOLCLI_DEBUG", "") not in ("", "0"):
@@ -359,6 +361,20 @@ class PoolcliGroup(click.Group):
             click.echo(f"poolcli: error: {internal_error(error)}", err=True)
             sys.exit(ExitCode.FAILED)
         sys.exit(code if isinstance(code, int) else ExitCode.OK)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as interrupt:
+            raise _Stopped(interrupt) from None  # past Click's handler, which would print a blank line
+
+
+class _Stopped(Exception):
+    """A stop signal on its way out of a command (see PoolcliGroup.invoke)."""
+
+    def __init__(self, interrupt: KeyboardInterrupt) -> None:
+        super().__init__(interrupt)
+        self.interrupt = interrupt
 
 
 EPILOG_TOP = """\b
@@ -387,7 +403,7 @@ def cli() -> None:
     mode (8/16-bit, alpha, float, CMYK), frames and metadata; integer pixel averages are
     rounded (torch would truncate).  .npy arrays follow torch exactly.
 
-    Exit codes: 0 ok, 1 an input failed, 2 usage error, 130 interrupted.
+    Exit codes: 0 ok, 1 an input failed, 2 usage error, 130 interrupted (143 SIGTERM, 129 SIGHUP).
     """
 
 
@@ -565,8 +581,9 @@ def pyramid_files(ctx: click.Context, params: PoolParams, *, input_path: str, ou
 
 
 def main() -> None:
-    """Console-script entry point."""
-    cli.main(prog_name="poolcli")
+    """Console-script entry point: the stop signals stay handled until the process has exited."""
+    with stop_signals_handled(restore=False):
+        cli.main(prog_name="poolcli")
 
 
 EPILOG_EXPLAIN = """\b
