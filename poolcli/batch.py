@@ -11,10 +11,10 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, wait
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from poolcli import images
+from poolcli import images, storage
 from poolcli.engine import available_cpus
 from poolcli.exits import ExitCode
 from poolcli.params import PoolParams
@@ -31,19 +31,34 @@ class PlanError(Exception):
     """A usage problem found before any file is read or written (exit code 2)."""
 
 
+class ClusterError(Exception):
+    """The Dask cluster cannot be reached or started (exit code 1, one line)."""
+
+
 @dataclass(frozen=True)
 class Source:
     """One input file and where it came from: a folder given on the command line (or None)."""
 
-    path: Path | None  # None for stdin
+    path: Path | None  # None for stdin (and for URLs)
     root: Path | None = None  # the folder it was found in, for mirrored output paths
     typed: str | None = None  # the path as typed: the folder given joined with the file's path in it
+    url: str | None = None  # an fsspec URL (s3://...) instead of a path
+    root_url: str | None = None  # the folder URL it was found in
 
     @property
     def label(self) -> str:
+        if self.url is not None:
+            return storage.redact(self.typed or self.url)
         if self.path is None:
             return STDIO
         return self.typed or str(self.path)
+
+    @property
+    def location(self) -> str:
+        """Where the job reads: the path, the URL, or "-"."""
+        if self.url is not None:
+            return self.url
+        return STDIO if self.path is None else (self.typed or str(self.path))
 
 
 def is_candidate(path: Path) -> bool:
@@ -107,13 +122,25 @@ def default_output(path: Path, params: PoolParams, file_format: str | None) -> P
     return path.with_name(f"{path.stem}.{params.slug()}{output_extension(suffix, is_array, file_format)}")
 
 
-def collect(inputs: list[str], recursive: bool) -> tuple[list[Source], bool]:
+def _is_candidate_name(name: str) -> bool:
+    return is_candidate(Path(name))
+
+
+def collect(inputs: list[str], recursive: bool, storage_options: str | None = None) -> tuple[list[Source], bool]:
     """Expand the command line's inputs into files; also say whether any input was a folder."""
     sources: list[Source] = []
     any_folder = False
     for raw in inputs:
         if raw == STDIO:
             sources.append(Source(None))
+            continue
+        if storage.is_url(raw):
+            if storage.isdir(raw, storage_options) or raw.endswith("/"):
+                any_folder = True
+                sources.extend(Source(None, url=found, root_url=raw)
+                               for found in storage.walk(raw, recursive, _is_candidate_name, storage_options))
+            else:
+                sources.append(Source(None, url=raw))
             continue
         path = Path(raw)
         if path.is_dir():
@@ -134,27 +161,44 @@ def plan(inputs: list[str], output: str | None, params: PoolParams, options: Opt
         For usage problems: a folder without ``-o``, several inputs to one file or to stdout,
         an output that is an input, two inputs landing on one output.
     """
-    sources, any_folder = collect(inputs, recursive)
+    try:
+        sources, any_folder = collect(inputs, recursive, options.storage_options)
+    except storage.StorageError as error:
+        raise PlanError(str(error)) from None
     several = len(inputs) > 1 or any_folder
     if any_folder and output is None:
         raise PlanError("-o/--output DIR is required when an input is a folder")
-    if sum(s.path is None for s in sources) and several:
+    if sum(s.path is None and s.url is None for s in sources) and several:
         raise PlanError("'-' (standard input) must be the only input")
     if output == STDIO and several:
         raise PlanError("-o - (standard output) takes a single input")
     if options.indices_path and several:
         raise PlanError("--return-indices takes a single input")
-    if several and output is not None and Path(output).exists() and not Path(output).is_dir():
-        raise PlanError(f"-o {output}: with several inputs, -o must be a folder, and this is a file")
+    if several and output is not None and _is_file(output, options):
+        raise PlanError(f"-o {storage.redact(output)}: with several inputs, -o must be a folder, and this is a file")
 
     jobs: list[Job] = []
     for source in sources:
-        jobs.append(Job(source.label, _output_for(source, output, params, options, several), source.label))
+        jobs.append(Job(source.location, _output_for(source, output, params, options, several), source.label))
     _refuse_collisions(jobs, options)
     return jobs
 
 
+def _is_file(output: str, options: Options) -> bool:
+    if storage.is_url(output):
+        return storage.isfile(output, options.storage_options)
+    return Path(output).exists() and not Path(output).is_dir()
+
+
+def _is_folder(output: str, options: Options) -> bool:
+    if storage.is_url(output):
+        return output.endswith("/") or storage.isdir(output, options.storage_options)
+    return Path(output).is_dir() or output.endswith(("/", os.sep))
+
+
 def _output_for(source: Source, output: str | None, params: PoolParams, options: Options, several: bool) -> str:
+    if source.url is not None:
+        return _url_output_for(source, output, params, options, several)
     if source.path is None:
         if output is not None and output != STDIO and Path(output).is_dir():
             raise PlanError(f"-o {output} is a folder: give a file name for standard input, or -o -")
@@ -163,12 +207,50 @@ def _output_for(source: Source, output: str | None, params: PoolParams, options:
         return str(default_output(source.path, params, options.file_format))
     if output == STDIO:
         return STDIO
+    if storage.is_url(output):
+        if not several and not _is_folder(output, options):
+            return output
+        relative = source.path.relative_to(source.root) if source.root else Path(source.path.name)
+        return storage.join(output, _renamed(relative.as_posix(), options))
     target = Path(output)
     if not several and not (target.is_dir() or output.endswith(("/", os.sep))):
         return output  # one input, -o names the file
     relative = source.path.relative_to(source.root) if source.root else Path(source.path.name)
     is_array = source.path.suffix.lower() == ARRAY_EXTENSION
     return str(target / relative.with_suffix(output_extension(source.path.suffix, is_array, options.file_format)))
+
+
+def _renamed(relative: str, options: Options) -> str:
+    """A relative POSIX path with the output's extension."""
+    path = PurePosixPath(relative)
+    is_array = path.suffix.lower() == ARRAY_EXTENSION
+    return str(path.with_suffix(output_extension(path.suffix, is_array, options.file_format)))
+
+
+def _url_output_for(source: Source, output: str | None, params: PoolParams, options: Options,
+                    several: bool) -> str:
+    """Outputs of a URL input: beside it, at -o, or mirrored under the -o folder (a URL or a path)."""
+    url = source.url or ""
+    if output is None:
+        folder, _, name = url.rpartition("/")
+        return f"{folder}/{default_output(Path(name), params, options.file_format).name}"
+    if output == STDIO:
+        return STDIO
+    if not several and not _is_folder(output, options):
+        return output
+    if source.root_url is not None:
+        relative = url[len(source.root_url.rstrip("/")) + 1:]
+    else:
+        relative = url.rstrip("/").rsplit("/", 1)[-1]
+    relative = _renamed(relative, options)
+    if storage.is_url(output):
+        return storage.join(output, relative)
+    return str(Path(output) / relative)
+
+
+def _key(path: str) -> str:
+    """Paths compared as absolute paths; URLs in a canonical form (file:// as their path)."""
+    return storage.key(path) if storage.is_url(path) else os.path.abspath(path)
 
 
 def _file_id(path: str) -> tuple[int, int] | None:
@@ -182,22 +264,23 @@ def _file_id(path: str) -> tuple[int, int] | None:
 def _refuse_collisions(jobs: list[Job], options: Options) -> None:
     """No output may be an input (by path, or the same file through a link), and no two inputs
     may share an output.  Linear in the number of files."""
-    input_paths = {os.path.abspath(job.source) for job in jobs if job.source != STDIO}
-    input_ids = {_file_id(path) for path in input_paths} - {None}
+    input_paths = {_key(job.source) for job in jobs if job.source != STDIO}
+    input_ids = {_file_id(path) for path in input_paths if not storage.is_url(path)} - {None}
     seen: dict[str, str] = {}
     extra = [options.indices_path] if options.indices_path else []
     for job in jobs:
         for out in [job.output, *extra]:
             if out == STDIO:
                 continue
-            if os.path.abspath(out) in input_paths or (os.path.exists(out) and _file_id(out) in input_ids):
-                raise PlanError(f"refusing to overwrite the input {out}: choose another -o")
+            local = not storage.is_url(out)
+            if _key(out) in input_paths or (local and os.path.exists(out) and _file_id(out) in input_ids):
+                raise PlanError(f"refusing to overwrite the input {storage.redact(out)}: choose another -o")
         if job.output == STDIO:
             continue
-        key = os.path.normcase(os.path.abspath(job.output))
+        key = os.path.normcase(_key(job.output))
         if key in seen:
-            raise PlanError(f"{seen[key]} and {job.source} would both be written to {job.output}")
-        seen[key] = job.source
+            raise PlanError(f"{seen[key]} and {job.name} would both be written to {storage.redact(job.output)}")
+        seen[key] = job.name
 
 
 def _report_module():
@@ -207,8 +290,13 @@ def _report_module():
 
 
 def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: int | None = None,
-            skip_existing: bool = False, progress: bool = True, as_json: bool = False, quiet: bool = False) -> int:
-    """Run every job, report as each finishes, and return the exit code (0, 1, or 130)."""
+            skip_existing: bool = False, progress: bool = True, as_json: bool = False, quiet: bool = False,
+            scheduler: str | None = None, retries: int = 2) -> int:
+    """Run every job, report as each finishes, and return the exit code (0, 1, or 130).
+
+    With ``scheduler`` (a Dask scheduler address, or "local"), several jobs run on a Dask cluster
+    (:mod:`poolcli.cluster`); a single job always runs here.
+    """
     single = len(jobs) == 1
     wants_rich = not quiet and not as_json
     report = _report_module() if wants_rich or (progress and not single) else None
@@ -229,7 +317,7 @@ def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: in
 
     todo = []
     for job in jobs:
-        if skip_existing and job.output != STDIO and os.path.exists(job.output):
+        if skip_existing and job.output != STDIO and _output_exists(job.output, options):
             on_result(Result(input=job.name, output=job.output, status="skipped",
                              error="output exists (--skip-existing)"))
         else:
@@ -243,7 +331,11 @@ def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: in
                 on_result(result)
                 advance()
 
-            if workers > 1:
+            if scheduler is not None and not single and todo:
+                from poolcli import cluster
+
+                cluster.run_on_cluster(todo, params, options, scheduler, jobs_n, retries, finished)
+            elif workers > 1:
                 _run_parallel(todo, params, options, workers, finished)
             else:
                 for job in todo:
@@ -251,12 +343,21 @@ def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: in
     except KeyboardInterrupt:
         interrupted = True
         _remove_partial_files(jobs)
+    except ClusterError as error:  # the scheduler cannot be reached: one line, exit 1
+        print(f"poolcli: error: {error}", file=sys.stderr, flush=True)
+        return 1
     if not single and wants_rich:
         report.render_summary(results, time.perf_counter() - started, console)
     if interrupted:
         print(f"poolcli: interrupted after {len(results)} of {len(jobs)} inputs", file=sys.stderr, flush=True)
         return ExitCode.INTERRUPTED
     return ExitCode.FAILED if any(r.status == "error" for r in results) else ExitCode.OK
+
+
+def _output_exists(output: str, options: Options) -> bool:
+    if storage.is_url(output):
+        return storage.exists(output, options.storage_options)
+    return os.path.exists(output)
 
 
 @contextlib.contextmanager
@@ -351,9 +452,9 @@ def _start_workers(workers: int) -> ProcessPoolExecutor:
 def _remove_partial_files(jobs: list[Job]) -> None:
     """Remove temporary files left by interrupted writes (atomic_write's ``.NAME.*.part``)."""
     for job in jobs:
-        if job.output == STDIO:
-            continue
-        target = Path(job.output)
+        if job.output == STDIO or (storage.is_url(job.output) and not storage.is_local_url(job.output)):
+            continue  # object stores never hold a partial object
+        target = Path(storage.local_path(job.output) if storage.is_url(job.output) else job.output)
         with contextlib.suppress(OSError):
             for leftover in target.parent.glob(f".{target.name}.*.part"):
                 leftover.unlink()

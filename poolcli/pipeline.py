@@ -13,13 +13,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
-from poolcli import images, pixels
+from poolcli import images, pixels, storage
 from poolcli.params import PoolParams
 from poolcli.results import GRID_LIMIT, Result
 
@@ -38,6 +38,8 @@ class Options:
     linear: bool = False
     max_pixels: int | None = images.DEFAULT_MAX_PIXELS
     indices_path: str | None = None
+    # --storage-options (JSON) for URLs; may hold secrets, so never shown in a repr
+    storage_options: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -104,12 +106,16 @@ def output_format(output: str, options: Options, input_format: str | None, is_ar
     return "PNG"
 
 
-def _read_source(source: str) -> bytes | str:
+def _read_source(source: str, options: Options) -> bytes | str:
     if source == STDIO:
         data = sys.stdin.buffer.read()
         if not data:
             raise JobError("standard input is empty")
         return data
+    if storage.is_url(source):
+        if not storage.is_local_url(source):
+            return _read_url(source, options)
+        source = storage.local_path(source)
     path = Path(source)
     if not path.exists():
         raise JobError("no such file")
@@ -118,6 +124,21 @@ def _read_source(source: str) -> bytes | str:
     if path.stat().st_size == 0:
         raise JobError("empty file")
     return source
+
+
+def _read_url(url: str, options: Options) -> bytes:
+    try:
+        return storage.read_bytes(url, options.storage_options)
+    except FileNotFoundError:
+        raise JobError("no such file") from None
+    except IsADirectoryError:
+        raise JobError("is a folder, not a file") from None
+    except EOFError:
+        raise JobError("empty file") from None
+    except PermissionError:
+        raise JobError("permission denied") from None
+    except storage.StorageError as error:
+        raise JobError(str(error)) from None
 
 
 def _is_npy(source: bytes | str) -> bool:
@@ -145,14 +166,22 @@ def _chw(shape: tuple[int, ...]) -> tuple[int, ...]:
     return (1, *shape) if len(shape) == 2 else tuple(shape[-3:])
 
 
-def _write_output(output: str, write: Callable[[BinaryIO], None]) -> None:
+def _write_output(output: str, write: Callable[[BinaryIO], None], options: Options | None = None) -> None:
     if output == STDIO:
         buffer = io.BytesIO()
         write(buffer)
         sys.stdout.buffer.write(buffer.getvalue())
         sys.stdout.buffer.flush()
     else:
-        atomic_write(output, write)
+        _write_file(output, write, options)
+
+
+def _write_file(path: str, write: Callable[[BinaryIO], None], options: Options | None) -> None:
+    """A whole file or object, or nothing: a local path or any fsspec URL."""
+    if storage.is_url(path):
+        storage.write(path, write, options.storage_options if options else None)
+    else:
+        atomic_write(path, write)
 
 
 def _save_npy(array: np.ndarray) -> Callable[[BinaryIO], None]:
@@ -162,26 +191,26 @@ def _save_npy(array: np.ndarray) -> Callable[[BinaryIO], None]:
 def run(job: Job, params: PoolParams, options: Options) -> Result:
     """Pool one input and write its output; never raises for a bad file."""
     started = time.perf_counter()
-    result = Result(input=job.name, output=job.output)
+    result = Result(input=job.name, output=storage.redact(job.output))
     try:
-        source = _read_source(job.source)
-        if _is_npy(source):
+        source = _read_source(job.source, options)
+        if _is_npy(source) or (isinstance(source, bytes) and job.source.lower().endswith(".npy")):
             _run_array(source, job, params, options, result)
         else:
             _run_image(source, job, params, options, result)
-    except (JobError, images.ImageError) as error:
-        result.status, result.error, result.output = "error", str(error), None
+    except (JobError, images.ImageError, storage.StorageError) as error:
+        result.status, result.error, result.output = "error", storage.redact(str(error)), None
     except ValueError as error:  # the engine's torch messages (e.g. output size too small)
         result.status, result.error, result.output = "error", str(error), None
     except MemoryError:
         result.status, result.error, result.output = "error", "not enough memory for this image", None
     except OSError as error:
         reason = error.strerror or str(error)
-        where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+        where = f" ({storage.redact(str(error.filename))})" if getattr(error, "filename", None) else ""
         result.status, result.error, result.output = "error", f"{reason}{where}", None
     except Exception as error:  # one bad file must never end the run with a traceback
         result.status, result.output = "error", None
-        result.error = f"unexpected {type(error).__name__}: {error}"
+        result.error = storage.redact(f"unexpected {type(error).__name__}: {error}")
     result.seconds = time.perf_counter() - started
     return result
 
@@ -203,9 +232,9 @@ def _run_array(source: bytes | str, job: Job, params: PoolParams, options: Optio
     result.output_shape = _chw(values.shape)
     if array.shape[-1] <= GRID_LIMIT and array.shape[-2] <= GRID_LIMIT:
         result.input_values, result.output_values = array, values
-    _write_output(job.output, _save_npy(values))
+    _write_output(job.output, _save_npy(values), options)
     if indices is not None and options.indices_path:
-        atomic_write(options.indices_path, _save_npy(indices))
+        _write_file(options.indices_path, _save_npy(indices), options)
 
 
 def _run_image(source: bytes | str, job: Job, params: PoolParams, options: Options, result: Result) -> None:
@@ -249,14 +278,14 @@ def _pool_picture(picture: images.Picture, job: Job, params: PoolParams, options
     if file_format == "NPY":
         planes = np.stack([f.transpose(2, 0, 1) for f in pooled_frames]) if len(pooled_frames) > 1 \
             else pooled_frames[0].transpose(2, 0, 1)
-        _write_output(job.output, _save_npy(planes))
+        _write_output(job.output, _save_npy(planes), options)
     else:
         stride = params.effective_stride
         _write_output(job.output, lambda handle: images.encode(
             pooled_picture, handle, file_format, quality=options.quality, dpi_scale=(stride[1], stride[0])))
     if options.indices_path:
         stacked = np.stack(index_frames) if len(index_frames) > 1 else index_frames[0]
-        atomic_write(options.indices_path, _save_npy(stacked))
+        _write_file(options.indices_path, _save_npy(stacked), options)
 
 
 def _fits_uint16(frames: list[images.Frame]) -> bool:

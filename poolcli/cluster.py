@@ -1,0 +1,192 @@
+"""Many inputs on a Dask cluster: ``--scheduler tcp://host:8786`` or ``--scheduler local``.
+
+Dask is the engine: each file is one task that runs the same :func:`poolcli.pipeline.run` as the
+local worker pool.  Tasks carry paths and URLs, never pixels; workers read and write storage
+themselves.  The client submits a bounded window of tasks at a time (``as_completed``), so its
+memory does not depend on how many files are queued, and reports each result as it arrives.
+
+Faults are Dask's business: a task whose worker dies is run again elsewhere; one that kills
+``--retries + 1`` workers (the scheduler's ``allowed-failures``) ends as that file's error.
+Nothing here is imported unless a scheduler is used.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from poolcli import storage
+from poolcli.batch import ClusterError
+from poolcli.params import PoolParams
+from poolcli.pipeline import Job, Options, run
+from poolcli.results import Result
+
+CONNECT_TIMEOUT = 10  # seconds: an unreachable scheduler is an error after this long
+INSTALL_HINT = 'pip install "poolcli[dask]"'
+LOCAL = "local"
+_CONFIG_KEYS = ("scheduler-address", "scheduler_address")
+
+
+def installed() -> bool:
+    """Is the ``poolcli[dask]`` extra (dask.distributed) installed?"""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def default_address() -> str | None:
+    """Dask's own setting of the scheduler: ``DASK_SCHEDULER_ADDRESS``, or ``scheduler-address`` in
+    a Dask configuration file.  Dask is imported only if a configuration file mentions the key,
+    so that runs without a cluster stay as fast as before."""
+    address = os.environ.get("DASK_SCHEDULER_ADDRESS", "").strip()
+    if address:
+        return address
+    if not any(_mentions_address(path) for path in _config_files()):
+        return None
+    try:
+        import dask.config
+    except ImportError:
+        return None
+    value = dask.config.get("scheduler-address", None)
+    return str(value) if value else None
+
+
+def _config_files() -> Iterable[str]:
+    folders = [os.environ.get("DASK_ROOT_CONFIG", "/etc/dask"), os.path.join(sys.prefix, "etc", "dask"),
+               os.path.join(os.path.expanduser("~"), ".config", "dask"), os.environ.get("DASK_CONFIG", "")]
+    for folder in folders:
+        if folder and os.path.isdir(folder):
+            for pattern in ("*.yaml", "*.yml", "*.json"):
+                yield from glob.glob(os.path.join(folder, pattern))
+
+
+def _mentions_address(path: str) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            text = handle.read()
+    except OSError:
+        return False
+    return any(key in text for key in _CONFIG_KEYS)
+
+
+# --------------------------------------------------------------------------- on the workers
+
+_WORKER_READY = False
+
+
+def pool_one(job: Job, params: PoolParams, options: Options) -> Result:
+    """The task: one file, start to finish, on a worker (one engine thread: Dask runs the tasks
+    in parallel)."""
+    global _WORKER_READY
+    if not _WORKER_READY:
+        from poolcli import engine
+
+        engine.set_num_threads(1)
+        _WORKER_READY = True
+    return run(job, params, options)
+
+
+# --------------------------------------------------------------------------- on the client
+
+
+def _quiet_logs() -> None:
+    """Dask's own log lines (worker restarts, closing connections) would break poolcli's one
+    line per problem; the results say what happened."""
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+
+
+def connect(address: str, workers: int | None, retries: int) -> tuple[Any, Any]:
+    """A Client, and the LocalCluster it owns for ``address == "local"`` (else None).
+
+    Raises
+    ------
+    ClusterError
+        When the scheduler cannot be reached within CONNECT_TIMEOUT seconds, or the local
+        cluster cannot start.
+    """
+    _quiet_logs()
+    try:
+        import dask
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ClusterError(f"--scheduler needs Dask: {INSTALL_HINT}") from None
+    shown = storage.redact(address)
+    # The scheduler gives up on a task after it killed this many workers (KilledWorker).
+    with dask.config.set({"distributed.scheduler.allowed-failures": retries}):
+        if address == LOCAL:
+            from poolcli.engine import available_cpus
+
+            try:
+                cluster = LocalCluster(n_workers=workers or available_cpus(), threads_per_worker=1,
+                                       processes=True, dashboard_address=None, silence_logs=logging.ERROR)
+            except Exception as error:
+                raise ClusterError(f"local: the Dask cluster did not start ({error})") from None
+            return Client(cluster), cluster
+        try:
+            return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False), None
+        except (OSError, TimeoutError) as error:
+            raise ClusterError(f"{shown}: cannot reach the Dask scheduler "
+                               f"({storage.redact(str(error)) or type(error).__name__})") from None
+        except (ValueError, TypeError) as error:
+            raise ClusterError(f"{shown}: not a scheduler address ({error})") from None
+
+
+def run_on_cluster(jobs: list[Job], params: PoolParams, options: Options, address: str, workers: int | None,
+                   retries: int, finished: Callable[[Result], None], task: Callable[..., Result] = pool_one) -> None:
+    """Run the jobs as Dask tasks and call ``finished`` with each result as it arrives.
+
+    At most ``window`` tasks are in the scheduler at a time.  On Ctrl-C (or any error) the
+    futures are cancelled and a cluster started here is closed before the exception goes on.
+    """
+    from distributed import as_completed
+    from distributed.scheduler import KilledWorker
+
+    client, cluster = connect(address, workers, retries)
+    pending: dict[Any, Job] = {}
+    try:
+        threads = sum(client.nthreads().values()) or 1
+        window = max(64, 4 * threads)
+        queue = iter(jobs)
+        completed = as_completed(with_results=True, raise_errors=False)
+
+        def submit(count: int) -> None:
+            for _ in range(count):
+                job = next(queue, None)
+                if job is None:
+                    return
+                future = client.submit(task, job, params, options, pure=False, retries=retries)
+                pending[future] = job
+                completed.add(future)
+
+        submit(window)
+        for future, outcome in completed:
+            job = pending.pop(future)
+            if isinstance(outcome, Result):
+                result = outcome
+            elif isinstance(outcome, KilledWorker):
+                result = Result(input=job.name, status="error",
+                                error=f"the Dask worker pooling it died {retries + 1} times (--retries {retries})")
+            else:
+                message = storage.redact(str(outcome)) or type(outcome).__name__
+                result = Result(input=job.name, status="error", error=f"failed on the Dask cluster: {message}")
+            finished(result)
+            submit(1)
+    except BaseException:
+        futures = list(pending)
+        pending.clear()
+        try:
+            client.cancel(futures)
+        except Exception:  # noqa: S110 - the cluster may already be gone; stopping matters more
+            pass
+        raise
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
