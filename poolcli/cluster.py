@@ -12,6 +12,7 @@ Nothing here is imported unless a scheduler is used.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import os
@@ -181,10 +182,8 @@ def run_on_cluster(jobs: list[Job], params: PoolParams, options: Options, addres
     except BaseException:
         futures = list(pending)
         pending.clear()
-        try:
+        with contextlib.suppress(Exception):  # the cluster may already be gone; stopping matters more
             client.cancel(futures)
-        except Exception:  # noqa: S110 - the cluster may already be gone; stopping matters more
-            pass
         raise
     finally:
         client.close()

@@ -1,0 +1,329 @@
+"""Past one machine: folders on a real Dask cluster (one LocalCluster of 2 worker processes per
+session), inputs and outputs on a real S3 endpoint (moto's server on localhost, s3fs as the
+client), worker deaths, Ctrl-C, and the lean start without Dask."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from poolcli import batch, storage
+from tests.conftest import files_in, json_lines
+
+distributed = pytest.importorskip("distributed")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A moto S3 server on localhost; the standard AWS variables point s3fs (and the workers
+    started after it) at it."""
+    pytest.importorskip("s3fs")
+    server_module = pytest.importorskip("moto.server")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port = _free_port()
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    patch = pytest.MonkeyPatch()
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                        ("AWS_DEFAULT_REGION", "us-east-1"), ("AWS_ENDPOINT_URL", endpoint)):
+        patch.setenv(name, value)
+    yield endpoint
+    patch.undo()
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def scheduler(s3_endpoint):
+    """The address of a LocalCluster of 2 single-threaded worker processes (started after the S3
+    variables are set, so that the workers inherit them)."""
+    import dask
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                           dashboard_address=None, silence_logs=logging.ERROR)
+    client = distributed.Client(cluster)
+    yield cluster.scheduler_address, client, cluster
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture
+def s3(s3_endpoint, request):
+    """A fresh bucket for one test, and an s3fs client."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    bucket = "b-" + request.node.name.lower().replace("_", "-")[:50]
+    fs.mkdir(bucket)
+    yield fs, bucket
+    fs.invalidate_cache()
+
+
+@pytest.fixture
+def photos(tmp_path, rng) -> Path:
+    """photos/ with a nested folder, a bad file, a hidden file, an array and names that sort
+    differently as keys and as names (a folder "a" beside "a b.png" and "a.png")."""
+    root = tmp_path / "photos"
+    (root / "a" / "deep").mkdir(parents=True)
+    (root / ".hidden").mkdir()
+
+    def image(path: Path, size=(10, 14)):
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
+
+    for name in ("a b.png", "a.png", "a/x.jpg", "a/deep/y.png", "z.PNG", ".hidden/h.png", ".dot.png"):
+        image(root / name)
+    (root / "bad.png").write_bytes(b"not a png")
+    (root / "notes.txt").write_text("ignored")
+    np.save(root / "a" / "m.npy", np.arange(16.0).reshape(4, 4))
+    return root
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "poolcli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def comparable(stdout: str) -> dict[str, dict]:
+    """JSON lines by input, without the timing."""
+    return {r["input"]: {k: v for k, v in r.items() if k != "seconds"} for r in json_lines(stdout)}
+
+
+def same_tree(left: Path, right: Path) -> None:
+    assert files_in(left) == files_in(right)
+    for path in left.rglob("*"):
+        if path.is_file():
+            assert path.read_bytes() == (right / path.relative_to(left)).read_bytes(), path
+
+
+def upload(fs, folder: Path, prefix: str) -> None:
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            fs.pipe_file(f"{prefix}/{path.relative_to(folder).as_posix()}", path.read_bytes())
+
+
+# --------------------------------------------------------------------------- listing
+
+
+def test_key_order_becomes_name_order():
+    entries = [("a b.png", False), ("a.png", False), ("a", True), ("a0.png", False), ("b", True)]
+    assert list(storage.by_name(sorted(entries, key=lambda e: e[0] + "/" if e[1] else e[0]))) == sorted(entries)
+
+
+def test_s3_and_memory_listings_equal_the_local_walk(s3, photos):
+    fs, bucket = s3
+    upload(fs, photos, bucket + "/in")
+    local = [Path(p).relative_to(photos).as_posix() for p in batch.walk(str(photos), recursive=True)]
+    assert local == ["a/deep/y.png", "a/m.npy", "a/x.jpg", "a b.png", "a.png", "bad.png", "z.PNG"]
+    found = list(storage.walk(f"s3://{bucket}/in/", True, batch._is_candidate_name))
+    assert found == [f"s3://{bucket}/in/{name}" for name in local]
+    flat = list(storage.walk(f"s3://{bucket}/in", False, batch._is_candidate_name))
+    assert flat == [f"s3://{bucket}/in/{name}" for name in local if "/" not in name]
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    upload(memory, photos, "/walk")
+    assert list(storage.walk("memory://walk", True, batch._is_candidate_name)) == \
+        [f"memory://walk/{name}" for name in local]
+    assert list(storage.walk(photos.as_uri(), True, batch._is_candidate_name)) == \
+        [f"{photos.as_uri()}/{name}" for name in local]
+
+
+# --------------------------------------------------------------------------- a cluster
+
+
+def test_cluster_gives_the_files_and_json_lines_of_one_process(scheduler, photos, tmp_path):
+    address = scheduler[0]
+    one = run_cli("max", "photos", "-r", "-o", "one", "-k", "2", "-j", "1", "--json", cwd=tmp_path)
+    many = run_cli("max", "photos", "-r", "-o", "many", "-k", "2", "--json", "--scheduler", address, cwd=tmp_path)
+    assert one.returncode == many.returncode == 1  # bad.png failed, the others did not stop
+    same_tree(tmp_path / "one", tmp_path / "many")
+    expected = {k: {**v, "output": v["output"] and v["output"].replace("one/", "many/", 1)}
+                for k, v in comparable(one.stdout).items()}
+    assert comparable(many.stdout) == expected
+    assert "poolcli: error: photos/bad.png: not an image file Pillow can read" in many.stderr
+    assert "Traceback" not in many.stderr
+
+
+def test_skip_existing_and_the_dask_setting(scheduler, photos, tmp_path, monkeypatch, invoke):
+    address, _, cluster = scheduler
+    (photos / "bad.png").unlink()
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", address)  # no --scheduler: Dask's own setting
+    before = cluster.scheduler.task_prefixes.get("pool_one")
+    before = before.states.get("memory", 0) + before.states.get("released", 0) + before.states.get(
+        "forgotten", 0) if before else 0
+    first = invoke("avg", "photos", "-r", "-o", "out", "-k", "2", "--json")
+    assert first.exit_code == 0
+    assert "pool_one" in cluster.scheduler.task_prefixes  # the files went to the cluster
+    (tmp_path / "out" / "a.png").unlink()
+    again = invoke("avg", "photos", "-r", "-o", "out", "-k", "2", "--json", "--skip-existing")
+    statuses = {r["input"]: r["status"] for r in json_lines(again.stdout)}
+    assert statuses.pop("photos/a.png") == "ok"
+    assert set(statuses.values()) == {"skipped"} and len(statuses) == 5
+    assert again.exit_code == 0
+
+
+def test_collisions_are_refused_before_any_task(scheduler, photos, tmp_path, invoke):
+    (photos / "a.jpg").write_bytes((photos / "a.png").read_bytes())
+    result = invoke("max", "photos", "-o", "out", "-k", "2", "--format", "tif", "--scheduler", scheduler[0])
+    assert result.exit_code == 2
+    assert "photos/a.jpg and photos/a.png would both be written to out/a.tif" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_worker_killed_mid_run_costs_only_time(scheduler, tmp_path, rng):
+    address, client, _ = scheduler
+    source = tmp_path / "many"
+    source.mkdir()
+    for i in range(16):
+        Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(source / f"i{i:02d}.png",
+                                                                                   compress_level=1)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "poolcli", "max", "many", "-o", "out", "-k", "2", "--json", "--scheduler", address],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert b'"status": "ok"' in process.stdout.readline()  # under way
+    victim = sorted(client.run(os.getpid).values())[0]
+    os.kill(victim, signal.SIGKILL)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert len(json_lines(stdout.decode())) == 15
+    for i in range(16):
+        pixels = np.asarray(Image.open(source / f"i{i:02d}.png"))
+        expected = pixels.reshape(128, 2, 128, 2, 3).max(axis=(1, 3))
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / f"i{i:02d}.png")), expected)
+    client.wait_for_workers(2)
+
+
+def test_ctrl_c_cancels_and_leaves_nothing_partial(scheduler, tmp_path, rng):
+    address, client, _ = scheduler
+    source = tmp_path / "many"
+    source.mkdir()
+    for i in range(40):
+        Image.fromarray(rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)).save(source / f"i{i:02d}.png",
+                                                                                   compress_level=1)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "poolcli", "max", "many", "-o", "out", "-k", "2", "--json", "--scheduler", address],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert b'"status": "ok"' in process.stdout.readline()
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert b"poolcli: interrupted after" in stderr and b"Traceback" not in stderr
+    # A task cancelled while running still ends on its worker: wait for one more task on each.
+    workers = list(client.nthreads())
+    client.gather([client.submit(int, 1, workers=[w], pure=False) for w in workers])
+    written = sorted((tmp_path / "out").iterdir())
+    assert 1 <= len(written) < 40
+    assert all(not p.name.startswith(".") for p in written)
+    for path in written:
+        with Image.open(path) as img:
+            img.load()
+            assert img.size == (150, 150)
+
+
+def test_unreachable_scheduler_is_one_line(invoke, photos, monkeypatch):
+    from poolcli import cluster
+
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 1)
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    result = invoke("max", "photos", "-o", "out", "-k", "2", "--scheduler", address)
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"poolcli: error: {address}: cannot reach the Dask scheduler")
+
+
+# --------------------------------------------------------------------------- S3
+
+
+def test_s3_prefix_in_and_out_resume_on_the_cluster(scheduler, s3, photos, tmp_path, invoke):
+    fs, bucket = s3
+    (photos / "bad.png").unlink()
+    upload(fs, photos, bucket + "/in")
+    assert invoke("max", "photos", "-r", "-o", "local", "-k", "2", "-j", "1", "-q").exit_code == 0
+    result = invoke("max", f"s3://{bucket}/in/", "-r", "-o", f"s3://{bucket}/out/", "-k", "2", "--json",
+                    "--scheduler", scheduler[0])
+    assert result.exit_code == 0, result.stderr
+    records = {r["input"]: r for r in json_lines(result.stdout)}
+    assert records[f"s3://{bucket}/in/a/x.jpg"]["output"] == f"s3://{bucket}/out/a/x.jpg"
+    fs.invalidate_cache()
+    written = sorted(fs.find(f"{bucket}/out"))
+    assert [p.split("/out/", 1)[1] for p in written] == files_in_local(tmp_path / "local")
+    for path in written:
+        assert fs.cat_file(path) == (tmp_path / "local" / path.split("/out/", 1)[1]).read_bytes()
+    fs.rm_file(f"{bucket}/out/a.png")
+    again = invoke("max", f"s3://{bucket}/in/", "-r", "-o", f"s3://{bucket}/out/", "-k", "2", "--json",
+                   "--skip-existing", "--scheduler", scheduler[0])
+    statuses = {r["input"]: r["status"] for r in json_lines(again.stdout)}
+    assert statuses.pop(f"s3://{bucket}/in/a.png") == "ok" and set(statuses.values()) == {"skipped"}
+
+
+def files_in_local(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def test_s3_failures_leave_no_objects_and_no_secrets(s3, photos, invoke):
+    fs, bucket = s3
+    upload(fs, photos, bucket + "/in")
+    result = invoke("max", f"s3://{bucket}/in/bad.png", f"s3://{bucket}/in/a.png", "-o", "s3://no-such-bucket/out/",
+                    "-k", "2", "-j", "1", "--json", "--storage-options", '{"secret": "SHH-0123", "key": "testing"}')
+    assert result.exit_code == 1
+    records = {r["input"]: r for r in json_lines(result.stdout)}
+    assert records[f"s3://{bucket}/in/bad.png"]["error"] == "not an image file Pillow can read"
+    assert records[f"s3://{bucket}/in/a.png"]["status"] == "error"
+    assert "SHH-0123" not in result.stdout + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 2  # one line per failed file
+    good = invoke("max", f"s3://{bucket}/in/", "-o", f"s3://{bucket}/out/", "-k", "2", "-j", "2", "-q")
+    assert good.exit_code == 1
+    fs.invalidate_cache()
+    assert sorted(p.rsplit("/", 1)[1] for p in fs.find(f"{bucket}/out")) == ["a b.png", "a.png", "z.PNG"]
+
+
+def test_local_files_to_s3_and_back(s3, photos, tmp_path, invoke):
+    fs, bucket = s3
+    assert invoke("max", "photos/a.png", "-k", "2", "-o", f"s3://{bucket}/one.png", "-q").exit_code == 0
+    assert invoke("max", f"s3://{bucket}/one.png", "-k", "1", "-o", "back.png", "-q").exit_code == 0
+    assert invoke("max", "photos/a.png", "-k", "2", "-o", "here.png", "-q").exit_code == 0
+    assert (tmp_path / "back.png").read_bytes() == (tmp_path / "here.png").read_bytes()
+    missing = invoke("max", f"s3://{bucket}/nothing.png", "-k", "2", "-o", "x.png")
+    assert missing.exit_code == 1
+    assert missing.stderr.strip() == f"poolcli: error: s3://{bucket}/nothing.png: no such file"
+
+
+# --------------------------------------------------------------------------- without Dask
+
+
+def test_single_files_and_version_import_no_dask_or_fsspec(tmp_path, rgb_png):
+    heavy = "('dask', 'distributed', 'fsspec', 's3fs')"
+    code = ("import sys\nfrom poolcli.cli import cli\nsys.argv = ['poolcli'] + sys.argv[1:]\ntry:\n    cli.main()\n"
+            f"except SystemExit:\n    pass\nprint(sorted(m for m in {heavy} if m in sys.modules))")
+    for args in (["--version"], ["max", str(rgb_png), "-k", "2", "-q"]):
+        out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True,
+                             cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert out.stdout.strip().splitlines()[-1] == "[]", args
+
+
+def test_scheduler_without_the_extra_is_a_usage_error(photos, tmp_path):
+    code = ("import sys\nsys.modules['distributed'] = None\nfrom poolcli.cli import main\n"
+            "sys.argv = ['poolcli', 'max', 'photos', '-o', 'out', '-k', '2', '--scheduler', 'local']\nmain()")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 2
+    (line,) = out.stderr.strip().splitlines()
+    assert "--scheduler" in line and 'pip install "poolcli[dask]"' in line
+    assert not (tmp_path / "out").exists()
