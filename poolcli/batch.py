@@ -126,29 +126,52 @@ def _is_candidate_name(name: str) -> bool:
     return is_candidate(Path(name))
 
 
-def collect(inputs: list[str], recursive: bool, storage_options: str | None = None) -> tuple[list[Source], bool]:
-    """Expand the command line's inputs into files; also say whether any input was a folder."""
-    sources: list[Source] = []
-    any_folder = False
+def _is_folder_input(raw: str, storage_options: str | None) -> bool:
+    if raw == STDIO:
+        return False
+    if storage.is_url(raw):
+        return raw.endswith("/") or storage.isdir(raw, storage_options)
+    return Path(raw).is_dir()
+
+
+def iter_sources(inputs: list[str], recursive: bool, storage_options: str | None = None) -> Iterator[Source]:
+    """The command line's inputs as files, folders walked lazily in order."""
     for raw in inputs:
         if raw == STDIO:
-            sources.append(Source(None))
-            continue
-        if storage.is_url(raw):
-            if storage.isdir(raw, storage_options) or raw.endswith("/"):
-                any_folder = True
-                sources.extend(Source(None, url=found, root_url=raw)
-                               for found in storage.walk(raw, recursive, _is_candidate_name, storage_options))
+            yield Source(None)
+        elif storage.is_url(raw):
+            if _is_folder_input(raw, storage_options):
+                for found in storage.walk(raw, recursive, _is_candidate_name, storage_options):
+                    yield Source(None, url=found, root_url=raw)
             else:
-                sources.append(Source(None, url=raw))
-            continue
-        path = Path(raw)
-        if path.is_dir():
-            any_folder = True
-            sources.extend(Source(Path(found), path, found) for found in walk(raw, recursive))
+                yield Source(None, url=raw)
+        elif Path(raw).is_dir():
+            yield from (Source(Path(found), Path(raw), found) for found in walk(raw, recursive))
         else:
-            sources.append(Source(path))  # a missing file is reported when it is processed
-    return sources, any_folder
+            yield Source(Path(raw))  # a missing file is reported when it is processed
+
+
+def collect(inputs: list[str], recursive: bool, storage_options: str | None = None) -> tuple[list[Source], bool]:
+    """Expand the command line's inputs into files; also say whether any input was a folder."""
+    sources = list(iter_sources(inputs, recursive, storage_options))
+    return sources, any(_is_folder_input(raw, storage_options) for raw in inputs)
+
+
+def _check_usage(inputs: list[str], output: str | None, options: Options, any_folder: bool,
+                 stdin_inputs: int) -> bool:
+    """The usage rules of a run; returns whether it has several inputs."""
+    several = len(inputs) > 1 or any_folder
+    if any_folder and output is None:
+        raise PlanError("-o/--output DIR is required when an input is a folder")
+    if stdin_inputs and several:
+        raise PlanError("'-' (standard input) must be the only input")
+    if output == STDIO and several:
+        raise PlanError("-o - (standard output) takes a single input")
+    if options.indices_path and several:
+        raise PlanError("--return-indices takes a single input")
+    if several and output is not None and _is_file(output, options):
+        raise PlanError(f"-o {storage.redact(output)}: with several inputs, -o must be a folder, and this is a file")
+    return several
 
 
 def plan(inputs: list[str], output: str | None, params: PoolParams, options: Options,
@@ -163,25 +186,118 @@ def plan(inputs: list[str], output: str | None, params: PoolParams, options: Opt
     """
     try:
         sources, any_folder = collect(inputs, recursive, options.storage_options)
+        several = _check_usage(inputs, output, options, any_folder,
+                               sum(s.path is None and s.url is None for s in sources))
+        jobs: list[Job] = []
+        for source in sources:
+            jobs.append(Job(source.location, _output_for(source, output, params, options, several), source.label))
     except storage.StorageError as error:
         raise PlanError(str(error)) from None
-    several = len(inputs) > 1 or any_folder
-    if any_folder and output is None:
-        raise PlanError("-o/--output DIR is required when an input is a folder")
-    if sum(s.path is None and s.url is None for s in sources) and several:
-        raise PlanError("'-' (standard input) must be the only input")
-    if output == STDIO and several:
-        raise PlanError("-o - (standard output) takes a single input")
-    if options.indices_path and several:
-        raise PlanError("--return-indices takes a single input")
-    if several and output is not None and _is_file(output, options):
-        raise PlanError(f"-o {storage.redact(output)}: with several inputs, -o must be a folder, and this is a file")
-
-    jobs: list[Job] = []
-    for source in sources:
-        jobs.append(Job(source.location, _output_for(source, output, params, options, several), source.label))
     _refuse_collisions(jobs, options)
     return jobs
+
+
+class JobStream:
+    """The jobs of a run without holding them: each iteration walks the inputs again, lazily.
+
+    Made by :func:`plan_stream`, which has walked once already to count the jobs and refuse
+    collisions, so that ``len()`` works and nothing bad is found after the first task.
+    """
+
+    def __init__(self, make: Callable[[], Iterator[Job]], count: int) -> None:
+        self._make, self._count = make, count
+
+    def __iter__(self) -> Iterator[Job]:
+        return self._make()
+
+    def __len__(self) -> int:
+        return self._count
+
+
+def plan_stream(inputs: list[str], output: str | None, params: PoolParams, options: Options,
+                recursive: bool = False) -> JobStream:
+    """:func:`plan` for very many files (a cluster run): the same outputs and refusals, in memory
+    that does not grow with the number of files in a folder.
+
+    Outputs inside an input folder are never taken as inputs (the walk runs while they are
+    written).  Collisions are looked for within each output folder (for one folder input, the
+    only place they can happen); several inputs keep every output name, as :func:`plan` does.
+    """
+    try:
+        any_folder = any(_is_folder_input(raw, options.storage_options) for raw in inputs)
+        several = _check_usage(inputs, output, options, any_folder, inputs.count(STDIO))
+    except storage.StorageError as error:
+        raise PlanError(str(error)) from None
+    exclude = _key(output) + "/" if output is not None and output != STDIO and several else None
+
+    def make() -> Iterator[Job]:
+        for source in iter_sources(inputs, recursive, options.storage_options):
+            if exclude and _key(source.location).startswith(exclude):
+                continue  # this run's own outputs
+            yield Job(source.location, _output_for(source, output, params, options, several), source.label)
+
+    guard = _Guard(inputs, recursive, options)
+    count = 0
+    try:
+        for job in make():
+            guard.check(job)
+            count += 1
+    except storage.StorageError as error:
+        raise PlanError(str(error)) from None
+    return JobStream(make, count)
+
+
+class _Guard:
+    """:func:`_refuse_collisions` for a stream: the same refusals and messages, remembering the
+    outputs of the folders on the walk's current path only (when there is a single input)."""
+
+    def __init__(self, inputs: list[str], recursive: bool, options: Options) -> None:
+        self.options, self.recursive = options, recursive
+        folders = [raw for raw in inputs if _is_folder_input(raw, options.storage_options)]
+        self.roots = [_key(raw).rstrip("/") for raw in folders]
+        files = [raw for raw in inputs if raw != STDIO and raw not in folders]
+        self.files = {_key(raw) for raw in files}
+        self.file_ids = {_file_id(raw) for raw in files if not storage.is_url(raw)} - {None}
+        self.forget = len(inputs) == 1
+        self.seen: dict[str, dict[str, str]] = {}
+        self.extra = [options.indices_path] if options.indices_path else []
+
+    def check(self, job: Job) -> None:
+        for out in [job.output, *self.extra]:
+            if out != STDIO and self._is_input(out):
+                raise PlanError(f"refusing to overwrite the input {storage.redact(out)}: choose another -o")
+        if job.output == STDIO:
+            return
+        key = os.path.normcase(_key(job.output))
+        parent, _, name = key.rpartition("/")
+        if self.forget and parent not in self.seen:  # left every folder that is not above this one
+            for done in [p for p in self.seen if not parent.startswith(p + "/")]:
+                del self.seen[done]
+        names = self.seen.setdefault(parent, {})
+        if name in names:
+            raise PlanError(f"{names[name]} and {job.name} would both be written to {storage.redact(job.output)}")
+        names[name] = job.name
+
+    def _is_input(self, out: str) -> bool:
+        key = _key(out)
+        if key in self.files:
+            return True
+        local = not storage.is_url(out) or storage.is_local_url(out)
+        path = (storage.local_path(out) if storage.is_url(out) else out) if local else None
+        keys = {key, os.path.realpath(path)} if path is not None else {key}
+        under = [(root, k) for root in self.roots for k in keys if k.startswith(root + "/")]
+        if not under and not (local and self.file_ids):
+            return False
+        if not (os.path.exists(path) if path is not None else storage.exists(out, self.options.storage_options)):
+            return False
+        if path is not None and _file_id(path) in self.file_ids:
+            return True
+        for root, k in under:  # an existing file that the walk picks up
+            parts = k[len(root) + 1:].split("/")
+            if not any(p.startswith(".") for p in parts) and is_candidate(Path(parts[-1])) and \
+                    (self.recursive or len(parts) == 1):
+                return True
+        return False
 
 
 def _is_file(output: str, options: Options) -> bool:
@@ -289,21 +405,24 @@ def _report_module():
     return report
 
 
-def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: int | None = None,
+def execute(jobs: list[Job] | JobStream, params: PoolParams, options: Options, *, jobs_n: int | None = None,
             skip_existing: bool = False, progress: bool = True, as_json: bool = False, quiet: bool = False,
             scheduler: str | None = None, retries: int = 2) -> int:
     """Run every job, report as each finishes, and return the exit code (0, 1, or 130).
 
     With ``scheduler`` (a Dask scheduler address, or "local"), several jobs run on a Dask cluster
-    (:mod:`poolcli.cluster`); a single job always runs here.
+    (:mod:`poolcli.cluster`), which also checks ``--skip-existing`` on its workers; a single job
+    always runs here.
     """
     single = len(jobs) == 1
+    on_cluster = scheduler is not None and not single
     wants_rich = not quiet and not as_json
     report = _report_module() if wants_rich or (progress and not single) else None
     console = report.make_console() if report else None
-    image_to_stdout = any(job.output == STDIO for job in jobs)
+    # several inputs never go to stdout (plan refuses it), and a stream is always several
+    image_to_stdout = single and any(job.output == STDIO for job in jobs)
     json_stream = sys.stderr if image_to_stdout else sys.stdout
-    results: list[Result] = []
+    results: list[Result] | _Tally = _Tally() if isinstance(jobs, JobStream) else []
     started = time.perf_counter()
 
     def on_result(result: Result) -> None:
@@ -315,8 +434,8 @@ def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: in
         if single and wants_rich and result.status != "error":
             report.render(result, params, console)
 
-    todo = []
-    for job in jobs:
+    todo: list[Job] | JobStream = jobs if on_cluster else []
+    for job in [] if on_cluster else jobs:
         if skip_existing and job.output != STDIO and _output_exists(job.output, options):
             on_result(Result(input=job.name, output=job.output, status="skipped",
                              error="output exists (--skip-existing)"))
@@ -331,10 +450,11 @@ def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: in
                 on_result(result)
                 advance()
 
-            if scheduler is not None and not single and todo:
+            if on_cluster and scheduler is not None:
                 from poolcli import cluster
 
-                cluster.run_on_cluster(todo, params, options, scheduler, jobs_n, retries, finished)
+                cluster.run_on_cluster(todo, params, options, scheduler, jobs_n, retries, finished,
+                                       skip_existing=skip_existing)
             elif workers > 1:
                 _run_parallel(todo, params, options, workers, finished)
             else:
@@ -342,7 +462,8 @@ def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: in
                     finished(run(job, params, options))
     except KeyboardInterrupt:
         interrupted = True
-        _remove_partial_files(jobs)
+        if not on_cluster:  # (the cluster cleans up after the tasks it stopped)
+            _remove_partial_files(jobs)
     except ClusterError as error:  # the scheduler cannot be reached: one line, exit 1
         print(f"poolcli: error: {error}", file=sys.stderr, flush=True)
         return 1
@@ -352,6 +473,31 @@ def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: in
         print(f"poolcli: interrupted after {len(results)} of {len(jobs)} inputs", file=sys.stderr, flush=True)
         return ExitCode.INTERRUPTED
     return ExitCode.FAILED if any(r.status == "error" for r in results) else ExitCode.OK
+
+
+class _Tally:
+    """The results of a streamed run, in memory that does not grow with the number of files:
+    counts, and the failed ones in full (iterating gives those, then stand-ins for the rest)."""
+
+    def __init__(self) -> None:
+        self.counts = {"ok": 0, "skipped": 0}
+        self.failed: list[Result] = []
+
+    def append(self, result: Result) -> None:
+        if result.status == "error":
+            self.failed.append(result)
+        else:
+            self.counts[result.status] = self.counts.get(result.status, 0) + 1
+
+    def __len__(self) -> int:
+        return len(self.failed) + sum(self.counts.values())
+
+    def __iter__(self) -> Iterator[Result]:
+        yield from self.failed
+        for status, count in self.counts.items():
+            stand_in = Result(input="", status=status)
+            for _ in range(count):
+                yield stand_in
 
 
 def _output_exists(output: str, options: Options) -> bool:

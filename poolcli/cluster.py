@@ -81,16 +81,25 @@ def _mentions_address(path: str) -> bool:
 _WORKER_READY = False
 
 
-def pool_one(job: Job, params: PoolParams, options: Options) -> Result:
+def pool_one(job: Job, params: PoolParams, options: Options, skip_existing: bool = False) -> Result:
     """The task: one file, start to finish, on a worker (one engine thread: Dask runs the tasks
-    in parallel)."""
+    in parallel).  ``--skip-existing`` is checked here, in parallel, not by the client."""
     global _WORKER_READY
     if not _WORKER_READY:
         from poolcli import engine
 
         engine.set_num_threads(1)
         _WORKER_READY = True
+    if skip_existing and _exists(job.output, options):
+        return Result(input=job.name, output=storage.redact(job.output), status="skipped",
+                      error="output exists (--skip-existing)")
     return run(job, params, options)
+
+
+def _exists(output: str, options: Options) -> bool:
+    if storage.is_url(output):
+        return storage.exists(output, options.storage_options)
+    return os.path.exists(output)
 
 
 # --------------------------------------------------------------------------- on the client
@@ -139,12 +148,14 @@ def connect(address: str, workers: int | None, retries: int) -> tuple[Any, Any]:
             raise ClusterError(f"{shown}: not a scheduler address ({error})") from None
 
 
-def run_on_cluster(jobs: list[Job], params: PoolParams, options: Options, address: str, workers: int | None,
-                   retries: int, finished: Callable[[Result], None], task: Callable[..., Result] = pool_one) -> None:
+def run_on_cluster(jobs: Iterable[Job], params: PoolParams, options: Options, address: str, workers: int | None,
+                   retries: int, finished: Callable[[Result], None], *, skip_existing: bool = False,
+                   task: Callable[..., Result] = pool_one) -> None:
     """Run the jobs as Dask tasks and call ``finished`` with each result as it arrives.
 
-    At most ``window`` tasks are in the scheduler at a time.  On Ctrl-C (or any error) the
-    futures are cancelled and a cluster started here is closed before the exception goes on.
+    At most ``window`` tasks are in the scheduler at a time, and ``jobs`` is read only as fast
+    as they finish.  On Ctrl-C (or any error) the futures are cancelled; a cluster started here
+    is closed, then the temporary files of the tasks it stopped are removed.
     """
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
@@ -162,7 +173,7 @@ def run_on_cluster(jobs: list[Job], params: PoolParams, options: Options, addres
                 job = next(queue, None)
                 if job is None:
                     return
-                future = client.submit(task, job, params, options, pure=False, retries=retries)
+                future = client.submit(task, job, params, options, skip_existing, pure=False, retries=retries)
                 pending[future] = job
                 completed.add(future)
 
@@ -180,12 +191,22 @@ def run_on_cluster(jobs: list[Job], params: PoolParams, options: Options, addres
             finished(result)
             submit(1)
     except BaseException:
-        futures = list(pending)
-        pending.clear()
+        stopped = list(pending.values())
         with contextlib.suppress(Exception):  # the cluster may already be gone; stopping matters more
-            client.cancel(futures)
+            client.cancel(list(pending))
+        pending.clear()
+        _close(client, cluster)
+        if cluster is not None:  # its workers are gone: what they were writing is not whole
+            from poolcli.batch import _remove_partial_files
+
+            _remove_partial_files(stopped)
         raise
-    finally:
+    _close(client, cluster)
+
+
+def _close(client: Any, cluster: Any) -> None:
+    with contextlib.suppress(Exception):
         client.close()
-        if cluster is not None:
+    if cluster is not None:
+        with contextlib.suppress(Exception):
             cluster.close()
