@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_batch import make_folder  # noqa: E402
+from bench_batch import make_folder
 
 
 def timed(command: list[str], clear: object) -> float:

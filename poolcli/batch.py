@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, wait
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -434,13 +434,14 @@ def execute(jobs: list[Job] | JobStream, params: PoolParams, options: Options, *
         if single and wants_rich and result.status != "error":
             report.render(result, params, console)
 
-    todo: list[Job] | JobStream = jobs if on_cluster else []
+    waiting: list[Job] = []
     for job in [] if on_cluster else jobs:
         if skip_existing and job.output != STDIO and _output_exists(job.output, options):
-            on_result(Result(input=job.name, output=job.output, status="skipped",
+            on_result(Result(input=job.name, output=storage.redact(job.output), status="skipped",
                              error="output exists (--skip-existing)"))
         else:
-            todo.append(job)
+            waiting.append(job)
+    todo: list[Job] | JobStream = jobs if on_cluster else waiting
     workers = min(jobs_n or available_cpus(), len(todo))
     show_bar = progress and not single and console is not None and console.is_terminal and not quiet
     interrupted = False
@@ -456,9 +457,9 @@ def execute(jobs: list[Job] | JobStream, params: PoolParams, options: Options, *
                 cluster.run_on_cluster(todo, params, options, scheduler, jobs_n, retries, finished,
                                        skip_existing=skip_existing)
             elif workers > 1:
-                _run_parallel(todo, params, options, workers, finished)
+                _run_parallel(waiting, params, options, workers, finished)
             else:
-                for job in todo:
+                for job in waiting:
                     finished(run(job, params, options))
     except KeyboardInterrupt:
         interrupted = True
@@ -595,7 +596,7 @@ def _start_workers(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork"), initializer=_worker_init)
 
 
-def _remove_partial_files(jobs: list[Job]) -> None:
+def _remove_partial_files(jobs: Iterable[Job]) -> None:
     """Remove temporary files left by interrupted writes (atomic_write's ``.NAME.*.part``)."""
     for job in jobs:
         if job.output == STDIO or (storage.is_url(job.output) and not storage.is_local_url(job.output)):

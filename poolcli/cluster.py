@@ -34,6 +34,7 @@ _CONFIG_KEYS = ("scheduler-address", "scheduler_address")
 
 def installed() -> bool:
     """Is the ``poolcli[dask]`` extra (dask.distributed) installed?"""
+    _quiet_logs()  # before distributed's first import, which sets its loggers up
     try:
         import distributed  # noqa: F401
     except ImportError:
@@ -110,6 +111,8 @@ def _quiet_logs() -> None:
     line per problem; the results say what happened."""
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
     logging.getLogger("distributed").setLevel(logging.ERROR)
+    # Connections closed under a pending read at Ctrl-C are logged by tornado with a traceback.
+    logging.getLogger("tornado.application").setLevel(logging.CRITICAL)
 
 
 def connect(address: str, workers: int | None, retries: int) -> tuple[Any, Any]:
@@ -158,41 +161,52 @@ def run_on_cluster(jobs: Iterable[Job], params: PoolParams, options: Options, ad
     is closed, then the temporary files of the tasks it stopped are removed.
     """
     from distributed import as_completed
+    from distributed import wait as distributed_wait
     from distributed.scheduler import KilledWorker
 
     client, cluster = connect(address, workers, retries)
     pending: dict[Any, Job] = {}
+    completed = None
     try:
         threads = sum(client.nthreads().values()) or 1
         window = max(64, 4 * threads)
         queue = iter(jobs)
-        completed = as_completed(with_results=True, raise_errors=False)
+        completed = as_completed(with_results=True, raise_errors=False, loop=client.loop)
 
         def submit(count: int) -> None:
             for _ in range(count):
                 job = next(queue, None)
                 if job is None:
                     return
-                future = client.submit(task, job, params, options, skip_existing, pure=False, retries=retries)
+                future = client.submit(task, _absolute(job), params, options, skip_existing, pure=False,
+                                       retries=retries)
                 pending[future] = job
                 completed.add(future)
 
         submit(window)
+        suspects: list[Job] = []  # their workers died: perhaps their fault, perhaps a neighbour's
         for future, outcome in completed:
             job = pending.pop(future)
-            if isinstance(outcome, Result):
-                result = outcome
-            elif isinstance(outcome, KilledWorker):
-                result = Result(input=job.name, status="error",
-                                error=f"the Dask worker pooling it died {retries + 1} times (--retries {retries})")
+            result = _result(job, outcome, KilledWorker, final=False)
+            if result is None:
+                suspects.append(job)
             else:
-                message = storage.redact(str(outcome)) or type(outcome).__name__
-                result = Result(input=job.name, status="error", error=f"failed on the Dask cluster: {message}")
-            finished(result)
+                finished(result)
             submit(1)
-    except BaseException:
+        # Alone on the cluster, a file that kills workers is found out, and a neighbour is not blamed.
+        for job in suspects:
+            future = client.submit(task, _absolute(job), params, options, skip_existing, pure=False,
+                                   retries=retries)
+            pending[future] = job
+            distributed_wait([future])
+            outcome = future.exception() if future.status == "error" else future.result()
+            pending.pop(future)
+            finished(_result(job, outcome, KilledWorker, final=True))  # type: ignore[arg-type]
+    except BaseException as error:
         stopped = list(pending.values())
         with contextlib.suppress(Exception):  # the cluster may already be gone; stopping matters more
+            if completed is not None:
+                completed.clear()  # no more results wanted: stops its gathering before the close
             client.cancel(list(pending))
         pending.clear()
         _close(client, cluster)
@@ -200,8 +214,38 @@ def run_on_cluster(jobs: Iterable[Job], params: PoolParams, options: Options, ad
             from poolcli.batch import _remove_partial_files
 
             _remove_partial_files(stopped)
+        if isinstance(error, Exception):  # Dask's own failure (a lost scheduler, say): one line
+            detail = storage.redact(str(error)) or type(error).__name__
+            raise ClusterError(f"{storage.redact(address)}: the Dask cluster failed ({detail})") from None
         raise
     _close(client, cluster)
+
+
+def _result(job: Job, outcome: Any, killed: type[Exception], final: bool) -> Result | None:
+    """A task's outcome as the file's Result; None for a first KilledWorker (to be run alone)."""
+    if isinstance(outcome, tuple) and len(outcome) == 3 and isinstance(outcome[1], BaseException):
+        outcome = outcome[1]  # as_completed gives an error as (type, value, traceback)
+    if isinstance(outcome, Result):
+        if outcome.output is not None:
+            outcome.output = storage.redact(job.output)  # as planned, not as the worker saw it
+        return outcome
+    if isinstance(outcome, killed):
+        if not final:
+            return None
+        return Result(input=job.name, status="error",
+                      error="it killed the Dask workers that pooled it, more often than the scheduler allows "
+                            "(KilledWorker; see distributed.scheduler.allowed-failures)")
+    message = storage.redact(str(outcome)) or type(outcome).__name__
+    return Result(input=job.name, status="error", error=f"failed on the Dask cluster: {message}")
+
+
+def _absolute(job: Job) -> Job:
+    """Workers run in another folder (or on another machine, with a shared file system)."""
+
+    def absolute(path: str) -> str:
+        return path if path == "-" or storage.is_url(path) else os.path.abspath(path)
+
+    return Job(absolute(job.source), absolute(job.output), job.name)
 
 
 def _close(client: Any, cluster: Any) -> None:

@@ -88,7 +88,7 @@ def _parsed_options(text: str | None) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(text)
-    except ValueError as error:
+    except json.JSONDecodeError as error:
         raise StorageError(f"--storage-options is not valid JSON ({error.msg})") from None
     if not isinstance(value, dict):
         raise StorageError("--storage-options must be a JSON object, e.g. '{\"anon\": true}'")
