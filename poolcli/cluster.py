@@ -16,7 +16,9 @@ import contextlib
 import glob
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -127,21 +129,14 @@ def connect(address: str, workers: int | None, retries: int) -> tuple[Any, Any]:
     _quiet_logs()
     try:
         import dask
-        from distributed import Client, LocalCluster
+        from distributed import Client
     except ImportError:
         raise ClusterError(f"--scheduler needs Dask: {INSTALL_HINT}") from None
     shown = storage.redact(address)
     # The scheduler gives up on a task after it killed this many workers (KilledWorker).
     with dask.config.set({"distributed.scheduler.allowed-failures": retries}):
         if address == LOCAL:
-            from poolcli.engine import available_cpus
-
-            try:
-                cluster = LocalCluster(n_workers=workers or available_cpus(), threads_per_worker=1,
-                                       processes=True, dashboard_address=None, silence_logs=logging.ERROR)
-            except Exception as error:
-                raise ClusterError(f"local: the Dask cluster did not start ({error})") from None
-            return Client(cluster), cluster
+            return _start_local(workers)
         try:
             return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False), None
         except (OSError, TimeoutError) as error:
@@ -149,6 +144,33 @@ def connect(address: str, workers: int | None, retries: int) -> tuple[Any, Any]:
                                f"({storage.redact(str(error)) or type(error).__name__})") from None
         except (ValueError, TypeError) as error:
             raise ClusterError(f"{shown}: not a scheduler address ({error})") from None
+
+
+def _start_local(workers: int | None) -> tuple[Any, Any]:
+    """A LocalCluster of single-threaded worker processes, and its Client.
+
+    On Linux the workers are forked (also when the nanny restarts one): they start in a tenth of
+    the time of spawned ones and inherit the modules already imported.  They ignore SIGINT, so
+    that Ctrl-C in a terminal reaches only this process, which stops them itself.
+    """
+    import dask
+    from distributed import Client, LocalCluster
+
+    from poolcli.engine import available_cpus
+
+    if sys.platform.startswith("linux"):
+        dask.config.set({"distributed.worker.multiprocessing-method": "fork"})  # this process owns the cluster
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main_thread else None
+    try:
+        cluster = LocalCluster(n_workers=workers or available_cpus(), threads_per_worker=1, processes=True,
+                               dashboard_address=None, silence_logs=logging.ERROR)
+    except Exception as error:
+        raise ClusterError(f"local: the Dask cluster did not start ({error})") from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    return Client(cluster), cluster
 
 
 def run_on_cluster(jobs: Iterable[Job], params: PoolParams, options: Options, address: str, workers: int | None,

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from poolcli import batch, storage
@@ -121,9 +123,21 @@ def upload(fs, folder: Path, prefix: str) -> None:
 # --------------------------------------------------------------------------- listing
 
 
+def key_order(entries):
+    return sorted(entries, key=lambda e: e[0] + "/" if e[1] else e[0])
+
+
 def test_key_order_becomes_name_order():
     entries = [("a b.png", False), ("a.png", False), ("a", True), ("a0.png", False), ("b", True)]
-    assert list(storage.by_name(sorted(entries, key=lambda e: e[0] + "/" if e[1] else e[0]))) == sorted(entries)
+    assert list(storage.by_name(key_order(entries))) == sorted(entries)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.text(st.sampled_from("ab .-/0é"), min_size=1, max_size=5).filter(lambda n: "/" not in n),
+                       st.booleans(), max_size=12))
+def test_any_level_in_key_order_comes_out_sorted_by_name(level):
+    entries = list(level.items())
+    assert list(storage.by_name(key_order(entries))) == sorted(entries)
 
 
 def test_s3_and_memory_listings_equal_the_local_walk(s3, photos):
@@ -159,6 +173,14 @@ def test_cluster_gives_the_files_and_json_lines_of_one_process(scheduler, photos
     assert many.stderr.strip() == "poolcli: error: photos/bad.png: not an image file Pillow can read"
 
 
+def test_scheduler_local_starts_and_stops_its_own_cluster(photos, tmp_path, invoke):
+    assert invoke("avg", "photos", "-r", "-o", "one", "-k", "2", "-j", "1", "-q").exit_code == 1
+    own = run_cli("avg", "photos", "-r", "-o", "own", "-k", "2", "--scheduler", "local", "-j", "2", "-q", cwd=tmp_path)
+    assert own.returncode == 1
+    assert own.stderr.strip() == "poolcli: error: photos/bad.png: not an image file Pillow can read"
+    same_tree(tmp_path / "one", tmp_path / "own")
+
+
 def test_skip_existing_and_the_dask_setting(scheduler, photos, tmp_path, monkeypatch, invoke):
     address, _, cluster = scheduler
     (photos / "bad.png").unlink()
@@ -192,12 +214,13 @@ def test_a_worker_killed_mid_run_costs_only_time(scheduler, tmp_path, rng):
     process = subprocess.Popen(
         [sys.executable, "-m", "poolcli", "max", "many", "-o", "out", "-k", "2", "--json", "--scheduler", address],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert b'"status": "ok"' in process.stdout.readline()  # under way
+    first = process.stdout.readline()
+    assert b'"status": "ok"' in first  # under way
     victim = sorted(client.run(os.getpid).values())[0]
     os.kill(victim, signal.SIGKILL)
-    stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 0, stderr
-    assert len(json_lines(stdout.decode())) == 11
+    rest, stderr = process.stdout.read(), process.stderr.read()  # (communicate would lose readline's buffer)
+    assert process.wait(timeout=60) == 0, stderr
+    assert len(json_lines((first + rest).decode())) == 12
     for i in range(12):
         pixels = np.asarray(Image.open(source / f"i{i:02d}.png"))
         expected = pixels.reshape(64, 2, 64, 2, 3).max(axis=(1, 3))
