@@ -15,7 +15,15 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_ENGINE_NAMES = ("avg_pool2d", "get_num_threads", "max_pool2d", "output_size", "set_num_threads")
+_ENGINE_NAMES = (
+    "PoolingError",
+    "PoolingTypeError",
+    "avg_pool2d",
+    "get_num_threads",
+    "max_pool2d",
+    "output_size",
+    "set_num_threads",
+)
 
 __all__ = ["__version__", *_ENGINE_NAMES]
 

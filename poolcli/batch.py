@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, wait
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from poolcli import images, storage
@@ -23,6 +24,8 @@ from poolcli.results import Result, json_line
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
+
+    from rich.console import Console
 
 ARRAY_EXTENSION = ".npy"
 
@@ -399,7 +402,7 @@ def _refuse_collisions(jobs: list[Job], options: Options) -> None:
         seen[key] = job.name
 
 
-def _report_module():
+def _report_module() -> ModuleType:
     from poolcli import report  # Rich: only when there is something to draw
 
     return report
@@ -431,7 +434,7 @@ def execute(jobs: list[Job] | JobStream, params: PoolParams, options: Options, *
             print(json_line(result, params), file=json_stream, flush=True)
         if result.status == "error" and not (as_json and image_to_stdout):
             print(f"poolcli: error: {result.input}: {result.error}", file=sys.stderr, flush=True)
-        if single and wants_rich and result.status != "error":
+        if single and wants_rich and report is not None and result.status != "error":
             report.render(result, params, console)
 
     waiting: list[Job] = []
@@ -468,7 +471,7 @@ def execute(jobs: list[Job] | JobStream, params: PoolParams, options: Options, *
     except ClusterError as error:  # the scheduler cannot be reached: one line, exit 1
         print(f"poolcli: error: {error}", file=sys.stderr, flush=True)
         return 1
-    if not single and wants_rich:
+    if not single and wants_rich and report is not None:
         report.render_summary(results, time.perf_counter() - started, console)
     if interrupted:
         print(f"poolcli: interrupted after {len(results)} of {len(jobs)} inputs", file=sys.stderr, flush=True)
@@ -508,7 +511,7 @@ def _output_exists(output: str, options: Options) -> bool:
 
 
 @contextlib.contextmanager
-def _progress(console, show: bool, total: int, done: int) -> Iterator[Callable[[], None]]:
+def _progress(console: Console | None, show: bool, total: int, done: int) -> Iterator[Callable[[], None]]:
     if not show:
         yield lambda: None
         return

@@ -2,7 +2,7 @@
 
 The public functions mirror ``torch.nn.functional``: same names, parameter order, defaults,
 output shapes, validation order and messages, tie/NaN rules and index format.  The rules are
-those of ``shared/spec/torch-pooling-semantics.md``; the section numbers in comments refer to it.
+those of ``docs/semantics.md``; the section (§) and table-row (T) numbers in comments refer to it.
 
 How it is fast
 --------------
@@ -19,6 +19,41 @@ planes, without an up-front copy of the whole input) and pools it with vectorise
 
 Blocks run on a small thread pool (NumPy releases the GIL); every output element is computed by
 the same code whatever the thread count, so results never depend on it.
+
+How averages are divided
+------------------------
+Each block's window sums are made in an accumulator chosen by :func:`_accumulator`:
+
+========================  =================  ==============================================
+input dtype               accumulator        why
+========================  =================  ==============================================
+float16, float32          float32            torch's opmath type (§3, T32, T33)
+float64                   float64            torch (T34)
+uint8, <= 257 taps        uint16             exact, and twice the SIMD lanes of int32
+other ints of <= 16 bits  int32              exact while ``max|x| * taps < 2**31``
+int32, int64, ...         int64              torch's int64 sum (T30, T31)
+========================  =================  ==============================================
+
+The divisor of a cell is the product of two per-axis factors (:func:`axis_divisors`), or the
+override.  The factors change only near the edges, so each block is divided in a few rectangles
+of one scalar divisor each.  A *finisher* turns sums into averages; :func:`avg_pool2d` uses the
+truncating one (:func:`_finish_truncated`, torch's C++ division toward zero), and
+:func:`avg_pool2d_rounded` the rounding one (:func:`_finish_rounded`, nearest, halves up).  Both
+pick the cheapest exact way for the accumulator and divisor, in this order:
+
+1. **Shift** (:func:`_power_of_two_shift`): unsigned sums and a power-of-two divisor (8-bit
+   k2, k4): ``sum >> m``; the rounding finisher adds bit ``m - 1`` (the half) back.
+2. **Lookup table** (``divide`` in :func:`_avg_pool`): uint16 sums and any other divisor: the
+   finisher is run once on all 65536 possible sums, then each output is one table lookup.
+3. **Float quotient**: float accumulators divide once in their own type, then round to the
+   output dtype and add ``+0.0`` (torch's ``out = 0; out += q``: no ``-0.0``).  int32 sums
+   (``|sum| < 2**31``) divide in float64, where the quotient is close enough that ``trunc`` (or
+   ``floor((2*sum + d) / (2*d))`` when rounding) lands on the exact integer.
+4. **Exact int64**: int64 sums use integer floor division corrected toward zero (truncating) or
+   :func:`rounded_quotient` (rounding), with no intermediate that could overflow.
+
+Integer results that leave the output dtype's range wrap through int64 (:func:`_may_wrap`), as
+torch's conversions do.
 """
 
 from __future__ import annotations
@@ -28,17 +63,22 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple, TypeAlias, overload
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = [
+    "ArrayOrRows",
     "AxisArithmetic",
+    "PoolingError",
+    "PoolingTypeError",
     "RowSource",
     "available_cpus",
     "avg_pool2d",
     "avg_pool2d_rounded",
     "axis_arithmetic",
+    "axis_divisors",
     "get_num_threads",
     "max_pool2d",
     "output_size",
@@ -47,6 +87,37 @@ __all__ = [
 ]
 
 IntOrPair = int | Sequence[int]
+
+
+class PoolingError(ValueError):
+    """Arguments or input that torch would refuse with a ``RuntimeError`` or ``IndexError``.
+
+    The message is torch's own text (docs/semantics.md §2 and its error table).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> try:
+    ...     max_pool2d(np.zeros((1, 4, 4)), 5)
+    ... except PoolingError as error:
+    ...     print(error)
+    Given input size: (1x4x4). Calculated output size: (1x0x0). Output size is too small
+    """
+
+
+class PoolingTypeError(TypeError):
+    """An argument of the wrong type, or a dtype torch does not implement (its ``TypeError`` and
+    ``NotImplementedError``, docs/semantics.md §2 step 1 and §5), with torch's message.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> try:
+    ...     avg_pool2d(np.zeros((1, 2, 2), dtype=bool), 2)
+    ... except PoolingTypeError as error:
+    ...     print(error)
+    "avg_pool2d" not implemented for 'Bool'
+    """
 
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 # Scratch slabs of about this many bytes: measured best on this project's 2-core machines
@@ -59,8 +130,12 @@ _CHANNELS_LAST_MIN = 8
 _SHORT_ROW = 64
 # Below this many input elements, thread hand-off costs more than it saves.
 _PARALLEL_MIN_ELEMENTS = 1 << 16
+# Stride-1 windows of at least this many taps are reduced by doubling (max or sum of 2m taps from
+# two results of m taps): log2(k) passes instead of k - 1.  From 4 taps on it saves a pass (2
+# instead of 3); at 3 taps both ways take 2 passes, and the direct one copies less.
+_DOUBLING_MIN_TAPS = 4
 
-# torch's names for dtypes in "not implemented for '...'" messages (spec §5).
+# torch's names for dtypes in "not implemented for '...'" messages (docs/semantics.md §5).
 _TORCH_DTYPE_NAMES = {
     "bool": "Bool",
     "complex64": "ComplexFloat",
@@ -72,12 +147,12 @@ _TORCH_DTYPE_NAMES = {
 
 
 # --------------------------------------------------------------------------------------------
-# Output-size arithmetic (spec §1)
+# Output-size arithmetic (docs/semantics.md §1)
 # --------------------------------------------------------------------------------------------
 
 
 class AxisArithmetic(NamedTuple):
-    """The output-size computation for one axis, step by step (spec §1).
+    """The output-size computation for one axis, step by step (docs/semantics.md §1).
 
     ``output = (numerator // stride) + 1``, minus one when ``corrected`` (ceil mode dropped a
     last window that would start in the right padding).
@@ -110,7 +185,7 @@ def axis_arithmetic(
     (4, True, 3)
     """
     if stride == 0:
-        raise ValueError("stride should not be zero")
+        raise PoolingError("stride should not be zero")
     effective = dilation * (kernel - 1) + 1
     numerator = size + 2 * padding - effective + (stride - 1 if ceil_mode else 0)
     uncorrected = numerator // stride + 1  # div_rtn: floor, also for negative numerators
@@ -119,6 +194,28 @@ def axis_arithmetic(
         size, kernel, stride, padding, dilation, bool(ceil_mode), effective, numerator,
         uncorrected, corrected, uncorrected - 1 if corrected else uncorrected,
     )
+
+
+@overload
+def output_size(
+    size: int,
+    kernel_size: int,
+    stride: int | None = None,
+    padding: int = 0,
+    dilation: int = 1,
+    ceil_mode: bool = False,
+) -> int: ...
+
+
+@overload
+def output_size(
+    size: Sequence[int],
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None = None,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    ceil_mode: bool = False,
+) -> tuple[int, int]: ...
 
 
 def output_size(
@@ -150,10 +247,11 @@ def output_size(
     kernels = _pair(kernel_size)
     strides = kernels if stride is None or _is_empty(stride) else _pair(stride)
     paddings, dilations = _pair(padding), _pair(dilation)
-    return tuple(  # type: ignore[return-value]
+    rows, cols = (
         axis_arithmetic(sizes[a], kernels[a], strides[a], paddings[a], dilations[a], ceil_mode).output
         for a in range(2)
     )
+    return rows, cols
 
 
 def _is_empty(value: object) -> bool:
@@ -168,7 +266,7 @@ def _pair(value: IntOrPair) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------------------------
-# Argument parsing and validation, in torch's order (spec §2)
+# Argument parsing and validation, in torch's order (docs/semantics.md §2)
 # --------------------------------------------------------------------------------------------
 
 
@@ -190,12 +288,12 @@ def _int_list(op: str, name: str, position: int, value: object, allow_none: bool
     if isinstance(value, (tuple, list)):
         for item in value:
             if not _is_int(item):
-                raise TypeError(
+                raise PoolingTypeError(
                     f"{op}(): argument '{name}' failed to unpack the object at pos {position} with "
                     f'error "type must be tuple of ints,but got {_type_name(item)}"'
                 )
         return [int(v) for v in value]
-    raise TypeError(
+    raise PoolingTypeError(
         f"{op}(): argument '{name}' (position {position}) must be tuple of ints, not {_type_name(value)}"
     )
 
@@ -203,7 +301,7 @@ def _int_list(op: str, name: str, position: int, value: object, allow_none: bool
 def _check_bool(op: str, name: str, position: int | None, value: object) -> bool:
     if not isinstance(value, bool):
         where = f" (position {position})" if position is not None else ""
-        raise TypeError(f"{op}(): argument '{name}'{where} must be bool, not {_type_name(value)}")
+        raise PoolingTypeError(f"{op}(): argument '{name}'{where} must be bool, not {_type_name(value)}")
     return value
 
 
@@ -224,14 +322,28 @@ class _Plan:
     in_size: tuple[int, int]
     out_size: tuple[int, int]
 
+    def span(self, axis: int, n_out: int) -> int:
+        """Input positions (padded) covered by ``n_out`` consecutive windows along an axis: the
+        rows of a block's slab (axis 0), or its columns (axis 1, all output columns)."""
+        return (n_out - 1) * self.stride[axis] + self.dilation[axis] * (self.kernel[axis] - 1) + 1
+
     def taps_needed(self, axis: int) -> int:
         """Input positions (padded) covered by all windows along an axis, ceil overhang included."""
-        return (self.out_size[axis] - 1) * self.stride[axis] + self.dilation[axis] * (self.kernel[axis] - 1) + 1
+        return self.span(axis, self.out_size[axis])
+
+
+class _Args(NamedTuple):
+    """Parsed pooling arguments, per axis (H, W)."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
 
 
 def _validate(
     op: str,
-    x: np.ndarray,
+    x: ArrayOrRows,
     kernel_size: object,
     stride: object,
     padding: object,
@@ -239,107 +351,128 @@ def _validate(
     ceil_mode: object,
     divisor_override: object = None,
 ) -> _Plan:
-    positions = {"kernel_size": 2, "stride": 3, "padding": 4, "dilation": 5}
+    """Every check torch makes, in its order (docs/semantics.md §2); the first failure raises."""
+    args = _parse_args(op, kernel_size, stride, padding, dilation, ceil_mode, divisor_override)
+    _check_ndim(op, x.ndim, divisor_override)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = args
+    height, width = x.shape[-2], x.shape[-1]
+    rows = _checked_axis(height, kh, sh, ph, dh, ceil_mode)  # H is judged before W
+    cols = _checked_axis(width, kw, sw, pw, dw, ceil_mode)
+    _check_shape(args, tuple(x.shape), (rows, cols))
+    return _Plan(args.kernel, args.stride, args.padding, args.dilation, (height, width), (rows, cols))
+
+
+def _parse_args(
+    op: str,
+    kernel_size: object,
+    stride: object,
+    padding: object,
+    dilation: object,
+    ceil_mode: object,
+    divisor_override: object,
+) -> _Args:
+    """§2 steps 1-6: Python argument parsing (types), then the lengths, then the int32 range."""
     kernel = _int_list(op, "kernel_size", 2, kernel_size, allow_none=False)
     strides = _int_list(op, "stride", 3, stride, allow_none=True)
     pads = _int_list(op, "padding", 4, padding, allow_none=False)
-    dils = _int_list(op, "dilation", positions["dilation"], dilation, allow_none=False)
+    dils = _int_list(op, "dilation", 5, dilation, allow_none=False)
     if op == "max_pool2d":
         _check_bool(op, "ceil_mode", 6, ceil_mode)
-    else:
+    else:  # avg_pool2d's binding names its keyword arguments without positions
         _check_bool(op, "ceil_mode", None, ceil_mode)
         if divisor_override is not None and not _is_int(divisor_override):
-            raise TypeError(f"{op}(): argument 'divisor_override' must be int, not {_type_name(divisor_override)}")
+            raise PoolingTypeError(
+                f"{op}(): argument 'divisor_override' must be int, not {_type_name(divisor_override)}"
+            )
 
     if len(kernel) not in (1, 2):
-        raise ValueError(f"{op}: kernel_size must either be a single int, or a tuple of two ints")
+        raise PoolingError(f"{op}: kernel_size must either be a single int, or a tuple of two ints")
     if len(strides) not in (0, 1, 2):
-        raise ValueError(f"{op}: stride must either be omitted, a single int, or a tuple of two ints")
+        raise PoolingError(f"{op}: stride must either be omitted, a single int, or a tuple of two ints")
     if len(pads) not in (1, 2):
-        raise ValueError(f"{op}: padding must either be a single int, or a tuple of two ints")
+        raise PoolingError(f"{op}: padding must either be a single int, or a tuple of two ints")
     if len(dils) not in (1, 2):
-        raise ValueError(f"{op}: dilation must be either a single int, or a tuple of two ints")
+        raise PoolingError(f"{op}: dilation must be either a single int, or a tuple of two ints")
 
-    kh, kw = kernel[0], kernel[-1]
-    sh, sw = (kh, kw) if not strides else (strides[0], strides[-1])
-    ph, pw = pads[0], pads[-1]
-    dh, dw = dils[0], dils[-1]
-    if any(not _INT32_MIN <= v <= _INT32_MAX for v in (kh, kw, sh, sw, ph, pw, dh, dw)):
-        raise ValueError("value cannot be converted to type int without overflow")
+    args = _Args(
+        (kernel[0], kernel[-1]),
+        (kernel[0], kernel[-1]) if not strides else (strides[0], strides[-1]),  # omitted: the kernel
+        (pads[0], pads[-1]),
+        (dils[0], dils[-1]),
+    )
+    if any(not _INT32_MIN <= v <= _INT32_MAX for pair in args for v in pair):
+        raise PoolingError("value cannot be converted to type int without overflow")
+    return args
 
-    ndim = x.ndim
+
+def _check_ndim(op: str, ndim: int, divisor_override: object) -> None:
+    """§2 step 7 for max_pool2d; for avg_pool2d, the divisor check and torch's ``size(-3)``."""
     if op == "max_pool2d":
         # 2-D is this library's extension: judged as one channel (torch wants 3-D or 4-D).
         if ndim not in (2, 3, 4):
-            raise ValueError("non-empty 3D or 4D (batch mode) tensor expected for input")
-    else:
-        if divisor_override is not None and int(divisor_override) == 0:  # type: ignore[call-overload]
-            raise ValueError("divisor must be not zero")
-        if ndim < 2:  # torch reads size(-3); 2-D is accepted here as one channel
-            if ndim == 0:
-                raise ValueError("Dimension specified as -3 but tensor has no dimensions")
-            raise ValueError("Dimension out of range (expected to be in range of [-1, 0], but got -3)")
+            raise PoolingError("non-empty 3D or 4D (batch mode) tensor expected for input")
+        return
+    if divisor_override is not None and int(divisor_override) == 0:  # type: ignore[call-overload]
+        raise PoolingError("divisor must be not zero")
+    if ndim < 2:  # torch reads size(-3); 2-D is accepted here as one channel
+        if ndim == 0:
+            raise PoolingError("Dimension specified as -3 but tensor has no dimensions")
+        raise PoolingError("Dimension out of range (expected to be in range of [-1, 0], but got -3)")
 
-    height, width = x.shape[-2], x.shape[-1]
-    channels = 1 if ndim == 2 else x.shape[-3]
-    rows = _checked_axis(height, kh, sh, ph, dh, ceil_mode)  # H is judged before W
-    cols = _checked_axis(width, kw, sw, pw, dw, ceil_mode)
 
-    # pool2d_shape_check
+def _check_shape(args: _Args, shape: tuple[int, ...], out_size: tuple[int, int]) -> None:
+    """§2 step 9, torch's ``pool2d_shape_check``: signs, accepted dims, plain-kernel pad, output >= 1."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = args
     if kw <= 0 or kh <= 0:
-        raise ValueError(f"kernel size should be greater than zero, but got kH: {kh} kW: {kw}")
+        raise PoolingError(f"kernel size should be greater than zero, but got kH: {kh} kW: {kw}")
     if sw <= 0 or sh <= 0:
-        raise ValueError(f"stride should be greater than zero, but got dH: {sh} dW: {sw}")
+        raise PoolingError(f"stride should be greater than zero, but got dH: {sh} dW: {sw}")
     if dh <= 0 or dw <= 0:
-        raise ValueError(f"dilation should be greater than zero, but got dilationH: {dh} dilationW: {dw}")
-    shape = list(x.shape)
-    if ndim == 2:
-        valid_dims = height != 0 and width != 0
-    elif ndim == 3:
-        valid_dims = shape[0] != 0 and shape[1] != 0 and shape[2] != 0
-    else:
-        valid_dims = ndim == 4 and shape[1] != 0 and shape[2] != 0 and shape[3] != 0
-    if not valid_dims:
-        raise ValueError(
+        raise PoolingError(f"dilation should be greater than zero, but got dilationH: {dh} dilationW: {dw}")
+    # 2-D: (H, W) both non-empty; 3-D: (C, H, W) all non-empty; 4-D: the batch may be empty.
+    non_batch = shape if len(shape) <= 3 else shape[1:]
+    if len(shape) > 4 or 0 in non_batch:
+        raise PoolingError(
             "Expected 3D or 4D (batch mode) tensor with optional 0 dim batch size for input, "
             f"but got:[{', '.join(str(s) for s in shape)}]"
         )
     if kw // 2 < pw or kh // 2 < ph:
-        raise ValueError(
+        raise PoolingError(
             "pad should be smaller than or equal to half of kernel size, but got "
             f"padW = {pw}, padH = {ph}, kW = {kw}, kH = {kh}"
         )
+    rows, cols = out_size
     if cols < 1 or rows < 1:
-        raise ValueError(
-            f"Given input size: ({channels}x{height}x{width}). "
+        channels = 1 if len(shape) == 2 else shape[-3]
+        raise PoolingError(
+            f"Given input size: ({channels}x{shape[-2]}x{shape[-1]}). "
             f"Calculated output size: ({channels}x{rows}x{cols}). Output size is too small"
         )
-    return _Plan((kh, kw), (sh, sw), (ph, pw), (dh, dw), (height, width), (rows, cols))
 
 
 def _checked_axis(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: object) -> int:
     """torch's ``pooling_output_shape`` for one axis: its three checks, then the size."""
     if stride == 0:
-        raise ValueError("stride should not be zero")
+        raise PoolingError("stride should not be zero")
     if pad < 0:
-        raise ValueError(f"pad must be non-negative, but got pad: {pad}")
+        raise PoolingError(f"pad must be non-negative, but got pad: {pad}")
     if pad > _cxx_div((kernel - 1) * dilation + 1, 2):
-        raise ValueError(
+        raise PoolingError(
             "pad should be at most half of effective kernel size, but got "
             f"pad={pad}, kernel_size={kernel} and dilation={dilation}"
         )
     return axis_arithmetic(size, kernel, stride, pad, dilation, bool(ceil_mode)).output
 
 
-def _check_dtype(op: str, x: np.ndarray) -> None:
+def _check_dtype(op: str, x: ArrayOrRows) -> None:
     kind = x.dtype.kind
     if kind in "iu" or (kind == "f" and x.dtype.itemsize <= 8):
         return
     name = _TORCH_DTYPE_NAMES.get(x.dtype.name, x.dtype.name)
-    raise TypeError(f'"{op}" not implemented for \'{name}\'')
+    raise PoolingTypeError(f'"{op}" not implemented for \'{name}\'')
 
 
-def _as_array(x: object) -> np.ndarray:
+def _as_array(x: object) -> ArrayOrRows:
     return x if isinstance(x, (np.ndarray, RowSource)) else np.asarray(x)
 
 
@@ -362,8 +495,9 @@ class RowSource:
 
     ndim = 3
 
-    def __init__(self, shape: tuple[int, int, int], dtype: np.dtype, read: Callable[[int, int], np.ndarray]):
-        self.shape = tuple(int(v) for v in shape)
+    def __init__(self, shape: Sequence[int], dtype: npt.DTypeLike, read: Callable[[int, int], np.ndarray]):
+        channels, height, width = (int(v) for v in shape)
+        self.shape: tuple[int, int, int] = (channels, height, width)
         self.dtype = np.dtype(dtype)
         self.read = read
 
@@ -374,6 +508,10 @@ class RowSource:
     @property
     def itemsize(self) -> int:
         return self.dtype.itemsize
+
+
+# What the pooling functions accept: an array, or a (C, H, W) input read in row strips.
+ArrayOrRows: TypeAlias = np.ndarray | RowSource
 
 
 class _BatchOfOne:
@@ -389,6 +527,10 @@ class _BatchOfOne:
     def __getitem__(self, index: tuple) -> np.ndarray:
         _, channels, rows, cols = index
         return self.source.read(rows.start, rows.stop)[channels, :, cols]
+
+
+# A 4-D (N, C, H, W) view of the input, as blocks read it.
+_Input4D: TypeAlias = np.ndarray | _BatchOfOne
 
 
 # --------------------------------------------------------------------------------------------
@@ -461,7 +603,7 @@ class _Block(NamedTuple):
     r1: int
 
 
-def _blocks(x4: np.ndarray, plan: _Plan, out_channels_last_friendly: bool, itemsize: int) -> list[_Block]:
+def _blocks(x4: _Input4D, plan: _Plan, out_channels_last_friendly: bool, itemsize: int) -> list[_Block]:
     n_batch, channels = x4.shape[0], x4.shape[1]
     out_h = plan.out_size[0]
     width = plan.taps_needed(1)
@@ -507,24 +649,24 @@ def _run(blocks: list[_Block], work: Callable[[_Block], None], total_elements: i
         future.result()
 
 
-def _is_channels_last(x4: np.ndarray) -> bool:
+def _is_channels_last(x4: _Input4D) -> bool:
     if isinstance(x4, _BatchOfOne):
         return True  # strips of interleaved pixels: read every channel of a row at once
     s = x4.strides
     return x4.shape[1] > 1 and abs(s[1]) < abs(s[3]) and abs(s[1]) < abs(s[2])
 
 
-def _as_4d(x: np.ndarray) -> np.ndarray:
+def _as_4d(x: ArrayOrRows) -> _Input4D:
     if isinstance(x, RowSource):
         return _BatchOfOne(x)
     return x.reshape((1, 1) + x.shape) if x.ndim == 2 else (x[None] if x.ndim == 3 else x)
 
 
-def _slab(x4: np.ndarray, block: _Block, plan: _Plan, dtype: np.dtype, pad_value: object) -> np.ndarray:
+def _slab(x4: _Input4D, block: _Block, plan: _Plan, dtype: np.dtype, pad_value: object) -> np.ndarray:
     """The input rows a block needs, padded: a view of the input when it already is that
     (no padding or overhang in the block, right dtype, unit-stride rows), else a scratch copy."""
     (sh, _), (ph, pw) = plan.stride, plan.padding
-    rows = (block.r1 - block.r0 - 1) * sh + plan.dilation[0] * (plan.kernel[0] - 1) + 1
+    rows = plan.span(0, block.r1 - block.r0)
     top = block.r0 * sh - ph
     if block.c1 - block.c0 >= _CHANNELS_LAST_MIN and plan.taps_needed(1) <= _SHORT_ROW:
         # Many small planes (a network's feature maps): with channels innermost in memory,
@@ -561,7 +703,7 @@ def _scratch(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return array
 
 
-def _fill_slab(x4: np.ndarray, block: _Block, plan: _Plan, dtype: np.dtype, pad_value: object,
+def _fill_slab(x4: _Input4D, block: _Block, plan: _Plan, dtype: np.dtype, pad_value: object,
                channels_last: bool = False) -> np.ndarray:
     """Copy the input rows a block needs into a scratch slab padded with ``pad_value``.
 
@@ -571,7 +713,7 @@ def _fill_slab(x4: np.ndarray, block: _Block, plan: _Plan, dtype: np.dtype, pad_
     """
     (sh, _), (ph, pw) = plan.stride, plan.padding
     height, width = plan.in_size
-    rows = (block.r1 - block.r0 - 1) * sh + plan.dilation[0] * (plan.kernel[0] - 1) + 1
+    rows = plan.span(0, block.r1 - block.r0)
     cols = plan.taps_needed(1)
     top = block.r0 * sh - ph  # input row of slab row 0 (may be negative: padding)
     if channels_last:
@@ -604,7 +746,8 @@ def _taps(a: np.ndarray, axis: int, k: int, d: int, s: int, n_out: int) -> list[
     return views
 
 
-def _shift(a: np.ndarray, axis: int, start: int, stop: int, step: int = 1) -> np.ndarray:
+def _slice_along(a: np.ndarray, axis: int, start: int, stop: int, step: int = 1) -> np.ndarray:
+    """``a[..., start:stop:step, ...]`` with the slice on ``axis``: a view, no data moves."""
     index = [slice(None)] * a.ndim
     index[axis] = slice(start, stop, step)
     return a[tuple(index)]
@@ -617,17 +760,17 @@ def _window_max(a: np.ndarray, axis: int, k: int, d: int, s: int, n_out: int) ->
     the pass count grows with log2(k) instead of k.  Overlapping halves are fine for a max.
     """
     if k == 1:
-        return _shift(a, axis, 0, (n_out - 1) * s + 1, s).copy()
-    if s == 1 and k >= 4:
+        return _slice_along(a, axis, 0, (n_out - 1) * s + 1, s).copy()
+    if s == 1 and k >= _DOUBLING_MIN_TAPS:
         span, m = 1, a
         while span * 2 <= k:
             length = m.shape[axis] - span * d
-            m = np.maximum(_shift(m, axis, 0, length), _shift(m, axis, span * d, span * d + length))
+            m = np.maximum(_slice_along(m, axis, 0, length), _slice_along(m, axis, span * d, span * d + length))
             span *= 2
         if span < k:
             shift = (k - span) * d
             length = m.shape[axis] - shift
-            m = np.maximum(_shift(m, axis, 0, length), _shift(m, axis, shift, shift + length))
+            m = np.maximum(_slice_along(m, axis, 0, length), _slice_along(m, axis, shift, shift + length))
         return m
     views = _taps(a, axis, k, d, s, n_out)
     out = np.maximum(views[0], views[1])
@@ -643,20 +786,20 @@ def _window_sum(a: np.ndarray, axis: int, k: int, s: int, n_out: int) -> np.ndar
     doubling and the window is assembled from the powers of two in k.
     """
     if k == 1:
-        return _shift(a, axis, 0, (n_out - 1) * s + 1, s).copy()
-    if s == 1 and k >= 4:
+        return _slice_along(a, axis, 0, (n_out - 1) * s + 1, s).copy()
+    if s == 1 and k >= _DOUBLING_MIN_TAPS:
         powers = {1: a}
         span = 1
         while span * 2 <= k:
             prev = powers[span]
             length = prev.shape[axis] - span
-            powers[span * 2] = _shift(prev, axis, 0, length) + _shift(prev, axis, span, span + length)
+            powers[span * 2] = _slice_along(prev, axis, 0, length) + _slice_along(prev, axis, span, span + length)
             span *= 2
         out: np.ndarray | None = None
         offset = 0
         for p in sorted(powers, reverse=True):
             if k - offset >= p:
-                part = _shift(powers[p], axis, offset, offset + n_out)
+                part = _slice_along(powers[p], axis, offset, offset + n_out)
                 out = part.copy() if out is None else np.add(out, part, out=out)
                 offset += p
         assert out is not None
@@ -686,7 +829,7 @@ def _tap_valid(n_out: int, k: int, stride: int, pad: int, dilation: int, size: i
 
 
 # --------------------------------------------------------------------------------------------
-# max_pool2d (spec §4)
+# max_pool2d (docs/semantics.md §4)
 # --------------------------------------------------------------------------------------------
 
 
@@ -755,8 +898,57 @@ def _needs_exact(values: np.ndarray, slab: np.ndarray) -> bool:
     return False
 
 
+@overload
 def max_pool2d(
-    x: np.ndarray,
+    x: ArrayOrRows,
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None = None,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    ceil_mode: bool = False,
+    return_indices: Literal[False] = False,
+) -> np.ndarray: ...
+
+
+@overload
+def max_pool2d(
+    x: ArrayOrRows,
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None,
+    padding: IntOrPair,
+    dilation: IntOrPair,
+    ceil_mode: bool,
+    return_indices: Literal[True],
+) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@overload
+def max_pool2d(
+    x: ArrayOrRows,
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None = None,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    ceil_mode: bool = False,
+    *,
+    return_indices: Literal[True],
+) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@overload
+def max_pool2d(
+    x: ArrayOrRows,
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None = None,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]: ...
+
+
+def max_pool2d(
+    x: ArrayOrRows,
     kernel_size: IntOrPair,
     stride: IntOrPair | None = None,
     padding: IntOrPair = 0,
@@ -768,7 +960,7 @@ def max_pool2d(
 
     Parameters
     ----------
-    x : numpy.ndarray
+    x : numpy.ndarray or RowSource
         ``(H, W)``, ``(C, H, W)`` or ``(N, C, H, W)``; any integer dtype or float16/32/64, any
         memory layout.  Never modified.  2-D input is an extension (torch wants 3-D or 4-D).
     kernel_size, stride, padding, dilation : int or (int, int)
@@ -785,10 +977,12 @@ def max_pool2d(
 
     Raises
     ------
-    ValueError
-        Where torch raises a RuntimeError (same message text), e.g. an output size below 1.
-    TypeError
-        For arguments of the wrong type and unsupported dtypes (bool, complex), as torch.
+    PoolingError
+        A ``ValueError``, where torch raises a RuntimeError (same message text), e.g. an output
+        size below 1.
+    PoolingTypeError
+        A ``TypeError``, for arguments of the wrong type and unsupported dtypes (bool, complex),
+        as torch.
 
     Notes
     -----
@@ -820,10 +1014,11 @@ def max_pool2d(
     def work(block: _Block) -> None:
         slab = _slab(x4, block, plan, x.dtype, lowest)
         target = (block.batch, slice(block.c0, block.c1), slice(block.r0, block.r1))
-        if return_indices:
+        if indices is not None:
             best, index = _max_block_exact(slab, plan, block, with_indices=True)
+            assert index is not None  # with_indices=True
             values[target] = best
-            indices[target] = index  # type: ignore[index]
+            indices[target] = index
             return
         best = _max_block_fast(slab, plan, block.r1 - block.r0)
         if is_float and _needs_exact(best, slab):
@@ -835,24 +1030,60 @@ def max_pool2d(
         _run(blocks, work, x4.size)
     shape = x.shape[:-2] + plan.out_size
     values = values.reshape(shape)
-    if return_indices:
-        return values, indices.reshape(shape)  # type: ignore[union-attr]
+    if indices is not None:
+        return values, indices.reshape(shape)
     return values
 
 
 # --------------------------------------------------------------------------------------------
-# avg_pool2d (spec §3)
+# avg_pool2d (docs/semantics.md §3)
 # --------------------------------------------------------------------------------------------
 
 
-def _axis_divisors(n_out: int, k: int, s: int, p: int, size: int, count_include_pad: bool) -> np.ndarray:
-    """Per-axis divisor factor: window length clipped to the padded extent (count_include_pad),
-    or to the real input (not count_include_pad)."""
-    start = np.arange(n_out, dtype=np.int64) * s - p
-    end = np.minimum(start + k, size + p)  # ceil-mode overhang past the right padding is cut
+def axis_divisors(
+    n_out: int, kernel: int, stride: int, padding: int, size: int, count_include_pad: bool
+) -> np.ndarray:
+    """Per-axis factors of avg_pool2d's divisors (docs/semantics.md §3).
+
+    The divisor of output cell ``(i, j)`` is ``rows[i] * cols[j]`` (unless ``divisor_override``
+    replaces it).  Each factor is the window's length along the axis, with its end clipped to the
+    padded extent ``size + padding`` (so ceil-mode overhang past the right padding never counts),
+    then, without ``count_include_pad``, clipped to the real input ``[0, size)`` too.
+
+    Parameters
+    ----------
+    n_out : int
+        Output length along the axis (see :func:`output_size`).
+    kernel, stride, padding : int
+        The axis's pooling parameters (avg_pool2d has no dilation).
+    size : int
+        Input length along the axis.
+    count_include_pad : bool
+        Count padding cells (as torch's default does).
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 factors, one per output position.
+
+    Examples
+    --------
+    A 3-long axis, k2 s2 in ceil mode (T4 of docs/semantics.md): the second window overhangs.
+
+    >>> axis_divisors(2, 2, 2, 0, 3, True).tolist()
+    [2, 1]
+    >>> axis_divisors(3, 3, 1, 1, 3, True).tolist(), axis_divisors(3, 3, 1, 1, 3, False).tolist()
+    ([3, 3, 3], [2, 3, 2])
+    """
+    start = np.arange(n_out, dtype=np.int64) * stride - padding
+    end = np.minimum(start + kernel, size + padding)  # ceil-mode overhang past the right padding is cut
     if count_include_pad:
         return end - start
     return np.minimum(end, size) - np.maximum(start, 0)
+
+
+# The name explain.py used before axis_divisors was public; remove once nothing uses it.
+_axis_divisors = axis_divisors
 
 
 def _avg_block_sums(slab: np.ndarray, plan: _Plan, n_rows: int) -> np.ndarray:
@@ -974,7 +1205,7 @@ def _may_wrap(values: np.ndarray, dtype: np.dtype) -> bool:
 
 
 def _avg_pool(
-    x: np.ndarray,
+    x: ArrayOrRows,
     kernel_size: IntOrPair,
     stride: IntOrPair | None,
     padding: IntOrPair,
@@ -997,8 +1228,8 @@ def _avg_pool(
         row_factors = np.ones(plan.out_size[0], dtype=np.int64)
         col_factors = np.full(plan.out_size[1], int(divisor_override), dtype=np.int64)
     else:
-        row_factors = _axis_divisors(plan.out_size[0], kh, sh, ph, height, count_include_pad)
-        col_factors = _axis_divisors(plan.out_size[1], kw, sw, pw, width, count_include_pad)
+        row_factors = axis_divisors(plan.out_size[0], kh, sh, ph, height, count_include_pad)
+        col_factors = axis_divisors(plan.out_size[1], kw, sw, pw, width, count_include_pad)
     # Divisors are products of per-axis factors that change only near the edges (padding, ceil
     # overhang): each block is divided in a few rectangles of one divisor each, by a scalar.
     row_runs, col_runs = _runs(row_factors), _runs(col_factors)
@@ -1035,7 +1266,7 @@ def _avg_pool(
 
 
 def avg_pool2d_rounded(
-    x: np.ndarray,
+    x: ArrayOrRows,
     kernel_size: IntOrPair,
     stride: IntOrPair | None = None,
     padding: IntOrPair = 0,
@@ -1062,7 +1293,7 @@ def avg_pool2d_rounded(
 
 
 def avg_pool2d(
-    x: np.ndarray,
+    x: ArrayOrRows,
     kernel_size: IntOrPair,
     stride: IntOrPair | None = None,
     padding: IntOrPair = 0,
@@ -1074,7 +1305,7 @@ def avg_pool2d(
 
     Parameters
     ----------
-    x : numpy.ndarray
+    x : numpy.ndarray or RowSource
         ``(H, W)``, ``(C, H, W)`` or ``(N, C, H, W)``, any memory layout; never modified.
         2-D input is an extension (torch wants 3-D or 4-D).
     kernel_size, stride, padding : int or (int, int)
@@ -1093,10 +1324,11 @@ def avg_pool2d(
 
     Raises
     ------
-    ValueError
-        Where torch raises a RuntimeError or IndexError (same message text).
-    TypeError
-        For arguments of the wrong type and unsupported dtypes (bool, complex), as torch.
+    PoolingError
+        A ``ValueError``, where torch raises a RuntimeError or IndexError (same message text).
+    PoolingTypeError
+        A ``TypeError``, for arguments of the wrong type and unsupported dtypes (bool, complex),
+        as torch.
 
     Notes
     -----

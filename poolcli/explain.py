@@ -147,6 +147,7 @@ def explain(array: np.ndarray, params: PoolParams) -> Explanation:
                     cell.index = int(idx[1][i, j])
                     cell.winner = divmod(cell.index, width) if 0 <= cell.index < height * width else None
                 else:
+                    assert total is not None  # avg: window sums were made for every plane
                     cell.total = total[1][i, j].item()
                     cell.divisor, cell.divisor_reason = _divisor(params, i, j, height, width)
                 cells.append(cell)
@@ -172,7 +173,7 @@ def labelled_planes(array: np.ndarray) -> list[tuple[str, np.ndarray]]:
 
 
 def _divisor(params: PoolParams, i: int, j: int, height: int, width: int) -> tuple[int, str]:
-    """The divisor of output cell (i, j), from the engine's own per-axis rule, and why (spec §3)."""
+    """The divisor of output cell (i, j), from the engine's own per-axis rule, and why (docs/semantics.md §3)."""
     stride = params.effective_stride
     out_h = engine.output_size(height, params.kernel[0], stride[0], params.padding[0], 1, params.ceil_mode)
     out_w = engine.output_size(width, params.kernel[1], stride[1], params.padding[1], 1, params.ceil_mode)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from typing import cast
 
 import numpy as np
 
@@ -40,7 +41,8 @@ def load_matrix(text: str, box: tuple[int, ...] | None = None) -> np.ndarray:
                 picture = images.decode(text)
             except images.ImageError as error:
                 raise ExplainInputError(str(error)) from None
-            array = np.ascontiguousarray(picture.frames[0].transpose(2, 0, 1), dtype=np.float32)
+            frame = cast(np.ndarray, picture.frames[0])  # decoded eagerly: an array
+            array = np.ascontiguousarray(frame.transpose(2, 0, 1), dtype=np.float32)
     if box is not None:
         x, y, w, h = box
         height, width = array.shape[-2:]

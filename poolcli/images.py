@@ -10,8 +10,9 @@ from __future__ import annotations
 import io
 import threading
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import numpy as np
 from PIL import Image, ImageSequence, UnidentifiedImageError
@@ -124,8 +125,8 @@ class Picture:
     def has_alpha(self) -> bool:
         return self.mode in ALPHA_MODES
 
-    def with_frames(self, frames: list[np.ndarray]) -> Picture:
-        return replace(self, frames=frames)
+    def with_frames(self, frames: Sequence[Frame]) -> Picture:
+        return replace(self, frames=list(frames))
 
     def close(self) -> None:
         """Free pixels still held by Pillow (lazy frames)."""
@@ -206,7 +207,7 @@ _LAYOUT_TAGS = {
     325, 338, 339, 340, 341,
 }
 
-_TRANSPOSES = {
+_TRANSPOSES: dict[int | None, list[Image.Transpose]] = {
     2: [Image.Transpose.FLIP_LEFT_RIGHT],
     3: [Image.Transpose.ROTATE_180],
     4: [Image.Transpose.FLIP_TOP_BOTTOM],
@@ -287,7 +288,7 @@ def _decode_open(img: Image.Image, auto_orient: bool, lazy: bool) -> Picture:
         transparency = transparency or _has_transparency(frame)
         frames_img.append(frame.copy() if n_frames > 1 else frame)
     mode = _target_mode(frames_img[0], transparency)
-    arrays = []
+    arrays: list[Frame] = []
     for frame in frames_img:
         converted = frame if frame.mode == mode or frame.mode.startswith("I;16") else frame.convert(mode)
         for step in _TRANSPOSES.get(orientation, []):
@@ -362,7 +363,7 @@ def encode(picture: Picture, stream: BinaryIO, file_format: str, *, quality: int
     if mode == "I" and file_format == "PNG":
         mode = "I;16"  # 16-bit PNG; the caller checked that the values fit (pooling keeps them in range)
     check_format(mode, file_format)
-    images = [_frame_image(frame, mode) for frame in picture.frames]
+    images = [_frame_image(cast(np.ndarray, frame), mode) for frame in picture.frames]  # pooled: arrays
     options: dict = {}
     if picture.icc_profile and file_format in ("PNG", "JPEG", "TIFF", "WEBP"):
         options["icc_profile"] = picture.icc_profile

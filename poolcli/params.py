@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 Pair = tuple[int, int]
+Op = Literal["max", "avg"]
 
 
 @dataclass(frozen=True)
 class PoolParams:
     """Operation and torch parameters; ``stride=None`` means the default (the kernel)."""
 
-    op: str  # "max" or "avg"
+    op: Op
     kernel: Pair
     stride: Pair | None = None
     padding: Pair = (0, 0)

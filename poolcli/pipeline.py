@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import numpy as np
 
@@ -66,15 +66,15 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()
 
 
-def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
+def atomic_write(path: str, write: Callable[[BinaryIO], object]) -> None:
     """Write a file so that it appears whole or not at all: a temporary file in the same folder,
     then a rename.  On any failure (or Ctrl-C) the temporary file is removed."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     # Not a with-block: the file must outlive its handle until the rename.
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115
+    handle = cast(BinaryIO, tempfile.NamedTemporaryFile(  # noqa: SIM115
         dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False
-    )
+    ))
     try:
         with handle:
             write(handle)
@@ -102,7 +102,7 @@ def output_format(output: str, options: Options, input_format: str | None, is_ar
     if is_array:
         return "NPY"
     if input_format in images.FORMAT_MODES:
-        return input_format  # type: ignore[return-value]
+        return input_format
     return "PNG"
 
 
@@ -263,13 +263,15 @@ def _pool_picture(picture: images.Picture, job: Job, params: PoolParams, options
     if options.quality is not None and file_format not in images.DEFAULT_QUALITY:
         result.notes.append(f"--quality has no effect on {file_format}")
 
-    pooled_frames, index_frames = [], []
+    pooled_frames: list[np.ndarray] = []
+    index_frames: list[np.ndarray] = []
     for frame in picture.frames:
         pooled, indices = pixels.pool_pixels(
             frame, params, has_alpha=picture.has_alpha, premultiply=options.premultiply,
             linear=options.linear, want_indices=options.indices_path is not None)
         pooled_frames.append(pooled)
-        index_frames.append(indices)
+        if indices is not None:  # max with --return-indices
+            index_frames.append(indices)
     picture.close()  # the input pixels are no longer needed: free them before encoding
     out_h, out_w = pooled_frames[0].shape[:2]
     result.output_shape = (channels, out_h, out_w)

@@ -15,12 +15,13 @@ from poolcli.images import LazyFrame
 from poolcli.params import PoolParams
 
 
-def pool_array(x: np.ndarray, params: PoolParams, want_indices: bool = False
+def pool_array(x: engine.ArrayOrRows, params: PoolParams, want_indices: bool = False
                ) -> tuple[np.ndarray, np.ndarray | None]:
     """Pool an (H, W), (C, H, W) or (N, C, H, W) array exactly as torch would."""
     if params.op == "max":
-        result = engine.max_pool2d(x, **params.max_args(), return_indices=want_indices)
-        return result if want_indices else (result, None)
+        if want_indices:
+            return engine.max_pool2d(x, **params.max_args(), return_indices=True)
+        return engine.max_pool2d(x, **params.max_args()), None
     return engine.avg_pool2d(x, **params.avg_args()), None
 
 
@@ -36,8 +37,9 @@ def pool_pixels(frame: np.ndarray | LazyFrame, params: PoolParams, *, has_alpha:
     if isinstance(frame, LazyFrame):
         if per_channel:
             height, width, channels = frame.shape
+            lazy = frame  # the closure keeps the LazyFrame, not the name reassigned below
             planes = engine.RowSource((channels, height, width), frame.dtype,
-                                      lambda top, bottom: frame.rows(top, bottom).transpose(2, 0, 1))
+                                      lambda top, bottom: lazy.rows(top, bottom).transpose(2, 0, 1))
             return _pool_planes(planes, params, want_indices)
         frame = frame.to_array()
     planes = frame.transpose(2, 0, 1)  # a view: the engine reads the interleaved buffer as planes
@@ -48,6 +50,7 @@ def pool_pixels(frame: np.ndarray | LazyFrame, params: PoolParams, *, has_alpha:
     if linear:
         out_color = _linear_average(color, alpha if premultiply else None, params)
     else:
+        assert alpha is not None  # not per channel and not linear: an alpha to premultiply by
         out_color = _premultiplied_average(color, alpha, params)
     if alpha is None:
         return out_color.transpose(1, 2, 0), None

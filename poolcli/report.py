@@ -241,7 +241,7 @@ def _padded_grid(expl: Explanation, plane: PlaneExplanation, cell: Cell | None) 
             # Past the right/bottom padding (ceil mode) there is nothing, not even padding.
             text = format_number(float(plane.values[r, c])) if inside else (expl.pad_value if in_padding else "·")
             # Brackets mark the window without colour too (pipes, NO_COLOR, the PNG).
-            if (r, c) == winner and cell.taps and any(t.inside for t in cell.taps):
+            if (r, c) == winner and cell is not None and any(t.inside for t in cell.taps):
                 style, text = "winner", f"[{text}]*"
             elif (r, c) in taps:
                 style, text = ("tap" if inside else "pad_tap"), f"[{text}]"

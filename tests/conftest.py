@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, settings
 from PIL import Image
 
 from poolcli.cli import cli
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+# Hypothesis profiles: "dev" keeps `python -m pytest` fast on a laptop; "ci" (CI=true, as set by
+# most CI services) runs the full counts.  Choose one explicitly with HYPOTHESIS_PROFILE=ci|dev.
+# Tests scale their counts from the profile (e.g. `settings.default.max_examples // 3`), so a
+# heavier property stays proportionally lighter in both.
+_HYPOTHESIS_COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+settings.register_profile("ci", max_examples=300, **_HYPOTHESIS_COMMON)
+settings.register_profile("dev", max_examples=30, **_HYPOTHESIS_COMMON)
+IN_CI = os.environ.get("CI", "").lower() == "true"
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if IN_CI else "dev"))
 
 
 @pytest.fixture

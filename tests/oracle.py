@@ -1,5 +1,5 @@
 """A slow, obviously-correct reference for torch's 2-D pooling, written straight from the spec
-(``shared/spec/torch-pooling-semantics.md``, sections 1, 3 and 4): one Python loop per output
+(``docs/semantics.md``, sections 1, 3 and 4): one Python loop per output
 element, in torch's scan order.  Tests compare the fast engine against it; it never calls the engine.
 """
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -122,8 +123,12 @@ def test_sizes_accept_h_w_and_hxw(invoke, tmp_path):
 
 
 def test_max_only_and_avg_only_options(invoke, course):
-    assert invoke("avg", str(course), "-k", "2", "-d", "2").exit_code == 2
-    assert invoke("max", str(course), "-k", "2", "--divisor-override", "2").exit_code == 2
+    dilated_average = invoke("avg", str(course), "-k", "2", "-d", "2")
+    assert dilated_average.exit_code == 2
+    assert re.search(r"No such option:? '?-d\b", dilated_average.stderr)  # the refused option is named
+    overridden_max = invoke("max", str(course), "-k", "2", "--divisor-override", "2")
+    assert overridden_max.exit_code == 2
+    assert re.search(r"No such option:? '?--divisor-override\b", overridden_max.stderr)
 
 
 def test_help_has_examples_and_version_works(invoke):
@@ -193,7 +198,7 @@ def test_json_error_record(invoke, tmp_path):
         ("empty.png", b"", "empty file"),
         ("text.png", b"hello, I am text", "not an image file Pillow can read"),
         ("trunc.png", None, "corrupt or truncated image"),
-        ("garbage.jpg", b"\xff\xd8\xff\xe0" + b"\x00" * 64, ""),
+        ("garbage.jpg", b"\xff\xd8\xff\xe0" + b"\x00" * 64, "not an image file Pillow can read"),
     ],
 )
 def test_bad_files_exit_1_with_one_line_and_no_output(invoke, tmp_path, rgb_png, name, content, reason):
@@ -228,11 +233,28 @@ def test_several_inputs_go_to_a_folder(invoke, tmp_path, rgb_png, course):
     assert files_in(tmp_path / "out") == ["course.npy", "rgb.png"]
 
 
-def test_failed_write_leaves_no_temporary_file(invoke, tmp_path, rgb_png):
+def test_unknown_output_extension_leaves_no_file(invoke, tmp_path, rgb_png):
     np.save(tmp_path / "f.npy", np.zeros((2, 2)))
     result = invoke("avg", str(rgb_png), "-k", "2", "-o", "x.xyz")
     assert result.exit_code == 1 and "unknown output extension '.xyz'" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.npy", "rgb.png"]
+
+
+@pytest.mark.parametrize("failure", [OSError("disk full"), KeyboardInterrupt()])
+def test_failed_write_leaves_no_temporary_file(tmp_path, failure):
+    from poolcli.pipeline import atomic_write
+
+    target = tmp_path / "out.png"
+    target.write_bytes(b"the previous output")
+
+    def write(handle):
+        handle.write(b"half an image")
+        raise failure
+
+    with pytest.raises(type(failure)):
+        atomic_write(str(target), write)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]  # no .part file left behind
+    assert target.read_bytes() == b"the previous output"  # replaced whole or not at all
 
 
 def test_float_pixels_cannot_go_to_png(invoke, tmp_path, rng):

@@ -1,4 +1,4 @@
-"""The engine against the spec's tables, a slow loop oracle (hypothesis) and torch's golden values."""
+"""The engine against the tables of docs/semantics.md, a slow loop oracle (hypothesis) and torch's golden values."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from poolcli import engine
@@ -25,7 +25,7 @@ def bits(a: np.ndarray) -> bytes:
 
 def assert_bit_equal(actual: np.ndarray, expected: np.ndarray, any_nan: bool = False) -> None:
     """Equal dtype, shape and bits.  ``any_nan``: a NaN made by arithmetic (inf - inf) may carry
-    either sign, which the CPU, not the spec, decides; only its place must match."""
+    either sign, which the CPU, not the rules, decides; only its place must match."""
     assert actual.dtype == expected.dtype
     assert actual.shape == expected.shape
     if any_nan and actual.dtype.kind == "f":
@@ -57,7 +57,7 @@ def f32(rows) -> np.ndarray:
     return np.array(rows, dtype=np.float32).reshape((1, 1) + np.array(rows).shape)
 
 
-# --------------------------------------------------------------------------- spec §9 table
+# --------------------------------------------------------------------------- docs/semantics.md §9 table
 
 
 @pytest.mark.parametrize(
@@ -259,6 +259,43 @@ def test_error_table(call, exc, message):
     with pytest.raises(exc) as info:
         call()
     assert str(info.value) == message
+    # The engine's own classes (docs/semantics.md §10), so callers can tell bad input from a bug.
+    assert type(info.value) is {ValueError: engine.PoolingError, TypeError: engine.PoolingTypeError}[exc]
+
+
+@pytest.mark.parametrize(
+    "call, exc, message",
+    [
+        (lambda: engine.axis_arithmetic(4, 2, 0), engine.PoolingError, "stride should not be zero"),
+        (lambda: avg_pool2d(np.float32(1), 1), engine.PoolingError,
+         "Dimension specified as -3 but tensor has no dimensions"),
+        (lambda: avg_pool2d(X, 2, count_include_pad=1), engine.PoolingTypeError,
+         "avg_pool2d(): argument 'count_include_pad' must be bool, not int"),
+        (lambda: max_pool2d(X, [2, 2.5]), engine.PoolingTypeError,
+         "max_pool2d(): argument 'kernel_size' failed to unpack the object at pos 2 with error "
+         '"type must be tuple of ints,but got float"'),
+        (lambda: max_pool2d(X.astype(np.complex128), 2), engine.PoolingTypeError,
+         "\"max_pool2d\" not implemented for 'ComplexDouble'"),
+        (lambda: max_pool2d(X.astype(np.longdouble), 2), engine.PoolingTypeError,
+         "\"max_pool2d\" not implemented for 'float128'" if np.dtype(np.longdouble).itemsize > 8
+         else None),  # where long double is float64, it is simply accepted
+    ],
+)
+def test_every_refusal_is_a_pooling_error(call, exc, message):
+    if message is None:
+        call()
+        return
+    with pytest.raises(exc) as info:
+        call()
+    assert str(info.value) == message
+    assert isinstance(info.value, ValueError if exc is engine.PoolingError else TypeError)
+
+
+def test_error_classes_are_exported():
+    import poolcli
+
+    assert poolcli.PoolingError is engine.PoolingError and issubclass(engine.PoolingError, ValueError)
+    assert poolcli.PoolingTypeError is engine.PoolingTypeError and issubclass(engine.PoolingTypeError, TypeError)
 
 
 def test_accepted_where_torch_accepts():
@@ -347,7 +384,6 @@ def arrays(draw, dtypes):
 pairs = st.tuples(st.integers(1, 4), st.integers(1, 4))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(x=arrays(FLOAT_TYPES + INT_TYPES), k=pairs, s=pairs, p=st.tuples(st.integers(0, 2), st.integers(0, 2)),
        d=st.tuples(st.integers(1, 3), st.integers(1, 3)), ceil=st.booleans(), default_stride=st.booleans())
 def test_max_pool_matches_oracle(x, k, s, p, d, ceil, default_stride, blocking):
@@ -360,7 +396,6 @@ def test_max_pool_matches_oracle(x, k, s, p, d, ceil, default_stride, blocking):
     assert_bit_equal(max_pool2d(x, k, None if default_stride else s, p, d, ceil), expected)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(x=arrays(FLOAT_TYPES + INT_TYPES), k=pairs, s=pairs, p=st.tuples(st.integers(0, 2), st.integers(0, 2)),
        ceil=st.booleans(), cip=st.booleans(), dov=st.sampled_from([None, 1, 3, -2, 7]))
 def test_avg_pool_matches_oracle(x, k, s, p, ceil, cip, dov, blocking):
@@ -372,7 +407,7 @@ def test_avg_pool_matches_oracle(x, k, s, p, ceil, cip, dov, blocking):
                          avg_pool2d_ref(x, k, s, p, ceil, cip, dov, rounded=True))
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=settings.default.max_examples // 3)  # larger arrays
 @given(k=st.integers(1, 12), s=st.integers(1, 3), h=st.integers(12, 40), w=st.integers(12, 40),
        d=st.integers(1, 2), seed=st.integers(0, 2**31))
 def test_large_windows_match_oracle(k, s, h, w, d, seed, blocking):
@@ -443,7 +478,7 @@ def test_random_cases_against_installed_torch():
     torch = pytest.importorskip("torch")
     functional = torch.nn.functional
     rng = np.random.default_rng(11)
-    for _ in range(300):
+    for _ in range(settings.default.max_examples):  # the hypothesis profile's count: 300 in CI
         dtype = [np.float32, np.float64, np.float16, np.int64, np.uint8, np.int32][rng.integers(6)]
         shape = (int(rng.integers(0, 3)), int(rng.integers(1, 4)), int(rng.integers(1, 10)), int(rng.integers(1, 10)))
         if np.dtype(dtype).kind == "f":
@@ -477,7 +512,7 @@ def test_random_cases_against_installed_torch():
             assert_bit_equal(avg_pool2d(x, k, s, p, ceil, cip, dov), expected, any_nan=True)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=settings.default.max_examples // 5)  # many planes
 @given(c=st.integers(8, 12), h=st.integers(1, 9), w=st.integers(1, 9), k=pairs, s=pairs,
        p=st.tuples(st.integers(0, 2), st.integers(0, 2)), ceil=st.booleans(),
        dtype=st.sampled_from([np.float32, np.float16, np.uint8, np.int64]), seed=st.integers(0, 2**31))

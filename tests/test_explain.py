@@ -76,7 +76,7 @@ def test_ceil_mode_clipped_window(invoke):
     assert "H: ceil((3 + 2*0 - 1*(2-1) - 1) / 2) + 1 = 2" in result.stdout
     assert "(8) / 1 = 8 / 1 = 8; divisor 1: 1 of the window's 4 cells lie within the padded input; the 3 past " \
            "the right padding (ceil mode) never count" in flat(result.stdout)
-    assert output_grid(result.stdout) == [["2", "3.5"], ["6.5", "8"]]  # spec T4
+    assert output_grid(result.stdout) == [["2", "3.5"], ["6.5", "8"]]  # docs/semantics.md T4
 
 
 def test_ceil_correction_is_explained(invoke):
@@ -85,7 +85,7 @@ def test_ceil_correction_is_explained(invoke):
     text = flat(result.stdout)
     assert "H: ceil((5 + 2*1 - 1*(2-1) - 1) / 2) + 1 = 4 - 1 = 3" in text
     assert "H: the last window would start at 5, in the right padding, so it is dropped" in text
-    assert output_grid(result.stdout) == [["0", "2", "4"], ["10", "12", "14"], ["20", "22", "24"]]  # spec T7
+    assert output_grid(result.stdout) == [["0", "2", "4"], ["10", "12", "14"], ["20", "22", "24"]]  # semantics T7
     assert "out[" not in result.stdout  # --summary: grids and arithmetic only
 
 
@@ -94,7 +94,7 @@ def test_dilation_marks_only_the_taps(invoke):
                     "-d", "2", "--indices")
     block = result.stdout.split("out[0, 0] = 5")[1].split("\n\n")[0]
     marked = [cell for line in block.splitlines()[1:5] for cell in line.split() if cell.startswith("[")]
-    assert marked == ["[-inf]", "[-inf]", "[-inf]", "[5]*"]  # taps at -1 and +1 only: spec T16
+    assert marked == ["[-inf]", "[-inf]", "[-inf]", "[5]*"]  # taps at -1 and +1 only: docs/semantics.md T16
     assert "index 1*4 + 1 = 5" in block
 
 
@@ -167,5 +167,5 @@ def test_svg_and_png(invoke, tmp_path):
 
 def test_numbers_come_from_the_engine():
     expl = explain(parse_matrix("1e8 1; -1e8 1"), PoolParams("avg", (2, 2)))
-    assert expl.planes[0].cells[0].value == 0.25  # torch's float32 order (spec T33), not exact math
+    assert expl.planes[0].cells[0].value == 0.25  # torch's float32 order (docs/semantics.md T33), not exact math
     assert expl.planes[0].cells[0].total == 1.0
