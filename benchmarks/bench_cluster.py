@@ -42,7 +42,7 @@ def cluster_costs(tasks: int = 2000) -> tuple[float, float, float]:
     from distributed import Client, LocalCluster, as_completed
 
     started = time.perf_counter()
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                            silence_logs=logging.ERROR)
     client = Client(cluster)
     startup = time.perf_counter() - started

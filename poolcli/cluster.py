@@ -164,7 +164,7 @@ def _start_local(workers: int | None) -> tuple[Any, Any]:
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main_thread else None
     try:
         cluster = LocalCluster(n_workers=workers or available_cpus(), threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
+                               dashboard_address=":0", silence_logs=logging.ERROR)
     except Exception as error:
         raise ClusterError(f"local: the Dask cluster did not start ({error})") from None
     finally:

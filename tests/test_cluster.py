@@ -59,7 +59,7 @@ def scheduler(s3_endpoint):
 
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
         cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                           dashboard_address=None, silence_logs=logging.ERROR)
+                                           dashboard_address=":0", silence_logs=logging.ERROR)
     client = distributed.Client(cluster)
     yield cluster.scheduler_address, client, cluster
     client.close()
