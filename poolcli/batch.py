@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from poolcli import images, storage
+from poolcli import formats, storage
 from poolcli.engine import available_cpus
 from poolcli.exits import ExitCode
 from poolcli.params import PoolParams
@@ -67,7 +67,7 @@ class Source:
 def is_candidate(path: Path) -> bool:
     """Files a folder walk picks up: image extensions (any case) and .npy."""
     suffix = path.suffix.lower()
-    return suffix in images.READ_EXTENSIONS or suffix == ARRAY_EXTENSION
+    return suffix in formats.READ_EXTENSIONS or suffix == ARRAY_EXTENSION
 
 
 def walk(folder: str, recursive: bool) -> Iterator[str]:
@@ -112,8 +112,8 @@ def output_extension(source_suffix: str, is_array: bool, file_format: str | None
     if file_format == "NPY" or is_array:
         return ARRAY_EXTENSION  # arrays stay arrays; --format is for the images
     if file_format:
-        return images.FORMAT_EXTENSIONS[file_format]
-    if images.format_for_extension(source_suffix):
+        return formats.FORMAT_EXTENSIONS[file_format]
+    if formats.format_for_extension(source_suffix):
         return source_suffix
     return ".png"  # read-only formats (.ppm, .tga, ...) are written as PNG
 

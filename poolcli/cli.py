@@ -14,12 +14,14 @@ from typing import Any
 
 import click
 
-from poolcli import __version__
+from poolcli import __version__, formats
 from poolcli.exits import ExitCode
 from poolcli.params import Pair, PoolParams
 
 INT32_MAX = 2**31 - 1
-FORMATS = ["png", "jpeg", "jpg", "tiff", "tif", "webp", "bmp", "gif", "npy"]
+# --format names: each format poolcli writes, its usual extension where that differs (jpg, tif), npy.
+FORMATS = [name for fmt, spec in formats.FORMATS.items()
+           for name in dict.fromkeys([fmt.lower(), spec.extension[1:]])] + ["npy"]
 
 EPILOG_MAX = """\b
 Examples:
@@ -115,6 +117,25 @@ class BoxType(click.ParamType):
 
 BOX = BoxType()
 
+
+class ColourType(click.ParamType):
+    """``--background COLOR``: any colour Pillow's ImageColor knows, as 8-bit (R, G, B)."""
+
+    name = "COLOR"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        from PIL import ImageColor
+
+        try:
+            return tuple(ImageColor.getrgb(str(value))[:3])  # an alpha given in the colour is ignored
+        except ValueError:
+            self.fail(f"{value!r} is not a colour: give a name (white), #rrggbb or rgb(r, g, b)", param, ctx)
+
+
+COLOUR = ColourType()
+
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
@@ -172,9 +193,23 @@ files_options = _options(
                  help="JPEG/WebP quality [default: 92 JPEG, 90 WebP]."),
     click.option("--no-auto-orient", is_flag=True, help="Do not apply the EXIF orientation first."),
     click.option("--max-pixels", type=click.IntRange(min=0), default=None,
-                 help="Decompression-bomb limit in pixels [default: Pillow's, 89478485]; 0: none."),
+                 help="Decompression-bomb limit in pixels per frame (all frames together: twice that) "
+                      "[default: Pillow's, 89478485]; 0: none."),
+    click.option("--max-frames", type=click.IntRange(min=0), default=None,
+                 help="Refuse files of more frames or pages [default: 1000]; 0: no limit."),
+    click.option("--background", type=COLOUR, default=None, metavar="COLOR",
+                 help="Flatten alpha onto this colour (a name, #rrggbb, rgb(...)): needed for JPEG and BMP."),
     click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout."),
     click.option("-q", "--quiet", is_flag=True, help="No report (errors are still printed)."),
+    click.option("--scheduler", default=None, metavar="ADDRESS",
+                 help="Run folders and file lists on a Dask cluster: tcp://HOST:8786, or 'local' for a "
+                      "LocalCluster of -j workers [default: Dask's scheduler-address, else -j processes]."),
+    click.option("--storage-options", default=None, metavar="JSON",
+                 help="fsspec options for URL inputs and outputs (s3://, gs://, ...), e.g. '{\"anon\": true}', "
+                      "or per protocol '{\"s3\": {...}}'."),
+    click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
+                 help="Cluster: Dask's retries of a task that fails; with 'local', also how many workers a file "
+                      "may kill before it fails."),
 )
 # What explain shows, and where it saves its picture.
 explain_options = _options(
@@ -264,31 +299,53 @@ def avg_command(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: 
 
 def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...], output: str | None,
                recursive: bool, jobs: int | None, skip_existing: bool, no_progress: bool, file_format: str | None,
-               quality: int | None, no_auto_orient: bool, max_pixels: int | None, as_json: bool, quiet: bool,
-               indices_path: str | None = None, premultiply: bool = True, linear: bool = False) -> None:
+               quality: int | None, no_auto_orient: bool, max_pixels: int | None, max_frames: int | None,
+               background: tuple[int, int, int] | None, as_json: bool, quiet: bool, scheduler: str | None,
+               storage_options: str | None, retries: int, indices_path: str | None = None, premultiply: bool = True,
+               linear: bool = False) -> None:
     """The one implementation behind ``poolcli max`` and ``poolcli avg``: plan, run, exit."""
     if indices_path is not None and not indices_path.lower().endswith(".npy"):
         raise click.BadParameter("the indices file must end in .npy", ctx=ctx, param_hint="'--return-indices'")
 
-    from poolcli import batch, images
+    from poolcli import batch, formats
     from poolcli.pipeline import Options
 
-    fmt = None if file_format is None else {"jpg": "JPEG", "tif": "TIFF"}.get(file_format.lower(),
-                                                                            file_format.upper())
+    fmt = None if file_format is None else formats.format_for_extension(f".{file_format}") or file_format.upper()
     options = Options(
         file_format=fmt, quality=quality, auto_orient=not no_auto_orient, premultiply=premultiply, linear=linear,
-        max_pixels=images.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels, indices_path=indices_path,
+        max_pixels=formats.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels, indices_path=indices_path,
+        max_frames=formats.DEFAULT_MAX_FRAMES if max_frames is None else max_frames, background=background,
+        storage_options=storage_options,
     )
+    address = _scheduler_address(ctx, scheduler, storage_options)
     try:
-        planned = batch.plan(list(inputs), output, params, options, recursive=recursive)
+        # On a cluster the folders are walked lazily (twice), never held: folders of millions of files.
+        make_plan = batch.plan if address is None else batch.plan_stream
+        planned = make_plan(list(inputs), output, params, options, recursive=recursive)
     except batch.PlanError as error:
         raise click.UsageError(str(error), ctx=ctx) from None
     if any(job.output == "-" for job in planned) and _stdout_is_terminal():
         raise click.UsageError("refusing to write image data to a terminal: redirect standard output, "
                                "or give -o FILE", ctx=ctx)
     code = batch.execute(planned, params, options, jobs_n=jobs, skip_existing=skip_existing,
-                         progress=not no_progress, as_json=as_json, quiet=quiet)
+                         progress=not no_progress, as_json=as_json, quiet=quiet, scheduler=address, retries=retries)
     ctx.exit(code)
+
+
+def _scheduler_address(ctx: click.Context, scheduler: str | None, storage_options: str | None) -> str | None:
+    """--scheduler, else Dask's own setting (when Dask is installed), else None: no cluster."""
+    from poolcli import cluster, storage
+
+    try:
+        storage.check_options(storage_options)
+    except storage.StorageError as error:
+        raise click.BadParameter(str(error), ctx=ctx, param_hint="'--storage-options'") from None
+    if scheduler is None:
+        address = cluster.default_address()
+        return address if address and cluster.installed() else None
+    if not cluster.installed():
+        raise click.UsageError(f"--scheduler needs Dask, which is not installed: {cluster.INSTALL_HINT}", ctx=ctx)
+    return scheduler
 
 
 def main() -> None:

@@ -1,69 +1,123 @@
-"""Image files in and out (the only module that uses Pillow).
+"""Image files in and out: the only module that uses Pillow (and imagecodecs' PNG codec).
 
-Decoding gives a :class:`Picture`: its frames as NumPy arrays of shape (H, W, C), in one of the
-modes poolcli pools (L, LA, RGB, RGBA, CMYK, I;16, I, F), with the metadata worth keeping.
-Encoding writes pooled frames back with that metadata, into any format that can hold the mode.
+May import: NumPy, Pillow, imagecodecs (16-bit colour PNG only, on first use), ``formats``,
+``frames`` and the standard library.
+
+Decoding gives a :class:`Picture`: its frames (:class:`~poolcli.frames.Frame`, shape (H, W, C))
+in one of the modes of :data:`poolcli.formats.MODES`, with the metadata worth keeping.  Encoding
+writes pooled frames back with that metadata, into any format whose entry in
+:data:`poolcli.formats.FORMATS` holds the mode.
+
+Decompression bombs: before a frame or page is decoded, its size is checked against
+``max_pixels`` (and the frames of a file together against ``FRAMES_BUDGET`` times that), the
+number of frames against ``max_frames``, and the pixels its header claims against what a file of
+its size can plausibly hold (:data:`PLAUSIBLE_PIXELS_PER_BYTE`).  Pillow's own guard stays on
+during decoding, set to the same limit and turned from a warning into a refusal.
+
+Damaged files: every exception of Pillow's decoders becomes an :class:`ImageError` saying what
+is wrong with the file, with the library's text in parentheses; Pillow's log messages and what
+C libraries (libtiff) print on the standard error go into that text instead of the terminal.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
+import os
+import re
+import struct
+import tempfile
 import threading
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import BinaryIO, cast
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, BinaryIO
 
 import numpy as np
-from PIL import Image, ImageSequence, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
-# Modes that pool as they are, and the array dtype of each.
-MODE_DTYPES = {
-    "L": np.uint8,
-    "LA": np.uint8,
-    "RGB": np.uint8,
-    "RGBA": np.uint8,
-    "CMYK": np.uint8,
-    "I;16": np.uint16,
-    "I": np.int32,
-    "F": np.float32,
-}
-ALPHA_MODES = {"LA", "RGBA"}
-# Colour (sRGB-encoded) modes, for --linear.
-SRGB_MODES = {"L", "LA", "RGB", "RGBA", "I;16"}
+from poolcli import engine, formats
+from poolcli.formats import (  # re-exported: the names callers used before formats.py existed
+    DEFAULT_MAX_FRAMES,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_QUALITY,
+    EXTENSION_FORMATS,
+    FORMAT_EXTENSIONS,
+    FRAMES_BUDGET,
+    READ_EXTENSIONS,
+    describe_mode,
+    format_for_extension,
+    formats_that_hold,
+)
+from poolcli.frames import ArrayFrame, Frame
 
-# Which modes each output format stores faithfully (checked, not left to Pillow, which would
-# silently turn float pixels into RGB for WebP or drop alpha for BMP).
-FORMAT_MODES = {
-    "PNG": {"L", "LA", "RGB", "RGBA", "I;16"},
-    "JPEG": {"L", "RGB", "CMYK"},
-    "TIFF": {"L", "LA", "RGB", "RGBA", "CMYK", "I;16", "I", "F"},
-    "WEBP": {"L", "LA", "RGB", "RGBA"},
-    "BMP": {"L", "RGB"},
-    "GIF": {"L", "RGB", "RGBA"},
-}
-# File extensions poolcli reads and writes, and the format each means.
-EXTENSION_FORMATS = {
-    ".png": "PNG",
-    ".apng": "PNG",
-    ".jpg": "JPEG",
-    ".jpeg": "JPEG",
-    ".jpe": "JPEG",
-    ".tif": "TIFF",
-    ".tiff": "TIFF",
-    ".webp": "WEBP",
-    ".bmp": "BMP",
-    ".gif": "GIF",
-}
-FORMAT_EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif"}
-# Image files a folder walk picks up: what Pillow commonly reads, beyond what poolcli writes.
-READ_EXTENSIONS = set(EXTENSION_FORMATS) | {".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".jp2", ".pcx", ".qoi"}
-DEFAULT_QUALITY = {"JPEG": 92, "WEBP": 90}
-# Pillow's decompression-bomb limit (about 89.5 megapixels); --max-pixels changes it.
-DEFAULT_MAX_PIXELS = 89_478_485
+__all__ = [
+    "DEFAULT_MAX_FRAMES", "DEFAULT_MAX_PIXELS", "DEFAULT_QUALITY", "EXTENSION_FORMATS", "FORMAT_EXTENSIONS",
+    "FORMAT_MODES", "MODE_DTYPES", "READ_EXTENSIONS", "SRGB_MODES", "ImageError", "LazyFrame", "Picture",
+    "check_format", "decode", "describe_mode", "encode", "format_for_extension", "formats_that_hold",
+    "profile_description", "storage_mode",
+]
+
+MODE_DTYPES = {name: np.dtype(mode.dtype) for name, mode in formats.MODES.items()}
+ALPHA_MODES = {name for name, mode in formats.MODES.items() if mode.alpha}
+SRGB_MODES = {name for name, mode in formats.MODES.items() if mode.srgb}
+FORMAT_MODES = {name: set(fmt.modes) for name, fmt in formats.FORMATS.items()}
+# Pillow modes whose tobytes() holds one of poolcli's modes as it is (no conversion needed).
+_RAW_DTYPES = {"I;16": np.dtype("<u2"), "I;16L": np.dtype("<u2"), "I;16B": np.dtype(">u2"),
+               "I;16N": np.dtype("=u2")}
 # Pixels are copied out of Pillow in strips of about this many bytes: Image.tobytes() of the
 # whole image would briefly hold two more copies of it.
 _STRIP_BYTES = 8 << 20
+
+# The most pixels one byte of a file can plausibly describe, by format (and for TIFF, by
+# compression).  Deflate and LZW reach about 1000:1 on bytes, and a bilevel pixel is an eighth
+# of a byte, so about 8,000; twice that leaves a margin.  Formats and compressions that can
+# describe any size in a few bytes (BMP's RLE skips, WebP, TIFF's fax codes, zstd) are not checked.
+PLAUSIBLE_PIXELS_PER_BYTE = 16384
+_PLAUSIBILITY_CHECKED = {"PNG", "GIF", "JPEG", "TIFF"}
+_TIFF_CHECKED_COMPRESSIONS = {"raw", "packbits", "tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "jpeg",
+                              "tiff_jpeg"}
+
+_ORIENTATION = ExifTags.Base.Orientation
+# One transpose per EXIF orientation (as Pillow's ImageOps.exif_transpose).
+_TRANSPOSES = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# The same transposes on (H, W, C) arrays, for pixels Pillow cannot hold (16-bit colour).
+_ARRAY_TRANSPOSES: dict[Image.Transpose, Callable[[np.ndarray], np.ndarray]] = {
+    Image.Transpose.FLIP_LEFT_RIGHT: lambda a: a[:, ::-1],
+    Image.Transpose.ROTATE_180: lambda a: a[::-1, ::-1],
+    Image.Transpose.FLIP_TOP_BOTTOM: lambda a: a[::-1],
+    Image.Transpose.TRANSPOSE: lambda a: a.transpose(1, 0, 2),
+    Image.Transpose.ROTATE_270: lambda a: np.rot90(a, -1),
+    Image.Transpose.TRANSVERSE: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+    Image.Transpose.ROTATE_90: lambda a: np.rot90(a, 1),
+}
+# TIFF tags that describe the pixel layout of the file they came from (a TIFF's "EXIF" is its
+# whole first IFD): written again, they would contradict the pooled image.
+_B = ExifTags.Base
+_LAYOUT_TAGS = {int(tag) for tag in (
+    _B.NewSubfileType, _B.SubfileType, _B.ImageWidth, _B.ImageLength, _B.BitsPerSample, _B.Compression,
+    _B.PhotometricInterpretation, _B.FillOrder, _B.StripOffsets, _B.SamplesPerPixel, _B.RowsPerStrip,
+    _B.StripByteCounts, _B.XResolution, _B.YResolution, _B.PlanarConfiguration, _B.ResolutionUnit, _B.Predictor,
+    _B.ColorMap, _B.TileWidth, _B.TileLength, _B.TileOffsets, _B.TileByteCounts, _B.ExtraSamples, _B.SampleFormat,
+    _B.SMinSampleValue, _B.SMaxSampleValue)}
+_XMP_TIFF_TAG = 700
+# PNG raw modes of 16-bit colour (and gray with alpha), which Pillow would read as 8-bit: read
+# and written with imagecodecs.
+_PNG_16BIT_COLOUR = {"LA;16B": "LA;16", "RGB;16B": "RGB;16", "RGBA;16B": "RGBA;16"}
+
+
+class ImageError(Exception):
+    """A file that cannot be read or written as an image; the message names the cause."""
 
 
 class LazyFrame:
@@ -77,18 +131,22 @@ class LazyFrame:
         width, height = image.size
         self.image = image
         self.mode = mode
-        self.dtype = np.dtype(MODE_DTYPES[mode])
+        self.dtype = MODE_DTYPES[mode]
         self.shape = (height, width, len(image.getbands()))
         self._lock = threading.Lock()  # Pillow images are not documented as thread-safe
 
     def rows(self, top: int, bottom: int) -> np.ndarray:
-        """Rows ``top:bottom`` as an (rows, W, C) array."""
         with self._lock:
             strip = _strip(self.image, top, bottom)
         return strip if strip.dtype == self.dtype else strip.astype(self.dtype)
 
     def to_array(self) -> np.ndarray:
         return _pixels(self.image, self.mode)
+
+    def planes(self) -> engine.RowSource:
+        height, width, channels = self.shape
+        return engine.RowSource((channels, height, width), self.dtype,
+                                lambda top, bottom: self.rows(top, bottom).transpose(2, 0, 1))
 
     def value_range(self) -> tuple[float, float]:
         """(min, max) over all channels, from Pillow, without copying the pixels out."""
@@ -100,24 +158,18 @@ class LazyFrame:
         self.image.close()
 
 
-Frame = np.ndarray | LazyFrame
-
-
-class ImageError(Exception):
-    """A file that cannot be read or written as an image; the message names the cause."""
-
-
 @dataclass
 class Picture:
     """Decoded pixels and the metadata that survives pooling."""
 
-    frames: list[Frame]  # each (H, W, C): an array, or a LazyFrame still inside Pillow
-    mode: str  # the pooled mode, a key of MODE_DTYPES
+    frames: list[Frame]  # each (H, W, C)
+    mode: str  # the pooled mode, a key of formats.MODES
     source_mode: str  # the file's own mode, before conversion
     format: str | None  # the file's format (PNG, JPEG, ...)
     icc_profile: bytes | None = None
     dpi: tuple[float, float] | None = None
     exif: bytes | None = None
+    xmp: bytes | None = None
     durations: list[int] | None = None  # per frame, milliseconds
     loop: int | None = None
 
@@ -125,46 +177,18 @@ class Picture:
     def has_alpha(self) -> bool:
         return self.mode in ALPHA_MODES
 
-    def with_frames(self, frames: Sequence[Frame]) -> Picture:
-        return replace(self, frames=list(frames))
+    def with_frames(self, frames: Sequence[np.ndarray], mode: str | None = None) -> Picture:
+        return replace(self, frames=[ArrayFrame(f) for f in frames], mode=mode or self.mode)
 
     def close(self) -> None:
-        """Free pixels still held by Pillow (lazy frames)."""
+        """Free pixels still held by a decoder (lazy frames)."""
         for frame in self.frames:
-            if isinstance(frame, LazyFrame):
-                frame.close()
+            frame.close()
 
-
-def _target_mode(img: Image.Image, has_transparency: bool) -> str:
-    mode = img.mode
-    if mode in MODE_DTYPES:
-        return mode
-    if mode == "1":
-        return "L"
-    if mode in ("P", "PA"):
-        return "RGBA" if has_transparency or mode == "PA" else "RGB"
-    if mode.startswith("I;16"):
-        return "I;16"
-    if mode in ("La",):
-        return "LA"
-    if mode in ("RGBa", "RGBX"):
-        return "RGBA" if mode == "RGBa" else "RGB"
-    if mode == "I;32" or mode.startswith("I;32"):
-        return "I"
-    return "RGBA" if "A" in mode else "RGB"
-
-
-def _has_transparency(img: Image.Image) -> bool:
-    return img.mode in ("PA", "RGBA", "LA", "La", "RGBa") or "transparency" in img.info
-
-
-def _raw_dtype(img: Image.Image) -> np.dtype:
-    """The dtype of ``img.tobytes()`` for the modes poolcli decodes (after conversion)."""
-    if img.mode == "I;16B":
-        return np.dtype(">u2")
-    if img.mode.startswith("I;16"):
-        return np.dtype("<u2")
-    return np.dtype(MODE_DTYPES[img.mode]).newbyteorder("=")
+    def lost_metadata(self, file_format: str) -> list[str]:
+        """The metadata of this picture that ``file_format`` cannot store."""
+        return formats.FORMATS[file_format].loses(bool(self.icc_profile), bool(self.exif), bool(self.xmp),
+                                                  bool(self.dpi))
 
 
 def _strip(img: Image.Image, top: int, bottom: int) -> np.ndarray:
@@ -175,14 +199,15 @@ def _strip(img: Image.Image, top: int, bottom: int) -> np.ndarray:
     """
     width = img.size[0]
     part = img if (top, bottom) == (0, img.size[1]) else img.crop((0, top, width, bottom))
-    flat = np.frombuffer(part.tobytes(), dtype=_raw_dtype(img))
+    dtype = _RAW_DTYPES.get(img.mode) or MODE_DTYPES[img.mode].newbyteorder("=")
+    flat = np.frombuffer(part.tobytes(), dtype=dtype)
     return flat.reshape(bottom - top, width, -1)
 
 
 def _pixels(img: Image.Image, mode: str) -> np.ndarray:
     """Pixels of ``img`` (already in ``mode``) as a writable (H, W, C) array in native byte order."""
     width, height = img.size
-    dtype = np.dtype(MODE_DTYPES[mode])
+    dtype = MODE_DTYPES[mode]
     array = np.empty((height, width, len(img.getbands())), dtype=dtype)
     rows = max(1, _STRIP_BYTES // max(1, width * array.shape[2] * dtype.itemsize))
     for top in range(0, height, rows):
@@ -191,209 +216,535 @@ def _pixels(img: Image.Image, mode: str) -> np.ndarray:
     return array
 
 
-def _orientation_fix(img: Image.Image) -> int | None:
-    try:
-        orientation = img.getexif().get(_ORIENTATION)
-    except Exception:  # a broken EXIF block must not stop the pixels
-        return None
-    return orientation if orientation in range(2, 9) else None
+# --------------------------------------------------------------------------- limits and library output
 
 
-_ORIENTATION = 0x0112
-# TIFF tags that describe the pixel layout of the file they came from (a TIFF's "EXIF" is its
-# whole first IFD): written again, they would contradict the pooled image.
-_LAYOUT_TAGS = {
-    254, 255, 256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 282, 283, 284, 296, 317, 320, 322, 323, 324,
-    325, 338, 339, 340, 341,
-}
+@dataclass
+class _Decoding:
+    """What one decode has learnt so far: for the limits, and for a reason if it fails."""
 
-_TRANSPOSES: dict[int | None, list[Image.Transpose]] = {
-    2: [Image.Transpose.FLIP_LEFT_RIGHT],
-    3: [Image.Transpose.ROTATE_180],
-    4: [Image.Transpose.FLIP_TOP_BOTTOM],
-    5: [Image.Transpose.TRANSPOSE],
-    6: [Image.Transpose.ROTATE_270],
-    7: [Image.Transpose.TRANSVERSE],
-    8: [Image.Transpose.ROTATE_90],
-}
+    file_size: int
+    max_pixels: int | None
+    max_frames: int | None
+    format: str | None = None
+    frame: int = 0  # the frame or page being read (0-based)
+    frames: int = 1  # how many the file has
+    library: list[str] = field(default_factory=list)  # what Pillow logged and C libraries printed
+
+    def what(self) -> str:
+        return f"frame {self.frame + 1}" if self.frames > 1 else "image"
+
+    def check(self, size: tuple[int, int], compression: str | None = None) -> None:
+        """Refuse a frame or page of ``size`` (W, H) before it is decoded."""
+        pixels = size[0] * size[1]
+        bound = self._plausible_bound(compression)
+        if bound is not None and pixels > bound:
+            raise ImageError(
+                f"damaged {self.format} file: {self.what()} claims {size[0]}x{size[1]} = {pixels} pixels, more than "
+                f"a file of {self.file_size} bytes can hold")
+        if self.max_pixels and pixels > self.max_pixels:
+            raise ImageError(
+                f"{self.what()} size ({size[0]}x{size[1]} = {pixels} pixels) exceeds the limit of {self.max_pixels} "
+                "pixels (decompression bomb protection); raise it with --max-pixels N (0 removes it) "
+                "if you trust this file")
+
+    def check_count(self, frames: int) -> None:
+        """Refuse a file of too many frames, before their sizes are read."""
+        self.frames = frames
+        if self.max_frames and frames > self.max_frames:
+            raise ImageError(
+                f"{frames} frames exceed the limit of {self.max_frames} frames (decompression bomb protection); "
+                "raise it with --max-frames N (0 removes it) if you trust this file")
+
+    def check_total(self, sizes: list[tuple[int, int]]) -> None:
+        """Refuse a file whose frames together are too large."""
+        total = sum(w * h for w, h in sizes)
+        if self.max_pixels and total > FRAMES_BUDGET * self.max_pixels:
+            raise ImageError(
+                f"{len(sizes)} frames of {total} pixels together exceed the limit of "
+                f"{FRAMES_BUDGET * self.max_pixels} pixels for a whole file ({FRAMES_BUDGET} x --max-pixels; "
+                "decompression bomb protection); raise --max-pixels (0 removes it) if you trust this file")
+
+    def _plausible_bound(self, compression: str | None) -> int | None:
+        if self.format not in _PLAUSIBILITY_CHECKED or not self.file_size:  # size unknown: a device, a pipe
+            return None
+        if self.format == "TIFF" and compression not in _TIFF_CHECKED_COMPRESSIONS:
+            return None
+        return max(1, self.file_size) * PLAUSIBLE_PIXELS_PER_BYTE
+
+    def pillow_limit(self) -> int | None:
+        """Pillow's own per-frame guard: the pixel limit, or the plausible bound where that is lower
+        and does not depend on a page's compression (not TIFF)."""
+        bounds = [b for b in (self.max_pixels, self._plausible_bound(None)) if b]
+        return min(bounds) if bounds else None
+
+
+_LIMIT_LOCK = threading.RLock()  # Image.MAX_IMAGE_PIXELS is global: one decode sets it at a time
+
+
+@contextlib.contextmanager
+def _pillow_guard(decoding: _Decoding) -> Iterator[Callable[[], None]]:
+    """Pillow's bomb guard set for this decode and restored after; its warnings (a frame over
+    the limit included) become errors or are ignored; its log goes into ``decoding.library``.
+
+    Yields a function that re-applies the limit once the file's format is known."""
+    saved = Image.MAX_IMAGE_PIXELS
+    logger = logging.getLogger("PIL")
+    handler = _ListHandler(decoding.library)
+    propagate = logger.propagate
+
+    def apply() -> None:
+        Image.MAX_IMAGE_PIXELS = decoding.pillow_limit()
+
+    with _LIMIT_LOCK, warnings.catch_warnings():
+        # Pillow warns about damaged metadata it skips: the one-line error or the pixels say enough.
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        logger.addHandler(handler)
+        logger.propagate = False
+        apply()
+        try:
+            yield apply
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+            logger.removeHandler(handler)
+            logger.propagate = propagate
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self, lines: list[str]):
+        super().__init__(logging.WARNING)
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):
+            self.lines.append(record.getMessage())
+
+
+_STDERR_LOCK = threading.RLock()  # file descriptor 2 is the process's: one capture at a time
+_sink: tuple[int, BinaryIO] | None = None  # (pid, file): reused, as creating a file costs more than a decode
+
+
+def _stderr_sink() -> BinaryIO:
+    global _sink
+    if _sink is None or _sink[0] != os.getpid():  # a forked worker must not share its parent's file offset
+        _sink = (os.getpid(), tempfile.TemporaryFile())  # noqa: SIM115 - lives as long as the process
+    sink = _sink[1]
+    sink.seek(0)
+    sink.truncate()
+    return sink
+
+
+@contextlib.contextmanager
+def _captured_stderr(lines: list[str]) -> Iterator[None]:
+    """What C libraries write to file descriptor 2 during the block, into ``lines``.
+
+    libtiff prints its errors there itself; poolcli's stderr must carry one line per failure.
+    Terminal output written meanwhile by this process (a progress bar: escape codes or carriage
+    returns) is passed on to the real stderr afterwards."""
+    with _STDERR_LOCK:
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr at all: nothing to keep clean
+            yield
+            return
+        try:
+            sink = _stderr_sink()
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+                sink.seek(0)
+                text = sink.read().decode("utf-8", "replace")
+                for line in text.splitlines(keepends=True):
+                    if "\x1b" in line or "\r" in line:
+                        os.write(2, line.encode())
+                    elif line.strip():
+                        lines.append(line.strip())
+        finally:
+            os.close(saved)
+
+
+# --------------------------------------------------------------------------- decoding
 
 
 def decode(source: str | bytes, *, auto_orient: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-           lazy: bool = False) -> Picture:
+           max_frames: int | None = DEFAULT_MAX_FRAMES, lazy: bool = False) -> Picture:
     """Read an image file (a path, or the file's bytes) into a :class:`Picture`.
 
-    Every frame of an animation or multi-page file is decoded.  EXIF orientation is applied
-    (unless ``auto_orient`` is false) and removed from the kept EXIF.  P becomes RGB (RGBA with
-    transparency), 1 becomes L, other 16-bit gray variants I;16.  With ``lazy``, a single-frame
-    image stays in Pillow as a :class:`LazyFrame` (call ``Picture.close()`` when done).
+    Every frame of an animation or multi-page file is decoded, each after its size was checked
+    (see the module's notes on bombs; ``max_pixels`` or ``max_frames`` of 0 or None remove a
+    limit).  EXIF orientation is applied (unless ``auto_orient`` is false) and removed from the
+    kept EXIF and XMP.  Modes become poolcli's (:func:`poolcli.formats.pooled_mode`); 16-bit
+    colour PNG stays 16-bit.  With ``lazy``, a single-frame image stays in Pillow as a
+    :class:`LazyFrame` (call ``Picture.close()`` when done).
 
     Raises
     ------
     ImageError
         For anything that is not a readable image, with the reason.
+
+    Examples
+    --------
+    >>> decode(b"plain text")
+    Traceback (most recent call last):
+    ...
+    poolcli.images.ImageError: not an image file Pillow can read
     """
-    # Pillow raises only above twice its limit (and warns between): poolcli checks the limit
-    # itself, from the header, before any pixel is decoded.
-    Image.MAX_IMAGE_PIXELS = None
+    decoding = _Decoding(file_size=0, max_pixels=max_pixels or None, max_frames=max_frames or None)
     try:
-        with warnings.catch_warnings():
-            # Pillow warns about damaged metadata it skips: the one-line error or the pixels say enough.
-            warnings.simplefilter("ignore")
-            return _open_and_decode(source, auto_orient, max_pixels, lazy)
-    except UnidentifiedImageError:
-        raise ImageError("not an image file Pillow can read") from None
-    except FileNotFoundError:
-        raise ImageError("no such file") from None
-    except IsADirectoryError:
-        raise ImageError("is a folder, not a file") from None
-    except PermissionError:
-        raise ImageError("permission denied") from None
-    except (OSError, ValueError, SyntaxError, EOFError, IndexError, KeyError, TypeError) as error:
-        # Truncated or corrupt data surfaces as any of these from Pillow's decoders.
-        reason = str(error) or type(error).__name__
-        raise ImageError(f"corrupt or truncated image ({reason})") from None
+        decoding.file_size = len(source) if isinstance(source, bytes) else os.path.getsize(source)
+        with _captured_stderr(decoding.library), _pillow_guard(decoding) as reapply:
+            return _open_and_decode(source, decoding, reapply, auto_orient, lazy)
+    except ImageError:
+        raise
+    except Exception as error:  # every decoder failure is a property of the file: say which
+        decoding.format = decoding.format or _sniffed(source)
+        raise ImageError(_reason(error, decoding)) from None
 
 
-def _open_and_decode(source: str | bytes, auto_orient: bool, max_pixels: int | None, lazy: bool) -> Picture:
+def _open_and_decode(source: str | bytes, decoding: _Decoding, reapply: Callable[[], None], auto_orient: bool,
+                     lazy: bool) -> Picture:
     stream: BinaryIO | str = io.BytesIO(source) if isinstance(source, bytes) else source
     img = Image.open(stream)
     try:
-        pixels = img.size[0] * img.size[1]
-        if max_pixels and pixels > max_pixels:
-            raise ImageError(
-                f"image size ({img.size[0]}x{img.size[1]} = {pixels} pixels) exceeds the limit of {max_pixels} "
-                "pixels (decompression bomb protection); raise it with --max-pixels N (0 removes it) "
-                "if you trust this file"
-            )
-        picture = _decode_open(img, auto_orient, lazy)
+        decoding.format = img.format
+        reapply()  # the format is known: Pillow's guard also enforces the plausible size
+        picture, keep_open = _decode_open(img, source, decoding, auto_orient, lazy)
     except BaseException:
         img.close()
         raise
-    if not any(isinstance(f, LazyFrame) and f.image is img for f in picture.frames):
-        img.close()  # a lazy frame still reading from it owns it now
+    if not keep_open:
+        img.close()
     return picture
 
 
-def _decode_open(img: Image.Image, auto_orient: bool, lazy: bool) -> Picture:
-    file_format = img.format
-    orientation = _orientation_fix(img) if auto_orient else None
+def _claimed_sizes(img: Image.Image, n_frames: int) -> list[tuple[tuple[int, int], str | None]]:
+    """(size, compression) of every frame as its header claims, without decoding any.
+
+    Only TIFF pages are visited (a page's seek reads its tags); the frames of an animation
+    share the first frame's canvas (a larger frame is caught when it is reached)."""
+    if img.format != "TIFF" or n_frames == 1:
+        return [(img.size, img.info.get("compression"))] * n_frames
+    sizes = []
+    for index in range(n_frames):
+        img.seek(index)
+        sizes.append((img.size, img.info.get("compression")))
+    img.seek(0)
+    return sizes
+
+
+def _decode_open(img: Image.Image, source: str | bytes, decoding: _Decoding, auto_orient: bool,
+                 lazy: bool) -> tuple[Picture, bool]:
+    """The pixels and metadata of an open image; true if a lazy frame still reads from ``img``."""
     n_frames = getattr(img, "n_frames", 1)
-    frames_iter = ImageSequence.Iterator(img) if n_frames > 1 else [img]
-    frames_img = []
-    durations = []
-    transparency = False
-    for frame in frames_iter:
-        frame.load()
-        durations.append(int(frame.info.get("duration", 0) or 0))
-        transparency = transparency or _has_transparency(frame)
-        frames_img.append(frame.copy() if n_frames > 1 else frame)
-    mode = _target_mode(frames_img[0], transparency)
-    arrays: list[Frame] = []
+    decoding.check_count(n_frames)
+    claimed = _claimed_sizes(img, n_frames)
+    for index, (size, compression) in enumerate(claimed):
+        decoding.frame = index
+        decoding.check(size, compression)
+    decoding.check_total([size for size, _ in claimed])
+    decoding.frame = 0
+    tile = getattr(img, "tile", None)  # read before getexif(), which loads the pixels
+    raw = tile[0].args if img.format == "PNG" and tile else None
+    orientation = _orientation(img) if auto_orient else None
+    if n_frames == 1 and raw in _PNG_16BIT_COLOUR:
+        return _decode_png16(img, source, _PNG_16BIT_COLOUR[raw], orientation), False
+
+    frames_img, durations, transparency = [], [], False
+    for index in range(n_frames):
+        decoding.frame = index
+        if index:
+            img.seek(index)
+        decoding.check(img.size, img.info.get("compression"))  # a GIF frame may grow the canvas
+        img.load()
+        durations.append(int(img.info.get("duration", 0) or 0))
+        transparency = transparency or img.mode in ("PA", "RGBA", "LA", "La", "RGBa") or "transparency" in img.info
+        frames_img.append(img.copy() if n_frames > 1 else img)
+    decoding.frame = 0
+    mode = formats.pooled_mode(frames_img[0].mode, transparency)
+    frames: list[Frame] = []
     for frame in frames_img:
-        converted = frame if frame.mode == mode or frame.mode.startswith("I;16") else frame.convert(mode)
-        for step in _TRANSPOSES.get(orientation, []):
-            converted = converted.transpose(step)
+        converted = frame if frame.mode == mode or frame.mode in _RAW_DTYPES else frame.convert(mode)
+        if orientation:
+            converted = converted.transpose(_TRANSPOSES[orientation])
         if lazy and n_frames == 1:
-            arrays.append(LazyFrame(converted, mode))
+            frames.append(LazyFrame(converted, mode))
             continue
-        arrays.append(_pixels(converted, mode))
+        frames.append(ArrayFrame(_pixels(converted, mode)))
         if converted is not frame:
             converted.close()
-    if len({a.shape for a in arrays}) > 1:
+    if len({f.shape for f in frames}) > 1:
         raise ImageError("frames of different sizes are not supported")
+    picture = Picture(frames=frames, mode=mode, source_mode=img.mode, format=img.format,
+                      durations=durations if n_frames > 1 else None, loop=img.info.get("loop"),
+                      **_metadata(img, orientation))
+    keep_open = any(isinstance(f, LazyFrame) and f.image is img for f in frames)
+    return picture, keep_open
+
+
+def _decode_png16(img: Image.Image, source: str | bytes, mode: str, orientation: int | None) -> Picture:
+    """16-bit colour PNG, which Pillow would read as 8-bit: pixels from imagecodecs, metadata
+    from Pillow's reading of the chunks."""
+    import imagecodecs
+
+    if isinstance(source, str):
+        with open(source, "rb") as handle:
+            source = handle.read()
+    array = imagecodecs.png_decode(source)
+    width, height = img.size
+    channels = formats.MODES[mode].channels
+    if array.dtype != np.uint16 or array.shape != (height, width, channels):
+        raise ImageError(f"damaged PNG file: the header says {width}x{height} 16-bit {mode[:-3]}, the data "
+                         f"decodes as {array.shape} {array.dtype}")
+    transparent = img.info.get("transparency")
+    if mode == "RGB;16" and isinstance(transparent, tuple):  # tRNS: one colour is transparent
+        alpha = np.where((array == np.array(transparent, np.uint16)).all(axis=2, keepdims=True), 0, 65535)
+        array, mode = np.concatenate([array, alpha.astype(np.uint16)], axis=2), "RGBA;16"
+    if orientation:
+        array = _ARRAY_TRANSPOSES[_TRANSPOSES[orientation]](array)
+    return Picture(frames=[ArrayFrame(np.ascontiguousarray(array))], mode=mode, source_mode=mode, format="PNG",
+                   **_metadata(img, orientation))
+
+
+def _orientation(img: Image.Image) -> int | None:
+    try:
+        orientation = img.getexif().get(_ORIENTATION)
+    except Exception:  # a broken EXIF block must not stop the pixels
+        return None
+    return orientation if orientation in _TRANSPOSES else None
+
+
+_XMP_ORIENTATION = (rb'\s*tiff:Orientation="[0-9]"', rb"\s*<tiff:Orientation>[0-9]</tiff:Orientation>")
+
+
+def _metadata(img: Image.Image, orientation: int | None) -> dict[str, Any]:
+    """ICC profile, DPI, EXIF (without layout tags, and without the orientation once applied), XMP."""
     exif = None
     try:
         exif_data = img.getexif()
-        stale = _LAYOUT_TAGS | ({_ORIENTATION} if orientation is not None else set())
+        stale = _LAYOUT_TAGS | ({int(_ORIENTATION)} if orientation is not None else set())
         for tag in stale & set(exif_data):
             del exif_data[tag]
+        exif_data.pop(_XMP_TIFF_TAG, None)  # a TIFF's XMP tag: kept as XMP instead
         exif = exif_data.tobytes() if len(exif_data) else None
     except Exception:  # unreadable EXIF is dropped, not fatal
         exif = None
+    xmp = img.info.get("xmp") or img.info.get("XML:com.adobe.xmp") or None
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8")
+    if xmp and orientation is not None:
+        for pattern in _XMP_ORIENTATION:
+            xmp = re.sub(pattern, b"", xmp)
     dpi = img.info.get("dpi")
-    return Picture(
-        frames=arrays,
-        mode=mode,
-        source_mode=img.mode,
-        format=file_format,
-        icc_profile=img.info.get("icc_profile") or None,
-        dpi=(float(dpi[0]), float(dpi[1])) if dpi and len(dpi) == 2 and dpi[0] and dpi[1] else None,
-        exif=exif,
-        durations=durations if n_frames > 1 else None,
-        loop=img.info.get("loop"),
-    )
+    return {
+        "icc_profile": img.info.get("icc_profile") or None,
+        "dpi": (float(dpi[0]), float(dpi[1])) if dpi and len(dpi) == 2 and dpi[0] and dpi[1] else None,
+        "exif": exif,
+        "xmp": xmp if isinstance(xmp, bytes) else None,
+    }
 
 
-def formats_that_hold(mode: str) -> list[str]:
-    return [fmt for fmt, modes in FORMAT_MODES.items() if mode in modes]
+# Pillow's exceptions for damaged files, by type, as what is wrong with the file; the first
+# matching row wins.  {fmt}: the file's format; {detail}: the library's own words.
+_REASONS: list[tuple[tuple[type[BaseException], ...], str]] = [
+    ((UnidentifiedImageError,), "not an image file Pillow can read"),
+    ((FileNotFoundError,), "no such file"),
+    ((IsADirectoryError,), "is a folder, not a file"),
+    ((PermissionError,), "permission denied"),
+    ((MemoryError,), "not enough memory to decode this image"),
+    ((SyntaxError,), "damaged {fmt} header ({detail})"),
+    ((struct.error, EOFError, IndexError), "damaged {fmt} file: data cut short or pointing outside the file "
+                                           "({detail})"),
+    ((OverflowError,), "damaged {fmt} header: a size or offset out of range ({detail})"),
+    ((OSError,), "truncated or damaged {fmt} data ({detail})"),
+]
+
+
+# Signatures of the formats poolcli writes: a file that starts like one but that Pillow cannot
+# open is a damaged file of that format, not "not an image".
+_SIGNATURES = [(0, b"\x89PNG\r\n\x1a\n", "PNG"), (0, b"GIF87a", "GIF"), (0, b"GIF89a", "GIF"), (0, b"II*\x00", "TIFF"),
+               (0, b"MM\x00*", "TIFF"), (0, b"\xff\xd8\xff", "JPEG"), (0, b"BM", "BMP"), (8, b"WEBP", "WEBP")]
+
+
+def _sniffed(source: str | bytes) -> str | None:
+    try:
+        if isinstance(source, str):
+            with open(source, "rb") as handle:
+                source = handle.read(16)
+    except OSError:
+        return None
+    return next((fmt for at, magic, fmt in _SIGNATURES if source[at:at + len(magic)] == magic), None)
+
+
+def _reason(error: Exception, decoding: _Decoding) -> str:
+    """The one-line reason for a failed decode: what is wrong with the file, then the library's text."""
+    if isinstance(error, UnidentifiedImageError) and decoding.format:
+        error = SyntaxError("Pillow cannot read it")
+    fmt = decoding.format or "image"
+    text = str(error) or type(error).__name__
+    detail = "; ".join([text, *(line for line in decoding.library if line not in text)])
+    if isinstance(error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        # Pillow's guard fired first (while opening, or when a GIF frame grows the canvas)
+        claimed = re.search(r"\((\d+) pixels\)", text)
+        size = f" ({claimed.group(1)} pixels)" if claimed else ""
+        plausible = decoding._plausible_bound(None)
+        if decoding.max_pixels is None or (plausible is not None and plausible < decoding.max_pixels):
+            count = f"{claimed.group(1)} pixels," if claimed else "more pixels"
+            return f"damaged {fmt} file: {decoding.what()} claims {count} more than a file of " \
+                   f"{decoding.file_size} bytes can hold"
+        return (f"{decoding.what()} size{size} exceeds the limit of {decoding.max_pixels} pixels (decompression "
+                "bomb protection); raise it with --max-pixels N (0 removes it) if you trust this file")
+    if isinstance(error, OSError) and error.errno is not None and error.strerror:
+        return error.strerror
+    for types, template in _REASONS:
+        if isinstance(error, types):
+            reason = template.format(fmt=fmt, detail=detail)
+            if types == (UnidentifiedImageError,) and decoding.library:
+                reason += f" ({'; '.join(decoding.library)})"
+            return reason
+    return f"damaged {fmt} file ({type(error).__name__}: {detail})"
+
+
+# --------------------------------------------------------------------------- encoding
 
 
 def check_format(mode: str, file_format: str) -> None:
-    """Raise ImageError unless ``file_format`` stores ``mode`` pixels faithfully."""
-    if mode not in FORMAT_MODES.get(file_format, set()):
+    """Raise ImageError unless ``file_format`` stores ``mode`` pixels faithfully.
+
+    >>> check_format("F", "PNG")
+    Traceback (most recent call last):
+    ...
+    poolcli.images.ImageError: cannot write 32-bit float (F) pixels as PNG; formats that can: TIFF, .npy
+    """
+    if not formats.FORMATS[file_format].holds(mode):
         can = ", ".join(formats_that_hold(mode) + [".npy"])
-        raise ImageError(f"cannot write {describe_mode(mode)} pixels as {file_format}; formats that can: {can}")
+        reason = f"cannot write {describe_mode(mode)} pixels as {file_format}; formats that can: {can}"
+        if formats.MODES[mode].alpha and formats.FORMATS[file_format].holds(formats.FLATTENED[mode]):
+            reason += "; or flatten the alpha onto a colour with --background COLOR"
+        raise ImageError(reason)
 
 
-def describe_mode(mode: str) -> str:
-    return {
-        "L": "8-bit gray (L)",
-        "LA": "8-bit gray with alpha (LA)",
-        "RGB": "8-bit RGB",
-        "RGBA": "8-bit RGBA",
-        "CMYK": "8-bit CMYK",
-        "I;16": "16-bit gray (I;16)",
-        "I": "32-bit integer (I)",
-        "F": "32-bit float (F)",
-    }.get(mode, mode)
+def storage_mode(mode: str, file_format: str, frames: list[Frame]) -> str:
+    """The mode ``frames`` of ``mode`` are written in as ``file_format``: their own, or a
+    narrower one every value fits in (32-bit integers as a 16-bit PNG; see
+    :data:`poolcli.formats.NARROWED_MODES`).  A lazy frame asks its decoder, not a copy."""
+    narrowed = formats.NARROWED_MODES.get((mode, file_format))
+    if narrowed is None:
+        return mode
+    name, low, high = narrowed
+    ranges = [frame.value_range() for frame in frames]
+    return name if all(low <= lo and hi <= high for lo, hi in ranges) else mode
+
+
+def profile_description(icc_profile: bytes) -> str:
+    """The name an ICC profile gives itself (e.g. "sRGB IEC61966-2.1"), or "unreadable"."""
+    from PIL import ImageCms
+
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
+        return ImageCms.getProfileDescription(profile).strip() or "unnamed"
+    except Exception:  # a damaged profile is a reason to refuse, not to crash
+        return "unreadable"
 
 
 def _frame_image(array: np.ndarray, mode: str) -> Image.Image:
     """An (H, W, C) array as a Pillow image of ``mode``, read straight from the array's buffer."""
     height, width = array.shape[:2]
-    data = np.ascontiguousarray(array, dtype=np.dtype(MODE_DTYPES[mode]).newbyteorder("="))
+    data = np.ascontiguousarray(array, dtype=MODE_DTYPES[mode].newbyteorder("="))
     return Image.frombuffer(mode, (width, height), data, "raw", mode, 0, 1)
+
+
+def _save_options(picture: Picture, file_format: str, quality: int | None,
+                  dpi_scale: tuple[float, float]) -> dict[str, Any]:
+    """Pillow's save options for what ``file_format`` keeps of ``picture`` (formats.FORMATS)."""
+    fmt = formats.FORMATS[file_format]
+    options: dict[str, Any] = {}
+    if picture.icc_profile and fmt.icc:
+        options["icc_profile"] = picture.icc_profile
+    if picture.exif and fmt.exif:
+        options["exif"] = picture.exif
+    if picture.dpi and fmt.dpi:
+        dpi = (picture.dpi[0] / dpi_scale[0], picture.dpi[1] / dpi_scale[1])
+        options["dpi"] = tuple(round(v) for v in dpi) if fmt.integer_dpi else dpi
+    if fmt.quality is not None:
+        options["quality"] = quality if quality is not None else fmt.quality
+    if picture.xmp and fmt.xmp:
+        if file_format == "PNG":
+            from PIL.PngImagePlugin import PngInfo
+
+            info = PngInfo()
+            info.add_itxt("XML:com.adobe.xmp", picture.xmp)
+            options["pnginfo"] = info
+        elif file_format == "TIFF":  # Pillow writes TIFF tags from an Exif mapping
+            tags = Image.Exif()
+            if picture.exif:
+                tags.load(picture.exif)
+            tags[_XMP_TIFF_TAG] = picture.xmp
+            options["exif"] = tags
+        else:
+            options["xmp"] = picture.xmp
+    return options
 
 
 def encode(picture: Picture, stream: BinaryIO, file_format: str, *, quality: int | None = None,
            dpi_scale: tuple[float, float] = (1.0, 1.0)) -> None:
-    """Write ``picture`` to ``stream`` as ``file_format``, keeping ICC profile, EXIF (without a
-    stale orientation), DPI scaled by ``dpi_scale`` (x, y), frame durations and loop count."""
-    mode = picture.mode
-    if mode == "I" and file_format == "PNG":
-        mode = "I;16"  # 16-bit PNG; the caller checked that the values fit (pooling keeps them in range)
+    """Write ``picture`` to ``stream`` as ``file_format``, keeping what the format holds of ICC
+    profile, EXIF (without a stale orientation), XMP, DPI scaled by ``dpi_scale`` (x, y), frame
+    durations and loop count (see :data:`poolcli.formats.FORMATS`)."""
+    mode = storage_mode(picture.mode, file_format, picture.frames)
     check_format(mode, file_format)
-    images = [_frame_image(cast(np.ndarray, frame), mode) for frame in picture.frames]  # pooled: arrays
-    options: dict = {}
-    if picture.icc_profile and file_format in ("PNG", "JPEG", "TIFF", "WEBP"):
-        options["icc_profile"] = picture.icc_profile
-    if picture.exif and file_format in ("PNG", "JPEG", "TIFF", "WEBP"):
-        options["exif"] = picture.exif
-    if picture.dpi and file_format in ("PNG", "JPEG", "TIFF", "BMP"):
-        dpi = (picture.dpi[0] / dpi_scale[0], picture.dpi[1] / dpi_scale[1])
-        options["dpi"] = tuple(round(v) for v in dpi) if file_format in ("JPEG", "BMP") else dpi
-    if file_format in DEFAULT_QUALITY:
-        options["quality"] = quality if quality is not None else DEFAULT_QUALITY[file_format]
+    frames = picture.frames
+    if len(frames) > 1 and not formats.FORMATS[file_format].frames:
+        can = ", ".join(name for name, fmt in formats.FORMATS.items() if fmt.frames)
+        raise ImageError(f"{file_format} cannot hold {len(frames)} frames; use {can}")
+    options = _save_options(picture, file_format, quality, dpi_scale)
+    if mode in _PNG_16BIT_COLOUR.values():
+        stream.write(_png16(frames[0].to_array(), options))
+        return
+    images = [_frame_image(frame.to_array(), mode) for frame in frames]
     if len(images) > 1:
-        if file_format not in ("PNG", "GIF", "WEBP", "TIFF"):
-            raise ImageError(f"{file_format} cannot hold {len(images)} frames; use PNG, GIF, WebP or TIFF")
         options["save_all"] = True
         options["append_images"] = images[1:]
         if picture.durations and file_format != "TIFF":
             options["duration"] = picture.durations
         if picture.loop is not None and file_format != "TIFF":
             options["loop"] = picture.loop
+    library: list[str] = []  # what libtiff prints while encoding
     try:
-        images[0].save(stream, format=file_format, **options)
-    except (OSError, ValueError) as error:
-        raise ImageError(f"cannot write {file_format}: {error}") from None
+        with _captured_stderr(library):
+            images[0].save(stream, format=file_format, **options)
+    except (OSError, ValueError, OverflowError, struct.error) as error:
+        said = "".join(f"; {line}" for line in library if line not in str(error))
+        raise ImageError(f"cannot write {file_format}: {error}{said}") from None
     finally:
         for image in images:
             image.close()
 
 
-def format_for_extension(extension: str) -> str | None:
-    return EXTENSION_FORMATS.get(extension.lower())
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png16(array: np.ndarray, options: dict[str, Any]) -> bytes:
+    """A 16-bit colour PNG (imagecodecs' encoder), with the metadata chunks Pillow would write
+    for the same ``options`` placed after IHDR (imagecodecs writes pixels only)."""
+    import imagecodecs
+
+    data = bytes(imagecodecs.png_encode(np.ascontiguousarray(array, dtype=np.uint16)))
+    chunks = b""
+    if icc := options.get("icc_profile"):
+        chunks += _png_chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc))
+    if dpi := options.get("dpi"):
+        chunks += _png_chunk(b"pHYs", struct.pack(">IIB", int(dpi[0] / 0.0254 + 0.5), int(dpi[1] / 0.0254 + 0.5), 1))
+    if exif := options.get("exif"):
+        chunks += _png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\0\0") else exif)
+    if info := options.get("pnginfo"):
+        for kind, value, *_ in info.chunks:
+            chunks += _png_chunk(kind, value)
+    end_of_ihdr = 8 + 8 + 13 + 4  # signature, IHDR length and type, its 13 bytes, CRC
+    return data[:end_of_ihdr] + chunks + data[end_of_ihdr:]
 
 
 # Colours of explain's PNG picture, by the style keys of report.explanation_panels.

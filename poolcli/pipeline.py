@@ -19,7 +19,7 @@ from typing import BinaryIO, cast
 
 import numpy as np
 
-from poolcli import images, pixels, storage
+from poolcli import formats, images, pixels, storage
 from poolcli.params import PoolParams
 from poolcli.results import GRID_LIMIT, Result
 
@@ -36,8 +36,10 @@ class Options:
     auto_orient: bool = True
     premultiply: bool = True
     linear: bool = False
-    max_pixels: int | None = images.DEFAULT_MAX_PIXELS
+    max_pixels: int | None = formats.DEFAULT_MAX_PIXELS
+    max_frames: int | None = formats.DEFAULT_MAX_FRAMES
     indices_path: str | None = None
+    background: tuple[int, int, int] | None = None  # flatten alpha onto this RGB colour
     # --storage-options (JSON) for URLs; may hold secrets, so never shown in a repr
     storage_options: str | None = field(default=None, repr=False)
 
@@ -94,14 +96,14 @@ def output_format(output: str, options: Options, input_format: str | None, is_ar
         extension = Path(output).suffix.lower()
         if extension == ".npy":
             return "NPY"
-        found = images.format_for_extension(extension)
+        found = formats.format_for_extension(extension)
         if found:
             return found
         raise JobError(f"unknown output extension {extension or '(none)'!r}; use --format or one of "
                        ".png .jpg .tif .webp .bmp .gif .npy")
     if is_array:
         return "NPY"
-    if input_format in images.FORMAT_MODES:
+    if input_format in formats.FORMATS:
         return input_format
     return "PNG"
 
@@ -238,7 +240,8 @@ def _run_array(source: bytes | str, job: Job, params: PoolParams, options: Optio
 
 
 def _run_image(source: bytes | str, job: Job, params: PoolParams, options: Options, result: Result) -> None:
-    picture = images.decode(source, auto_orient=options.auto_orient, max_pixels=options.max_pixels, lazy=True)
+    picture = images.decode(source, auto_orient=options.auto_orient, max_pixels=options.max_pixels,
+                            max_frames=options.max_frames, lazy=True)
     try:
         _pool_picture(picture, job, params, options, result)
     finally:
@@ -248,19 +251,23 @@ def _run_image(source: bytes | str, job: Job, params: PoolParams, options: Optio
 def _pool_picture(picture: images.Picture, job: Job, params: PoolParams, options: Options, result: Result) -> None:
     height, width, channels = picture.frames[0].shape
     converted = f" (from mode {picture.source_mode})" if picture.source_mode != picture.mode else ""
-    result.description = f"{images.describe_mode(picture.mode)} image{converted}, {picture.frames[0].dtype}"
+    result.description = f"{formats.describe_mode(picture.mode)} image{converted}, {picture.frames[0].dtype}"
     result.dtype = str(picture.frames[0].dtype)
     result.frames = len(picture.frames)
     result.input_shape = (channels, height, width)
     file_format = output_format(job.output, options, picture.format, is_array=False)
+    if options.background is not None and picture.has_alpha:
+        picture = _flattened(picture, options.background)
+        channels -= 1
+        result.notes.append(f"alpha flattened onto the background {_colour_text(options.background)}")
     if file_format != "NPY":
-        mode = picture.mode
-        if mode == "I" and file_format == "PNG":
-            mode = "I;16" if _fits_uint16(picture.frames) else mode
-        images.check_format(mode, file_format)  # before the work, not after
-    if options.linear and params.op == "avg" and picture.mode not in images.SRGB_MODES:
-        raise JobError(f"--linear needs sRGB pixels (L, LA, RGB, RGBA, I;16), not {images.describe_mode(picture.mode)}")
-    if options.quality is not None and file_format not in images.DEFAULT_QUALITY:
+        images.check_format(images.storage_mode(picture.mode, file_format, picture.frames), file_format)
+        lost = picture.lost_metadata(file_format)
+        if lost:
+            result.notes.append(f"{file_format} cannot hold the {' and '.join(lost)} of the input: not written")
+    if options.linear and params.op == "avg":
+        _check_linear(picture)
+    if options.quality is not None and file_format not in formats.DEFAULT_QUALITY:
         result.notes.append(f"--quality has no effect on {file_format}")
 
     pooled_frames: list[np.ndarray] = []
@@ -280,18 +287,42 @@ def _pool_picture(picture: images.Picture, job: Job, params: PoolParams, options
     if file_format == "NPY":
         planes = np.stack([f.transpose(2, 0, 1) for f in pooled_frames]) if len(pooled_frames) > 1 \
             else pooled_frames[0].transpose(2, 0, 1)
+        result.output_description = f"array of {planes.dtype}"
         _write_output(job.output, _save_npy(planes), options)
     else:
         stride = params.effective_stride
+        written = images.storage_mode(pooled_picture.mode, file_format, pooled_picture.frames)
+        result.output_description = f"{formats.describe_mode(written)} {file_format}"
         _write_output(job.output, lambda handle: images.encode(
-            pooled_picture, handle, file_format, quality=options.quality, dpi_scale=(stride[1], stride[0])))
+            pooled_picture, handle, file_format, quality=options.quality, dpi_scale=(stride[1], stride[0])), options)
     if options.indices_path:
         stacked = np.stack(index_frames) if len(index_frames) > 1 else index_frames[0]
         _write_file(options.indices_path, _save_npy(stacked), options)
 
 
-def _fits_uint16(frames: list[images.Frame]) -> bool:
-    """Can 32-bit integer pixels go to a 16-bit PNG?  A lazy frame asks Pillow, not a copy."""
-    ranges = [f.value_range() if isinstance(f, images.LazyFrame) else (f.min(), f.max()) for f in frames
-              if isinstance(f, images.LazyFrame) or f.size]
-    return all(low >= 0 and high <= 65535 for low, high in ranges)
+def _flattened(picture: images.Picture, background: tuple[int, int, int]) -> images.Picture:
+    """``picture`` with its alpha composited onto ``background`` (--background)."""
+    frames = [frame.to_array() for frame in picture.frames]
+    picture.close()
+    scale = np.iinfo(frames[0].dtype).max // 255  # 1 for 8-bit, 257 for 16-bit
+    red, green, blue = background
+    gray = (red * 19595 + green * 38470 + blue * 7471 + 0x8000) >> 16  # ITU-R 601-2 luma, as Pillow's convert("L")
+    colour = (gray,) if frames[0].shape[2] == 2 else background
+    flat = [pixels.flatten(frame, tuple(v * scale for v in colour)) for frame in frames]
+    return picture.with_frames(flat, mode=formats.FLATTENED[picture.mode])
+
+
+def _colour_text(colour: tuple[int, int, int]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*colour)
+
+
+def _check_linear(picture: images.Picture) -> None:
+    """--linear decodes sRGB: refuse pixels that are not sRGB-encoded, by mode or by ICC profile."""
+    if picture.mode not in images.SRGB_MODES:
+        can = ", ".join(mode for mode in formats.MODES if formats.MODES[mode].srgb)
+        raise JobError(f"--linear needs sRGB pixels ({can}), not {formats.describe_mode(picture.mode)}")
+    if picture.icc_profile:
+        name = images.profile_description(picture.icc_profile)
+        if "srgb" not in name.lower():
+            raise JobError(f"--linear averages sRGB values, but the image's ICC profile is {name!r}; convert it to "
+                           "sRGB first, or average without --linear")

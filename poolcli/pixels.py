@@ -1,5 +1,8 @@
 """Pooling arrays and image pixels with the engine (pure NumPy; no file I/O).
 
+May import: NumPy, ``engine``, ``frames`` and ``params`` (never Pillow: frames come in as the
+:class:`~poolcli.frames.Frame` protocol, whatever decoder holds their rows).
+
 Arrays are numbers: they follow torch's semantics exactly (an integer average truncates).
 Pixels are pixels: max is torch's; an integer average is the exact window average rounded to
 nearest, halves up, and saturates to the pixel range; alpha is premultiplied for averages unless
@@ -11,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from poolcli import engine
-from poolcli.images import LazyFrame
+from poolcli.frames import Frame
 from poolcli.params import PoolParams
 
 
@@ -25,26 +28,19 @@ def pool_array(x: engine.ArrayOrRows, params: PoolParams, want_indices: bool = F
     return engine.avg_pool2d(x, **params.avg_args()), None
 
 
-def pool_pixels(frame: np.ndarray | LazyFrame, params: PoolParams, *, has_alpha: bool = False,
+def pool_pixels(frame: Frame, params: PoolParams, *, has_alpha: bool = False,
                 premultiply: bool = True, linear: bool = False, want_indices: bool = False
                 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Pool one (H, W, C) frame of pixels; returns the (OH, OW, C) frame and, for max with
     ``want_indices``, torch's (C, OH, OW) indices.  Alpha, if any, is the last channel.
 
-    A :class:`~poolcli.images.LazyFrame` is read strip by strip where the rule is per channel
-    (max, plain averages); the alpha-weighted and linear-light rules take the whole array."""
+    Where the rule is per channel (max, plain averages) the engine reads ``Frame.planes()``:
+    a frame still inside its decoder is read strip by strip, never copied whole; the
+    alpha-weighted and linear-light rules take the whole array."""
     per_channel = params.op == "max" or not (linear or (has_alpha and premultiply))
-    if isinstance(frame, LazyFrame):
-        if per_channel:
-            height, width, channels = frame.shape
-            lazy = frame  # the closure keeps the LazyFrame, not the name reassigned below
-            planes = engine.RowSource((channels, height, width), frame.dtype,
-                                      lambda top, bottom: lazy.rows(top, bottom).transpose(2, 0, 1))
-            return _pool_planes(planes, params, want_indices)
-        frame = frame.to_array()
-    planes = frame.transpose(2, 0, 1)  # a view: the engine reads the interleaved buffer as planes
     if per_channel:
-        return _pool_planes(planes, params, want_indices)
+        return _pool_planes(frame.planes(), params, want_indices)
+    planes = frame.to_array().transpose(2, 0, 1)  # a view: the engine reads the interleaved buffer as planes
     color = planes[:-1] if has_alpha else planes
     alpha = planes[-1:] if has_alpha else None
     if linear:
@@ -129,3 +125,19 @@ def _linear_average(color: np.ndarray, alpha: np.ndarray | None, params: PoolPar
         averaged = _window_sums(linear * weights, params) / np.where(alpha_sums > 0, alpha_sums, 1.0)
     encoded = np.floor(_linear_to_srgb(averaged) * top + 0.5)
     return encoded.astype(color.dtype)
+
+
+def flatten(frame: np.ndarray, background: tuple[int, ...]) -> np.ndarray:
+    """Alpha (the last channel) composited onto an opaque ``background`` (one value per colour
+    channel, in the frame's range): ``(c*a + b*(M - a)) / M`` rounded half up, M the largest
+    value.  Returns the colour channels only.
+
+    >>> frame = np.array([[[200, 255], [200, 0], [200, 128]]], dtype=np.uint8)
+    >>> flatten(frame, (100,)).ravel().tolist()
+    [200, 100, 150]
+    """
+    top = np.iinfo(frame.dtype).max
+    colour = frame[..., :-1].astype(np.int64)
+    alpha = frame[..., -1:].astype(np.int64)
+    composed = colour * alpha + np.asarray(background, np.int64) * (top - alpha)
+    return engine.rounded_quotient(composed, top).astype(frame.dtype)

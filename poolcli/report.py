@@ -141,7 +141,8 @@ def render(result: Result, params: PoolParams, console: Console) -> None:
     table.add_row("output", Text(shown))
     out_shape = shape_text(result.output_shape)
     full = result.full_output_shape
-    table.add_row("", Text(f"shape {out_shape} (C, H, W)" + (f", array shape {shape_text(full)}"
+    written = f"{result.output_description}, " if result.output_description else ""
+    table.add_row("", Text(f"{written}shape {out_shape} (C, H, W)" + (f", array shape {shape_text(full)}"
                                                             if full and full != result.output_shape else "")))
     for note in result.notes:
         table.add_row("note", Text(note, style="yellow"))

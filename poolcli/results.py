@@ -24,7 +24,8 @@ class Result:
     status: str = "ok"  # "ok", "error" or "skipped"
     error: str | None = None
     seconds: float = 0.0
-    description: str = ""  # e.g. "RGB (8-bit)" or "array float32"
+    description: str = ""  # e.g. "16-bit RGB image, uint16" or "array of float32"
+    output_description: str = ""  # what was written, e.g. "16-bit RGB PNG"
     dtype: str = ""
     frames: int = 1
     input_shape: tuple[int, ...] | None = None  # (C, H, W) of what was pooled
@@ -45,7 +46,7 @@ class Result:
             "output_shape": list(self.output_shape) if self.output_shape else None,
         }
         record.update(params.as_json())
-        record.update(status=self.status, error=self.error, seconds=round(self.seconds, 6))
+        record.update(status=self.status, error=self.error, seconds=round(self.seconds, 6), notes=list(self.notes))
         return record
 
 

@@ -15,7 +15,7 @@ from PIL import Image
 from tests.conftest import files_in, json_lines
 
 JSON_KEYS = ["input", "output", "op", "input_shape", "output_shape", "kernel_size", "stride", "padding",
-             "dilation", "ceil_mode", "count_include_pad", "divisor_override", "status", "error", "seconds"]
+             "dilation", "ceil_mode", "count_include_pad", "divisor_override", "status", "error", "seconds", "notes"]
 
 
 # --------------------------------------------------------------------------- the course example
@@ -197,8 +197,8 @@ def test_json_error_record(invoke, tmp_path):
     [
         ("empty.png", b"", "empty file"),
         ("text.png", b"hello, I am text", "not an image file Pillow can read"),
-        ("trunc.png", None, "corrupt or truncated image"),
-        ("garbage.jpg", b"\xff\xd8\xff\xe0" + b"\x00" * 64, "not an image file Pillow can read"),
+        ("trunc.png", None, "truncated or damaged PNG data"),
+        ("garbage.jpg", b"\xff\xd8\xff\xe0" + b"\x00" * 64, "damaged JPEG header (Pillow cannot read it)"),
     ],
 )
 def test_bad_files_exit_1_with_one_line_and_no_output(invoke, tmp_path, rgb_png, name, content, reason):

@@ -130,7 +130,8 @@ def test_tiff_layout_tags_are_not_copied(rng):
     "mode, fmt, message",
     [
         ("F", "PNG", "cannot write 32-bit float (F) pixels as PNG; formats that can: TIFF, .npy"),
-        ("RGBA", "JPEG", "cannot write 8-bit RGBA pixels as JPEG; formats that can: PNG, TIFF, WEBP, GIF, .npy"),
+        ("RGBA", "JPEG", "cannot write 8-bit RGBA pixels as JPEG; formats that can: PNG, TIFF, WEBP, GIF, .npy; "
+                         "or flatten the alpha onto a colour with --background COLOR"),
         ("I;16", "JPEG", "cannot write 16-bit gray (I;16) pixels as JPEG; formats that can: PNG, TIFF, .npy"),
         ("CMYK", "PNG", "cannot write 8-bit CMYK pixels as PNG; formats that can: JPEG, TIFF, .npy"),
     ],
@@ -145,7 +146,7 @@ def test_formats_that_cannot_hold_a_mode(mode, fmt, message):
     "data, message",
     [
         (b"", "not an image file Pillow can read"),
-        (b"GIF89a", "not an image file Pillow can read"),
+        (b"GIF89a", r"^damaged GIF header \(Pillow cannot read it\)$"),
         (b"plain text", "not an image file Pillow can read"),
     ],
 )
@@ -156,12 +157,12 @@ def test_unreadable_bytes(data, message):
 
 def test_truncated_png():
     data = save(Image.new("RGB", (64, 64), (1, 2, 3)), "PNG", compress_level=0)
-    with pytest.raises(ImageError, match="corrupt or truncated image"):
+    with pytest.raises(ImageError, match=r"^truncated or damaged PNG data \(image file is truncated\)$"):
         decode(data[: len(data) // 2])
 
 
 def test_decompression_bomb():
-    with pytest.raises(ImageError, match=r"20x20 = 400 pixels\) exceeds the limit of 100 pixels.*--max-pixels"):
+    with pytest.raises(ImageError, match=r"^image size \(400 pixels\) exceeds the limit of 100 pixels.*--max-pixels"):
         decode(save(Image.new("L", (20, 20)), "PNG"), max_pixels=100)
     assert decode(save(Image.new("L", (20, 20)), "PNG"), max_pixels=0).frames[0].shape == (20, 20, 1)
 
