@@ -317,7 +317,7 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
         max_frames=formats.DEFAULT_MAX_FRAMES if max_frames is None else max_frames, background=background,
         storage_options=storage_options,
     )
-    address = _scheduler_address(ctx, scheduler, storage_options)
+    address = _scheduler_address(ctx, scheduler, storage_options, inputs)
     try:
         # On a cluster the folders are walked lazily (twice), never held: folders of millions of files.
         make_plan = batch.plan if address is None else batch.plan_stream
@@ -332,14 +332,20 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
     ctx.exit(code)
 
 
-def _scheduler_address(ctx: click.Context, scheduler: str | None, storage_options: str | None) -> str | None:
+def _scheduler_address(ctx: click.Context, scheduler: str | None, storage_options: str | None,
+                       inputs: tuple[str, ...]) -> str | None:
     """--scheduler, else Dask's own setting (when Dask is installed), else None: no cluster."""
+    from pathlib import Path
+
     from poolcli import cluster, storage
 
     try:
         storage.check_options(storage_options)
     except storage.StorageError as error:
         raise click.BadParameter(str(error), ctx=ctx, param_hint="'--storage-options'") from None
+    one_local_file = len(inputs) == 1 and not storage.is_url(inputs[0]) and not Path(inputs[0]).is_dir()
+    if scheduler is None and one_local_file:
+        return None  # runs here anyway: a standing DASK_SCHEDULER_ADDRESS must not slow single files down
     if scheduler is None:
         address = cluster.default_address()
         return address if address and cluster.installed() else None

@@ -332,8 +332,10 @@ def test_single_files_and_version_import_no_dask_or_fsspec(tmp_path, rgb_png):
             "for args in (['--version'], ['max', sys.argv[1], '-k', '2', '-q']):\n"
             "    try:\n        cli.main(args)\n    except SystemExit as stop:\n        assert stop.code == 0\n"
             "print(sorted(m for m in ('dask', 'distributed', 'fsspec', 's3fs') if m in sys.modules))")
+    # a standing Dask setting does not send a single file to a cluster, nor import Dask
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DASK_SCHEDULER_ADDRESS": "tcp://127.0.0.1:1"}
     out = subprocess.run([sys.executable, "-c", code, str(rgb_png)], capture_output=True, text=True, check=True,
-                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                         cwd=tmp_path, env=env)
     assert out.stdout.strip().splitlines()[-1] == "[]"
     assert (tmp_path / "rgb.max-k2.png").exists()
 
