@@ -10,7 +10,8 @@ the LocalCluster's start-up (and shutdown) time, and the scheduler's cost per ta
 through ``client.submit`` / ``as_completed``, as poolcli submits them), and the cost per file of
 ``--scheduler local`` over ``-j 2`` with the start-up and shutdown taken out.  Medians of REPEATS
 interleaved runs.  Target: ``--scheduler local -j 2`` within 1.15x of ``-j 2`` on a run of about
-20 s.  Needs ``pip install "poolcli[dask]" "moto[server]"``.
+20 s.  Appends a dated section to benchmarks/RESULTS.md.  Needs ``pip install "poolcli[dask]"
+"moto[server]"``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import platform
 import shutil
 import socket
 import statistics
@@ -30,6 +32,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 from bench_batch import make_folder
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
 def timed(command: list[str], clear: object) -> float:
@@ -127,15 +131,35 @@ def main() -> None:
                 for name, (command, clear) in runs.items():
                     times[name].append(timed(command, clear))
             medians = {name: statistics.median(values) for name, values in times.items()}
+            rows = ["| run | wall s | images/s |", "|---|---:|---:|"]
             for name, seconds in medians.items():
                 print(f"  {name:30s} {seconds:7.2f} s  {args.count / seconds:6.1f} images/s")
+                rows.append(f"| `{' '.join(name.split())}` | {seconds:.2f} | {args.count / seconds:.1f} |")
+            notes = [f"LocalCluster(2 workers): start-up {startup:.2f} s, shutdown {shutdown:.2f} s; "
+                     f"scheduler cost {per_task:.2f} ms per (empty) task"]
             for where in ("disk", "S3  "):
                 local, pool = medians[f"{where}  --scheduler local -j 2"], medians[f"{where}  -j 2"]
                 per_file = (local - pool - startup - shutdown) / args.count * 1000
-                print(f"  {where.strip()}: --scheduler local -j 2 time / -j 2 time: {local / pool:.3f} "
-                      f"(target <= 1.15); cost per file beyond start-up and shutdown: {per_file:.1f} ms")
+                notes.append(f"{where.strip()}: --scheduler local -j 2 time / -j 2 time: {local / pool:.3f} "
+                             f"(target <= 1.15); cost per file beyond start-up and shutdown: {per_file:.1f} ms")
+                print(f"  {notes[-1]}")
     finally:
         server.stop()
+    append_results(args, rows, notes)
+
+
+def append_results(args: argparse.Namespace, rows: list[str], notes: list[str]) -> None:
+    """A dated section at the end of benchmarks/RESULTS.md."""
+    new = not RESULTS.exists()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    with open(RESULTS, "a") as handle:
+        if new:
+            handle.write("# Benchmark results\n\nAppended by the benchmarks; newest last.\n")
+        handle.write(f"\n## bench_cluster.py, {when} ({platform.machine()}, {os.cpu_count()} CPUs, Python "
+                     f"{platform.python_version()}; load average {load:.1f} at the end)\n\n")
+        handle.write(f"{args.count} RGB PNGs of {args.size}x{args.size}, `max -k 2`, medians of {args.repeats}.\n\n")
+        handle.write("\n".join(rows) + "\n\n" + "\n".join(f"- {note}" for note in notes) + "\n")
 
 
 if __name__ == "__main__":
