@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from poolcli import formats, storage
+from poolcli import formats, paths, storage
 from poolcli.engine import available_cpus
 from poolcli.exits import ExitCode
 from poolcli.params import PoolParams
@@ -138,7 +138,7 @@ def _is_folder_input(raw: str, storage_options: str | None) -> bool:
 
 
 def iter_sources(inputs: list[str], recursive: bool, storage_options: str | None = None) -> Iterator[Source]:
-    """The command line's inputs as files, folders walked lazily in order."""
+    """The command line's inputs as files, folders (and URL prefixes) walked lazily in order."""
     for raw in inputs:
         if raw == STDIO:
             yield Source(None)
@@ -160,12 +160,24 @@ def collect(inputs: list[str], recursive: bool, storage_options: str | None = No
     return sources, any(_is_folder_input(raw, storage_options) for raw in inputs)
 
 
-def _check_usage(inputs: list[str], output: str | None, options: Options, any_folder: bool,
-                 stdin_inputs: int) -> bool:
-    """The usage rules of a run; returns whether it has several inputs."""
+@dataclass(frozen=True)
+class _Target:
+    """Where the outputs of a run go, decided once from -o / -O."""
+
+    output: str | None
+    output_dir: str | None
+    folder: str | None  # the folder outputs are mirrored into, if any
+    several: bool
+
+
+def _target(inputs: list[str], output: str | None, output_dir: str | None, options: Options, any_folder: bool,
+            stdin_inputs: int) -> _Target:
+    """The usage rules of a run's outputs, checked before any file is read."""
+    if output is not None and paths.is_stdout(output):
+        output = STDIO
     several = len(inputs) > 1 or any_folder
-    if any_folder and output is None:
-        raise PlanError("-o/--output DIR is required when an input is a folder")
+    if any_folder and output is None and output_dir is None:
+        raise PlanError("-o/--output DIR is required when an input is a folder (or -O/--output-dir DIR)")
     if stdin_inputs and several:
         raise PlanError("'-' (standard input) must be the only input")
     if output == STDIO and several:
@@ -174,26 +186,41 @@ def _check_usage(inputs: list[str], output: str | None, options: Options, any_fo
         raise PlanError("--return-indices takes a single input")
     if several and output is not None and _is_file(output, options):
         raise PlanError(f"-o {storage.redact(output)}: with several inputs, -o must be a folder, and this is a file")
-    return several
+    if output_dir is not None and _is_file(output_dir, options):
+        raise PlanError(f"-O {storage.redact(output_dir)}: this is a file, not a folder")
+    folder = output_dir
+    if folder is None and output is not None and output != STDIO and (several or _is_folder(output, options)):
+        folder = output
+    return _Target(output, output_dir, folder, several)
+
+
+def _job(source: Source, target: _Target, params: PoolParams, options: Options) -> Job:
+    if target.folder is not None:
+        option = f"-O {target.folder}" if target.output_dir is not None else f"-o {target.folder}"
+        return Job(source.location, _output_in(source, target.folder, option, options), source.label,
+                   make_folders=True)
+    return Job(source.location, _output_for(source, target.output, params, options, target.several), source.label)
 
 
 def plan(inputs: list[str], output: str | None, params: PoolParams, options: Options,
-         recursive: bool = False) -> list[Job]:
+         recursive: bool = False, output_dir: str | None = None) -> list[Job]:
     """Decide every output path before anything is written, and refuse what would lose data.
+
+    ``-o`` ending in ``/`` or naming an existing folder is a folder, also for one input;
+    ``output_dir`` (``-O``) always is.  ``/dev/stdout`` is ``-``.  Inputs and outputs may be
+    fsspec URLs (:mod:`poolcli.storage`).
 
     Raises
     ------
     PlanError
         For usage problems: a folder without ``-o``, several inputs to one file or to stdout,
-        an output that is an input, two inputs landing on one output.
+        an output that is an input, two outputs that are one file.
     """
     try:
         sources, any_folder = collect(inputs, recursive, options.storage_options)
-        several = _check_usage(inputs, output, options, any_folder,
-                               sum(s.path is None and s.url is None for s in sources))
-        jobs: list[Job] = []
-        for source in sources:
-            jobs.append(Job(source.location, _output_for(source, output, params, options, several), source.label))
+        target = _target(inputs, output, output_dir, options, any_folder,
+                         sum(s.path is None and s.url is None for s in sources))
+        jobs = [_job(source, target, params, options) for source in sources]
     except storage.StorageError as error:
         raise PlanError(str(error)) from None
     _refuse_collisions(jobs, options)
@@ -218,7 +245,7 @@ class JobStream:
 
 
 def plan_stream(inputs: list[str], output: str | None, params: PoolParams, options: Options,
-                recursive: bool = False) -> JobStream:
+                recursive: bool = False, output_dir: str | None = None) -> JobStream:
     """:func:`plan` for very many files (a cluster run): the same outputs and refusals, in memory
     that does not grow with the number of files in a folder.
 
@@ -228,16 +255,16 @@ def plan_stream(inputs: list[str], output: str | None, params: PoolParams, optio
     """
     try:
         any_folder = any(_is_folder_input(raw, options.storage_options) for raw in inputs)
-        several = _check_usage(inputs, output, options, any_folder, inputs.count(STDIO))
+        target = _target(inputs, output, output_dir, options, any_folder, inputs.count(STDIO))
     except storage.StorageError as error:
         raise PlanError(str(error)) from None
-    exclude = _key(output) + "/" if output is not None and output != STDIO and several else None
+    exclude = _key(target.folder).rstrip("/") + "/" if target.folder is not None else None
 
     def make() -> Iterator[Job]:
         for source in iter_sources(inputs, recursive, options.storage_options):
             if exclude and _key(source.location).startswith(exclude):
                 continue  # this run's own outputs
-            yield Job(source.location, _output_for(source, output, params, options, several), source.label)
+            yield _job(source, target, params, options)
 
     guard = _Guard(inputs, recursive, options)
     count = 0
@@ -251,26 +278,28 @@ def plan_stream(inputs: list[str], output: str | None, params: PoolParams, optio
 
 
 class _Guard:
-    """:func:`_refuse_collisions` for a stream: the same refusals and messages, remembering the
-    outputs of the folders on the walk's current path only (when there is a single input)."""
+    """:func:`_refuse_collisions` for a stream: the same refusals, remembering the outputs of the
+    folders on the walk's current path only (when there is a single input)."""
 
     def __init__(self, inputs: list[str], recursive: bool, options: Options) -> None:
         self.options, self.recursive = options, recursive
         folders = [raw for raw in inputs if _is_folder_input(raw, options.storage_options)]
         self.roots = [_key(raw).rstrip("/") for raw in folders]
         files = [raw for raw in inputs if raw != STDIO and raw not in folders]
-        self.files = {_key(raw) for raw in files}
-        self.file_ids = {_file_id(raw) for raw in files if not storage.is_url(raw)} - {None}
+        self.files = {_key(raw): raw for raw in files}
+        self.file_ids = {_file_id(raw): raw for raw in files if not storage.is_url(raw)}
+        self.file_ids.pop(None, None)
         self.forget = len(inputs) == 1
         self.seen: dict[str, dict[str, str]] = {}
-        self.extra = [options.indices_path] if options.indices_path else []
 
     def check(self, job: Job) -> None:
-        for out in [job.output, *self.extra]:
-            if out != STDIO and self._is_input(out):
-                raise PlanError(f"refusing to overwrite the input {storage.redact(out)}: choose another -o")
         if job.output == STDIO:
             return
+        same = self._input_at(job.output)
+        if same is not None:
+            out = storage.redact(job.output)
+            raise PlanError(f"refusing to overwrite the input {out}: -o {out} is the input {same}; "
+                            "choose another name")
         key = os.path.normcase(_key(job.output))
         parent, _, name = key.rpartition("/")
         if self.forget and parent not in self.seen:  # left every folder that is not above this one
@@ -281,26 +310,27 @@ class _Guard:
             raise PlanError(f"{names[name]} and {job.name} would both be written to {storage.redact(job.output)}")
         names[name] = job.name
 
-    def _is_input(self, out: str) -> bool:
+    def _input_at(self, out: str) -> str | None:
+        """The input that ``out`` names (by path, or through a link), or None."""
         key = _key(out)
         if key in self.files:
-            return True
+            return storage.redact(self.files[key])
         local = not storage.is_url(out) or storage.is_local_url(out)
         path = (storage.local_path(out) if storage.is_url(out) else out) if local else None
         keys = {key, os.path.realpath(path)} if path is not None else {key}
         under = [(root, k) for root in self.roots for k in keys if k.startswith(root + "/")]
         if not under and not (local and self.file_ids):
-            return False
+            return None
         if not (os.path.exists(path) if path is not None else storage.exists(out, self.options.storage_options)):
-            return False
+            return None
         if path is not None and _file_id(path) in self.file_ids:
-            return True
+            return self.file_ids[_file_id(path)]
         for root, k in under:  # an existing file that the walk picks up
             parts = k[len(root) + 1:].split("/")
             if not any(p.startswith(".") for p in parts) and is_candidate(Path(parts[-1])) and \
                     (self.recursive or len(parts) == 1):
-                return True
-        return False
+                return storage.redact(out)
+        return None
 
 
 def _is_file(output: str, options: Options) -> bool:
@@ -315,91 +345,94 @@ def _is_folder(output: str, options: Options) -> bool:
     return Path(output).is_dir() or output.endswith(("/", os.sep))
 
 
+def _output_in(source: Source, folder: str, option: str, options: Options) -> str:
+    """Where an input lands in a folder output: its path relative to its folder input, or its name."""
+    if source.url is not None:
+        if source.root_url is not None:
+            relative = source.url[len(source.root_url.rstrip("/")) + 1:]
+        else:
+            relative = source.url.rstrip("/").rsplit("/", 1)[-1]
+    elif source.path is None:
+        raise PlanError(f"{option} is a folder: give a file name for standard input, or -o -")
+    else:
+        relative = (source.path.relative_to(source.root) if source.root else Path(source.path.name)).as_posix()
+        if not storage.is_url(folder):
+            is_array = source.path.suffix.lower() == ARRAY_EXTENSION
+            return str(Path(folder) / Path(relative).with_suffix(output_extension(source.path.suffix, is_array,
+                                                                                  options.file_format)))
+    path = PurePosixPath(relative)
+    renamed = str(path.with_suffix(output_extension(path.suffix, path.suffix.lower() == ARRAY_EXTENSION,
+                                                    options.file_format)))
+    return storage.join(folder, renamed) if storage.is_url(folder) else str(Path(folder) / renamed)
+
+
 def _output_for(source: Source, output: str | None, params: PoolParams, options: Options, several: bool) -> str:
     if source.url is not None:
-        return _url_output_for(source, output, params, options, several)
+        if output is None:  # beside it, as for a file
+            folder, _, name = source.url.rpartition("/")
+            return f"{folder}/{default_output(Path(name), params, options.file_format).name}"
+        return output
     if source.path is None:
-        if output is not None and output != STDIO and Path(output).is_dir():
-            raise PlanError(f"-o {output} is a folder: give a file name for standard input, or -o -")
         return output if output is not None else STDIO
     if output is None:
+        if paths.is_pipe_like(str(source.path)):
+            if several:
+                raise PlanError(f"{source.label} is a stream (a pipe or a device): give -o for its output")
+            return STDIO  # like '-': there is no folder to write beside
         return str(default_output(source.path, params, options.file_format))
-    if output == STDIO:
-        return STDIO
-    if storage.is_url(output):
-        if not several and not _is_folder(output, options):
-            return output
-        relative = source.path.relative_to(source.root) if source.root else Path(source.path.name)
-        return storage.join(output, _renamed(relative.as_posix(), options))
-    target = Path(output)
-    if not several and not (target.is_dir() or output.endswith(("/", os.sep))):
-        return output  # one input, -o names the file
-    relative = source.path.relative_to(source.root) if source.root else Path(source.path.name)
-    is_array = source.path.suffix.lower() == ARRAY_EXTENSION
-    return str(target / relative.with_suffix(output_extension(source.path.suffix, is_array, options.file_format)))
-
-
-def _renamed(relative: str, options: Options) -> str:
-    """A relative POSIX path with the output's extension."""
-    path = PurePosixPath(relative)
-    is_array = path.suffix.lower() == ARRAY_EXTENSION
-    return str(path.with_suffix(output_extension(path.suffix, is_array, options.file_format)))
-
-
-def _url_output_for(source: Source, output: str | None, params: PoolParams, options: Options,
-                    several: bool) -> str:
-    """Outputs of a URL input: beside it, at -o, or mirrored under the -o folder (a URL or a path)."""
-    url = source.url or ""
-    if output is None:
-        folder, _, name = url.rpartition("/")
-        return f"{folder}/{default_output(Path(name), params, options.file_format).name}"
-    if output == STDIO:
-        return STDIO
-    if not several and not _is_folder(output, options):
-        return output
-    if source.root_url is not None:
-        relative = url[len(source.root_url.rstrip("/")) + 1:]
-    else:
-        relative = url.rstrip("/").rsplit("/", 1)[-1]
-    relative = _renamed(relative, options)
-    if storage.is_url(output):
-        return storage.join(output, relative)
-    return str(Path(output) / relative)
+    return output  # one input, -o names the file (or - for stdout)
 
 
 def _key(path: str) -> str:
-    """Paths compared as absolute paths; URLs in a canonical form (file:// as their path)."""
+    """Paths as absolute paths; URLs in a canonical form (file:// as their path)."""
     return storage.key(path) if storage.is_url(path) else os.path.abspath(path)
+
+
+def _real(path: str) -> str:
+    """Paths through their links; URLs in a canonical form."""
+    return storage.key(path) if storage.is_url(path) else os.path.realpath(path)
 
 
 def _file_id(path: str) -> tuple[int, int] | None:
     try:
         stat = os.stat(path)
-    except OSError:
+    except (OSError, ValueError):
         return None
     return stat.st_dev, stat.st_ino
 
 
 def _refuse_collisions(jobs: list[Job], options: Options) -> None:
-    """No output may be an input (by path, or the same file through a link), and no two inputs
-    may share an output.  Linear in the number of files."""
-    input_paths = {_key(job.source) for job in jobs if job.source != STDIO}
-    input_ids = {_file_id(path) for path in input_paths if not storage.is_url(path)} - {None}
+    """No output may be an input or another output (by path, or the same file through a link),
+    and no two inputs may share an output.  Linear in the number of files for folder runs."""
+    input_paths = {_real(job.source): job.name for job in jobs if job.source != STDIO}
+    input_ids = {_file_id(path): typed for path, typed in input_paths.items() if not storage.is_url(path)}
+    input_ids.pop(None, None)
     seen: dict[str, str] = {}
-    extra = [options.indices_path] if options.indices_path else []
     for job in jobs:
-        for out in [job.output, *extra]:
+        written = [("-o", job.output)] + ([("--return-indices", options.indices_path)] if options.indices_path else [])
+        for option, out in written:
             if out == STDIO:
                 continue
-            local = not storage.is_url(out)
-            if _key(out) in input_paths or (local and os.path.exists(out) and _file_id(out) in input_ids):
-                raise PlanError(f"refusing to overwrite the input {storage.redact(out)}: choose another -o")
+            same = input_paths.get(_real(out)) or (None if storage.is_url(out) else input_ids.get(_file_id(out)))
+            if same is not None:
+                out = storage.redact(out)
+                raise PlanError(f"refusing to overwrite the input {out}: {option} {out} is the input {same}; "
+                                "choose another name")
+        if len(written) == 2 and written[0][1] != STDIO and _same_file(written[0][1], written[1][1]):
+            raise PlanError(f"--return-indices {written[1][1]} and -o {written[0][1]} are the same file: "
+                            "choose another name for one of them")
         if job.output == STDIO:
             continue
-        key = os.path.normcase(_key(job.output))
+        key = os.path.normcase(_real(job.output))  # through links: two names of one file
         if key in seen:
             raise PlanError(f"{seen[key]} and {job.name} would both be written to {storage.redact(job.output)}")
         seen[key] = job.name
+
+
+def _same_file(a: str, b: str) -> bool:
+    if storage.is_url(a) or storage.is_url(b):
+        return _real(a) == _real(b)
+    return paths.same_file(a, b)
 
 
 def _report_module() -> ModuleType:
@@ -422,7 +455,7 @@ def execute(jobs: list[Job] | JobStream, params: PoolParams, options: Options, *
     wants_rich = not quiet and not as_json
     report = _report_module() if wants_rich or (progress and not single) else None
     console = report.make_console() if report else None
-    # several inputs never go to stdout (plan refuses it), and a stream is always several
+    # several inputs never go to stdout (plan refuses it), and a stream is not walked again here
     image_to_stdout = single and any(job.output == STDIO for job in jobs)
     json_stream = sys.stderr if image_to_stdout else sys.stdout
     results: list[Result] | _Tally = _Tally() if isinstance(jobs, JobStream) else []
@@ -470,7 +503,7 @@ def execute(jobs: list[Job] | JobStream, params: PoolParams, options: Options, *
             _remove_partial_files(jobs)
     except ClusterError as error:  # the scheduler cannot be reached: one line, exit 1
         print(f"poolcli: error: {error}", file=sys.stderr, flush=True)
-        return 1
+        return ExitCode.FAILED
     if not single and wants_rich and report is not None:
         report.render_summary(results, time.perf_counter() - started, console)
     if interrupted:
@@ -507,7 +540,7 @@ class _Tally:
 def _output_exists(output: str, options: Options) -> bool:
     if storage.is_url(output):
         return storage.exists(output, options.storage_options)
-    return os.path.exists(output)
+    return os.path.exists(output) and not paths.is_stream(output)
 
 
 @contextlib.contextmanager
@@ -600,11 +633,11 @@ def _start_workers(workers: int) -> ProcessPoolExecutor:
 
 
 def _remove_partial_files(jobs: Iterable[Job]) -> None:
-    """Remove temporary files left by interrupted writes (atomic_write's ``.NAME.*.part``)."""
+    """Remove temporary files left by interrupted writes (:func:`poolcli.paths.temp_files`)."""
     for job in jobs:
         if job.output == STDIO or (storage.is_url(job.output) and not storage.is_local_url(job.output)):
             continue  # object stores never hold a partial object
-        target = Path(storage.local_path(job.output) if storage.is_url(job.output) else job.output)
-        with contextlib.suppress(OSError):
-            for leftover in target.parent.glob(f".{target.name}.*.part"):
-                leftover.unlink()
+        output = storage.local_path(job.output) if storage.is_url(job.output) else job.output
+        for leftover in paths.temp_files(output):
+            with contextlib.suppress(OSError):
+                os.unlink(leftover)

@@ -7,6 +7,7 @@ start fast.  Exit codes: 0 all went well, 1 an input failed (unreadable file, ou
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from typing import Any
 import click
 
 from poolcli import __version__, formats
-from poolcli.exits import ExitCode
+from poolcli.exits import ExitCode, internal_error
 from poolcli.params import Pair, PoolParams
 
 INT32_MAX = 2**31 - 1
@@ -180,8 +181,10 @@ pixel_options = _options(
 files_options = _options(
     click.argument("inputs", nargs=-1, required=True, metavar="INPUT..."),
     click.option("-o", "--output", default=None, metavar="PATH",
-                 help="Output file, folder (several inputs or a folder input), or - for stdout. "
-                      "Default: beside the input as NAME.OP-PARAMS.EXT (stdin: stdout)."),
+                 help="Output file; a folder if PATH ends in / or is a folder, or with several inputs; "
+                      "- for stdout. Default: beside the input as NAME.OP-PARAMS.EXT (stdin: stdout)."),
+    click.option("-O", "--output-dir", default=None, metavar="DIR",
+                 help="Write into the folder DIR (created if missing), also for one input."),
     click.option("-r", "--recursive", is_flag=True, help="Walk subfolders of folder inputs."),
     click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
                  help="Worker processes for folders [default: the number of CPUs]."),
@@ -201,6 +204,7 @@ files_options = _options(
                  help="Flatten alpha onto this colour (a name, #rrggbb, rgb(...)): needed for JPEG and BMP."),
     click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout."),
     click.option("-q", "--quiet", is_flag=True, help="No report (errors are still printed)."),
+    click.option("--debug", is_flag=True, help="Print the traceback of an internal error (also POOLCLI_DEBUG=1)."),
     click.option("--scheduler", default=None, metavar="ADDRESS",
                  help="Run folders and file lists on a Dask cluster: tcp://HOST:8786, or 'local' for a "
                       "LocalCluster of -j workers [default: Dask's scheduler-address, else -j processes]."),
@@ -242,6 +246,14 @@ class PoolcliGroup(click.Group):
         except (KeyboardInterrupt, click.Abort):
             click.echo("poolcli: interrupted", err=True)
             sys.exit(ExitCode.INTERRUPTED)
+        except Exception as error:  # a bug outside the per-file pipeline: one line, traceback on request
+            given = sys.argv[1:] if args is None else list(args)
+            if "--debug" in given or os.environ.get("POOLCLI_DEBUG", "") not in ("", "0"):
+                import traceback
+
+                traceback.print_exc()
+            click.echo(f"poolcli: error: {internal_error(error)}", err=True)
+            sys.exit(ExitCode.FAILED)
         sys.exit(code if isinstance(code, int) else ExitCode.OK)
 
 
@@ -298,14 +310,16 @@ def avg_command(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: 
 
 
 def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...], output: str | None,
-               recursive: bool, jobs: int | None, skip_existing: bool, no_progress: bool, file_format: str | None,
-               quality: int | None, no_auto_orient: bool, max_pixels: int | None, max_frames: int | None,
-               background: tuple[int, int, int] | None, as_json: bool, quiet: bool, scheduler: str | None,
-               storage_options: str | None, retries: int, indices_path: str | None = None, premultiply: bool = True,
-               linear: bool = False) -> None:
+               output_dir: str | None, debug: bool, recursive: bool, jobs: int | None, skip_existing: bool,
+               no_progress: bool, file_format: str | None, quality: int | None, no_auto_orient: bool,
+               max_pixels: int | None, max_frames: int | None, background: tuple[int, int, int] | None,
+               as_json: bool, quiet: bool, scheduler: str | None, storage_options: str | None, retries: int,
+               indices_path: str | None = None, premultiply: bool = True, linear: bool = False) -> None:
     """The one implementation behind ``poolcli max`` and ``poolcli avg``: plan, run, exit."""
     if indices_path is not None and not indices_path.lower().endswith(".npy"):
         raise click.BadParameter("the indices file must end in .npy", ctx=ctx, param_hint="'--return-indices'")
+    if output is not None and output_dir is not None:
+        raise click.UsageError("give -o/--output or -O/--output-dir, not both", ctx=ctx)
 
     from poolcli import batch, formats
     from poolcli.pipeline import Options
@@ -315,21 +329,35 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
         file_format=fmt, quality=quality, auto_orient=not no_auto_orient, premultiply=premultiply, linear=linear,
         max_pixels=formats.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels, indices_path=indices_path,
         max_frames=formats.DEFAULT_MAX_FRAMES if max_frames is None else max_frames, background=background,
-        storage_options=storage_options,
+        debug=debug, storage_options=storage_options,
     )
     address = _scheduler_address(ctx, scheduler, storage_options, inputs)
     try:
         # On a cluster the folders are walked lazily (twice), never held: folders of millions of files.
         make_plan = batch.plan if address is None else batch.plan_stream
-        planned = make_plan(list(inputs), output, params, options, recursive=recursive)
+        planned = make_plan(list(inputs), output, params, options, recursive=recursive, output_dir=output_dir)
     except batch.PlanError as error:
         raise click.UsageError(str(error), ctx=ctx) from None
-    if any(job.output == "-" for job in planned) and _stdout_is_terminal():
+    if output_dir is not None and not _is_url(output_dir):  # (object stores have no folders to make)
+        try:
+            os.makedirs(output_dir, exist_ok=True)
+        except OSError as error:
+            click.echo(f"poolcli: error: {output_dir}: cannot create the folder ({error.strerror or error})",
+                       err=True)
+            ctx.exit(ExitCode.FAILED)
+    # (several inputs never go to standard output: plan refuses it; and a stream is not walked again)
+    if len(planned) == 1 and any(job.output == "-" for job in planned) and _stdout_is_terminal():
         raise click.UsageError("refusing to write image data to a terminal: redirect standard output, "
                                "or give -o FILE", ctx=ctx)
     code = batch.execute(planned, params, options, jobs_n=jobs, skip_existing=skip_existing,
                          progress=not no_progress, as_json=as_json, quiet=quiet, scheduler=address, retries=retries)
     ctx.exit(code)
+
+
+def _is_url(text: str) -> bool:
+    from poolcli import storage
+
+    return storage.is_url(text)
 
 
 def _scheduler_address(ctx: click.Context, scheduler: str | None, storage_options: str | None,

@@ -13,6 +13,7 @@ Nothing here is imported unless a scheduler is used.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import logging
 import os
@@ -267,7 +268,7 @@ def _absolute(job: Job) -> Job:
     def absolute(path: str) -> str:
         return path if path == "-" or storage.is_url(path) else os.path.abspath(path)
 
-    return Job(absolute(job.source), absolute(job.output), job.name)
+    return dataclasses.replace(job, source=absolute(job.source), output=absolute(job.output), label=job.name)
 
 
 def _close(client: Any, cluster: Any) -> None:

@@ -6,20 +6,22 @@ status "error" and a one-line reason; nothing escapes as a traceback, and no par
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
+import stat
 import sys
-import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO
 
 import numpy as np
 
-from poolcli import formats, images, pixels, storage
+from poolcli import formats, images, paths, pixels, storage
+from poolcli.engine import PoolingError, PoolingTypeError
+from poolcli.exits import internal_error
 from poolcli.params import PoolParams
 from poolcli.results import GRID_LIMIT, Result
 
@@ -40,6 +42,7 @@ class Options:
     max_frames: int | None = formats.DEFAULT_MAX_FRAMES
     indices_path: str | None = None
     background: tuple[int, int, int] | None = None  # flatten alpha onto this RGB colour
+    debug: bool = False  # an internal error also prints its traceback
     # --storage-options (JSON) for URLs; may hold secrets, so never shown in a repr
     storage_options: str | None = field(default=None, repr=False)
 
@@ -49,6 +52,7 @@ class Job:
     source: str  # a path, or "-" for stdin
     output: str  # a path, or "-" for stdout
     label: str | None = None  # how the input is named in reports (default: source)
+    make_folders: bool = False  # the output is inside a folder output: create its subfolders
 
     @property
     def name(self) -> str:
@@ -59,37 +63,14 @@ class JobError(Exception):
     """A failure of one input, with the message to show."""
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_umask()
-
-
 def atomic_write(path: str, write: Callable[[BinaryIO], object]) -> None:
-    """Write a file so that it appears whole or not at all: a temporary file in the same folder,
-    then a rename.  On any failure (or Ctrl-C) the temporary file is removed."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Not a with-block: the file must outlive its handle until the rename.
-    handle = cast(BinaryIO, tempfile.NamedTemporaryFile(  # noqa: SIM115
-        dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False
-    ))
-    try:
-        with handle:
-            write(handle)
-        os.chmod(handle.name, _FILE_MODE)
-        os.replace(handle.name, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(handle.name)
-        raise
+    """Write one file so that it appears whole or not at all (see :func:`poolcli.paths.write_all`)."""
+    paths.write_all([(path, write)])
 
 
 def output_format(output: str, options: Options, input_format: str | None, is_array: bool) -> str:
-    """The format to write: --format, else the output's extension, else the input's own."""
+    """The format to write: --format, else the output's extension, else the input's own (for
+    standard output, and for a device or FIFO whose name has no image extension)."""
     if options.file_format:
         return options.file_format
     if output != STDIO:
@@ -99,8 +80,9 @@ def output_format(output: str, options: Options, input_format: str | None, is_ar
         found = formats.format_for_extension(extension)
         if found:
             return found
-        raise JobError(f"unknown output extension {extension or '(none)'!r}; use --format or one of "
-                       ".png .jpg .tif .webp .bmp .gif .npy")
+        if not paths.is_stream(output):
+            raise JobError(f"unknown output extension {extension or '(none)'!r}; use --format or one of "
+                           ".png .jpg .tif .webp .bmp .gif .npy")
     if is_array:
         return "NPY"
     if input_format in formats.FORMATS:
@@ -108,29 +90,126 @@ def output_format(output: str, options: Options, input_format: str | None, is_ar
     return "PNG"
 
 
-def _read_source(source: str, options: Options) -> bytes | str:
+# Streams are read in pieces of this size; the header is looked at after each piece while the
+# data is small, then at each doubling of it (so looking stays linear in the stream's size).
+_CHUNK = 1 << 16
+# A stream whose first this-many bytes hold no header Pillow or NumPy can read is refused: an
+# endless /dev/zero must not fill the memory up to the pixel-derived cap.
+_HEADER_BYTES = 64 << 20
+# At most this many bytes of a stream per allowed pixel (RGBA float32, uncompressed), plus 1 MiB.
+_BYTES_PER_PIXEL = 16
+
+
+def stream_byte_limit(max_pixels: int | None) -> int | None:
+    """The most bytes read from standard input or a FIFO: what an uncompressed image of
+    ``max_pixels`` pixels of the widest kind could take; None without a pixel limit.
+
+    >>> stream_byte_limit(100)
+    1050176
+    """
+    return max_pixels * _BYTES_PER_PIXEL + (1 << 20) if max_pixels else None
+
+
+def _read_stream(handle: BinaryIO, what: str, max_pixels: int | None) -> bytes:
+    """Read a pipe to its end, refusing early: an image whose header claims more than
+    ``max_pixels`` pixels, an array larger than the byte limit, more bytes than that limit, or
+    (with a limit) 64 MiB without a header that could be read."""
+    limit = stream_byte_limit(max_pixels)
+    data = bytearray()
+    header_checked, next_look = False, 0
+    # read1: whatever has arrived (up to a piece), so that a header is checked before more is sent.
+    read = getattr(handle, "read1", handle.read)
+    while True:
+        chunk = read(_CHUNK)
+        if not chunk:
+            break
+        data += chunk
+        if limit is not None and len(data) > limit:
+            raise JobError(f"{what} holds more than {limit} bytes, the most --max-pixels {max_pixels} allows "
+                           "(16 bytes a pixel); raise --max-pixels (0 removes the limit) if you trust it")
+        if not header_checked and len(data) >= next_look:
+            header_checked = _check_stream_header(bytes(data), max_pixels, limit)
+            next_look = len(data) if len(data) < _CHUNK else 2 * len(data)
+            if not header_checked and limit is not None and len(data) > _HEADER_BYTES:
+                raise JobError(f"{what} has no image or .npy header in its first {_HEADER_BYTES} bytes")
+    if not data:
+        raise JobError(f"{what} is empty")
+    return bytes(data)
+
+
+def _check_stream_header(data: bytes, max_pixels: int | None, limit: int | None) -> bool:
+    """Check the size a stream's header claims; True once it could be read."""
+    if data.startswith(NPY_MAGIC):
+        try:
+            shape, dtype = _npy_header(data)
+        except (ValueError, EOFError):
+            return False  # incomplete: look again after more has arrived
+        nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if limit is not None and nbytes > limit:
+            raise JobError(f"the array's header claims {nbytes} bytes, more than the {limit} that --max-pixels "
+                           f"{max_pixels} allows from a stream; raise --max-pixels (0 removes the limit)")
+        return True
+    if not max_pixels:
+        return True
+    import warnings
+
+    from PIL import Image
+
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # the size is judged here against --max-pixels, not Pillow's default
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+    except Exception:  # any parser failure here only means "not enough bytes yet"
+        return False
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    if width * height > max_pixels:
+        raise images.ImageError(
+            f"image size ({width}x{height} = {width * height} pixels) exceeds the limit of {max_pixels} "
+            "pixels (decompression bomb protection); raise it with --max-pixels N (0 removes it) "
+            "if you trust this file")
+    return True
+
+
+def _npy_header(data: bytes) -> tuple[tuple[int, ...], np.dtype]:
+    stream = io.BytesIO(data)
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+    else:
+        shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+    return shape, dtype
+
+
+def _read_source(source: str, max_pixels: int | None, storage_options: str | None = None) -> bytes | str:
+    """A regular file's path, or the bytes of standard input, a FIFO, a device (read to the end)
+    or a URL's object."""
     if source == STDIO:
-        data = sys.stdin.buffer.read()
-        if not data:
-            raise JobError("standard input is empty")
-        return data
+        return _read_stream(sys.stdin.buffer, "standard input", max_pixels)
     if storage.is_url(source):
         if not storage.is_local_url(source):
-            return _read_url(source, options)
+            return _read_url(source, storage_options)
         source = storage.local_path(source)
-    path = Path(source)
-    if not path.exists():
-        raise JobError("no such file")
-    if path.is_dir():
+    try:
+        mode = os.stat(source).st_mode
+    except FileNotFoundError:
+        raise JobError("no such file") from None
+    if stat.S_ISDIR(mode):
         raise JobError("is a folder, not a file")
-    if path.stat().st_size == 0:
+    if not stat.S_ISREG(mode):  # a FIFO, /dev/stdin, <(process substitution), a device
+        with open(source, "rb") as handle:
+            return _read_stream(handle, "the stream", max_pixels)
+    if os.stat(source).st_size == 0:
         raise JobError("empty file")
     return source
 
 
-def _read_url(url: str, options: Options) -> bytes:
+def _read_url(url: str, storage_options: str | None) -> bytes:
     try:
-        return storage.read_bytes(url, options.storage_options)
+        return storage.read_bytes(url, storage_options)
     except FileNotFoundError:
         raise JobError("no such file") from None
     except IsADirectoryError:
@@ -139,8 +218,6 @@ def _read_url(url: str, options: Options) -> bytes:
         raise JobError("empty file") from None
     except PermissionError:
         raise JobError("permission denied") from None
-    except storage.StorageError as error:
-        raise JobError(str(error)) from None
 
 
 def _is_npy(source: bytes | str) -> bool:
@@ -152,6 +229,11 @@ def _is_npy(source: bytes | str) -> bool:
         return handle.read(len(NPY_MAGIC)) == NPY_MAGIC
 
 
+# The array dtypes the engine pools (torch's CPU kernels): bool, complex, strings and objects are not.
+SUPPORTED_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                    "float16", "float32", "float64")
+
+
 def _load_npy(source: bytes | str) -> np.ndarray:
     try:
         array = np.load(io.BytesIO(source) if isinstance(source, bytes) else source, allow_pickle=False)
@@ -160,6 +242,8 @@ def _load_npy(source: bytes | str) -> np.ndarray:
     if not isinstance(array, np.ndarray) or array.ndim not in (2, 3, 4):
         shape = getattr(array, "shape", None)
         raise JobError(f"a .npy input must have shape (H, W), (C, H, W) or (N, C, H, W), not {shape}")
+    if array.dtype.name not in SUPPORTED_DTYPES:
+        raise JobError(f"unsupported dtype {array.dtype}; supported: {', '.join(SUPPORTED_DTYPES)}")
     return array
 
 
@@ -168,53 +252,62 @@ def _chw(shape: tuple[int, ...]) -> tuple[int, ...]:
     return (1, *shape) if len(shape) == 2 else tuple(shape[-3:])
 
 
-def _write_output(output: str, write: Callable[[BinaryIO], None], options: Options | None = None) -> None:
-    if output == STDIO:
-        buffer = io.BytesIO()
-        write(buffer)
-        sys.stdout.buffer.write(buffer.getvalue())
-        sys.stdout.buffer.flush()
-    else:
-        _write_file(output, write, options)
-
-
-def _write_file(path: str, write: Callable[[BinaryIO], None], options: Options | None) -> None:
-    """A whole file or object, or nothing: a local path or any fsspec URL."""
-    if storage.is_url(path):
-        storage.write(path, write, options.storage_options if options else None)
-    else:
-        atomic_write(path, write)
-
-
 def _save_npy(array: np.ndarray) -> Callable[[BinaryIO], None]:
     return lambda handle: np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
 
 
+# User faults: what a bad file, a bad option combination or the system can cause.
+_USER_ERRORS: tuple[type[BaseException], ...] = (
+    JobError, images.ImageError, paths.OutputError, PoolingError, PoolingTypeError, storage.StorageError)
+
+
+def debug_wanted(options: Options) -> bool:
+    """--debug, or POOLCLI_DEBUG=1 in the environment."""
+    return options.debug or os.environ.get("POOLCLI_DEBUG", "") not in ("", "0")
+
+
 def run(job: Job, params: PoolParams, options: Options) -> Result:
-    """Pool one input and write its output; never raises for a bad file."""
+    """Pool one input and write its outputs; never raises for a bad file.
+
+    The user's faults (a bad file, a torch rule, an unwritable output, the system) become a
+    one-line reason; anything else is a bug, reported as an internal error (with a traceback
+    on standard error under ``--debug`` or ``POOLCLI_DEBUG=1``).
+    """
     started = time.perf_counter()
     result = Result(input=job.name, output=storage.redact(job.output))
     try:
-        source = _read_source(job.source, options)
-        if _is_npy(source) or (isinstance(source, bytes) and job.source.lower().endswith(".npy")):
+        _check_folders(job, options)
+        source = _read_source(job.source, options.max_pixels, options.storage_options)
+        if _is_npy(source) or (isinstance(source, bytes) and storage.is_url(job.source)
+                               and job.source.lower().endswith(".npy")):
             _run_array(source, job, params, options, result)
         else:
             _run_image(source, job, params, options, result)
-    except (JobError, images.ImageError, storage.StorageError) as error:
+    except _USER_ERRORS as error:
         result.status, result.error, result.output = "error", storage.redact(str(error)), None
-    except ValueError as error:  # the engine's torch messages (e.g. output size too small)
-        result.status, result.error, result.output = "error", str(error), None
     except MemoryError:
         result.status, result.error, result.output = "error", "not enough memory for this image", None
-    except OSError as error:
-        reason = error.strerror or str(error)
-        where = f" ({storage.redact(str(error.filename))})" if getattr(error, "filename", None) else ""
-        result.status, result.error, result.output = "error", f"{reason}{where}", None
-    except Exception as error:  # one bad file must never end the run with a traceback
+    except OSError as error:  # reading the input: the path as given, never a temporary name
+        reason = storage.redact(error.strerror or str(error))
+        result.status, result.error, result.output = "error", reason, None
+    except Exception as error:  # a bug: one bad file must never end the run with a traceback
+        if debug_wanted(options):
+            traceback.print_exc(file=sys.stderr)
         result.status, result.output = "error", None
-        result.error = storage.redact(f"unexpected {type(error).__name__}: {error}")
+        result.error = storage.redact(internal_error(error))
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _check_folders(job: Job, options: Options) -> None:
+    """A file output whose folder does not exist is refused before the work (nothing is created)."""
+    wanted = [] if job.make_folders else [job.output]
+    for path in [*wanted, *([options.indices_path] if options.indices_path else [])]:
+        if storage.is_url(path) and not storage.is_local_url(path):
+            continue  # object stores have no folders
+        folder = paths.missing_folder(storage.local_path(path) if storage.is_url(path) else path)
+        if folder is not None:
+            raise JobError(f"cannot write {path}: the folder {folder} does not exist")
 
 
 def _run_array(source: bytes | str, job: Job, params: PoolParams, options: Options, result: Result) -> None:
@@ -234,9 +327,22 @@ def _run_array(source: bytes | str, job: Job, params: PoolParams, options: Optio
     result.output_shape = _chw(values.shape)
     if array.shape[-1] <= GRID_LIMIT and array.shape[-2] <= GRID_LIMIT:
         result.input_values, result.output_values = array, values
-    _write_output(job.output, _save_npy(values), options)
+    outputs = [(job.output, _save_npy(values))]
     if indices is not None and options.indices_path:
-        _write_file(options.indices_path, _save_npy(indices), options)
+        outputs.append((options.indices_path, _save_npy(indices)))
+    _write_all(outputs, job, options)
+
+
+def _write_all(outputs: list[tuple[str, Callable[[BinaryIO], None]]], job: Job, options: Options) -> None:
+    """Local outputs together or not at all (:func:`poolcli.paths.write_all`); each URL output
+    whole or not at all (:func:`poolcli.storage.write`), after the local ones."""
+    local = [(storage.local_path(path) if storage.is_url(path) else path, write) for path, write in outputs
+             if not storage.is_url(path) or storage.is_local_url(path)]
+    if local:
+        paths.write_all(local, make_folders=job.make_folders or any(storage.is_url(path) for path, _ in outputs))
+    for path, write in outputs:
+        if storage.is_url(path) and not storage.is_local_url(path):
+            storage.write(path, write, options.storage_options)
 
 
 def _run_image(source: bytes | str, job: Job, params: PoolParams, options: Options, result: Result) -> None:
@@ -284,20 +390,22 @@ def _pool_picture(picture: images.Picture, job: Job, params: PoolParams, options
     result.output_shape = (channels, out_h, out_w)
     pooled_picture = picture.with_frames(pooled_frames)
 
+    outputs: list[tuple[str, Callable[[BinaryIO], None]]] = []
     if file_format == "NPY":
         planes = np.stack([f.transpose(2, 0, 1) for f in pooled_frames]) if len(pooled_frames) > 1 \
             else pooled_frames[0].transpose(2, 0, 1)
         result.output_description = f"array of {planes.dtype}"
-        _write_output(job.output, _save_npy(planes), options)
+        outputs.append((job.output, _save_npy(planes)))
     else:
         stride = params.effective_stride
         written = images.storage_mode(pooled_picture.mode, file_format, pooled_picture.frames)
         result.output_description = f"{formats.describe_mode(written)} {file_format}"
-        _write_output(job.output, lambda handle: images.encode(
-            pooled_picture, handle, file_format, quality=options.quality, dpi_scale=(stride[1], stride[0])), options)
+        outputs.append((job.output, lambda handle: images.encode(
+            pooled_picture, handle, file_format, quality=options.quality, dpi_scale=(stride[1], stride[0]))))
     if options.indices_path:
         stacked = np.stack(index_frames) if len(index_frames) > 1 else index_frames[0]
-        _write_file(options.indices_path, _save_npy(stacked), options)
+        outputs.append((options.indices_path, _save_npy(stacked)))
+    _write_all(outputs, job, options)
 
 
 def _flattened(picture: images.Picture, background: tuple[int, int, int]) -> images.Picture:

@@ -1,0 +1,311 @@
+"""Where outputs land and how they are written, so that nothing the user pointed at is destroyed.
+
+Standard library only (no NumPy, Pillow or Rich): the command line, the pipeline, ``batch`` and
+``explain`` share it.
+
+- A regular file (or a new name) is replaced atomically: every output of one input is written to a
+  temporary file in its folder, flushed to disk, and only then are all renamed over their targets
+  (:func:`write_all`); on any failure or interrupt every temporary file is removed.
+- A symlink is resolved, its target is replaced and the link is kept; a replaced file keeps its
+  mode (and, where permitted, its owner).
+- A character device, FIFO or socket (``/dev/null``, ``mkfifo`` pipes) is written *through*, as
+  vips and ImageMagick do, never replaced; ``/dev/stdout`` is standard output.
+- Temporary names are ``.NAME.XXXXXXXX.part``, or ``.poolcli-HASH.XXXXXXXX.part`` when NAME is too
+  long for that to fit in 255 bytes (:func:`temp_prefix`, :func:`temp_files`).
+
+>>> temp_prefix("cat.png")
+'.cat.png.'
+>>> temp_prefix("x" * 250)[:9]
+'.poolcli-'
+>>> same_file("a/../b.png", "b.png")
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import io
+import os
+import socket
+import stat
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, BinaryIO, cast
+
+STDIO = "-"
+# Names that mean standard output: writing to them is writing to "-".
+STDOUT_NAMES = frozenset({"/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"})
+TEMP_SUFFIX = ".part"
+_NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems
+_RANDOM_LENGTH = 8  # tempfile's random part
+_HASH_PREFIX = ".poolcli-"
+
+Writer = Callable[[BinaryIO], object]
+
+
+class OutputError(OSError):
+    """An output that cannot be written, with the reason to show (never a temporary name).
+
+    An ``OSError`` (with ``filename``, the output as given) so that callers catching OS errors
+    keep working; ``str()`` is the one-line reason.
+    """
+
+    def __init__(self, reason: str, filename: str | None = None, code: int = 0):
+        super().__init__(code, reason)
+        self.filename = filename
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def is_stdout(path: str) -> bool:
+    """Does ``path`` mean standard output (``-``, ``/dev/stdout``, ``/dev/fd/1``)?"""
+    return path == STDIO or path in STDOUT_NAMES
+
+
+def _mode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mode  # through links
+    except (OSError, ValueError):
+        return None
+
+
+def is_stream(path: str) -> bool:
+    """Is ``path`` (through links) a character device, FIFO or socket: written or read through,
+    never replaced or seeked?"""
+    mode = _mode(path)
+    return mode is not None and (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode))
+
+
+def is_pipe_like(path: str) -> bool:
+    """An input with no folder to write beside: a stream, or a descriptor name (``/dev/stdin``,
+    ``/dev/fd/N``, ``<(process substitution)``) even when it leads to a regular file."""
+    names = ("/dev/stdin", "/dev/fd/", "/proc/self/fd/", "/dev/stdout", "/dev/stderr")
+    return path.startswith(names) or is_stream(path)
+
+
+def same_file(a: str, b: str) -> bool:
+    """Do ``a`` and ``b`` name the same file: the same path once made absolute and resolved
+    through links, or the same existing file (device and inode)?
+
+    >>> same_file("x.png", "./x.png"), same_file("x.png", "y.png")
+    (True, False)
+    """
+    if os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b)):
+        return True
+    if os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b)):
+        return True  # a link to a file that does not exist yet
+    try:
+        return os.path.samestat(os.stat(a), os.stat(b))
+    except (OSError, ValueError):
+        return False
+
+
+def resolve(path: str) -> str:
+    """The file a write to ``path`` replaces: a symlink's final target, else ``path`` itself."""
+    return os.path.realpath(path) if os.path.islink(path) else path
+
+
+def temp_prefix(name: str) -> str:
+    """The start of a temporary name for the output file ``name`` (one path component)."""
+    prefix = f".{name}."
+    if len(os.fsencode(prefix)) + _RANDOM_LENGTH + len(TEMP_SUFFIX) <= _NAME_MAX:
+        return prefix
+    digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+    return f"{_HASH_PREFIX}{digest}."
+
+
+def temp_files(path: str) -> list[str]:
+    """The temporary files (of any run) for the output ``path``, in the folder of the file it replaces."""
+    target = resolve(path)
+    folder = os.path.dirname(target) or "."
+    prefix = temp_prefix(os.path.basename(target))
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    return [os.path.join(folder, name) for name in names
+            if name.startswith(prefix) and name.endswith(TEMP_SUFFIX)
+            and len(name) == len(prefix) + _RANDOM_LENGTH + len(TEMP_SUFFIX)]
+
+
+def missing_folder(path: str) -> str | None:
+    """The folder a file output would need but that does not exist, or None."""
+    if is_stdout(path) or is_stream(path):
+        return None
+    folder = os.path.dirname(resolve(path)) or "."
+    return None if os.path.isdir(folder) else folder
+
+
+@dataclass
+class _Pending:
+    shown: str  # the path as the user gave it: the one errors name
+    target: str  # the file that is replaced (a symlink's target)
+    temp: str | None = None
+
+
+def write_all(outputs: Sequence[tuple[str, Writer]], *, make_folders: bool = False) -> None:
+    """Write several outputs so that they appear together or not at all.
+
+    Files are written to temporaries in their folders and fsynced; streams (standard output,
+    devices, FIFOs, sockets) are written next; only then are the temporaries renamed over their
+    targets, and the folders fsynced (best effort).  Any failure, Ctrl-C included, removes every
+    temporary file (and an output a failed later rename would leave alone, if it is new); errors
+    name the outputs as given, never a temporary file.
+
+    Parameters
+    ----------
+    outputs
+        ``(path, write)`` pairs; ``write(handle)`` writes the whole content to a binary handle.
+    make_folders
+        Create missing folders (mirrored subfolders of a folder output); otherwise a missing
+        folder is an :class:`OutputError` and nothing is written.
+
+    Raises
+    ------
+    OutputError
+        A missing folder, or a write, flush or rename that failed (with the OS reason).
+    """
+    files: list[tuple[_Pending, Writer]] = []
+    streams: list[tuple[str, Writer]] = []
+    for path, write in outputs:
+        if is_stdout(path) or is_stream(path):
+            streams.append((path, write))
+        else:
+            files.append((_Pending(path, resolve(path)), write))
+    for pending, _ in files:
+        folder = os.path.dirname(pending.target) or "."
+        if os.path.isdir(folder):
+            continue
+        if not make_folders:
+            raise OutputError(f"cannot write {pending.shown}: the folder {folder} does not exist", pending.shown,
+                              errno.ENOENT)
+        with _named(pending.shown):
+            os.makedirs(folder, exist_ok=True)
+    try:
+        for pending, write in files:
+            with _named(pending.shown):
+                _write_temp(pending, write)
+        for path, write in streams:
+            with _named(path):
+                _write_stream(path, write)
+        created: list[str] = []  # renamed targets that did not exist: undone if a later rename fails
+        try:
+            for pending, _ in files:
+                with _named(pending.shown):
+                    assert pending.temp is not None
+                    existed = os.path.lexists(pending.target)
+                    os.replace(pending.temp, pending.target)
+                pending.temp = None
+                if not existed:
+                    created.append(pending.target)
+        except BaseException:
+            for target in created:
+                with contextlib.suppress(OSError):
+                    os.unlink(target)
+            raise
+    finally:
+        for pending, _ in files:
+            if pending.temp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(pending.temp)
+    for folder in {os.path.dirname(p.target) or "." for p, _ in files}:
+        _fsync_folder(folder)
+
+
+@contextlib.contextmanager
+def _named(shown: str) -> Iterator[None]:
+    """OS errors become one reason naming the output as given (not the temporary file)."""
+    try:
+        yield
+    except OSError as error:
+        raise OutputError(f"cannot write {shown}: {error.strerror or error}", shown, error.errno or 0) from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
+
+
+def _write_temp(pending: _Pending, write: Writer) -> None:
+    folder = os.path.dirname(pending.target) or "."
+    descriptor, pending.temp = tempfile.mkstemp(
+        dir=folder, prefix=temp_prefix(os.path.basename(pending.target)), suffix=TEMP_SUFFIX)
+    with os.fdopen(descriptor, "wb") as handle:
+        write(cast(BinaryIO, _Sink(handle)))
+        handle.flush()
+        os.fsync(handle.fileno())  # a crash after the rename must not leave an empty file
+    try:
+        old = os.stat(pending.target)
+    except OSError:
+        os.chmod(pending.temp, _FILE_MODE)
+        return
+    os.chmod(pending.temp, stat.S_IMODE(old.st_mode))  # a replaced file keeps its mode ...
+    if hasattr(os, "chown"):
+        with contextlib.suppress(OSError):  # ... and its owner, where permitted
+            os.chown(pending.temp, old.st_uid, old.st_gid)
+
+
+class _Sink(io.RawIOBase):
+    """A file handle without ``fileno``: NumPy's ``tofile`` and Pillow's direct encoder write
+    through C and lose the OS reason of a failed write ("39601 requested and 12784 written");
+    through Python's ``write`` a full disk is ``ENOSPC``, named as such."""
+
+    def __init__(self, raw: BinaryIO):
+        super().__init__()
+        self._raw = raw
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._raw.write(data)
+        return memoryview(data).nbytes
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def flush(self) -> None:
+        if not self._raw.closed:  # also called when the sink is collected, after the file is closed
+            self._raw.flush()
+
+
+def _write_stream(path: str, write: Writer) -> None:
+    """Write through: the content is built in memory first (encoders may seek), then sent."""
+    buffer = io.BytesIO()
+    write(buffer)
+    data = buffer.getbuffer()
+    if is_stdout(path):
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    elif stat.S_ISSOCK(_mode(path) or 0):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.connect(path)
+            connection.sendall(data)
+    else:
+        with open(path, "wb") as handle:  # a device or FIFO: opened, never created or replaced
+            handle.write(data)
+
+
+def _fsync_folder(folder: str) -> None:
+    """Make the renames durable (best effort: not every system can open a folder)."""
+    with contextlib.suppress(OSError, AttributeError):
+        descriptor = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
