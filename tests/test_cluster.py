@@ -324,6 +324,25 @@ def test_local_files_to_s3_and_back(s3, photos, tmp_path, invoke):
     assert missing.stderr.strip() == f"poolcli: error: s3://{bucket}/nothing.png: no such file"
 
 
+def test_memory_and_file_urls_mirror_like_folders(photos, tmp_path, invoke):
+    import fsspec
+
+    (photos / "bad.png").unlink()
+    assert invoke("max", "photos", "-r", "-o", "disk", "-k", "2", "-j", "1", "-q").exit_code == 0
+    assert invoke("max", "photos", "-r", "-O", "memory://mirror", "-k", "2", "-j", "1", "-q").exit_code == 0
+    memory = fsspec.filesystem("memory")
+    for path in (tmp_path / "disk").rglob("*.*"):
+        assert memory.cat_file(f"/mirror/{path.relative_to(tmp_path / 'disk').as_posix()}") == path.read_bytes()
+    result = invoke("max", "memory://mirror/", "-r", "-o", (tmp_path / "back").as_uri() + "/", "-k", "1", "--json",
+                    "-j", "1")
+    assert result.exit_code == 0
+    written = sorted(p.relative_to(tmp_path / "disk").as_posix() for p in (tmp_path / "disk").rglob("*.*"))
+    assert sorted(r["input"] for r in json_lines(result.stdout)) == [f"memory://mirror/{p}" for p in written]
+    assert invoke("max", "disk", "-r", "-o", "again", "-k", "1", "-j", "1", "-q").exit_code == 0
+    same_tree(tmp_path / "again", tmp_path / "back")  # (k 1 re-encodes: JPEG bytes change, the same way)
+    memory.rm("/mirror", recursive=True)
+
+
 # --------------------------------------------------------------------------- without Dask
 
 
