@@ -31,6 +31,7 @@ Examples:
   poolcli max matrix.npy -k 2 -s 1           # the course example: a 3x3 array
   cat a.png | poolcli max - -k 2 -o - > b.png
   poolcli max photos/ -r -o small/ -k 2      # a whole tree, on all cores
+  poolcli max s3://b/photos/ -r -o s3://b/small/ -k 2 --scheduler tcp://host:8786
 """
 
 EPILOG_AVG = """\b

@@ -89,9 +89,9 @@ def _parsed_options(text: str | None) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
-        raise StorageError(f"--storage-options is not valid JSON ({error.msg})") from None
+        raise StorageError(f"not valid JSON ({error.msg})") from None
     if not isinstance(value, dict):
-        raise StorageError("--storage-options must be a JSON object, e.g. '{\"anon\": true}'")
+        raise StorageError("give a JSON object, e.g. '{\"anon\": true}'")
     return value
 
 
