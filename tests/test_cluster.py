@@ -359,6 +359,13 @@ def test_single_files_and_version_import_no_dask_or_fsspec(tmp_path, rgb_png):
     assert (tmp_path / "rgb.max-k2.png").exists()
 
 
+def test_bad_storage_options_are_a_usage_error_without_the_text(invoke, course):
+    result = invoke("max", "course.npy", "-k", "2", "--storage-options", '{"secret": "SHH-42"')
+    assert result.exit_code == 2
+    assert "Invalid value for '--storage-options': not valid JSON" in result.stderr
+    assert "SHH-42" not in result.stderr
+
+
 def test_scheduler_without_the_extra_is_a_usage_error(photos, tmp_path, invoke, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed: import fails
     result = invoke("max", "photos", "-o", "out", "-k", "2", "--scheduler", "local")
