@@ -7,6 +7,8 @@ start without importing NumPy; ``import poolcli`` never imports Click, Rich or P
 >>> from poolcli import max_pool2d
 >>> max_pool2d(np.arange(9).reshape(3, 3), 2, 1).tolist()
 [[4, 5], [7, 8]]
+
+May import: nothing heavy at import time; NumPy (through the engine) on first use of a pooling function.
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
 """Many inputs: where each output goes, and running the jobs (files in turn, or on worker
-processes for folders), with per-file isolation: one bad file never stops the others."""
+processes for folders), with per-file isolation: one bad file never stops the others.
+
+May import: the pipeline (NumPy, Pillow) at import time; Rich only through report, when something is
+drawn; no Click.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from poolcli import formats, paths, storage
+from poolcli import formats, paths, storage, streaming
 from poolcli.engine import available_cpus
 from poolcli.exits import ExitCode
 from poolcli.params import PoolParams
@@ -28,6 +32,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 ARRAY_EXTENSION = ".npy"
+ZARR_EXTENSION = ".zarr"  # Zarr stores are folders, but inputs: never walked
 
 
 class PlanError(Exception):
@@ -97,7 +102,9 @@ def walk(folder: str, recursive: bool) -> Iterator[str]:
                 continue
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    if recursive:
+                    if streaming.is_zarr_path(entry.path):
+                        yield entry.path
+                    elif recursive:
                         yield from visit(entry.path)
                 elif entry.is_file() and is_candidate(Path(entry.name)):
                     yield entry.path
@@ -109,6 +116,8 @@ def walk(folder: str, recursive: bool) -> Iterator[str]:
 
 def output_extension(source_suffix: str, is_array: bool, file_format: str | None) -> str:
     """The extension of an output: --format's, else the input's when poolcli can write it."""
+    if source_suffix.lower() == ZARR_EXTENSION and file_format != "NPY":
+        return ZARR_EXTENSION  # Zarr in, Zarr out
     if file_format == "NPY" or is_array:
         return ARRAY_EXTENSION  # arrays stay arrays; --format is for the images
     if file_format:
@@ -122,7 +131,10 @@ def default_output(path: Path, params: PoolParams, file_format: str | None) -> P
     """Beside the input, named after the operation: ``cat.png`` → ``cat.max-k2.png``."""
     suffix = path.suffix
     is_array = suffix.lower() == ARRAY_EXTENSION
-    return path.with_name(f"{path.stem}.{params.slug()}{output_extension(suffix, is_array, file_format)}")
+    stem, extension = path.stem, output_extension(suffix, is_array, file_format)
+    if stem.lower().endswith(".ome") and extension in (ZARR_EXTENSION, ".tif", ".tiff"):
+        stem, extension = stem[:-4], stem[-4:] + extension  # x.ome.zarr → x.max-k2.ome.zarr
+    return path.with_name(f"{stem}.{params.slug()}{extension}")
 
 
 def _is_candidate_name(name: str) -> bool:
@@ -134,7 +146,7 @@ def _is_folder_input(raw: str, storage_options: str | None) -> bool:
         return False
     if storage.is_url(raw):
         return raw.endswith("/") or storage.isdir(raw, storage_options)
-    return Path(raw).is_dir()
+    return Path(raw).is_dir() and not streaming.is_zarr_path(raw)  # a Zarr store is one input
 
 
 def iter_sources(inputs: list[str], recursive: bool, storage_options: str | None = None) -> Iterator[Source]:
@@ -148,7 +160,7 @@ def iter_sources(inputs: list[str], recursive: bool, storage_options: str | None
                     yield Source(None, url=found, root_url=raw)
             else:
                 yield Source(None, url=raw)
-        elif Path(raw).is_dir():
+        elif _is_folder_input(raw, storage_options):
             yield from (Source(Path(found), Path(raw), found) for found in walk(raw, recursive))
         else:
             yield Source(Path(raw))  # a missing file is reported when it is processed
@@ -342,7 +354,7 @@ def _is_file(output: str, options: Options) -> bool:
 def _is_folder(output: str, options: Options) -> bool:
     if storage.is_url(output):
         return output.endswith("/") or storage.isdir(output, options.storage_options)
-    return Path(output).is_dir() or output.endswith(("/", os.sep))
+    return (Path(output).is_dir() and not streaming.is_zarr_path(output)) or output.endswith(("/", os.sep))
 
 
 def _output_in(source: Source, folder: str, option: str, options: Options) -> str:

@@ -3,23 +3,27 @@
 NumPy, Pillow and Rich are imported inside the commands, so that ``--help`` and ``--version``
 start fast.  Exit codes: 0 all went well, 1 an input failed (unreadable file, output too small,
 ...), 2 a usage error (bad option), 130 interrupted.
+
+May import: Click at import time; everything else (NumPy, Pillow, Rich) inside the commands.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, BinaryIO, NoReturn
 
 import click
 
-from poolcli import __version__, formats
+from poolcli import __version__, formats, paths
 from poolcli.exits import ExitCode, internal_error
-from poolcli.params import Pair, PoolParams
+from poolcli.params import DEFAULT_MEMORY_LIMIT, Pair, PoolParams, format_pair, parse_size
 
 INT32_MAX = 2**31 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # torch takes divisor_override as an int64
 # --format names: each format poolcli writes, its usual extension where that differs (jpg, tif), npy.
 FORMATS = [name for fmt, spec in formats.FORMATS.items()
            for name in dict.fromkeys([fmt.lower(), spec.extension[1:]])] + ["npy"]
@@ -78,15 +82,15 @@ def _check_pairs(params: PoolParams, ctx: click.Context) -> None:
         if pair is None:
             continue
         if any(v > INT32_MAX for v in pair):
-            fail(option, f"{_show(pair)} is too large (at most {INT32_MAX})")
+            fail(option, f"{format_pair(pair)} is too large (at most {INT32_MAX})")
     if min(params.kernel) < 1:
-        fail("-k/--kernel", f"the kernel must be at least 1, got {_show(params.kernel)}")
+        fail("-k/--kernel", f"the kernel must be at least 1, got {format_pair(params.kernel)}")
     if params.stride is not None and min(params.stride) < 1:
-        fail("-s/--stride", f"the stride must be at least 1, got {_show(params.stride)}")
+        fail("-s/--stride", f"the stride must be at least 1, got {format_pair(params.stride)}")
     if min(params.dilation) < 1:
-        fail("-d/--dilation", f"the dilation must be at least 1, got {_show(params.dilation)}")
+        fail("-d/--dilation", f"the dilation must be at least 1, got {format_pair(params.dilation)}")
     if min(params.padding) < 0:
-        fail("-p/--padding", f"the padding must not be negative, got {_show(params.padding)}")
+        fail("-p/--padding", f"the padding must not be negative, got {format_pair(params.padding)}")
     for axis, name in ((0, "height"), (1, "width")):
         if params.padding[axis] > params.kernel[axis] // 2:
             fail("-p/--padding", f"padding {params.padding[axis]} is more than half the kernel "
@@ -94,10 +98,6 @@ def _check_pairs(params: PoolParams, ctx: click.Context) -> None:
                                  f"{params.kernel[axis] // 2}")
     if params.divisor_override == 0:
         fail("--divisor-override", "the divisor must not be zero")
-
-
-def _show(pair: tuple[int, int]) -> str:
-    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]},{pair[1]}"
 
 
 class BoxType(click.ParamType):
@@ -118,6 +118,40 @@ class BoxType(click.ParamType):
 
 
 BOX = BoxType()
+
+
+class SizeType(click.ParamType):
+    """``--memory-limit SIZE``: ``64M``, ``2G``, ``1.5G`` or plain bytes (binary units)."""
+
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+
+
+SIZE = SizeType()
+
+
+class ChannelsType(click.ParamType):
+    """``--channel 0,2`` (or repeated): channel numbers, each at least 0."""
+
+    name = "N[,N...]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        parts = [p for p in re.split(r"\s*,\s*", str(value).strip()) if p]
+        if not parts or not all(re.fullmatch(r"\d{1,9}", p) for p in parts):
+            self.fail(f"{value!r} is not a channel number: give N or N,N,... (0 is the first channel)", param, ctx)
+        return tuple(int(p) for p in parts)
+
+
+CHANNELS = ChannelsType()
 
 
 class ColourType(click.ParamType):
@@ -165,7 +199,7 @@ dilation_option = click.option("-d", "--dilation", type=PAIR, default="1", show_
 divisor_options = _options(
     click.option("--count-include-pad/--no-count-include-pad", default=True, show_default=True,
                  help="Count padding cells in the divisor."),
-    click.option("--divisor-override", type=int, default=None, metavar="N",
+    click.option("--divisor-override", type=click.IntRange(INT64_MIN, INT64_MAX), default=None, metavar="N",
                  help="Divide every window sum by N instead (non-zero, may be negative)."),
 )
 return_indices_option = click.option(
@@ -203,6 +237,8 @@ files_options = _options(
                  help="Refuse files of more frames or pages [default: 1000]; 0: no limit."),
     click.option("--background", type=COLOUR, default=None, metavar="COLOR",
                  help="Flatten alpha onto this colour (a name, #rrggbb, rgb(...)): needed for JPEG and BMP."),
+    click.option("--memory-limit", type=SIZE, default=None,
+                 help="Working memory of one streamed TIFF/Zarr image, e.g. 64M, 2G [default: 256M]."),
     click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout."),
     click.option("-q", "--quiet", is_flag=True, help="No report (errors are still printed)."),
     click.option("--debug", is_flag=True, help="Print the traceback of an internal error (also POOLCLI_DEBUG=1)."),
@@ -221,6 +257,8 @@ explain_options = _options(
     click.argument("matrix", metavar="MATRIX"),
     click.option("--crop", type=BOX, default=None,
                  help="Explain this part of an image or array (left, top, width, height)."),
+    click.option("--channel", "channels", type=CHANNELS, multiple=True,
+                 help="Explain these channels (0 is the first; repeat or list them) [default: the first 4 planes]."),
     click.option("--summary", is_flag=True, help="Only the grids and the arithmetic, not every window."),
     click.option("--svg", "svg_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
                  help="Also save the picture as SVG."),
@@ -314,7 +352,8 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
                output_dir: str | None, debug: bool, recursive: bool, jobs: int | None, skip_existing: bool,
                no_progress: bool, file_format: str | None, quality: int | None, no_auto_orient: bool,
                max_pixels: int | None, max_frames: int | None, background: tuple[int, int, int] | None,
-               as_json: bool, quiet: bool, scheduler: str | None, storage_options: str | None, retries: int,
+               memory_limit: int | None, as_json: bool, quiet: bool, scheduler: str | None,
+               storage_options: str | None, retries: int,
                indices_path: str | None = None, premultiply: bool = True, linear: bool = False) -> None:
     """The one implementation behind ``poolcli max`` and ``poolcli avg``: plan, run, exit."""
     if indices_path is not None and not indices_path.lower().endswith(".npy"):
@@ -330,6 +369,7 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
         file_format=fmt, quality=quality, auto_orient=not no_auto_orient, premultiply=premultiply, linear=linear,
         max_pixels=formats.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels, indices_path=indices_path,
         max_frames=formats.DEFAULT_MAX_FRAMES if max_frames is None else max_frames, background=background,
+        memory_limit=DEFAULT_MEMORY_LIMIT if memory_limit is None else memory_limit,
         debug=debug, storage_options=storage_options,
     )
     address = _scheduler_address(ctx, scheduler, storage_options, inputs)
@@ -383,6 +423,98 @@ def _scheduler_address(ctx: click.Context, scheduler: str | None, storage_option
     return scheduler
 
 
+EPILOG_PYRAMID = """\b
+Examples:
+  poolcli pyramid avg slide.tif -o slide.ome.zarr --levels 5    # OME-Zarr (NGFF 0.4)
+  poolcli pyramid max labels.tif -o labels.pyramid.tif --levels 4  # pyramidal OME-TIFF
+  poolcli pyramid avg scene.zarr -o scene.ome.zarr --levels 3 -k 3 -s 2 -p 1
+"""
+
+# pyramid: the same window options, with a kernel of 2 unless told otherwise.
+pyramid_window_options = _options(
+    click.option("-k", "--kernel", type=PAIR, default="2", show_default=True, help="Window size: N or H,W."),
+    click.option("-s", "--stride", type=PAIR, default=None, help="Step between windows [default: the kernel]."),
+    click.option("-p", "--padding", type=PAIR, default="0", show_default=True,
+                 help="Implicit padding on each side (at most kernel // 2)."),
+    click.option("--ceil-mode", is_flag=True, help="Round the output size up (torch's ceil_mode)."),
+)
+pyramid_files_options = _options(
+    click.argument("input_path", metavar="INPUT"),
+    click.option("-o", "--output", required=True, metavar="PATH",
+                 help="x.zarr / x.ome.zarr (OME-Zarr, NGFF 0.4) or x.tif / x.tiff (pyramidal OME-TIFF)."),
+    click.option("--levels", type=click.IntRange(min=1), required=True, metavar="N",
+                 help="Pooled levels below the input (level 0)."),
+    click.option("--memory-limit", type=SIZE, default=None,
+                 help="Working memory, e.g. 64M, 2G [default: 256M]."),
+    click.option("--no-auto-orient", is_flag=True, help="Do not apply the EXIF orientation first."),
+    click.option("--max-pixels", type=click.IntRange(min=0), default=None,
+                 help="Decompression-bomb limit in pixels [default: Pillow's, 89478485]; 0: none."),
+    click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout."),
+    click.option("-q", "--quiet", is_flag=True, help="No report (errors are still printed)."),
+)
+
+
+@cli.group("pyramid")
+def pyramid_group() -> None:
+    """Multi-resolution pyramids: the input and N levels, each pooled from the one above.
+
+    Level n equals pooling the input n times.  Written while streaming, in bounded memory, as an
+    OME-Zarr image (.zarr) or a pyramidal tiled OME-TIFF (.tif), for napari, QuPath and libvips.
+    """
+
+
+@pyramid_group.command("max", epilog=EPILOG_PYRAMID)
+@pyramid_window_options
+@dilation_option
+@pyramid_files_options
+@click.pass_context
+def pyramid_max(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: Pair, ceil_mode: bool,
+                dilation: Pair, **files: Any) -> None:
+    """A pyramid of max-pooled levels (torch's MaxPool2d; default kernel 2)."""
+    params = PoolParams(op="max", kernel=kernel, stride=stride, padding=padding, dilation=dilation,
+                        ceil_mode=ceil_mode)
+    pyramid_files(ctx, _checked(ctx, params), **files)
+
+
+@pyramid_group.command("avg", epilog=EPILOG_PYRAMID)
+@pyramid_window_options
+@divisor_options
+@pixel_options
+@pyramid_files_options
+@click.pass_context
+def pyramid_avg(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: Pair, ceil_mode: bool,
+                count_include_pad: bool, divisor_override: int | None, premultiply: bool, linear: bool,
+                **files: Any) -> None:
+    """A pyramid of average-pooled levels (torch's AvgPool2d; pixel rules for images; default kernel 2)."""
+    params = PoolParams(op="avg", kernel=kernel, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                        count_include_pad=count_include_pad, divisor_override=divisor_override)
+    pyramid_files(ctx, _checked(ctx, params), premultiply=premultiply, linear=linear, **files)
+
+
+def pyramid_files(ctx: click.Context, params: PoolParams, *, input_path: str, output: str, levels: int,
+                  memory_limit: int | None, no_auto_orient: bool, max_pixels: int | None, as_json: bool,
+                  quiet: bool, premultiply: bool = True, linear: bool = False) -> None:
+    """The one implementation behind ``poolcli pyramid max`` and ``avg``: check, run, exit."""
+    if not output.lower().rstrip("/").endswith((".zarr", ".tif", ".tiff")):
+        raise click.BadParameter("a pyramid is written as .zarr / .ome.zarr (OME-Zarr) or .tif / .tiff "
+                                 "(OME-TIFF)", ctx=ctx, param_hint="'-o/--output'")
+    from pathlib import Path
+
+    if input_path != "-" and Path(output).exists() and Path(output).resolve() == Path(input_path).resolve():
+        raise click.BadParameter(f"refusing to overwrite the input {output}", ctx=ctx, param_hint="'-o/--output'")
+
+    from poolcli import batch
+    from poolcli.pipeline import Job, Options
+
+    options = Options(
+        auto_orient=not no_auto_orient, premultiply=premultiply, linear=linear, pyramid_levels=levels,
+        max_pixels=formats.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
+        memory_limit=DEFAULT_MEMORY_LIMIT if memory_limit is None else memory_limit,
+    )
+    code = batch.execute([Job(input_path, output)], params, options, progress=False, as_json=as_json, quiet=quiet)
+    ctx.exit(code)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli.main(prog_name="poolcli")
@@ -403,7 +535,8 @@ def explain_group() -> None:
 
     MATRIX is a literal (rows separated by ';', values by spaces or commas, e.g.
     "0 1 2; 3 4 5; 6 7 8"; read as float32, like torch's default), a .npy file, or an image
-    with --crop X,Y,W,H.  At most 16x16 values per plane are explained.
+    with --crop X,Y,W,H.  At most 16x16 values per plane, and 4 planes (--channel chooses),
+    are explained.
     """
 
 
@@ -434,32 +567,70 @@ def explain_avg(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: 
     explain_matrix(ctx, _checked(ctx, params), **shown)
 
 
-def explain_matrix(ctx: click.Context, params: PoolParams, *, matrix: str, crop: tuple[int, ...] | None,
-                   summary: bool, svg_path: str | None, png_path: str | None, show_indices: bool = False) -> None:
-    """The one implementation behind ``poolcli explain max`` and ``poolcli explain avg``."""
-    from poolcli import explain, report
-    from poolcli.explainio import ExplainInputError, load_matrix, save_png, save_svg
+def _check_pictures(ctx: click.Context, matrix: str, svg_path: str | None, png_path: str | None) -> None:
+    """Every path explain writes differs from its input and from each other: usage error, before any work."""
+    for option, path in (("--svg", svg_path), ("--png", png_path)):
+        if path is not None and os.path.lexists(matrix) and paths.same_file(path, matrix):
+            raise click.BadParameter(f"{path} is the input MATRIX; explain never overwrites its input: "
+                                     "give another file", ctx=ctx, param_hint=f"'{option}'")
+    if svg_path is not None and png_path is not None and paths.same_file(svg_path, png_path):
+        raise click.BadParameter(f"--svg and --png both name {png_path}: give two files", ctx=ctx,
+                                 param_hint="'--png'")
 
+
+def explain_matrix(ctx: click.Context, params: PoolParams, *, matrix: str, crop: tuple[int, ...] | None,
+                   channels: tuple[tuple[int, ...], ...], summary: bool, svg_path: str | None, png_path: str | None,
+                   show_indices: bool = False) -> None:
+    """The one implementation behind ``poolcli explain max`` and ``poolcli explain avg``."""
+    _check_pictures(ctx, matrix, svg_path, png_path)
+    from poolcli.explain import matrix as matrix_input
+    from poolcli.explain import model, picture
+    from poolcli.explain.render import render_explanation
+    from poolcli.report import make_console
+
+    chosen = sorted({c for group in channels for c in group}) if channels else None
     try:
-        array = load_matrix(matrix, crop)
-    except explain.MatrixError as error:
+        array = matrix_input.load_matrix(matrix, crop)
+    except matrix_input.MatrixError as error:
         raise click.BadParameter(str(error), ctx=ctx, param_hint="'MATRIX'") from None
-    except ExplainInputError as error:
-        click.echo(f"poolcli: error: {matrix}: {error}", err=True)
-        ctx.exit(ExitCode.FAILED)
+    except matrix_input.ExplainInputError as error:
+        _fail(ctx, f"{matrix}: {error}")
     try:
-        explanation = explain.explain(array, params)
+        explanation = model.explain(array, params, chosen)
+    except model.ChannelError as error:
+        raise click.BadParameter(str(error), ctx=ctx, param_hint="'--channel'") from None
+    except model.ExplainLimit as error:
+        raise click.UsageError(str(error), ctx=ctx) from None
     except ValueError as error:  # torch's own message, e.g. output size too small
-        click.echo(f"poolcli: error: {error}", err=True)
-        ctx.exit(ExitCode.FAILED)
+        _fail(ctx, f"{matrix}: {error}" if os.path.lexists(matrix) else str(error))
     explanation.show_indices = show_indices
-    console = report.make_console(sys.stdout)  # the explanation is the command's output
-    report.render_explanation(explanation, console, summary)
-    try:
+    pictures: list[tuple[str, bytes]] = []
+    try:  # both pictures are made (and measured) before either is written
         if svg_path:
-            save_svg(explanation, summary, svg_path)
+            pictures.append((svg_path, picture.svg_text(explanation, summary).encode("utf-8")))
         if png_path:
-            save_png(explanation, summary, png_path)
-    except OSError as error:
-        click.echo(f"poolcli: error: {error.filename or ''}: {error.strerror or error}", err=True)
-        ctx.exit(ExitCode.FAILED)
+            png = io.BytesIO()
+            picture.draw_png(explanation, summary, png)
+            pictures.append((png_path, png.getvalue()))
+    except picture.PictureTooLarge as error:
+        raise click.UsageError(str(error), ctx=ctx) from None
+    render_explanation(explanation, make_console(sys.stdout), summary)  # the explanation is the output
+    try:  # both pictures appear together or not at all; devices and FIFOs are written through
+        paths.write_all([(path, _writer(data)) for path, data in pictures])
+    except paths.OutputError as error:  # "cannot write FILE: reason", FILE as given (never a temporary file)
+        _fail(ctx, str(error))
+
+
+def _writer(data: bytes) -> Callable[[BinaryIO], None]:
+    def write(handle: BinaryIO) -> None:
+        handle.write(data)
+
+    return write
+
+
+def _fail(ctx: click.Context, message: str) -> NoReturn:
+    # One line, always: a new line in a file name is shown escaped, not obeyed.
+    message = message.replace("\r", "\\r").replace("\n", "\\n")
+    click.echo(f"poolcli: error: {message}", err=True)
+    ctx.exit(ExitCode.FAILED)
+    raise AssertionError("unreachable")  # ctx.exit raises

@@ -54,6 +54,8 @@ pick the cheapest exact way for the accumulator and divisor, in this order:
 
 Integer results that leave the output dtype's range wrap through int64 (:func:`_may_wrap`), as
 torch's conversions do.
+
+May import: NumPy and the standard library only (no Pillow, Rich or Click).
 """
 
 from __future__ import annotations
@@ -603,9 +605,10 @@ class _Block(NamedTuple):
     r1: int
 
 
-def _blocks(x4: _Input4D, plan: _Plan, out_channels_last_friendly: bool, itemsize: int) -> list[_Block]:
+def _blocks(x4: _Input4D, plan: _Plan, out_channels_last_friendly: bool, itemsize: int,
+            rows: tuple[int, int] | None = None) -> list[_Block]:
     n_batch, channels = x4.shape[0], x4.shape[1]
-    out_h = plan.out_size[0]
+    first, out_h = rows if rows is not None else (0, plan.out_size[0])
     width = plan.taps_needed(1)
     rows_per_out = plan.stride[0]
     plane_bytes = plan.taps_needed(0) * width * itemsize
@@ -614,7 +617,7 @@ def _blocks(x4: _Input4D, plan: _Plan, out_channels_last_friendly: bool, itemsiz
         per_block = max(1, _SLAB_BYTES // max(plane_bytes, 1))
         for b in range(n_batch):
             for c0 in range(0, channels, per_block):
-                blocks.append(_Block(b, c0, min(channels, c0 + per_block), 0, out_h))
+                blocks.append(_Block(b, c0, min(channels, c0 + per_block), first, out_h))
         return blocks
     # Channels-last input: take every channel at once so each input cache line is read once.
     c_step = channels if out_channels_last_friendly else 1
@@ -622,7 +625,7 @@ def _blocks(x4: _Input4D, plan: _Plan, out_channels_last_friendly: bool, itemsiz
     r_step = max(1, _SLAB_BYTES // max(row_bytes, 1))
     for b in range(n_batch):
         for c0 in range(0, channels, c_step):
-            for r0 in range(0, out_h, r_step):
+            for r0 in range(first, out_h, r_step):
                 blocks.append(_Block(b, c0, min(channels, c0 + c_step), r0, min(out_h, r0 + r_step)))
     return blocks
 
@@ -1001,11 +1004,37 @@ def max_pool2d(
     >>> indices.tolist()
     [[[4, 5], [7, 8]]]
     """
+    return _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+def _output_rows(plan: _Plan, output_rows: tuple[int, int] | None) -> tuple[int, int]:
+    """The output rows to compute: all of them, or a range ``[o0, o1)`` (strips, see strips.py)."""
+    if output_rows is None:
+        return 0, plan.out_size[0]
+    o0, o1 = (int(v) for v in output_rows)
+    if not 0 <= o0 <= o1 <= plan.out_size[0]:
+        raise ValueError(f"output_rows {output_rows} outside the {plan.out_size[0]} output rows")
+    return o0, o1
+
+
+def _max_pool(
+    x: ArrayOrRows,
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None,
+    padding: IntOrPair,
+    dilation: IntOrPair,
+    ceil_mode: bool,
+    return_indices: bool,
+    *,
+    output_rows: tuple[int, int] | None = None,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """:func:`max_pool2d`, optionally only output rows ``[o0, o1)`` (the same blocks compute them)."""
     x = _as_array(x)
     plan = _validate("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
     _check_dtype("max_pool2d", x)
+    o0, o1 = _output_rows(plan, output_rows)
     x4 = _as_4d(x)
-    out_shape = x4.shape[:2] + plan.out_size
+    out_shape = x4.shape[:2] + (o1 - o0, plan.out_size[1])
     values = np.empty(out_shape, dtype=x.dtype)
     indices = np.empty(out_shape, dtype=np.int64) if return_indices else None
     lowest = _lowest(x.dtype)
@@ -1013,7 +1042,7 @@ def max_pool2d(
 
     def work(block: _Block) -> None:
         slab = _slab(x4, block, plan, x.dtype, lowest)
-        target = (block.batch, slice(block.c0, block.c1), slice(block.r0, block.r1))
+        target = (block.batch, slice(block.c0, block.c1), slice(block.r0 - o0, block.r1 - o0))
         if indices is not None:
             best, index = _max_block_exact(slab, plan, block, with_indices=True)
             assert index is not None  # with_indices=True
@@ -1026,9 +1055,9 @@ def max_pool2d(
         values[target] = best
 
     if values.size:
-        blocks = _blocks(x4, plan, _is_channels_last(x4), x.dtype.itemsize)
+        blocks = _blocks(x4, plan, _is_channels_last(x4), x.dtype.itemsize, (o0, o1))
         _run(blocks, work, x4.size)
-    shape = x.shape[:-2] + plan.out_size
+    shape = x.shape[:-2] + (o1 - o0, plan.out_size[1])
     values = values.reshape(shape)
     if indices is not None:
         return values, indices.reshape(shape)
@@ -1213,16 +1242,20 @@ def _avg_pool(
     count_include_pad: bool,
     divisor_override: int | None,
     finish: Callable[[np.ndarray, np.ndarray, np.ndarray], None],
+    *,
+    output_rows: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """Validate as torch's avg_pool2d, sum every window, and let ``finish`` divide."""
+    """Validate as torch's avg_pool2d, sum every window, and let ``finish`` divide; optionally
+    only output rows ``[o0, o1)`` (the same blocks compute them)."""
     x = _as_array(x)
     plan = _validate("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode, divisor_override)
     _check_bool("avg_pool2d", "count_include_pad", None, count_include_pad)
     _check_dtype("avg_pool2d", x)
+    o0, o1 = _output_rows(plan, output_rows)
     (kh, kw), (sh, sw), (ph, pw) = plan.kernel, plan.stride, plan.padding
     acc_dtype = _accumulator(x.dtype, kh * kw)
     x4 = _as_4d(x)
-    out = np.empty(x4.shape[:2] + plan.out_size, dtype=x.dtype)
+    out = np.empty(x4.shape[:2] + (o1 - o0, plan.out_size[1]), dtype=x.dtype)
     height, width = plan.in_size
     if divisor_override is not None:
         row_factors = np.ones(plan.out_size[0], dtype=np.int64)
@@ -1252,7 +1285,7 @@ def _avg_pool(
     def work(block: _Block) -> None:
         slab = _slab(x4, block, plan, acc_dtype, 0)
         sums = _avg_block_sums(slab, plan, block.r1 - block.r0)
-        target = out[block.batch, block.c0: block.c1, block.r0: block.r1]
+        target = out[block.batch, block.c0: block.c1, block.r0 - o0: block.r1 - o0]
         for run_lo, run_hi, row_factor in row_runs:
             r_lo, r_hi = max(run_lo, block.r0) - block.r0, min(run_hi, block.r1) - block.r0
             if r_hi <= r_lo:
@@ -1261,8 +1294,8 @@ def _avg_pool(
                 divide(sums[:, r_lo:r_hi, c_lo:c_hi], row_factor * col_factor, target[:, r_lo:r_hi, c_lo:c_hi])
 
     if out.size:
-        _run(_blocks(x4, plan, _is_channels_last(x4), acc_dtype.itemsize), work, x4.size)
-    return out.reshape(x.shape[:-2] + plan.out_size)
+        _run(_blocks(x4, plan, _is_channels_last(x4), acc_dtype.itemsize, (o0, o1)), work, x4.size)
+    return out.reshape(x.shape[:-2] + (o1 - o0, plan.out_size[1]))
 
 
 def avg_pool2d_rounded(
@@ -1348,3 +1381,33 @@ def avg_pool2d(
     """
     return _avg_pool(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
                      _finish_truncated)
+
+
+def pool_rows(
+    op: str, x: np.ndarray | RowSource, output_rows: tuple[int, int] | None = None, **kwargs: object
+) -> np.ndarray:
+    """Only output rows ``[o0, o1)`` of a pooling call (internal: the strip machinery's entry).
+
+    ``op`` is ``"max"`` (:func:`max_pool2d`), ``"avg"`` (:func:`avg_pool2d`) or ``"avg_rounded"``
+    (:func:`avg_pool2d_rounded`); ``kwargs`` are that function's keyword arguments.  The rows are
+    computed by the same blocks as the whole call, so concatenating the strips of any cut gives
+    exactly (bit for bit) the whole result.  Validation and output size use the full input.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.arange(36.0).reshape(1, 6, 6)
+    >>> top = pool_rows("max", x, (0, 1), kernel_size=3, stride=2, padding=1)
+    >>> rest = pool_rows("max", x, (1, 3), kernel_size=3, stride=2, padding=1)
+    >>> bool((np.concatenate([top, rest], axis=1) == max_pool2d(x, 3, 2, 1)).all())
+    True
+    """
+    args = dict(kwargs)
+    if op == "max":
+        return _max_pool(x, args.pop("kernel_size"), args.pop("stride", None), args.pop("padding", 0),  # type: ignore[arg-type]
+                         args.pop("dilation", 1), args.pop("ceil_mode", False), False,  # type: ignore[arg-type]
+                         output_rows=output_rows, **args)  # type: ignore[return-value]
+    finish = {"avg": _finish_truncated, "avg_rounded": _finish_rounded}[op]
+    return _avg_pool(x, args.pop("kernel_size"), args.pop("stride", None), args.pop("padding", 0),  # type: ignore[arg-type]
+                     args.pop("ceil_mode", False), args.pop("count_include_pad", True),  # type: ignore[arg-type]
+                     args.pop("divisor_override", None), finish, output_rows=output_rows, **args)  # type: ignore[arg-type]

@@ -2,6 +2,8 @@
 
 >>> int(ExitCode.USAGE)
 2
+
+May import: the standard library only.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Image files in and out: the only module that uses Pillow (and imagecodecs' PNG codec).
+"""Image files in and out: the only module that reads and writes images with Pillow (and
+imagecodecs' PNG codec); ``explain.picture`` only draws explain's PNG with it.
 
 May import: NumPy, Pillow, imagecodecs (16-bit colour PNG only, on first use), ``formats``,
 ``frames`` and the standard library.
@@ -277,6 +278,28 @@ class _Decoding:
         and does not depend on a page's compression (not TIFF)."""
         bounds = [b for b in (self.max_pixels, self._plausible_bound(None)) if b]
         return min(bounds) if bounds else None
+
+
+def check_pixel_limit(size: tuple[int, int], max_pixels: int | None) -> None:
+    """Refuse an image of ``size`` (W, H) above ``max_pixels`` (the decompression-bomb limit)."""
+    _Decoding(file_size=0, max_pixels=max_pixels, max_frames=None).check(size)
+
+
+def claimed_size(data: bytes) -> tuple[int, int] | None:
+    """The (W, H) an image header at the start of ``data`` claims, or None while it cannot be read
+    (too few bytes yet, or not an image)."""
+    with _LIMIT_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None  # the size is judged by the caller against --max-pixels
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(io.BytesIO(data)) as img:
+                    return img.size
+        except Exception:  # any parser failure here only means "not enough bytes yet"
+            return None
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
 
 _LIMIT_LOCK = threading.RLock()  # Image.MAX_IMAGE_PIXELS is global: one decode sets it at a time
@@ -745,59 +768,3 @@ def _png16(array: np.ndarray, options: dict[str, Any]) -> bytes:
             chunks += _png_chunk(kind, value)
     end_of_ihdr = 8 + 8 + 13 + 4  # signature, IHDR length and type, its 13 bytes, CRC
     return data[:end_of_ihdr] + chunks + data[end_of_ihdr:]
-
-
-# Colours of explain's PNG picture, by the style keys of report.explanation_panels.
-_PANEL_COLOURS = {
-    "normal": ("#ffffff", "#000000"),
-    "pad": ("#eeeeee", "#999999"),
-    "tap": ("#ffd84d", "#000000"),
-    "pad_tap": ("#bbbbbb", "#000000"),
-    "winner": ("#d62728", "#ffffff"),
-    "result": ("#1f77b4", "#ffffff"),
-}
-
-
-def draw_panels(panels: list[tuple[str, list[list[tuple[str, str]]], str]], stream: BinaryIO,
-                per_row: int = 4) -> None:
-    """Draw titled grids of numbers (``poolcli explain``'s picture) as one PNG."""
-    from PIL import ImageDraw, ImageFont
-
-    font = ImageFont.load_default(size=14)
-    small = ImageFont.load_default(size=11)
-    cell_w, cell_h, gap, title_h = 52, 24, 24, 22
-
-    def width_of(rows: list) -> int:
-        return max((len(r) for r in rows), default=0) * cell_w
-
-    import textwrap
-
-    widths = [max(width_of(rows), 200) for _, rows, _ in panels]
-    captions = [textwrap.wrap(caption, max(20, w // 6)) for (_, _, caption), w in zip(panels, widths, strict=True)]
-    sizes = [(w, len(rows) * cell_h + title_h + 8 + 14 * len(lines))
-             for w, (_, rows, _), lines in zip(widths, panels, captions, strict=True)]
-    lines = [sizes[i:i + per_row] for i in range(0, len(sizes), per_row)]
-    total_w = max(sum(w for w, _ in line) + gap * (len(line) + 1) for line in lines)
-    total_h = sum(max(h for _, h in line) for line in lines) + gap * (len(lines) + 1)
-    canvas = Image.new("RGB", (total_w, total_h), "#ffffff")
-    draw = ImageDraw.Draw(canvas)
-    y = gap
-    for start in range(0, len(panels), per_row):
-        x = gap
-        line = panels[start:start + per_row]
-        line_h = max(h for _, h in sizes[start:start + per_row])
-        for (title, rows, _), (w, _), caption_lines in zip(line, sizes[start:start + per_row],
-                                                           captions[start:start + per_row], strict=True):
-            draw.text((x, y), title, fill="#000000", font=font)
-            for r, row in enumerate(rows):
-                for c, (text, style) in enumerate(row):
-                    background, ink = _PANEL_COLOURS.get(style, _PANEL_COLOURS["normal"])
-                    box = (x + c * cell_w, y + title_h + r * cell_h, x + (c + 1) * cell_w - 1,
-                           y + title_h + (r + 1) * cell_h - 1)
-                    draw.rectangle(box, fill=background, outline="#888888")
-                    draw.text((box[2] - 4, box[1] + cell_h // 2), text, fill=ink, font=font, anchor="rm")
-            for n, text_line in enumerate(caption_lines):
-                draw.text((x, y + title_h + len(rows) * cell_h + 4 + 14 * n), text_line, fill="#333333", font=small)
-            x += w + gap
-        y += line_h + gap
-    canvas.save(stream, format="PNG")

@@ -1,7 +1,7 @@
 """Where outputs land and how they are written, so that nothing the user pointed at is destroyed.
 
-Standard library only (no NumPy, Pillow or Rich): the command line, the pipeline, ``batch`` and
-``explain`` share it.
+May import: the standard library only (no NumPy, Pillow, Rich or Click), so that the command line,
+the pipeline, ``batch`` and ``explain`` can all share it.
 
 - A regular file (or a new name) is replaced atomically: every output of one input is written to a
   temporary file in its folder, flushed to disk, and only then are all renamed over their targets
@@ -239,7 +239,7 @@ def _write_temp(pending: _Pending, write: Writer) -> None:
     folder = os.path.dirname(pending.target) or "."
     descriptor, pending.temp = tempfile.mkstemp(
         dir=folder, prefix=temp_prefix(os.path.basename(pending.target)), suffix=TEMP_SUFFIX)
-    with os.fdopen(descriptor, "wb") as handle:
+    with os.fdopen(descriptor, "w+b") as handle:  # readable too: Pillow's multi-page TIFF writer reads back
         write(cast(BinaryIO, _Sink(handle)))
         handle.flush()
         os.fsync(handle.fileno())  # a crash after the rename must not leave an empty file
@@ -266,8 +266,14 @@ class _Sink(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
+    def readable(self) -> bool:
+        return True
+
     def seekable(self) -> bool:
         return True
+
+    def readinto(self, buffer: Any) -> int:
+        return self._raw.readinto(buffer)  # type: ignore[attr-defined]
 
     def write(self, data: Any) -> int:
         self._raw.write(data)

@@ -2,11 +2,12 @@
 
 Everything that can go wrong with one file ends here as a :class:`~poolcli.results.Result` with
 status "error" and a one-line reason; nothing escapes as a traceback, and no partial output stays.
+
+May import: NumPy, Pillow (through images) and the pooling layers; no Rich or Click.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import stat
 import sys
@@ -19,14 +20,13 @@ from typing import BinaryIO
 
 import numpy as np
 
-from poolcli import formats, images, paths, pixels, storage
+from poolcli import arrays, formats, images, paths, pixels, storage, streaming, strips, tiled
 from poolcli.engine import PoolingError, PoolingTypeError
 from poolcli.exits import internal_error
 from poolcli.params import PoolParams
 from poolcli.results import GRID_LIMIT, Result
 
 STDIO = "-"
-NPY_MAGIC = b"\x93NUMPY"
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,8 @@ class Options:
     max_pixels: int | None = formats.DEFAULT_MAX_PIXELS
     max_frames: int | None = formats.DEFAULT_MAX_FRAMES
     indices_path: str | None = None
+    memory_limit: int = strips.DEFAULT_MEMORY_LIMIT  # working memory of one streamed image
+    pyramid_levels: int = 0  # > 0: ``poolcli pyramid`` (level 0 plus this many pooled levels)
     background: tuple[int, int, int] | None = None  # flatten alpha onto this RGB colour
     debug: bool = False  # an internal error also prints its traceback
     # --storage-options (JSON) for URLs; may hold secrets, so never shown in a repr
@@ -139,49 +141,23 @@ def _read_stream(handle: BinaryIO, what: str, max_pixels: int | None) -> bytes:
 
 def _check_stream_header(data: bytes, max_pixels: int | None, limit: int | None) -> bool:
     """Check the size a stream's header claims; True once it could be read."""
-    if data.startswith(NPY_MAGIC):
+    if data.startswith(arrays.NPY_MAGIC):
         try:
-            shape, dtype = _npy_header(data)
-        except (ValueError, EOFError):
+            shape, dtype = arrays.header_of(data)
+        except arrays.ArrayError:
             return False  # incomplete: look again after more has arrived
         nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
         if limit is not None and nbytes > limit:
             raise JobError(f"the array's header claims {nbytes} bytes, more than the {limit} that --max-pixels "
-                           f"{max_pixels} allows from a stream; raise --max-pixels (0 removes the limit)")
+                           f"{max_pixels} allows from a stream; raise --max-pixels (0 removes it)")
         return True
     if not max_pixels:
         return True
-    import warnings
-
-    from PIL import Image
-
-    saved = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None  # the size is judged here against --max-pixels, not Pillow's default
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)) as img:
-                width, height = img.size
-    except Exception:  # any parser failure here only means "not enough bytes yet"
+    size = images.claimed_size(data)
+    if size is None:
         return False
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved
-    if width * height > max_pixels:
-        raise images.ImageError(
-            f"image size ({width}x{height} = {width * height} pixels) exceeds the limit of {max_pixels} "
-            "pixels (decompression bomb protection); raise it with --max-pixels N (0 removes it) "
-            "if you trust this file")
+    images.check_pixel_limit(size, max_pixels)
     return True
-
-
-def _npy_header(data: bytes) -> tuple[tuple[int, ...], np.dtype]:
-    stream = io.BytesIO(data)
-    version = np.lib.format.read_magic(stream)
-    if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
-    else:
-        shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
-    return shape, dtype
 
 
 def _read_source(source: str, max_pixels: int | None, storage_options: str | None = None) -> bytes | str:
@@ -220,33 +196,6 @@ def _read_url(url: str, storage_options: str | None) -> bytes:
         raise JobError("permission denied") from None
 
 
-def _is_npy(source: bytes | str) -> bool:
-    if isinstance(source, bytes):
-        return source.startswith(NPY_MAGIC)
-    if source.lower().endswith(".npy"):
-        return True
-    with open(source, "rb") as handle:
-        return handle.read(len(NPY_MAGIC)) == NPY_MAGIC
-
-
-# The array dtypes the engine pools (torch's CPU kernels): bool, complex, strings and objects are not.
-SUPPORTED_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-                    "float16", "float32", "float64")
-
-
-def _load_npy(source: bytes | str) -> np.ndarray:
-    try:
-        array = np.load(io.BytesIO(source) if isinstance(source, bytes) else source, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-        raise JobError(f"not a readable .npy array ({error})") from None
-    if not isinstance(array, np.ndarray) or array.ndim not in (2, 3, 4):
-        shape = getattr(array, "shape", None)
-        raise JobError(f"a .npy input must have shape (H, W), (C, H, W) or (N, C, H, W), not {shape}")
-    if array.dtype.name not in SUPPORTED_DTYPES:
-        raise JobError(f"unsupported dtype {array.dtype}; supported: {', '.join(SUPPORTED_DTYPES)}")
-    return array
-
-
 def _chw(shape: tuple[int, ...]) -> tuple[int, ...]:
     """(C, H, W) of an array shape: a 2-D array is one channel; a batch is not counted."""
     return (1, *shape) if len(shape) == 2 else tuple(shape[-3:])
@@ -258,7 +207,8 @@ def _save_npy(array: np.ndarray) -> Callable[[BinaryIO], None]:
 
 # User faults: what a bad file, a bad option combination or the system can cause.
 _USER_ERRORS: tuple[type[BaseException], ...] = (
-    JobError, images.ImageError, paths.OutputError, PoolingError, PoolingTypeError, storage.StorageError)
+    JobError, images.ImageError, arrays.ArrayError, paths.OutputError, PoolingError, PoolingTypeError,
+    tiled.TiledError, storage.StorageError)
 
 
 def debug_wanted(options: Options) -> bool:
@@ -277,12 +227,12 @@ def run(job: Job, params: PoolParams, options: Options) -> Result:
     result = Result(input=job.name, output=storage.redact(job.output))
     try:
         _check_folders(job, options)
-        source = _read_source(job.source, options.max_pixels, options.storage_options)
-        if _is_npy(source) or (isinstance(source, bytes) and storage.is_url(job.source)
-                               and job.source.lower().endswith(".npy")):
-            _run_array(source, job, params, options, result)
+        if options.pyramid_levels:
+            streaming.run_pyramid(job.source, job.output, params, options, result)
+        elif job.source != STDIO and streaming.is_zarr_path(job.source):
+            streaming.run_zarr(job.source, job.output, params, options, result)
         else:
-            _run_image(source, job, params, options, result)
+            _run_file(job, params, options, result)
     except _USER_ERRORS as error:
         result.status, result.error, result.output = "error", storage.redact(str(error)), None
     except MemoryError:
@@ -299,6 +249,20 @@ def run(job: Job, params: PoolParams, options: Options) -> Result:
     return result
 
 
+def _run_file(job: Job, params: PoolParams, options: Options, result: Result) -> None:
+    source = _read_source(job.source, options.max_pixels, options.storage_options)
+    if arrays.is_npy(source) or (isinstance(source, bytes) and storage.is_url(job.source)
+                                 and job.source.lower().endswith(".npy")):
+        _run_array(source, job, params, options, result)
+        return
+    if isinstance(source, str) and streaming.is_tiff_path(source):
+        info = streaming.open_if_streaming(source, options.memory_limit, options.max_pixels)
+        if info is not None:
+            streaming.run_tiff(info, job.output, params, options, result)
+            return
+    _run_image(source, job, params, options, result)
+
+
 def _check_folders(job: Job, options: Options) -> None:
     """A file output whose folder does not exist is refused before the work (nothing is created)."""
     wanted = [] if job.make_folders else [job.output]
@@ -311,7 +275,7 @@ def _check_folders(job: Job, options: Options) -> None:
 
 
 def _run_array(source: bytes | str, job: Job, params: PoolParams, options: Options, result: Result) -> None:
-    array = _load_npy(source)
+    array = arrays.load_npy(source)
     result.description, result.dtype = f"array of {array.dtype}", str(array.dtype)
     result.full_input_shape = tuple(array.shape)
     result.input_shape = _chw(array.shape)

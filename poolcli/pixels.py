@@ -41,17 +41,49 @@ def pool_pixels(frame: Frame, params: PoolParams, *, has_alpha: bool = False,
     if per_channel:
         return _pool_planes(frame.planes(), params, want_indices)
     planes = frame.to_array().transpose(2, 0, 1)  # a view: the engine reads the interleaved buffer as planes
-    color = planes[:-1] if has_alpha else planes
-    alpha = planes[-1:] if has_alpha else None
-    if linear:
-        out_color = _linear_average(color, alpha if premultiply else None, params)
-    else:
-        assert alpha is not None  # not per channel and not linear: an alpha to premultiply by
-        out_color = _premultiplied_average(color, alpha, params)
-    if alpha is None:
-        return out_color.transpose(1, 2, 0), None
-    out = np.concatenate([out_color, _rounded_average(alpha, params)], axis=0)
+    out = pool_pixel_planes(planes, params, has_alpha=has_alpha, premultiply=premultiply, linear=linear)
     return out.transpose(1, 2, 0), None
+
+
+Planes = np.ndarray | engine.RowSource
+
+
+def pool_pixel_planes(planes: Planes, params: PoolParams, *, has_alpha: bool = False, premultiply: bool = True,
+                      linear: bool = False, output_rows: tuple[int, int] | None = None) -> np.ndarray:
+    """Pool (C, H, W) pixel planes (an array or a :class:`~poolcli.engine.RowSource`) by the pixel
+    rules; returns (C, OH, OW), or only output rows ``[o0, o1)`` of it with ``output_rows``.
+
+    Strips of any cut concatenate to exactly the whole result (the strip machinery relies on it).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from poolcli.params import PoolParams
+    >>> planes = np.array([[[10, 20], [30, 41]], [[255, 255], [0, 0]]], dtype=np.uint8)  # colour, alpha
+    >>> pool_pixel_planes(planes, PoolParams("avg", (2, 2)), has_alpha=True).ravel().tolist()
+    [15, 128]
+    """
+    rows = output_rows
+    if params.op == "max":
+        return engine.pool_rows("max", planes, rows, **params.max_args())
+    if linear:
+        return _linear_average(planes, has_alpha, premultiply, params, rows)
+    if has_alpha and premultiply:
+        out_alpha = _rounded_average(_derived(planes, 1, planes.dtype, lambda p: p[-1:]), params, rows)
+        return np.concatenate([_premultiplied_average(planes, params, rows), out_alpha], axis=0)
+    if planes.dtype.kind == "f":
+        return engine.pool_rows("avg", planes, rows, **params.avg_args())
+    return _rounded_average(planes, params, rows)
+
+
+def _derived(planes: Planes, channels: int, dtype: np.dtype | type, compute) -> Planes:  # type: ignore[no-untyped-def]
+    """Planes computed from ``planes`` (channel picks, casts, products): at once for an array,
+    strip by strip, as each block reads its rows, for a RowSource."""
+    if isinstance(planes, np.ndarray):
+        return compute(planes)
+    source = planes
+    return engine.RowSource((channels, *source.shape[1:]), np.dtype(dtype),
+                            lambda top, bottom: compute(source.read(top, bottom)))
 
 
 def _pool_planes(planes: np.ndarray | engine.RowSource, params: PoolParams,
@@ -66,39 +98,35 @@ def _pool_planes(planes: np.ndarray | engine.RowSource, params: PoolParams,
     return values.transpose(1, 2, 0), indices
 
 
-def _rounded_average(planes: np.ndarray | engine.RowSource, params: PoolParams) -> np.ndarray:
+def _rounded_average(planes: Planes, params: PoolParams, rows: tuple[int, int] | None = None) -> np.ndarray:
     """Exact window averages rounded half up, saturated to the pixel type."""
     dtype = planes.dtype
     if params.divisor_override is None:
         # An average of pixels (and zero padding) always lies in the pixel range.
-        return engine.avg_pool2d_rounded(planes, **params.avg_args())
-    if isinstance(planes, engine.RowSource):
-        source = planes
-        planes = engine.RowSource(source.shape, np.int64, lambda top, bottom: source.read(top, bottom).astype(np.int64))
-    else:
-        planes = planes.astype(np.int64)
-    wide = engine.avg_pool2d_rounded(planes, **params.avg_args())
+        return engine.pool_rows("avg_rounded", planes, rows, **params.avg_args())
+    wide = engine.pool_rows("avg_rounded", _derived(planes, planes.shape[0], np.int64, lambda p: p.astype(np.int64)),
+                            rows, **params.avg_args())
     info = np.iinfo(dtype)
     return np.clip(wide, info.min, info.max).astype(dtype)
 
 
-def _window_sums(planes: np.ndarray, params: PoolParams) -> np.ndarray:
+def _window_sums(planes: Planes, params: PoolParams, rows: tuple[int, int] | None = None) -> np.ndarray:
     args = dict(params.avg_args(), divisor_override=1)
-    return engine.avg_pool2d(planes, **args)
+    return engine.pool_rows("avg", planes, rows, **args)
 
 
-def _premultiplied_average(color: np.ndarray, alpha: np.ndarray, params: PoolParams) -> np.ndarray:
-    """Colour weighted by alpha: sum(c * a) / sum(a) per window, rounded half up.
+def _premultiplied_average(planes: Planes, params: PoolParams, rows: tuple[int, int] | None = None) -> np.ndarray:
+    """Colour weighted by alpha (the last plane): sum(c * a) / sum(a) per window, rounded half up.
 
     Fully transparent windows (sum(a) == 0) get colour 0.  The divisor rules of the window
     cancel out of the ratio; they apply to the alpha channel itself.
     """
-    alpha_sums = _window_sums(alpha.astype(np.int64), params)[0]
-    out = np.empty((color.shape[0],) + alpha_sums.shape, dtype=color.dtype)
+    alpha_sums = _window_sums(_derived(planes, 1, np.int64, lambda p: p[-1:].astype(np.int64)), params, rows)[0]
+    out = np.empty((planes.shape[0] - 1,) + alpha_sums.shape, dtype=planes.dtype)
     safe = np.where(alpha_sums > 0, alpha_sums, 1)
-    weights = alpha[0].astype(np.int64)
-    for c in range(color.shape[0]):  # one channel at a time keeps the int64 temporaries small
-        sums = _window_sums(color[c].astype(np.int64) * weights, params)
+    for c in range(planes.shape[0] - 1):  # one channel at a time keeps the int64 temporaries small
+        product = _derived(planes, 1, np.int64, lambda p, c=c: p[c: c + 1].astype(np.int64) * p[-1:])
+        sums = _window_sums(product, params, rows)[0]
         out[c] = np.where(alpha_sums > 0, engine.rounded_quotient(sums, safe), 0)
     return out
 
@@ -112,19 +140,29 @@ def _linear_to_srgb(values: np.ndarray) -> np.ndarray:
     return np.where(values <= 0.0031308, values * 12.92, 1.055 * values ** (1 / 2.4) - 0.055)
 
 
-def _linear_average(color: np.ndarray, alpha: np.ndarray | None, params: PoolParams) -> np.ndarray:
-    """Average in linear light: decode sRGB (a lookup table), average, re-encode, round."""
-    top = np.iinfo(color.dtype).max
+def _linear_average(planes: Planes, has_alpha: bool, premultiply: bool, params: PoolParams,
+                    rows: tuple[int, int] | None = None) -> np.ndarray:
+    """Average in linear light: decode sRGB (a lookup table), average, re-encode, round.
+    Alpha (the last plane, if any) is averaged as a plain channel and, with ``premultiply``,
+    weights the colour."""
+    dtype = planes.dtype
+    top = np.iinfo(dtype).max
     table = _srgb_to_linear(np.arange(top + 1, dtype=np.float64) / top)
-    linear = table[color]  # float64 planes
-    if alpha is None:
-        averaged = engine.avg_pool2d(linear, **params.avg_args())
+    colors = planes.shape[0] - 1 if has_alpha else planes.shape[0]
+    if not (has_alpha and premultiply):
+        linear = _derived(planes, colors, np.float64, lambda p: table[p[:colors]])
+        averaged = engine.pool_rows("avg", linear, rows, **params.avg_args())
     else:
-        weights = alpha[0].astype(np.float64) / np.iinfo(alpha.dtype).max
-        alpha_sums = _window_sums(weights, params)
-        averaged = _window_sums(linear * weights, params) / np.where(alpha_sums > 0, alpha_sums, 1.0)
-    encoded = np.floor(_linear_to_srgb(averaged) * top + 0.5)
-    return encoded.astype(color.dtype)
+        def weights(p: np.ndarray) -> np.ndarray:
+            return p[-1:].astype(np.float64) / top
+
+        alpha_sums = _window_sums(_derived(planes, 1, np.float64, weights), params, rows)
+        weighted = _derived(planes, colors, np.float64, lambda p: table[p[:colors]] * weights(p))
+        averaged = _window_sums(weighted, params, rows) / np.where(alpha_sums > 0, alpha_sums, 1.0)
+    out_color = np.floor(_linear_to_srgb(averaged) * top + 0.5).astype(dtype)
+    if not has_alpha:
+        return out_color
+    return np.concatenate([out_color, _rounded_average(_derived(planes, 1, dtype, lambda p: p[-1:]), params, rows)])
 
 
 def flatten(frame: np.ndarray, background: tuple[int, ...]) -> np.ndarray:

@@ -1,9 +1,11 @@
-"""What a run tells its user: the Rich report on stderr and the JSON line (the only module that
-uses Rich)."""
+"""What a run tells its user: the Rich report on stderr and the JSON line (with explain.render, the
+only modules that use Rich).
+
+May import: NumPy and Rich (no Pillow or Click).
+"""
 
 from __future__ import annotations
 
-import math
 from typing import IO, Any
 
 import numpy as np
@@ -12,8 +14,8 @@ from rich.table import Table
 from rich.text import Text
 
 from poolcli.engine import AxisArithmetic, axis_arithmetic
-from poolcli.explain import Cell, Explanation, PlaneExplanation, format_number, labelled_planes
-from poolcli.params import PoolParams
+from poolcli.explain.model import format_number, labelled_planes
+from poolcli.params import PoolParams, format_pair
 from poolcli.results import Result, json_line
 
 __all__ = ["Result", "json_line", "make_console", "render", "render_summary"]
@@ -27,14 +29,10 @@ def make_console(stream: IO[str] | None = None) -> Console:
     return Console(file=stream, stderr=stream is None, highlight=False, soft_wrap=False)
 
 
-def _pair(values: tuple[int, int]) -> str:
-    return str(values[0]) if values[0] == values[1] else f"{values[0]}x{values[1]}"
-
-
 def parameter_lines(params: PoolParams) -> list[Text]:
     """Every parameter, with the defaults that applied marked as such."""
-    lines = [Text.assemble(("kernel_size ", "bold"), _pair(params.kernel))]
-    stride = Text.assemble(("stride ", "bold"), _pair(params.effective_stride))
+    lines = [Text.assemble(("kernel_size ", "bold"), format_pair(params.kernel))]
+    stride = Text.assemble(("stride ", "bold"), format_pair(params.effective_stride))
     if params.stride is None:
         stride.append("  (default: the kernel)", style="dim")
     lines.append(stride)
@@ -45,9 +43,9 @@ def parameter_lines(params: PoolParams) -> list[Text]:
             text.append("  (default)", style="dim")
         return text
 
-    lines.append(with_default("padding", _pair(params.padding), params.padding == (0, 0)))
+    lines.append(with_default("padding", format_pair(params.padding), params.padding == (0, 0)))
     if params.op == "max":
-        lines.append(with_default("dilation", _pair(params.dilation), params.dilation == (1, 1)))
+        lines.append(with_default("dilation", format_pair(params.dilation), params.dilation == (1, 1)))
     lines.append(with_default("ceil_mode", str(params.ceil_mode), not params.ceil_mode))
     if params.op == "avg":
         lines.append(with_default("count_include_pad", str(params.count_include_pad), params.count_include_pad))
@@ -189,124 +187,3 @@ def render_summary(results: list[Result], seconds: float, console: Console) -> N
         for r in failed:
             errors.add_row(r.input, r.error or "")
         console.print(errors)
-
-
-# --------------------------------------------------------------------------- poolcli explain
-
-CELL_STYLES = {
-    "normal": "",
-    "pad": "dim",
-    "tap": "bold black on yellow",
-    "pad_tap": "black on bright_black",
-    "winner": "bold white on red",
-    "result": "bold white on blue",
-}
-
-
-def explanation_panels(expl: Explanation, summary: bool) -> list[tuple[str, list[list[tuple[str, str]]], str]]:
-    """The picture of an explanation as panels: (title, rows of (text, style key), caption).
-
-    Shared by the terminal, SVG and PNG renderings so that they show the same thing.
-    """
-    panels = []
-    for plane in expl.planes:
-        panels.append((f"input {plane.label}", _padded_grid(expl, plane, None), _shape_caption(expl.input_shape)))
-        if not summary:
-            for cell in plane.cells:
-                panels.append((f"{plane.label}: out[{cell.out_row}, {cell.out_col}] = {format_number(cell.value)}",
-                               _padded_grid(expl, plane, cell), cell_explanation(expl, cell)))
-        out_rows = [[(format_number(v.item()), "normal") for v in row] for row in plane.output]
-        panels.append((f"output {plane.label}", out_rows, _shape_caption(expl.output_shape)))
-    return panels
-
-
-def _shape_caption(shape: tuple[int, ...]) -> str:
-    order = "(N, C, H, W)" if len(shape) == 4 else "(C, H, W)"
-    shown = shape if len(shape) != 2 else (1, *shape)
-    return f"shape {shape_text(tuple(shown))} {order}"
-
-
-def _padded_grid(expl: Explanation, plane: PlaneExplanation, cell: Cell | None) -> list[list[tuple[str, str]]]:
-    """The input plane with its padding drawn, and the cells of ``cell``'s window marked."""
-    height, width = plane.values.shape
-    (top, bottom), (left, right) = expl.pad_rows, expl.pad_cols
-    taps = {(t.row, t.col) for t in cell.taps} if cell is not None else set()
-    winner = cell.winner if cell is not None and expl.params.op == "max" else None
-    rows = []
-    for r in range(-top, height + bottom):
-        row = []
-        for c in range(-left, width + right):
-            inside = 0 <= r < height and 0 <= c < width
-            pad_h, pad_w = expl.params.padding
-            in_padding = -pad_h <= r < height + pad_h and -pad_w <= c < width + pad_w
-            # Past the right/bottom padding (ceil mode) there is nothing, not even padding.
-            text = format_number(float(plane.values[r, c])) if inside else (expl.pad_value if in_padding else "·")
-            # Brackets mark the window without colour too (pipes, NO_COLOR, the PNG).
-            if (r, c) == winner and cell is not None and any(t.inside for t in cell.taps):
-                style, text = "winner", f"[{text}]*"
-            elif (r, c) in taps:
-                style, text = ("tap" if inside else "pad_tap"), f"[{text}]"
-            else:
-                style = "normal" if inside else "pad"
-            row.append((text, style))
-        rows.append(row)
-    return rows
-
-
-def cell_explanation(expl: Explanation, cell: Cell) -> str:
-    """How one output value follows from its window, in one or two sentences."""
-    inside = [t for t in cell.taps if t.inside]
-    skipped = len(cell.taps) - len(inside)
-    if expl.params.op == "max":
-        if not inside:
-            return (f"no tap of this window lies inside the input: the result is the lowest value, "
-                    f"{format_number(cell.value)}, and the index {cell.index} points outside the plane (torch's rule)")
-        values = ", ".join(format_number(t.value) for t in inside)
-        text = f"max({values}) = {format_number(cell.value)}"
-        if cell.winner is not None:
-            row, col = cell.winner
-            text += f", at input row {row}, col {col}"
-            if expl.show_indices:
-                width = expl.planes[0].values.shape[1]
-                text += f"; index {row}*{width} + {col} = {cell.index}"
-        if math.isnan(cell.value):
-            text += " (a NaN always wins; its index is the last NaN's)"
-        elif sum(t.value == cell.value for t in inside) > 1:
-            text += " (a tie: the first in row-major order wins)"
-        if skipped:
-            taps = f"{skipped} taps outside the input are" if skipped > 1 else "1 tap outside the input is"
-            text += f"; {taps} skipped"
-        return text
-    terms = " + ".join(format_number(t.value) for t in inside) or "0"
-    return (f"({terms}) / {cell.divisor} = {format_number(cell.total)} / {cell.divisor} = "
-            f"{format_number(cell.value)}; divisor {cell.divisor}: {cell.divisor_reason}")
-
-
-def render_explanation(expl: Explanation, console: Console, summary: bool = False) -> None:
-    """Print an explanation: arithmetic, then the panels, grids with their windows highlighted."""
-    params = expl.params
-    header = Table.grid(padding=(0, 2))
-    header.add_column(style="cyan", justify="right")
-    header.add_column()
-    add_operation_rows(header, params, *expl.input_shape[-2:])
-    if any(expl.pad_rows) or any(expl.pad_cols):
-        header.add_row("padding", Text(f"padding cells are shown as {expl.pad_value}; · lies past the padding "
-                                       "(ceil mode), where nothing counts", style="dim"))
-    if not summary:
-        marks = "[x]: the window's taps" + ("; [x]*: the maximum" if params.op == "max" else "")
-        header.add_row("legend", Text(marks, style="dim"))
-    console.print(header)
-    for title, rows, caption in explanation_panels(expl, summary):
-        console.print()
-        console.print(Text(title, style="bold"))
-        console.print(styled_grid(rows))
-        console.print(Text(caption))
-
-
-def styled_grid(rows: list[list[tuple[str, str]]]) -> Table:
-    table = Table(show_header=False, box=None, padding=(0, 1))
-    for _ in range(len(rows[0]) if rows else 0):
-        table.add_column(justify="right")
-    for row in rows:
-        table.add_row(*(Text(text, style=CELL_STYLES[style]) for text, style in row))
-    return table

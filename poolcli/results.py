@@ -1,5 +1,8 @@
 """The outcome of pooling one input, and its JSON line (no Rich here: quiet and JSON runs
-never import it)."""
+never import it).
+
+May import: NumPy and params (no Pillow, Rich or Click).
+"""
 
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ class Result:
     input_values: np.ndarray | None = None  # small arrays only, for grids
     output_values: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
+    levels: list[list[int]] | None = None  # pyramid: (C, H, W) of every level
 
     def as_json(self, params: PoolParams) -> dict[str, Any]:
         """One JSON object: the keys documented in the README, in a fixed order."""
@@ -46,6 +50,8 @@ class Result:
             "output_shape": list(self.output_shape) if self.output_shape else None,
         }
         record.update(params.as_json())
+        if self.levels is not None:
+            record["levels"] = self.levels
         record.update(status=self.status, error=self.error, seconds=round(self.seconds, 6), notes=list(self.notes))
         return record
 

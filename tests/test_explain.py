@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from poolcli.explain import explain, parse_matrix
+from poolcli.explain.matrix import parse_matrix
+from poolcli.explain.model import explain
 from poolcli.params import PoolParams
 
 GOLDEN = Path(__file__).parent / "data" / "explain_course_max.txt"
@@ -169,3 +174,193 @@ def test_numbers_come_from_the_engine():
     expl = explain(parse_matrix("1e8 1; -1e8 1"), PoolParams("avg", (2, 2)))
     assert expl.planes[0].cells[0].value == 0.25  # torch's float32 order (docs/semantics.md T33), not exact math
     assert expl.planes[0].cells[0].total == 1.0
+
+
+# --------------------------------------------------------------------------- bounds and refusals (issue 10)
+
+
+def test_at_most_four_planes_by_default(invoke, tmp_path):
+    np.save(tmp_path / "six.npy", np.arange(6 * 9, dtype=np.int16).reshape(6, 3, 3))
+    result = invoke("explain", "max", "six.npy", "-k", "2", "-s", "1", "--summary")
+    assert result.exit_code == 0
+    assert output_grid(result.stdout, "output channel 3") == [["31", "32"], ["34", "35"]]
+    assert "output channel 4" not in result.stdout
+    assert "planes  4 explained, 2 more not: choose with --channel N" in result.stdout
+    assert "shape (6, 2, 2) (C, H, W)" in result.stdout  # the whole output's shape
+
+
+def test_channel_chooses_planes(invoke, tmp_path):
+    np.save(tmp_path / "six.npy", np.arange(6 * 9, dtype=np.int16).reshape(6, 3, 3))
+    result = invoke("explain", "max", "six.npy", "-k", "2", "-s", "1", "--channel", "5", "--channel", "0,4")
+    assert result.exit_code == 0
+    assert [line for line in result.stdout.splitlines() if line.startswith("output channel")] == [
+        "output channel 0", "output channel 4", "output channel 5"]
+    assert output_grid(result.stdout, "output channel 5") == [["49", "50"], ["52", "53"]]
+    assert "channel 5: out[1, 1] = 53" in result.stdout and "more not" not in result.stdout
+
+
+def test_channel_of_a_batch_takes_it_from_every_item(invoke, tmp_path):
+    np.save(tmp_path / "b.npy", np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 2, 2))
+    result = invoke("explain", "avg", "b.npy", "-k", "2", "--channel", "1", "--summary")
+    assert result.exit_code == 0
+    assert output_grid(result.stdout, "output batch 0, channel 1") == [["5.5"]]
+    assert output_grid(result.stdout, "output batch 1, channel 1") == [["17.5"]]
+
+
+@pytest.mark.parametrize(
+    "channels, words",
+    [
+        (["--channel", "6"], "Invalid value for '--channel': the input has no channel 6: it has 6 channels (0 to 5)"),
+        (["--channel", "0,1,2,3,4"], "5 planes chosen; explain shows at most 4 at once: choose fewer with --channel"),
+        (["--channel", "x"], "Invalid value for '--channel': 'x' is not a channel number"),
+    ],
+)
+def test_bad_channel_is_a_usage_error(invoke, tmp_path, channels, words):
+    np.save(tmp_path / "six.npy", np.zeros((6, 3, 3), dtype=np.float32))
+    result = invoke("explain", "max", "six.npy", "-k", "2", *channels)
+    assert result.exit_code == 2
+    assert words in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_windows_beyond_the_drawn_grid_are_refused(invoke):
+    result = invoke("explain", "max", COURSE, "-k", "40", "-p", "20", "-s", "1")
+    assert result.exit_code == 2
+    assert ("the grid to draw (input, padding and windows) would be 43x43 cells (W x H); explain draws at most "
+            "32x32: use a smaller -k/--kernel, -p/--padding or -d/--dilation") in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("option", ["--png", "--svg"])
+def test_too_large_picture_is_refused_before_writing(invoke, tmp_path, option):
+    np.save(tmp_path / "m.npy", np.arange(256.0).reshape(16, 16))
+    result = invoke("explain", "max", "m.npy", "-k", "2", "-s", "1", option, "w.out")
+    assert result.exit_code == 2
+    kind = option[2:].upper()
+    assert f"the {kind} picture would be " in result.stderr
+    assert "at most 40 megapixels: use --summary, fewer planes (--channel N) or a smaller --crop" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npy"] and result.stdout == ""
+    summary = invoke("explain", "max", "m.npy", "-k", "2", "-s", "1", "--summary", option, "w.out")
+    assert summary.exit_code == 0 and (tmp_path / "w.out").stat().st_size > 0
+
+
+@pytest.mark.parametrize("link", ["same", "symlink", "hardlink"])
+@pytest.mark.parametrize("option", ["--png", "--svg"])
+def test_picture_naming_the_input_is_a_usage_error(invoke, tmp_path, option, link):
+    np.save(tmp_path / "m.npy", np.arange(9.0).reshape(3, 3))
+    before = (tmp_path / "m.npy").read_bytes()
+    target = "m.npy"
+    if link == "symlink":
+        (tmp_path / "alias.png").symlink_to(tmp_path / "m.npy")
+        target = "alias.png"
+    elif link == "hardlink":
+        (tmp_path / "alias.png").hardlink_to(tmp_path / "m.npy")
+        target = "alias.png"
+    result = invoke("explain", "max", "m.npy", "-k", "2", option, target)
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option}': {target} is the input MATRIX; explain never overwrites its input" \
+        in result.stderr
+    assert (tmp_path / "m.npy").read_bytes() == before and result.stdout == ""
+
+
+def test_png_and_svg_naming_one_file_is_a_usage_error(invoke, tmp_path):
+    result = invoke("explain", "max", COURSE, "-k", "2", "--svg", "w.pic", "--png", "./w.pic")
+    assert result.exit_code == 2
+    assert "Invalid value for '--png': --svg and --png both name ./w.pic: give two files" in result.stderr
+    assert not (tmp_path / "w.pic").exists()
+
+
+@pytest.mark.parametrize("command", [["explain", "avg", COURSE], ["avg", "m.npy"]], ids=["explain", "avg"])
+@pytest.mark.parametrize("value", [str(2**63), str(-(2**63) - 1)])
+def test_divisor_override_beyond_int64_is_a_usage_error(invoke, tmp_path, command, value):
+    np.save(tmp_path / "m.npy", np.arange(9.0).reshape(3, 3))
+    result = invoke(*command, "-k", "2", "--divisor-override", value)
+    assert result.exit_code == 2
+    assert "Invalid value for '--divisor-override'" in result.stderr and result.stderr.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npy"]
+
+
+def test_divisor_override_at_int64_limit_works(invoke):
+    result = invoke("explain", "avg", COURSE, "-k", "2", "-s", "1", "--divisor-override", str(-(2**63)))
+    assert result.exit_code == 0
+    assert "divisor -9223372036854775808: divisor_override replaces every divisor" in flat(result.stdout)
+
+
+def test_fifo_as_matrix_is_refused_without_blocking(tmp_path):
+    """A real subprocess: reading a FIFO nobody writes to would block forever (the timeout only
+    keeps a regression from hanging the suite)."""
+    os.mkfifo(tmp_path / "pipe")
+    result = subprocess.run([sys.executable, "-m", "poolcli", "explain", "max", str(tmp_path / "pipe"), "-k", "2"],
+                            capture_output=True, text=True, timeout=60, env=_env())
+    assert result.returncode == 1
+    assert result.stderr == (f"poolcli: error: {tmp_path / 'pipe'}: is a FIFO (named pipe): explain reads MATRIX "
+                             "from a regular file or a literal\n")
+
+
+def test_device_as_matrix_is_refused(invoke):
+    result = invoke("explain", "max", "/dev/zero", "-k", "2")
+    assert result.exit_code == 1
+    assert result.stderr == "poolcli: error: /dev/zero: is a device: explain reads MATRIX from a regular file or " \
+                            "a literal\n"
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads files without permission")
+def test_unreadable_matrix_file(invoke, tmp_path):
+    np.save(tmp_path / "m.npy", np.zeros((2, 2)))
+    (tmp_path / "m.npy").chmod(0)
+    result = invoke("explain", "max", "m.npy", "-k", "2")
+    assert result.exit_code == 1
+    assert result.stderr == "poolcli: error: m.npy: Permission denied\n"
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux's /proc")
+def test_file_that_fails_to_read_even_for_root(invoke):
+    """/proc/self/mem is a regular file whose first page is unmapped: reading it fails with EIO."""
+    result = invoke("explain", "max", "/proc/self/mem", "-k", "2")
+    assert result.exit_code == 1
+    assert result.stderr == "poolcli: error: /proc/self/mem: Input/output error\n"
+
+
+def test_overflowing_literal_is_inf_without_a_warning():
+    """A real subprocess: in-process, pytest would capture NumPy's RuntimeWarning."""
+    result = subprocess.run([sys.executable, "-m", "poolcli", "explain", "max", "1e39 2; 3 4", "-k", "2"],
+                            capture_output=True, text=True, timeout=60, env=_env())
+    assert result.returncode == 0 and result.stderr == ""
+    assert output_grid(result.stdout) == [["inf"]]
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+
+
+def test_wide_grids_are_never_cut_or_folded(invoke, tmp_path):
+    """16 columns of 5-character numbers are wider than 80 columns: every row stays whole (Rich's
+    table used to squeeze '[16]' into '[1…')."""
+    np.save(tmp_path / "m.npy", np.arange(1000.0, 1256.0).reshape(16, 16))
+    result = invoke("explain", "max", "m.npy", "-k", "2", "-s", "1", "--crop", "0,0,16,2")
+    block = result.stdout.split("channel 0: out[0, 0] = 1017")[1].splitlines()
+    assert block[1].split() == ["[1000]", "[1001]", *map(str, range(1002, 1016))]
+    assert block[2].split() == ["[1016]", "[1017]*", *map(str, range(1018, 1032))]
+
+
+def test_pictures_appear_together_or_not_at_all(invoke, tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    result = invoke("explain", "max", COURSE, "-k", "2", "--svg", "w.svg", "--png", "file/w.png")
+    assert result.exit_code == 1
+    assert result.stderr == "poolcli: error: cannot write file/w.png: the folder file does not exist\n"
+    assert ".part" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # the SVG written first is gone
+
+
+def test_picture_to_a_device_is_written_through(invoke):
+    result = invoke("explain", "max", COURSE, "-k", "2", "--png", "/dev/null", "--svg", "/dev/null")
+    assert result.exit_code == 2  # one file named twice
+    result = invoke("explain", "max", COURSE, "-k", "2", "--png", "/dev/null")
+    assert result.exit_code == 0 and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_error_naming_a_file_with_a_new_line_is_one_line(invoke, tmp_path):
+    (tmp_path / "two\nlines.npy").write_bytes(b"\x93NUMPY\x01")
+    result = invoke("explain", "max", "two\nlines.npy", "-k", "2")
+    assert result.exit_code == 1
+    assert result.stderr == "poolcli: error: two\\nlines.npy: damaged .npy header (EOF: reading magic string, " \
+                            "expected 8 bytes got 7)\n"

@@ -416,8 +416,8 @@ def test_a_bool_array_names_its_dtype(invoke, tmp_path):
     np.save(tmp_path / "b.npy", np.zeros((4, 4), dtype=bool))
     result = invoke("max", "b.npy", "-k", "2")
     assert result.exit_code == 1
-    assert result.stderr.strip() == ("poolcli: error: b.npy: unsupported dtype bool; supported: int8, int16, "
-                                     "int32, int64, uint8, uint16, uint32, uint64, float16, float32, float64")
+    assert result.stderr.strip() == ("poolcli: error: b.npy: unsupported dtype bool; supported: uint8, int8, "
+                                     "uint16, int16, uint32, int32, uint64, int64, float16, float32, float64")
 
 
 def test_a_bug_is_an_internal_error_not_the_users_fault(invoke, tmp_path, course, monkeypatch):
@@ -515,3 +515,19 @@ def test_an_endless_stream_without_a_header_is_refused_early(tmp_path):
     assert done.returncode == 1
     assert done.stderr.decode().strip() == ("poolcli: error: -: standard input has no image or .npy header "
                                             f"in its first {64 << 20} bytes")
+
+
+def test_multi_page_tiff_to_tiff_through_the_atomic_writer(invoke, tmp_path, rng):
+    """Pillow's multi-page TIFF writer reads back what it wrote: the temporary handle must be readable."""
+    pages = [rng.integers(0, 256, (8, 6, 3), dtype=np.uint8) for _ in range(3)]
+    first, *rest = [Image.fromarray(page) for page in pages]
+    first.save(tmp_path / "pages.tif", save_all=True, append_images=rest)
+    result = invoke("max", "pages.tif", "-k", "2", "-o", "out.tif", "-q")
+    assert (result.exit_code, result.stderr) == (0, "")
+    with Image.open(tmp_path / "out.tif") as out:
+        assert out.n_frames == 3
+        for n, page in enumerate(pages):
+            out.seek(n)
+            expected = page.reshape(4, 2, 3, 2, 3).max(axis=(1, 3))
+            assert np.array_equal(np.asarray(out.convert("RGB")), expected)
+    assert files_in(tmp_path) == ["out.tif", "pages.tif"]

@@ -1,0 +1,160 @@
+"""Giant TIFFs in bounded memory: poolcli max/avg/pyramid against libvips, time and peak memory.
+
+Usage: python benchmarks/bench_big.py [--scale 1.0] [--workdir DIR] [--keep] [--no-pyramid]
+
+1. Generates, tile by tile (never whole), a 32768x32768x3 uint8 tiled TIFF (3 GiB) and a
+   20000x20000 uint16 single-channel one (800 MB), uncompressed, in a temporary folder
+   (``--scale`` shrinks both sides for a quick try).
+2. Reads each file once untimed (page cache), then runs ``poolcli max -k 2`` and ``poolcli avg
+   -k 2`` on it as fresh processes, ``vips shrink IN OUT[tile,bigtiff] 2 2`` (a 2x2 box average)
+   when ``vips`` is on PATH, and ``poolcli pyramid max -k 2 --levels 4`` of the large image: wall
+   time, peak RSS (ru_maxrss of each child, from wait4) and output size.
+3. Prints a table, appends a dated section to benchmarks/RESULTS.md, and exits 1 when a target is
+   missed: peak RSS <= 400 MiB for the large image, wall time within 1.5x of libvips.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+TILE = 256
+RSS_TARGET_MIB = 400
+TIME_RATIO_TARGET = 1.5
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def tiles(height: int, width: int, channels: int, dtype: np.dtype) -> Iterator[np.ndarray]:
+    """Photo-like tiles (smooth waves plus noise), row of tiles after row of tiles."""
+    rng = np.random.default_rng(0)
+    top = np.iinfo(dtype).max
+    ys = np.arange(TILE, dtype=np.float32)[:, None, None]
+    xs = np.arange(TILE, dtype=np.float32)[None, :, None]
+    phase = np.arange(channels, dtype=np.float32)[None, None, :]
+    for ty in range(0, height, TILE):
+        for tx in range(0, width, TILE):
+            wave = np.sin((xs + tx) / 700 + phase) * np.cos((ys + ty) / 900 - phase)
+            noise = rng.integers(0, top // 16 + 1, (TILE, TILE, channels), dtype=dtype)
+            yield ((wave * 0.4 + 0.5) * (top - top // 16)).astype(dtype) + noise
+
+
+def make_tiff(path: Path, height: int, width: int, channels: int, dtype: np.dtype) -> None:
+    import tifffile
+
+    shape = (height, width, channels) if channels > 1 else (height, width)
+    tifffile.imwrite(path, tiles(height, width, channels, np.dtype(dtype)), shape=shape, dtype=dtype,
+                     tile=(TILE, TILE), bigtiff=True, photometric="rgb" if channels == 3 else "minisblack")
+
+
+def warm(path: Path) -> None:
+    """Read a file once, untimed, so that no command pays for the first read from disk."""
+    with open(path, "rb") as handle:
+        while handle.read(64 << 20):
+            pass
+
+
+def run(command: list[str]) -> tuple[float, float]:
+    """Wall time (s) and peak RSS (MiB) of one child process."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed ({os.waitstatus_to_exitcode(status)}): {' '.join(command)}\n{stderr}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def size_of(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="shrink both image sides (quick tries)")
+    parser.add_argument("--workdir", help="where to generate (default: a temporary folder)")
+    parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument("--no-pyramid", action="store_true")
+    args = parser.parse_args()
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_big."))
+    work.mkdir(parents=True, exist_ok=True)
+    side = lambda n: max(TILE, int(n * args.scale) // 16 * 16)
+    images = [("rgb8", side(32768), 3, np.uint8), ("gray16", side(20000), 1, np.uint16)]
+    poolcli = [sys.executable, "-m", "poolcli"]
+    vips = shutil.which("vips")
+    if vips is None:
+        print("vips is not on PATH (apt-get install libvips-tools): no libvips comparison", file=sys.stderr)
+    rows: list[tuple[str, str, float, float, int]] = []
+    failures: list[str] = []
+    try:
+        for name, n, channels, dtype in images:
+            source = work / f"{name}.tif"
+            if not source.exists():
+                started = time.perf_counter()
+                make_tiff(source, n, n, channels, np.dtype(dtype))
+                print(f"generated {source.name}: {n}x{n}x{channels} {np.dtype(dtype).name}, "
+                      f"{size_of(source) / 2**30:.2f} GiB in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+            warm(source)  # every command then starts from the same (cached) file
+            label = f"{name} {n}x{n}x{channels}"
+            commands = [(f"poolcli {op} -k 2", [*poolcli, op, str(source), "-k", "2", "-q", "-o",
+                                                str(work / f"{name}.{op}.tif")]) for op in ("max", "avg")]
+            if vips:
+                commands.append(("vips shrink 2 2", [vips, "shrink", str(source),
+                                                     f"{work / (name + '.vips.tif')}[tile,bigtiff]", "2", "2"]))
+            if name == "rgb8" and not args.no_pyramid:
+                commands.append(("poolcli pyramid max --levels 4", [*poolcli, "pyramid", "max", str(source), "-k", "2",
+                                 "--levels", "4", "-q", "-o", str(work / f"{name}.pyramid.tif")]))
+            timings: dict[str, float] = {}
+            for what, command in commands:
+                seconds, rss = run(command)
+                output = Path(command[3].split("[")[0]) if what.startswith("vips") else Path(command[-1])
+                rows.append((label, what, seconds, rss, size_of(output)))
+                timings[what] = seconds
+                print(f"{label:24} {what:32} {seconds:7.2f} s {rss:8.0f} MiB", file=sys.stderr)
+                if what.startswith("poolcli") and name == "rgb8" and rss > RSS_TARGET_MIB:
+                    failures.append(f"{label} {what}: peak RSS {rss:.0f} MiB > {RSS_TARGET_MIB} MiB")
+                output.unlink() if output.is_file() else shutil.rmtree(output, ignore_errors=True)
+            if vips:
+                for op in ("max", "avg"):
+                    ratio = timings[f"poolcli {op} -k 2"] / timings["vips shrink 2 2"]
+                    if ratio > TIME_RATIO_TARGET:
+                        failures.append(f"{label} poolcli {op}: {ratio:.2f}x libvips's time > {TIME_RATIO_TARGET}x")
+    finally:
+        if not args.keep and not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+
+    header = "| image | command | wall s | peak RSS MiB | output MiB |\n|---|---|---:|---:|---:|"
+    table = "\n".join(f"| {label} | `{what}` | {seconds:.2f} | {rss:.0f} | {size / 2**20:.0f} |"
+                      for label, what, seconds, rss, size in rows)
+    print(header)
+    print(table)
+    verdict = "all targets met" if not failures else "; ".join(failures)
+    print(verdict)
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    scale = "" if args.scale == 1.0 else f", --scale {args.scale}"
+    new = not RESULTS.exists()
+    with open(RESULTS, "a") as handle:
+        if new:
+            handle.write("# Benchmark results\n\nAppended by the benchmarks; newest last.\n")
+        handle.write(f"\n## bench_big.py, {when} ({machine}{scale}; vips: {vips or 'not installed'})\n\n")
+        handle.write(f"{header}\n{table}\n\n{verdict}\n")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

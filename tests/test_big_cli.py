@@ -1,0 +1,122 @@
+"""The command line for giant images: --memory-limit, streamed TIFF and Zarr, folders, pyramids."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+from PIL import Image
+
+from poolcli import engine, pixels, tiled
+from poolcli.params import PoolParams
+from tests.conftest import json_lines
+
+
+@pytest.fixture
+def tiled_rgb16(tmp_path, rng):
+    data = rng.integers(0, 65536, (90, 70, 3), dtype=np.uint16)
+    path = tmp_path / "scan.tif"
+    tifffile.imwrite(path, data, photometric="rgb", tile=(32, 32), compression="zlib")
+    return path, data
+
+
+def test_a_tiled_tiff_streams_to_a_tiled_bigtiff_named_as_usual(invoke, tiled_rgb16, tmp_path):
+    _, data = tiled_rgb16
+    result = invoke("avg", "scan.tif", "-k", "3", "-s", "2", "-p", "1", "--memory-limit", "64M", "--json")
+    assert result.exit_code == 0, result.stderr
+    out = tmp_path / "scan.avg-k3-s2-p1.tif"
+    (record,) = json_lines(result.stdout)
+    assert record["status"] == "ok" and record["input_shape"] == [3, 90, 70] and record["output_shape"] == [3, 45, 35]
+    with tifffile.TiffFile(out) as tif:
+        assert tif.is_bigtiff and tif.pages[0].is_tiled and tif.pages[0].compression == 8  # Deflate kept
+        pooled = tif.pages[0].asarray()
+    expected = pixels.pool_pixel_planes(data.transpose(2, 0, 1), PoolParams("avg", (3, 3), (2, 2), (1, 1)))
+    assert np.array_equal(pooled.transpose(2, 0, 1), expected)
+
+
+def test_the_report_names_depth_channels_and_layout(invoke, tiled_rgb16):
+    result = invoke("max", "scan.tif", "-k", "2")
+    assert result.exit_code == 0, result.stderr
+    text = " ".join(result.stderr.split())
+    assert "uint16, 3 channels, tiled TIFF (Deflate, interleaved)" in text
+    assert "written as a tiled BigTIFF: uint16, 3 channels, 256x256 tiles, zlib, interleaved" in text
+
+
+@pytest.mark.parametrize("value, message", [
+    ("abc", "'abc' is not a size: use bytes or K, M, G, T (e.g. 64M, 2G)"),
+    ("0", "'0': the memory limit must be positive (e.g. 64M, 2G)"),
+    ("-1G", "'-1G': the memory limit must be positive (e.g. 64M, 2G)"),
+])
+def test_memory_limit_parsing_errors_are_usage_errors(invoke, tiled_rgb16, value, message):
+    result = invoke("max", "scan.tif", "-k", "2", "--memory-limit", value)
+    assert result.exit_code == 2
+    assert f"Invalid value for '--memory-limit': {message}" in result.stderr
+
+
+def test_memory_limit_too_small_for_one_row_of_strips(invoke, tmp_path, rng):
+    tifffile.imwrite(tmp_path / "one.tif", rng.integers(0, 256, (300, 200), dtype=np.uint8), rowsperstrip=300,
+                     bigtiff=True)
+    result = invoke("max", "one.tif", "-k", "2", "--memory-limit", "10K")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == ("poolcli: error: one.tif: one row of TIFF strips (300 rows) needs 58.6 KiB in "
+                                     "memory, over --memory-limit 10 KiB; raise --memory-limit")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.tif"]
+
+
+def test_zarr_folders_are_inputs_in_and_out(invoke, tmp_path, rng):
+    data = rng.random((2, 40, 30)).astype(np.float32)
+    (tmp_path / "in").mkdir()
+    newest = 3 if tiled.zarr_major() >= 3 else 2
+    tiled.create_array(None, None, data.shape, data.dtype, (1, 16, 16), newest, path=tmp_path / "in" / "cube.zarr")[
+        ...] = data
+    Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / "in" / "small.png")
+    one = invoke("max", "in/cube.zarr", "-k", "2")
+    assert one.exit_code == 0, one.stderr
+    assert np.array_equal(zarr.open_array(str(tmp_path / "in" / "cube.max-k2.zarr"))[...], engine.max_pool2d(data, 2))
+    (tmp_path / "in" / "cube.max-k2.zarr").rename(tmp_path / "elsewhere.zarr")
+    folder = invoke("avg", "in", "-o", "out", "-k", "2", "--json", "-j", "1")
+    assert folder.exit_code == 0, folder.stderr
+    assert sorted(r["input"] for r in json_lines(folder.stdout)) == ["in/cube.zarr", "in/small.png"]
+    assert np.array_equal(zarr.open_array(str(tmp_path / "out" / "cube.zarr"))[...], engine.avg_pool2d(data, 2))
+    again = invoke("avg", "in/cube.zarr", "-k", "2", "-o", "out/cube.zarr")  # an old Zarr output is replaced
+    assert again.exit_code == 0, again.stderr
+
+
+def test_pyramid_command_ome_zarr_and_ome_tiff(invoke, tiled_rgb16, tmp_path):
+    _, data = tiled_rgb16
+    result = invoke("pyramid", "max", "scan.tif", "-o", "scan.ome.zarr", "--levels", "2", "--json")
+    assert result.exit_code == 0, result.stderr
+    (record,) = json_lines(result.stdout)
+    assert record["levels"] == [[3, 90, 70], [3, 45, 35], [3, 22, 17]] and record["kernel_size"] == [2, 2]
+    group = zarr.open_group(str(tmp_path / "scan.ome.zarr"), mode="r")
+    assert group.attrs["multiscales"][0]["version"] == "0.4"
+    assert np.array_equal(group["2"][...], engine.max_pool2d(engine.max_pool2d(data.transpose(2, 0, 1), 2), 2))
+    tiff = invoke("pyramid", "avg", "scan.tif", "-o", "scan.pyramid.tif", "--levels", "1", "-q")
+    assert tiff.exit_code == 0 and tiff.stderr == ""
+    with tifffile.TiffFile(tmp_path / "scan.pyramid.tif") as tif:
+        assert tif.is_ome and [lv.shape for lv in tif.series[0].levels] == [(90, 70, 3), (45, 35, 3)]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-o", "x.png", "--levels", "2"], "Invalid value for '-o/--output': a pyramid is written as .zarr"),
+    (["-o", "x.zarr", "--levels", "0"], "Invalid value for '--levels': 0 is not in the range x>=1."),
+    (["-o", "x.zarr"], "Missing option '--levels'."),
+])
+def test_pyramid_usage_errors(invoke, tiled_rgb16, args, message):
+    result = invoke("pyramid", "max", "scan.tif", *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_help_of_the_new_commands_imports_nothing_heavy():
+    code = ("import sys\nfrom poolcli.cli import cli\n"
+            "try:\n    cli.main(['pyramid', 'max', '--help'], standalone_mode=False)\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('numpy', 'PIL', 'rich', 'tifffile', 'zarr', 'dask', 'fsspec') if m in sys.modules]\n"
+            "print(heavy)")
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.strip().endswith("[]")
+    assert "--memory-limit" in output and "--levels" in output

@@ -1,0 +1,289 @@
+"""Giant-image I/O: TIFF (tiled, striped, BigTIFF, planar, multispectral) and Zarr (v2, v3,
+OME-Zarr) streamed in and out with exact pixels, pyramids, the bomb guard, bounded memory."""
+
+from __future__ import annotations
+
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+from PIL import Image
+
+from poolcli import engine, pipeline, strips, tiled
+from poolcli.params import PoolParams
+
+MAX2 = PoolParams("max", (2, 2))
+AVG3 = PoolParams("avg", (3, 3), (2, 2), (1, 1), ceil_mode=True)
+MAXD = PoolParams("max", (3, 2), (1, 2), (1, 1), (2, 1), ceil_mode=True)
+SMALL = strips._RESERVE + 20_000  # a few rows per strip for the images below
+ZARR_FORMATS = [2, 3] if tiled.zarr_major() >= 3 else [2]  # zarr 2 (Python 3.10) writes v2 only
+
+
+def run(source: Path, output: Path, params: PoolParams, **options):
+    options.setdefault("memory_limit", SMALL)
+    result = pipeline.run(pipeline.Job(str(source), str(output)), params, pipeline.Options(**options))
+    return result
+
+
+def pixel_reference(planes: np.ndarray, params: PoolParams) -> np.ndarray:
+    """The pixel rules on a whole (C, H, W) array: what the Pillow path computes."""
+    from poolcli import pixels
+
+    return pixels.pool_pixel_planes(planes, params)
+
+
+@pytest.mark.parametrize("params", [MAX2, AVG3, MAXD], ids=["max", "avg", "max-dilated"])
+@pytest.mark.parametrize("layout", ["tiled", "striped-bigtiff", "planar", "bands8", "bands13-planar", "float"])
+def test_tiff_streams_with_exact_pixels_and_keeps_its_layout(tmp_path, rng, params, layout):
+    height, width = 150, 70
+    if layout == "float":
+        data = rng.normal(0, 1, (height, width, 2)).astype(np.float32)
+        options = dict(tile=(32, 32), photometric="minisblack", planarconfig="contig")
+    elif layout.startswith("bands"):
+        bands = int(layout[5:7])
+        planar = layout.endswith("planar")
+        data = rng.integers(0, 4096, (bands, height, width) if planar else (height, width, bands), dtype=np.uint16)
+        options = dict(rowsperstrip=7, photometric="minisblack", planarconfig="separate" if planar else "contig")
+    else:
+        data = rng.integers(0, 65536, (height, width, 3), dtype=np.uint16)
+        options = {"tiled": dict(tile=(32, 48), compression="zlib"),
+                   "striped-bigtiff": dict(rowsperstrip=5, bigtiff=True, compression="lzw"),
+                   "planar": dict(tile=(16, 16))}[layout]
+        if layout == "planar":
+            data = np.ascontiguousarray(data.transpose(2, 0, 1))
+            options["planarconfig"] = "separate"
+        options["photometric"] = "rgb"
+    source = tmp_path / "in.tif"
+    tifffile.imwrite(source, data, **options)
+    planar = options.get("planarconfig") == "separate"
+    planes = data if planar else data.transpose(2, 0, 1)
+    result = run(source, tmp_path / "out.tif", params)
+    assert result.status == "ok", result.error
+    assert f"{data.dtype}, {planes.shape[0]} channels" in result.description
+    with tifffile.TiffFile(tmp_path / "out.tif") as tif:
+        page = tif.pages[0]
+        assert tif.is_bigtiff and page.is_tiled
+        assert (page.planarconfig == 2) == planar
+        out = page.asarray()
+    expected = pixel_reference(planes, params)
+    assert out.dtype == data.dtype
+    assert np.array_equal(out if planar else out.transpose(2, 0, 1), expected)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif", "out.tif"]  # no temporary left
+
+
+def test_alpha_tiff_averages_premultiplied_and_associated_alpha_plainly(tmp_path, rng):
+    data = rng.integers(0, 256, (40, 30, 4), dtype=np.uint8)
+    data[..., 3][rng.random((40, 30)) < 0.4] = 0
+    for extrasamples, weighted in (("unassalpha", True), ("assocalpha", False)):
+        source = tmp_path / f"{extrasamples}.tif"
+        tifffile.imwrite(source, data, photometric="rgb", extrasamples=[extrasamples], tile=(16, 16))
+        result = run(source, tmp_path / f"{extrasamples}.out.tif", AVG3)
+        assert result.status == "ok", result.error
+        out = tifffile.imread(tmp_path / f"{extrasamples}.out.tif").transpose(2, 0, 1)
+        from poolcli import pixels
+
+        expected = pixels.pool_pixel_planes(data.transpose(2, 0, 1), AVG3, has_alpha=weighted)
+        assert np.array_equal(out, expected)
+        assert ("associated alpha" in result.description) == (not weighted)
+
+
+def test_small_plain_tiff_keeps_the_pillow_path(tmp_path, rng):
+    source = tmp_path / "small.tif"
+    Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(source)
+    result = run(source, tmp_path / "small.out.tif", MAX2, memory_limit=strips.DEFAULT_MEMORY_LIMIT)
+    assert result.status == "ok" and "RGB" in result.description and "BigTIFF" not in result.description
+
+
+@pytest.mark.parametrize("zarr_format", ZARR_FORMATS)
+@pytest.mark.parametrize("shape", [(37, 29), (3, 37, 29), (2, 3, 37, 29)])
+def test_zarr_arrays_follow_torch_and_keep_format(tmp_path, rng, zarr_format, shape):
+    data = rng.integers(-1000, 1000, shape, dtype=np.int32)
+    source = tmp_path / "a.zarr"
+    tiled.create_array(None, None, shape, data.dtype, (8,) * len(shape), zarr_format, path=source)[...] = data
+    for params in (MAXD, AVG3):
+        out = tmp_path / f"a.{params.slug()}.zarr"
+        result = run(source, out, params)
+        assert result.status == "ok", result.error
+        pooled = zarr.open_array(str(out), mode="r")
+        assert (out / ("zarr.json" if zarr_format == 3 else ".zarray")).is_file()  # the input's format
+        expected = engine.max_pool2d(data, **params.max_args()) if params.op == "max" \
+            else engine.avg_pool2d(data, **params.avg_args())  # torch: integer averages truncate
+        assert np.array_equal(pooled[...], expected)
+        assert result.full_output_shape == expected.shape
+
+
+def write_ome_zarr(path: Path, data: np.ndarray, axes: str) -> None:
+    group = zarr.open_group(str(path), mode="w", **tiled._zarr_format_args(2))
+    chunks = (1,) * (data.ndim - 2) + (16, 16)
+    tiled.create_array(group, "0", data.shape, data.dtype, chunks, 2)[...] = data
+    tiled.create_array(group, "1", data.shape[:-2] + (1, 1), data.dtype, (1,) * data.ndim, 2)
+    kinds = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
+    group.attrs["multiscales"] = [{
+        "version": "0.4", "name": "cells", "axes": [{"name": a, "type": kinds[a]} for a in axes],
+        "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [0.5] * len(axes)}]},
+                     {"path": "1", "coordinateTransformations": [{"type": "scale", "scale": [9.0] * len(axes)}]}]}]
+
+
+def test_ome_zarr_input_uses_its_axes_and_full_resolution_level(tmp_path, rng):
+    data = rng.random((2, 2, 1, 40, 33)).astype(np.float32)  # t, c, z, y, x
+    source = tmp_path / "cells.ome.zarr"
+    write_ome_zarr(source, data, "tczyx")
+    out = tmp_path / "cells.max-k2.ome.zarr"
+    result = run(source, out, MAX2)
+    assert result.status == "ok", result.error
+    assert result.input_shape == (2, 40, 33) and result.full_output_shape == (2, 2, 1, 20, 16)
+    group = zarr.open_group(str(out), mode="r")
+    expected = engine.max_pool2d(data.reshape(4, 1, 40, 33), 2).reshape(2, 2, 1, 20, 16)
+    assert np.array_equal(group["0"][...], expected)
+    scales = group.attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"]
+    assert scales[0] == {"type": "scale", "scale": [0.5, 0.5, 0.5, 1.0, 1.0]}
+    assert scales[1] == {"type": "translation", "translation": [0.0, 0.0, 0.0, 0.25, 0.25]}
+
+
+def test_pyramid_ome_zarr_levels_equal_repeated_pooling(tmp_path, rng):
+    data = rng.integers(0, 256, (70, 90, 4), dtype=np.uint8)  # RGBA: premultiplied averages
+    source = tmp_path / "rgba.png"
+    Image.fromarray(data).save(source)
+    out = tmp_path / "pyramid.zarr"
+    result = run(source, out, AVG3, pyramid_levels=3)
+    assert result.status == "ok", result.error
+    group = zarr.open_group(str(out), mode="r")
+    assert (out / ".zgroup").is_file() and (out / "0" / ".zarray").is_file()  # Zarr v2
+    image = group.attrs["multiscales"][0]
+    assert image["version"] == "0.4" and [a["name"] for a in image["axes"]] == ["c", "y", "x"]
+    assert [d["path"] for d in image["datasets"]] == ["0", "1", "2", "3"]
+    assert image["datasets"][2]["coordinateTransformations"][0] == {"type": "scale", "scale": [1.0, 4.0, 4.0]}
+    from poolcli import pixels
+
+    level = data.transpose(2, 0, 1)
+    for n in range(4):
+        assert np.array_equal(group[str(n)][...], level)
+        level = pixels.pool_pixel_planes(level, AVG3, has_alpha=True)
+    assert result.levels == [[4, 70, 90], [4, 36, 46], [4, 19, 24], [4, 10, 13]]
+
+
+def test_pyramid_ome_tiff_has_subifds_readable_by_tifffile(tmp_path, rng):
+    data = rng.integers(0, 65536, (13, 64, 48), dtype=np.uint16)
+    source = tmp_path / "bands.tif"
+    tifffile.imwrite(source, data, planarconfig="separate", photometric="minisblack", rowsperstrip=9)
+    out = tmp_path / "bands.pyramid.tif"
+    result = run(source, out, MAX2, pyramid_levels=2)
+    assert result.status == "ok", result.error
+    with tifffile.TiffFile(out) as tif:
+        assert tif.is_ome and tif.is_bigtiff
+        series = tif.series[0]
+        assert len(series.levels) == 3 and len(tif.pages[0].subifds) == 2
+        level = data
+        for n in range(3):
+            assert np.array_equal(series.levels[n].asarray(), level)
+            level = engine.max_pool2d(level, 2)
+
+
+def test_pyramid_levels_that_do_not_fit_are_refused(tmp_path):
+    source = tmp_path / "m.npy"
+    np.save(source, np.zeros((8, 8), np.float32))
+    result = run(source, tmp_path / "m.zarr", MAX2, pyramid_levels=4)
+    assert result.status == "error"
+    assert result.error.startswith("level 4 of 4 cannot be pooled (Given input size: (1x1x1)")
+    assert "use --levels 3" in result.error
+    assert not (tmp_path / "m.zarr").exists()
+
+
+def test_bomb_guard_holds_for_what_is_held_at_once(tmp_path, rng):
+    data = rng.integers(0, 256, (200, 100), dtype=np.uint8)
+    tiled_path, strip_path, png_path = tmp_path / "tiled.tif", tmp_path / "one-strip.tif", tmp_path / "big.png"
+    tifffile.imwrite(tiled_path, data, tile=(16, 16))  # 20,000 pixels, but 16 rows at a time
+    tifffile.imwrite(strip_path, data, rowsperstrip=200, bigtiff=True)  # one strip: all at once
+    Image.fromarray(data).save(png_path)
+    ok = run(tiled_path, tmp_path / "a.tif", MAX2, max_pixels=5000)
+    assert ok.status == "ok", ok.error
+    refused = run(strip_path, tmp_path / "b.tif", MAX2, max_pixels=5000)
+    assert refused.status == "error"
+    assert refused.error == ("one row of TIFF strips holds 200x100 = 20000 pixels, over the --max-pixels limit of "
+                             "5000 (a decompression-bomb guard); use --max-pixels 0 for a trusted file")
+    png = run(png_path, tmp_path / "c.png", MAX2, max_pixels=5000)
+    assert png.status == "error" and "exceeds the limit of 5000" in png.error
+    memory = run(strip_path, tmp_path / "d.tif", MAX2, memory_limit=10_000)
+    assert memory.status == "error"
+    assert memory.error == ("one row of TIFF strips (200 rows) needs 19.5 KiB in memory, over --memory-limit "
+                            "9.8 KiB; raise --memory-limit")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif", "big.png", "one-strip.tif", "tiled.tif"]
+
+
+def test_streamed_outputs_refuse_formats_that_cannot_hold_them(tmp_path, rng):
+    source = tmp_path / "in.tif"
+    tifffile.imwrite(source, rng.integers(0, 256, (32, 32, 8), dtype=np.uint8), tile=(16, 16),
+                     photometric="minisblack", planarconfig="contig")
+    result = run(source, tmp_path / "out.png", MAX2)
+    assert result.status == "error" and result.error == "a streamed TIFF is written as .tif, .zarr, .npy, not .png"
+    npy = run(source, tmp_path / "out.npy", MAX2)
+    assert npy.status == "ok"
+    assert np.array_equal(np.load(tmp_path / "out.npy"),
+                          engine.max_pool2d(tifffile.imread(source).transpose(2, 0, 1), 2))
+
+
+def test_streaming_memory_does_not_grow_with_the_image(tmp_path, rng):
+    width = 1024
+    band = rng.integers(0, 256, (256, width, 3), dtype=np.uint8)
+    peaks = {}
+    for height in (2048, 16384):
+        source = tmp_path / f"tall{height}.tif"
+        tiles = (band[:, c: c + 256] for _ in range(height // 256) for c in range(0, width, 256))
+        tifffile.imwrite(source, tiles, shape=(height, width, 3), dtype=np.uint8, photometric="rgb",
+                         tile=(256, 256))  # written tile by tile
+        limit = strips._RESERVE + 32 * strips.row_bytes((3, height, width), np.dtype(np.uint8), MAX2)
+        tracemalloc.start()
+        try:
+            result = run(source, tmp_path / f"out{height}.tif", MAX2, memory_limit=limit)
+            peaks[height] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert result.status == "ok", result.error
+        assert "tiled TIFF" in result.description
+        out = tifffile.imread(tmp_path / f"out{height}.tif")
+        assert out.shape == (height // 2, width // 2, 3)
+        assert np.array_equal(out[-128:], band.reshape(128, 2, width // 2, 2, 3).max(axis=(1, 3)))
+    big = 16384 * width * 3
+    assert peaks[16384] < 1.25 * peaks[2048] + (1 << 20), peaks
+    assert peaks[16384] < big / 4, f"peak {peaks[16384]} for a {big}-byte image"
+
+
+def test_ome_tiff_with_a_page_per_channel_stays_planar(tmp_path, rng):
+    data = rng.integers(0, 4000, (5, 100, 80), dtype=np.uint16)
+    source = tmp_path / "cells.ome.tif"
+    tifffile.imwrite(source, data, metadata={"axes": "CYX"}, tile=(32, 32))
+    result = run(source, tmp_path / "cells.avg.ome.tif", PoolParams("avg", (2, 2)))
+    assert result.status == "ok", result.error
+    assert result.description == "uint16, 5 channels, tiled OME-TIFF (uncompressed, planar)"
+    out = tifffile.imread(tmp_path / "cells.avg.ome.tif")
+    assert np.array_equal(out, engine.avg_pool2d_rounded(data, 2))
+
+
+def test_multi_page_tiffs_are_frames_not_channels(tmp_path, rng):
+    data = rng.integers(0, 256, (3, 20, 20), dtype=np.uint8)
+    source = tmp_path / "pages.tif"
+    tifffile.imwrite(source, data, photometric="minisblack")  # three pages of gray
+    result = run(source, tmp_path / "pages.npy", MAX2)
+    assert result.status == "ok", result.error
+    assert result.frames == 3 and "BigTIFF" not in result.description  # Pillow's multi-frame path
+    assert np.array_equal(np.load(tmp_path / "pages.npy"), engine.max_pool2d(data[:, None], 2))
+
+
+def test_tiff_to_zarr_and_linear_light_on_16_bit_colour(tmp_path, rng):
+    data = rng.integers(0, 65536, (60, 50, 3), dtype=np.uint16)
+    source = tmp_path / "photo16.tif"
+    tifffile.imwrite(source, data, photometric="rgb", tile=(16, 16))
+    params = PoolParams("avg", (3, 3), (2, 2), (1, 1), ceil_mode=True)
+    result = run(source, tmp_path / "photo16.zarr", params, linear=True)
+    assert result.status == "ok", result.error
+    from poolcli import pixels
+
+    expected = pixels.pool_pixel_planes(data.transpose(2, 0, 1), params, linear=True)
+    assert np.array_equal(zarr.open_array(str(tmp_path / "photo16.zarr"), mode="r")[...], expected)
+    stdout = run(source, Path("-"), params)
+    assert stdout.status == "error"
+    assert stdout.error == ("a streamed TIFF is written to a file (.tif, .zarr, .npy), not to standard output: "
+                            "give -o FILE")
