@@ -8,6 +8,9 @@ memory does not depend on how many files are queued, and reports each result as 
 Faults are Dask's business: a task whose worker dies is run again elsewhere; one that kills
 ``--retries + 1`` workers (the scheduler's ``allowed-failures``) ends as that file's error.
 Nothing here is imported unless a scheduler is used.
+
+May import: batch and the pipeline (NumPy, Pillow) at import time; dask and distributed only
+inside the functions that connect and submit; no Rich, no Click.
 """
 
 from __future__ import annotations

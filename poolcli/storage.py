@@ -8,6 +8,9 @@ same files in the same order, mirrored to the same output keys, as the same tree
 Writes are whole or nothing: a temporary file and a rename where there is a file system, one
 PUT (or a multipart upload aborted on failure) on object stores.
 
+May import: the standard library at import time; fsspec (and through it s3fs, gcsfs, ...) only
+when a URL is used.
+
 >>> is_url("s3://bucket/photos/"), is_url("photos/a.png"), is_url("C:\\\\photos")
 (True, False, False)
 >>> redact("ftp://user:secret@host/a.png")
