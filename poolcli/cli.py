@@ -9,6 +9,7 @@ May import: Click at import time; everything else (NumPy, Pillow, Rich) inside t
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import re
@@ -373,6 +374,8 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
         debug=debug, storage_options=storage_options,
     )
     address = _scheduler_address(ctx, scheduler, storage_options, inputs)
+    if address is not None:  # a single giant .zarr input runs its strips on the cluster
+        options = dataclasses.replace(options, scheduler=address, cluster_workers=jobs, retries=retries)
     try:
         # On a cluster the folders are walked lazily (twice), never held: folders of millions of files.
         make_plan = batch.plan if address is None else batch.plan_stream

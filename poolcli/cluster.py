@@ -280,3 +280,66 @@ def _close(client: Any, cluster: Any) -> None:
     if cluster is not None:
         with contextlib.suppress(Exception):
             cluster.close()
+
+
+# --------------------------------------------------------------------------- one giant Zarr image
+
+
+def pool_zarr_rows(source: str, batch: tuple[int, ...], o0: int, o1: int, params: PoolParams, array_path: str,
+                   selection: tuple, planes: bool) -> int:
+    """The task: output rows ``o0:o1`` of one image of a Zarr input, from the input rows (and halo)
+    they need, written straight into the output array's chunks (whole chunk rows: no two tasks
+    share a chunk).  Returns the number of rows written."""
+    from poolcli import strips, tiled
+
+    reader, close = tiled.open_reader(source, batch)
+    try:
+        rows = strips.pool_output_rows(reader, strips.Rule(params), o0, o1)
+    finally:
+        close()
+    target = tiled._zarr().open_array(array_path, mode="r+")
+    target[selection] = rows if planes else rows[0]
+    return o1 - o0
+
+
+def pool_zarr(address: str, workers: int | None, retries: int, source: str, params: PoolParams, z: Any,
+              out_height: int, array_path: str) -> None:
+    """Pool every image of the Zarr input ``z`` (a :class:`poolcli.tiled.ZarrInput` opened from
+    ``source``) into the new Zarr array at ``array_path``, one task per chunk row of the output.
+
+    Nothing is gathered on the client: each worker reads its input rows and writes its output
+    chunks itself (the paths must be on a file system the workers share).  Strips are computed
+    with the whole image's geometry (:func:`poolcli.strips.pool_output_rows`), so the result is
+    bit-identical to the local one.
+    """
+    from distributed import wait as distributed_wait
+
+    from poolcli import tiled
+
+    try:
+        client, cluster = connect(address, workers, retries)
+    except ClusterError as error:
+        raise tiled.TiledError(str(error)) from None
+    futures: list[Any] = []
+    try:
+        planes = "c" in z.axes
+        step = tiled.ZARR_CHUNK
+        absolute, target = os.path.abspath(source), os.path.abspath(array_path)
+        for batch in z.batches():
+            for o0 in range(0, out_height, step):
+                o1 = min(o0 + step, out_height)
+                futures.append(client.submit(pool_zarr_rows, absolute, batch, o0, o1, params, target,
+                                             z.selection(batch, slice(None), slice(o0, o1)), planes, pure=False,
+                                             retries=retries))
+        distributed_wait(futures)
+        failed = [f for f in futures if f.status != "finished"]
+        if failed:
+            first = failed[0].exception() if failed[0].status == "error" else "cancelled"
+            raise tiled.TiledError(f"{len(failed)} of {len(futures)} strips failed on the Dask cluster at "
+                                   f"{storage.redact(address)} ({storage.redact(str(first)) or type(first).__name__})")
+    except BaseException:
+        with contextlib.suppress(Exception):
+            client.cancel(futures)
+        _close(client, cluster)
+        raise
+    _close(client, cluster)

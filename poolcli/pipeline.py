@@ -47,6 +47,10 @@ class Options:
     debug: bool = False  # an internal error also prints its traceback
     # --storage-options (JSON) for URLs; may hold secrets, so never shown in a repr
     storage_options: str | None = field(default=None, repr=False)
+    # A Dask scheduler for one giant .zarr input (its strips as tasks); None: strips here
+    scheduler: str | None = None
+    cluster_workers: int | None = None  # -j for --scheduler local
+    retries: int = 2
 
 
 @dataclass(frozen=True)

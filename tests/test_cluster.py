@@ -428,3 +428,23 @@ def test_ctrl_c_of_a_local_cluster_leaves_nothing_partial(tmp_path, rng):
         with Image.open(path) as img:
             img.load()
             assert img.size == (150, 150)
+
+
+# --------------------------------------------------------------------------- one giant Zarr image
+
+
+@pytest.mark.parametrize("options", [["-k", "2"], ["-k", "3", "-s", "2", "-p", "1", "--ceil-mode"]])
+def test_a_zarr_image_pooled_on_the_cluster_equals_the_local_result(scheduler, tmp_path, rng, invoke, options):
+    """Each output chunk row is a task that reads its input rows (and halo) and writes its chunks."""
+    zarr = pytest.importorskip("zarr")
+    pixels = rng.integers(0, 65535, (3, 600, 530), dtype=np.uint16)
+    source = zarr.open_array(str(tmp_path / "big.zarr"), mode="w", shape=pixels.shape, dtype=pixels.dtype,
+                             chunks=(1, 128, 128))
+    source[:] = pixels
+    here = invoke("max", "big.zarr", *options, "-o", "here.zarr", "-q", "--memory-limit", "1M")
+    there = invoke("max", "big.zarr", *options, "-o", "there.zarr", "-q", "--scheduler", scheduler[0])
+    assert here.exit_code == there.exit_code == 0, there.stderr
+    expected = zarr.open_array(str(tmp_path / "here.zarr"), mode="r")[:]
+    assert expected.shape[1] > 256  # several chunk rows, so several tasks
+    assert np.array_equal(zarr.open_array(str(tmp_path / "there.zarr"), mode="r")[:], expected)
+    assert "pool_zarr_rows" in scheduler[2].scheduler.task_prefixes  # the strips ran on the workers
