@@ -9,27 +9,28 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, wait
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from stat import S_ISREG
 from types import ModuleType
 from typing import TYPE_CHECKING
 
 from poolcli import formats, paths, storage, streaming
 from poolcli.engine import available_cpus
-from poolcli.exits import ExitCode
+from poolcli.exits import STOP_SIGNALS, ExitCode, exit_code, stop_message
 from poolcli.params import PoolParams
 from poolcli.pipeline import STDIO, Job, Options, run
-from poolcli.results import Result, json_line
+from poolcli.results import Result, json_line, printable
 
 if TYPE_CHECKING:
-    from concurrent.futures import ProcessPoolExecutor
-
-    from rich.console import Console
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
 
 ARRAY_EXTENSION = ".npy"
 ZARR_EXTENSION = ".zarr"  # Zarr stores are folders, but inputs: never walked
@@ -80,38 +81,43 @@ def walk(folder: str, recursive: bool) -> Iterator[str]:
     (``./photos`` gives ``./photos/a.png``); hidden files and folders are skipped.
 
     Symlinked folders are not followed, so a link loop cannot hang the walk; each real folder is
-    visited once.
+    visited once.  The walk keeps its own stack, so a tree of any depth is fine.
     """
     seen: set[tuple[int, int]] = set()
 
-    def visit(directory: str) -> Iterator[str]:
+    def entries(directory: str) -> Iterator[os.DirEntry[str]]:
         try:
             stat = os.stat(directory)
         except OSError:
-            return
+            return iter(())
         key = (stat.st_dev, stat.st_ino)
         if key in seen:
-            return
+            return iter(())
         seen.add(key)
         try:
-            entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+            with os.scandir(directory) as scan:
+                return iter(sorted(scan, key=lambda entry: entry.name))
         except OSError:
-            return
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    if streaming.is_zarr_path(entry.path):
-                        yield entry.path
-                    elif recursive:
-                        yield from visit(entry.path)
-                elif entry.is_file() and is_candidate(Path(entry.name)):
-                    yield entry.path
-            except OSError:
-                continue
+            return iter(())
 
-    yield from visit(folder)
+    stack = [entries(folder)]
+    while stack:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+            continue
+        if entry.name.startswith("."):
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                if streaming.is_zarr_path(entry.path):
+                    yield entry.path  # a Zarr store is one input, not a folder to walk
+                elif recursive:
+                    stack.append(entries(entry.path))
+            elif entry.is_file() and is_candidate(Path(entry.name)):
+                yield entry.path
+        except OSError:
+            continue
 
 
 def output_extension(source_suffix: str, is_array: bool, file_format: str | None) -> str:
@@ -456,7 +462,9 @@ def _report_module() -> ModuleType:
 def execute(jobs: list[Job] | JobStream, params: PoolParams, options: Options, *, jobs_n: int | None = None,
             skip_existing: bool = False, progress: bool = True, as_json: bool = False, quiet: bool = False,
             scheduler: str | None = None, retries: int = 2) -> int:
-    """Run every job, report as each finishes, and return the exit code (0, 1, or 130).
+    """Run every job, report as each finishes, and return the exit code (0, 1, or 128 + a signal).
+
+    Temporary files that an earlier, killed run left for these outputs are removed first.
 
     With ``scheduler`` (a Dask scheduler address, or "local"), several jobs run on a Dask cluster
     (:mod:`poolcli.cluster`), which also checks ``--skip-existing`` on its workers; a single job
@@ -472,13 +480,16 @@ def execute(jobs: list[Job] | JobStream, params: PoolParams, options: Options, *
     json_stream = sys.stderr if image_to_stdout else sys.stdout
     results: list[Result] | _Tally = _Tally() if isinstance(jobs, JobStream) else []
     started = time.perf_counter()
+    if not isinstance(jobs, JobStream):  # (a stream is not walked again for this)
+        remove_temp_files(_outputs(jobs, options), older_than=time.time())
 
     def on_result(result: Result) -> None:
         results.append(result)
         if as_json:
             print(json_line(result, params), file=json_stream, flush=True)
         if result.status == "error" and not (as_json and image_to_stdout):
-            print(f"poolcli: error: {result.input}: {result.error}", file=sys.stderr, flush=True)
+            print(f"poolcli: error: {printable(result.input)}: {printable(result.error or '')}", file=sys.stderr,
+                  flush=True)
         if single and wants_rich and report is not None and result.status != "error":
             report.render(result, params, console)
 
@@ -492,9 +503,10 @@ def execute(jobs: list[Job] | JobStream, params: PoolParams, options: Options, *
     todo: list[Job] | JobStream = jobs if on_cluster else waiting
     workers = min(jobs_n or available_cpus(), len(todo))
     show_bar = progress and not single and console is not None and console.is_terminal and not quiet
-    interrupted = False
+    interrupt: KeyboardInterrupt | None = None
     try:
-        with _progress(console, show_bar, len(jobs), len(jobs) - len(todo)) as advance:
+        bar = report.progress(console, len(jobs), len(jobs) - len(todo)) if show_bar and report else None
+        with bar or contextlib.nullcontext(lambda: None) as advance:
             def finished(result: Result) -> None:
                 on_result(result)
                 advance()
@@ -509,18 +521,19 @@ def execute(jobs: list[Job] | JobStream, params: PoolParams, options: Options, *
             else:
                 for job in waiting:
                     finished(run(job, params, options))
-    except KeyboardInterrupt:
-        interrupted = True
+    except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM or SIGHUP (exits.Interrupted)
+        interrupt = stop
         if not on_cluster:  # (the cluster cleans up after the tasks it stopped)
-            _remove_partial_files(jobs)
+            remove_temp_files(_outputs(jobs, options))
     except ClusterError as error:  # the scheduler cannot be reached: one line, exit 1
         print(f"poolcli: error: {error}", file=sys.stderr, flush=True)
         return ExitCode.FAILED
     if not single and wants_rich and report is not None:
         report.render_summary(results, time.perf_counter() - started, console)
-    if interrupted:
-        print(f"poolcli: interrupted after {len(results)} of {len(jobs)} inputs", file=sys.stderr, flush=True)
-        return ExitCode.INTERRUPTED
+    if interrupt is not None:
+        print(f"poolcli: {stop_message(interrupt)} after {len(results)} of {len(jobs)} inputs", file=sys.stderr,
+              flush=True)
+        return exit_code(interrupt)
     return ExitCode.FAILED if any(r.status == "error" for r in results) else ExitCode.OK
 
 
@@ -552,104 +565,279 @@ class _Tally:
 def _output_exists(output: str, options: Options) -> bool:
     if storage.is_url(output):
         return storage.exists(output, options.storage_options)
-    return os.path.exists(output) and not paths.is_stream(output)
+    return is_whole_output(output)
 
 
-@contextlib.contextmanager
-def _progress(console: Console | None, show: bool, total: int, done: int) -> Iterator[Callable[[], None]]:
-    if not show:
-        yield lambda: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("pooling"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task("pool", total=total, completed=done, rate="")
-        t0 = time.perf_counter()
-        count = [0]
-
-        def advance() -> None:
-            count[0] += 1
-            rate = count[0] / max(time.perf_counter() - t0, 1e-9)
-            bar.update(task, advance=1, rate=f"{rate:.1f} files/s")
-
-        yield advance
+def is_whole_output(path: str) -> bool:
+    """Does --skip-existing count ``path`` as done: a non-empty regular file under its final name,
+    or a Zarr store (renamed into place whole)?  Temporary ``.part`` files have other names; an
+    empty file is what a crash can leave; a device or FIFO is never done."""
+    try:
+        stat = os.stat(path)
+    except (OSError, ValueError):
+        return False
+    return (S_ISREG(stat.st_mode) and stat.st_size > 0) or streaming.is_zarr_path(path)
 
 
-def _worker_init() -> None:
-    """Worker set-up, once per process: one engine thread (the processes share the cores), and
-    a polite exit on SIGTERM so that a half-written temporary file is removed (atomic_write)."""
-    from poolcli import engine
+def _outputs(jobs: Iterable[Job], options: Options) -> list[str]:
+    """The local files the jobs write (file:// URLs as their paths; object stores hold no temporary files)."""
+    extra = [options.indices_path] if options.indices_path else []
+    found = [path for path in [*(job.output for job in jobs), *extra] if path != STDIO]
+    return [storage.local_path(path) if storage.is_url(path) else path for path in found
+            if not storage.is_url(path) or storage.is_local_url(path)]
 
-    engine.set_num_threads(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
 
-    def stop(signum: int, frame: object) -> None:
-        raise SystemExit(1)
+# Temporary names (paths.temp_prefix): ".NAME.XXXXXXXX.part", or ".poolcli-HASH.XXXXXXXX.part"
+# when NAME is too long for that; XXXXXXXX is tempfile's random part.
+_TEMP_NAME = re.compile(r"(\..+\.)[a-z0-9_]{8}\.part", re.DOTALL)
 
-    signal.signal(signal.SIGTERM, stop)
+
+def remove_temp_files(outputs: list[str], older_than: float | None = None) -> None:
+    """Remove the temporary files of these outputs (any run's, or only those last modified before
+    ``older_than``, a time.time()): one listing per folder, so a large folder costs one pass.
+
+    Only names of poolcli's own pattern for these very outputs are touched, so another program's
+    files, and another poolcli run's files for other outputs in the same folder, are left alone.
+    """
+    wanted: dict[str, set[str]] = {}
+    for output in outputs:
+        folder, name = os.path.split(paths.resolve(output))  # a link's target is written beside the target
+        wanted.setdefault(folder or ".", set()).add(paths.temp_prefix(name))
+    for folder, prefixes in wanted.items():
+        try:
+            with os.scandir(folder) as scan:
+                found = [entry for entry in scan if entry.name.endswith(".part")]
+        except OSError:
+            continue
+        for entry in found:
+            match = _TEMP_NAME.fullmatch(entry.name)
+            if not match or match.group(1) not in prefixes:
+                continue
+            with contextlib.suppress(OSError):
+                stat = entry.stat(follow_symlinks=False)
+                if S_ISREG(stat.st_mode) and (older_than is None or stat.st_mtime < older_than):
+                    os.unlink(entry.path)
+
+
+# A stopping worker gets this long to remove its temporary file and exit before it is killed.
+STOP_SECONDS = 5.0
+# A file whose worker dies this many times is reported as failed (once is retried: the death may
+# have been someone else's doing, such as the out-of-memory killer choosing a bigger neighbour).
+WORKER_DEATHS = 2
+
+
+@dataclass
+class _Worker:
+    """One worker process, its end of the pipe, and the job it has (one at a time)."""
+
+    process: BaseProcess
+    conn: Connection
+    job: Job | None = None
+
+
+class _Workers:
+    """Worker processes forked from this one, each fed one job at a time through a pipe, so that
+    the parent always knows which file a dead worker had (concurrent.futures does not say)."""
+
+    def __init__(self, params: PoolParams, options: Options) -> None:
+        from multiprocessing import get_context  # imported here: -j 1 and single files never pay for it
+
+        # fork: the workers inherit the imported modules, so each is ready at once.
+        self.context = get_context("fork")
+        self.params, self.options = params, options
+        self.all: list[_Worker] = []
+
+    def start(self) -> _Worker:
+        parent_end, child_end = self.context.Pipe()
+        process = self.context.Process(target=_worker_main, args=(child_end, self.params, self.options, os.getpid()),
+                                       daemon=True, name="poolcli-worker")
+        # The stop signals wait until the child has its own handlers and the parent knows the child.
+        blocked = _block(STOP_SIGNALS)
+        try:
+            process.start()
+            worker = _Worker(process, parent_end)
+            self.all.append(worker)
+        finally:
+            child_end.close()
+            _block(blocked, signal.SIG_SETMASK)
+        return worker
+
+    def bury(self, worker: _Worker) -> None:
+        worker.process.join()
+        worker.conn.close()
+        self.all.remove(worker)
+
+    def close(self) -> None:
+        """Tell every worker to finish, and wait for them."""
+        for worker in self.all:
+            with contextlib.suppress(OSError):
+                worker.conn.send(None)
+        self.stop(graceful=True)
+
+    def stop(self, graceful: bool = False) -> None:
+        """Stop every worker: SIGTERM (each removes its temporary file), then SIGKILL for those still
+        running after STOP_SECONDS; then remove what a killed worker's job left."""
+        from multiprocessing.connection import wait as wait_any
+
+        try:
+            if not graceful:
+                for worker in self.all:
+                    with contextlib.suppress(OSError):
+                        worker.process.terminate()
+            deadline = time.monotonic() + STOP_SECONDS
+            alive = [w.process.sentinel for w in self.all if w.process.exitcode is None]
+            while alive and time.monotonic() < deadline:
+                wait_any(alive, timeout=deadline - time.monotonic())
+                alive = [w.process.sentinel for w in self.all if w.process.exitcode is None]
+        finally:
+            for worker in list(self.all):
+                if worker.process.exitcode is None:
+                    with contextlib.suppress(OSError):
+                        worker.process.kill()
+                self.bury(worker)
+                if worker.job is not None:
+                    remove_temp_files(_outputs([worker.job], self.options))
+
+
+def _block(signals: Iterable[int], how: int = signal.SIG_BLOCK) -> set[int]:
+    if not hasattr(signal, "pthread_sigmask"):
+        return set()
+    return set(signal.pthread_sigmask(how, signals))
+
+
+def _death(process: BaseProcess) -> str:
+    code = process.exitcode
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:  # a signal without a name (real-time)
+            name = f"signal {-code}"
+        return f"killed by {name}" + (", perhaps by the out-of-memory killer" if name == "SIGKILL" else "")
+    return f"exit code {code}"
 
 
 def _run_parallel(jobs: list[Job], params: PoolParams, options: Options, workers: int,
                   finished: Callable[[Result], None]) -> None:
-    """Jobs on worker processes, at most two queued per worker so that Ctrl-C stops quickly.
+    """Jobs on worker processes, one at a time each, so that a stop is quick and a death is known.
 
-    A worker that dies (killed by the OS, say) fails the file it had; the pool is started again
-    for the files after it.
+    The file of a worker that dies (killed by the OS, say) is given once more to a fresh worker,
+    and reported as failed only if that one dies too; the other files are not affected.
     """
-    queue = iter(jobs)
-    pending: dict[Future, Job] = {}
-    executor = _start_workers(workers)
+    from multiprocessing.connection import wait as wait_any
+
+    queue = deque(jobs)
+    deaths: dict[Job, int] = {}
+    pool = _Workers(params, options)
     try:
-        while True:
-            while len(pending) < 2 * workers:
-                job = next(queue, None)
-                if job is None:
-                    break
+        while queue or any(w.job for w in pool.all):
+            while len(pool.all) < workers and queue:
                 try:
-                    pending[executor.submit(run, job, params, options)] = job
-                except BrokenExecutor:
-                    executor.shutdown(wait=True, cancel_futures=True)
-                    executor = _start_workers(workers)
-                    pending[executor.submit(run, job, params, options)] = job
-            if not pending:
-                break
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                job = pending.pop(future)
-                try:
-                    result = future.result()
-                except Exception as error:  # the worker died while on this file
-                    result = Result(input=job.name, status="error",
-                                    error=f"worker process failed: {error or type(error).__name__}")
-                finished(result)
+                    pool.start()
+                except OSError:  # no process can be forked now: carry on with the workers there are
+                    if pool.all:
+                        break
+                    raise
+            for worker in pool.all:
+                if worker.job is None and queue:
+                    worker.job = queue.popleft()
+                    try:
+                        worker.conn.send(worker.job)
+                    except OSError:  # it died before it could take the job: not the job's fault
+                        queue.appendleft(worker.job)
+                        worker.job = None
+            ready = set(wait_any([w.conn for w in pool.all if w.job] + [w.process.sentinel for w in pool.all]))
+            for worker in list(pool.all):
+                if worker.conn in ready and worker.job is not None:
+                    try:
+                        result = worker.conn.recv()
+                    except Exception:  # a half-sent result: the worker died
+                        result = None
+                    if result is not None:
+                        worker.job = None
+                        finished(result)
+                        continue
+                if worker.process.sentinel in ready or worker.conn in ready:
+                    job = worker.job
+                    worker.process.join(STOP_SECONDS)  # its pipe is closed: it is exiting
+                    if worker.process.exitcode is None:
+                        worker.process.kill()
+                    pool.bury(worker)
+                    if job is None:
+                        continue
+                    remove_temp_files(_outputs([job], options))
+                    deaths[job] = deaths.get(job, 0) + 1
+                    if deaths[job] < WORKER_DEATHS:
+                        queue.appendleft(job)  # to the fresh worker started next round
+                    else:
+                        finished(Result(input=job.name, status="error",
+                                        error=f"a worker process died {WORKER_DEATHS} times while pooling this "
+                                              f"file ({_death(worker.process)})"))
     except BaseException:
-        for future in pending:
-            future.cancel()
-        for process in list(getattr(executor, "_processes", {}).values()):
-            with contextlib.suppress(Exception):
-                process.terminate()  # SIGTERM: the worker removes its temporary file and exits
-        executor.shutdown(wait=True, cancel_futures=True)
+        pool.stop()
         raise
-    executor.shutdown(wait=True)
+    pool.close()
 
 
-def _start_workers(workers: int) -> ProcessPoolExecutor:
-    # Imported here: single-file and -j 1 runs never pay for multiprocessing's import.
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
+def _worker_main(conn: Connection, params: PoolParams, options: Options, parent: int) -> None:
+    """A worker's life: its own signal handling, one engine thread (the processes share the cores),
+    then jobs from the pipe until it is told to stop or its parent is gone."""
+    for signum in STOP_SIGNALS:  # the parent decides when to stop, except by SIGTERM
+        signal.signal(signum, _worker_stop if signum == signal.SIGTERM else signal.SIG_IGN)
+    _block(STOP_SIGNALS, signal.SIG_UNBLOCK)
+    _die_with_parent(parent)
+    from poolcli import engine
 
-    # fork: the workers inherit the imported modules, so each is ready at once.
-    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork"), initializer=_worker_init)
+    engine.set_num_threads(1)
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        try:
+            result = run(job, params, options)
+        except BaseException:  # stopped: SIGTERM may come between a temporary file's creation and its cleanup
+            remove_temp_files(_outputs([job], options))
+            raise
+        try:
+            conn.send(result)
+        except OSError:  # the parent is gone (a traceback here would only add lines to its terminal)
+            return
+        except Exception as error:  # a result that cannot be pickled: a reason instead, not a dead worker
+            conn.send(Result(input=job.name, status="error", error=f"unexpected {type(error).__name__}: {error}"))
 
 
-def _remove_partial_files(jobs: Iterable[Job]) -> None:
-    """Remove temporary files left by interrupted writes (:func:`poolcli.paths.temp_files`)."""
-    for job in jobs:
-        if job.output == STDIO or (storage.is_url(job.output) and not storage.is_local_url(job.output)):
-            continue  # object stores never hold a partial object
-        output = storage.local_path(job.output) if storage.is_url(job.output) else job.output
-        for leftover in paths.temp_files(output):
-            with contextlib.suppress(OSError):
-                os.unlink(leftover)
+def _worker_stop(signum: int, frame: object) -> None:
+    """SIGTERM in a worker: unwind (atomic_write removes its temporary file) and exit; if the
+    unwinding hangs, SIGALRM's default action ends the process."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if hasattr(signal, "alarm"):
+        signal.alarm(int(STOP_SECONDS))
+    raise SystemExit(128 + signum)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Make this worker receive SIGTERM when its parent dies, even by SIGKILL: the kernel's
+    parent-death signal on Linux (prctl), a watchdog thread elsewhere."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+        if armed:
+            if os.getppid() != parent:  # the parent died before the signal was armed
+                raise SystemExit(128 + signal.SIGTERM)
+            return
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="poolcli-parent-watchdog", daemon=True).start()

@@ -2,7 +2,7 @@
 
 NumPy, Pillow and Rich are imported inside the commands, so that ``--help`` and ``--version``
 start fast.  Exit codes: 0 all went well, 1 an input failed (unreadable file, output too small,
-...), 2 a usage error (bad option), 130 interrupted.
+...), 2 a usage error (bad option), 130 interrupted (128 + the signal: 143 SIGTERM, 129 SIGHUP).
 
 May import: Click at import time; everything else (NumPy, Pillow, Rich) inside the commands.
 """
@@ -20,7 +20,7 @@ from typing import Any, BinaryIO, NoReturn
 import click
 
 from poolcli import __version__, formats, paths
-from poolcli.exits import ExitCode, internal_error
+from poolcli.exits import ExitCode, exit_code, internal_error, stop_message, stop_signals_handled
 from poolcli.params import DEFAULT_MEMORY_LIMIT, Pair, PoolParams, format_pair, parse_size
 
 INT32_MAX = 2**31 - 1
@@ -274,8 +274,9 @@ class PoolcliGroup(click.Group):
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
         try:
-            code = super().main(args=args, prog_name=prog_name or "poolcli", complete_var=complete_var,
-                                standalone_mode=False, **extra)
+            with stop_signals_handled():  # Ctrl-C, SIGTERM, SIGHUP: clean up, exit 128 + N
+                code = super().main(args=args, prog_name=prog_name or "poolcli", complete_var=complete_var,
+                                    standalone_mode=False, **extra)
         except click.UsageError as error:
             command = error.ctx.command_path if error.ctx else "poolcli"
             click.echo(f"{command}: error: {error.format_message()} (see '{command} --help')", err=True)
@@ -283,9 +284,10 @@ class PoolcliGroup(click.Group):
         except click.ClickException as error:
             click.echo(f"poolcli: error: {error.format_message()}", err=True)
             sys.exit(error.exit_code)
-        except (KeyboardInterrupt, click.Abort):
-            click.echo("poolcli: interrupted", err=True)
-            sys.exit(ExitCode.INTERRUPTED)
+        except (KeyboardInterrupt, _Stopped, click.Abort) as stop:  # also SIGTERM and SIGHUP (exits.Interrupted)
+            interrupt = stop.interrupt if isinstance(stop, _Stopped) else stop.__cause__ or stop
+            click.echo(f"poolcli: {stop_message(interrupt)}", err=True)
+            sys.exit(exit_code(interrupt))
         except Exception as error:  # a bug outside the per-file pipeline: one line, traceback on request
             given = sys.argv[1:] if args is None else list(args)
             if "--debug" in given or os.environ.get("POOLCLI_DEBUG", "") not in ("", "0"):
@@ -295,6 +297,20 @@ class PoolcliGroup(click.Group):
             click.echo(f"poolcli: error: {internal_error(error)}", err=True)
             sys.exit(ExitCode.FAILED)
         sys.exit(code if isinstance(code, int) else ExitCode.OK)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as interrupt:
+            raise _Stopped(interrupt) from None  # past Click's handler, which would print a blank line
+
+
+class _Stopped(Exception):
+    """A stop signal on its way out of a command (see PoolcliGroup.invoke)."""
+
+    def __init__(self, interrupt: KeyboardInterrupt) -> None:
+        super().__init__(interrupt)
+        self.interrupt = interrupt
 
 
 @click.group("poolcli", cls=PoolcliGroup,
@@ -307,7 +323,7 @@ def cli() -> None:
     mode (8/16-bit, alpha, float, CMYK), frames and metadata; integer pixel averages are
     rounded (torch would truncate).  .npy arrays follow torch exactly.
 
-    Exit codes: 0 ok, 1 an input failed, 2 usage error, 130 interrupted.
+    Exit codes: 0 ok, 1 an input failed, 2 usage error, 130 interrupted (143 SIGTERM, 129 SIGHUP).
     """
 
 
@@ -519,8 +535,9 @@ def pyramid_files(ctx: click.Context, params: PoolParams, *, input_path: str, ou
 
 
 def main() -> None:
-    """Console-script entry point."""
-    cli.main(prog_name="poolcli")
+    """Console-script entry point: the stop signals stay handled until the process has exited."""
+    with stop_signals_handled(restore=False):
+        cli.main(prog_name="poolcli")
 
 
 EPILOG_EXPLAIN = """\b

@@ -240,9 +240,9 @@ def run_on_cluster(jobs: Iterable[Job], params: PoolParams, options: Options, ad
         pending.clear()
         _close(client, cluster)
         if cluster is not None:  # its workers are gone: what they were writing is not whole
-            from poolcli.batch import _remove_partial_files
+            from poolcli.batch import _outputs, remove_temp_files
 
-            _remove_partial_files(stopped)
+            remove_temp_files(_outputs(stopped, options))
         if isinstance(error, Exception):  # Dask's own failure (a lost scheduler, say): one line
             detail = storage.redact(str(error)) or type(error).__name__
             raise ClusterError(f"{storage.redact(address)}: the Dask cluster failed ({detail})") from None

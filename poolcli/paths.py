@@ -148,6 +148,24 @@ class _Pending:
     temp: str | None = None
 
 
+def make_folder_tree(folder: str) -> None:
+    """``os.makedirs(folder, exist_ok=True)`` without its recursion (a frame per level), so that a
+    mirrored tree of any depth can be written."""
+    missing = []
+    while folder and not os.path.isdir(folder):
+        missing.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            if not os.path.isdir(path):
+                raise
+
+
 def write_all(outputs: Sequence[tuple[str, Writer]], *, make_folders: bool = False) -> None:
     """Write several outputs so that they appear together or not at all.
 
@@ -185,7 +203,7 @@ def write_all(outputs: Sequence[tuple[str, Writer]], *, make_folders: bool = Fal
             raise OutputError(f"cannot write {pending.shown}: the folder {folder} does not exist", pending.shown,
                               errno.ENOENT)
         with _named(pending.shown):
-            os.makedirs(folder, exist_ok=True)
+            make_folder_tree(folder)
     try:
         for pending, write in files:
             with _named(pending.shown):

@@ -1,11 +1,14 @@
-"""What a run tells its user: the Rich report on stderr and the JSON line (with explain.render, the
-only modules that use Rich).
+"""What a run tells its user: the Rich report on stderr, the progress bar of a batch, and the JSON
+line (with explain.render, the only modules that use Rich).
 
 May import: NumPy and Rich (no Pillow or Click).
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 import numpy as np
@@ -16,9 +19,9 @@ from rich.text import Text
 from poolcli.engine import AxisArithmetic, axis_arithmetic
 from poolcli.explain.model import format_number, labelled_planes
 from poolcli.params import PoolParams, format_pair
-from poolcli.results import Result, json_line
+from poolcli.results import Result, json_line, printable
 
-__all__ = ["Result", "json_line", "make_console", "render", "render_summary"]
+__all__ = ["Result", "json_line", "make_console", "progress", "render", "render_summary"]
 
 # At most this many planes (channels x batch) are drawn as grids.
 GRID_PLANES = 4
@@ -120,22 +123,23 @@ def shape_text(shape: tuple[int, ...] | None) -> str:
 def render(result: Result, params: PoolParams, console: Console) -> None:
     """Print the report of one input."""
     if result.status == "error":
-        console.print(Text.assemble(("error ", "bold red"), f"{result.input}: {result.error}"))
+        console.print(Text.assemble(("error ", "bold red"), printable(f"{result.input}: {result.error}")))
         return
     if result.status == "skipped":
-        console.print(Text.assemble(("skipped ", "yellow"), f"{result.input}: {result.error or 'output exists'}"))
+        console.print(Text.assemble(("skipped ", "yellow"),
+                                    printable(f"{result.input}: {result.error or 'output exists'}")))
         return
     table = Table.grid(padding=(0, 2))
     table.add_column(style="cyan", justify="right")
     table.add_column()
     frames = f", {result.frames} frames" if result.frames > 1 else ""
-    table.add_row("input", Text("- (standard input)" if result.input == "-" else result.input))
+    table.add_row("input", Text("- (standard input)" if result.input == "-" else printable(result.input)))
     table.add_row("", Text(f"{result.description}, shape {shape_text(result.input_shape)} (C, H, W){frames}"))
     if result.full_input_shape and result.full_input_shape != result.input_shape:
         table.add_row("", Text(f"array shape {shape_text(result.full_input_shape)}"))
     if result.input_shape:
         add_operation_rows(table, params, *result.input_shape[-2:])
-    shown = "- (standard output)" if result.output == "-" else (result.output or "(not written)")
+    shown = "- (standard output)" if result.output == "-" else printable(result.output or "(not written)")
     table.add_row("output", Text(shown))
     out_shape = shape_text(result.output_shape)
     full = result.full_output_shape
@@ -184,6 +188,28 @@ def render_summary(results: list[Result], seconds: float, console: Console) -> N
         errors = Table(title="failed files", show_header=True, header_style="bold red")
         errors.add_column("file")
         errors.add_column("reason")
-        for r in failed:
-            errors.add_row(r.input, r.error or "")
+        for r in failed:  # Text, not markup: a name like "shots[/].png" is printed as it is
+            errors.add_row(Text(printable(r.input)), Text(printable(r.error or "")))
         console.print(errors)
+
+
+@contextlib.contextmanager
+def progress(console: Console, total: int, done: int) -> Iterator[Callable[[], None]]:
+    """A progress bar of files (count, rate, ETA) for a batch; yields the function that advances it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("pooling"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("pool", total=total, completed=done, rate="")
+        started = time.perf_counter()
+        count = 0
+
+        def advance() -> None:
+            nonlocal count
+            count += 1
+            rate = count / max(time.perf_counter() - started, 1e-9)
+            bar.update(task, advance=1, rate=f"{rate:.1f} files/s")
+
+        yield advance
+

@@ -7,6 +7,7 @@ May import: NumPy and params (no Pillow, Rich or Click).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,7 +57,31 @@ class Result:
         return record
 
 
+# Bytes of a file name that are not UTF-8 reach Python as lone surrogates (os.fsdecode's
+# "surrogateescape"); no UTF-8 stream can carry them as they are.
+_SURROGATES = re.compile("[\ud800-\udfff]")
+# Control characters (C0, DEL, C1) would break a line or drive the terminal.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def json_line(result: Result, params: PoolParams) -> str:
-    return json.dumps(result.as_json(params), ensure_ascii=False)
+    r"""The JSON line of a result: UTF-8 text, with the undecodable bytes of a file name written as
+    ``\udcXX`` escapes, so that the line is always valid JSON and ``os.fsencode(json.loads(...))``
+    gives the name's bytes back.
+
+    >>> json_line(Result(input="caf\udce9.png", status="error"), PoolParams("max", (2, 2)))[:25]
+    '{"input": "caf\\udce9.png"'
+    """
+    text = json.dumps(result.as_json(params), ensure_ascii=False)
+    return _SURROGATES.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
+def printable(text: str) -> str:
+    r"""``text`` on one line and safe for a terminal: control characters as Python writes them in
+    a string (``\n``, ``\x1b``), undecodable bytes of a file name as ``\xNN``.
+
+    >>> print(printable("a\nb\x1b.png"), printable("caf\udce9.png"))
+    a\nb\x1b.png caf\xe9.png
+    """
+    text = _CONTROLS.sub(lambda match: repr(match.group())[1:-1], text)
+    return _SURROGATES.sub(lambda match: f"\\x{ord(match.group()) & 0xFF:02x}", text)

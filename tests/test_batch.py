@@ -143,7 +143,8 @@ def test_interrupt_leaves_only_whole_images(tmp_path, rng):
         Image.fromarray(pixels).save(source / f"img{i:02d}.png", compress_level=1)
     process = subprocess.Popen(
         [sys.executable, "-m", "poolcli", "max", "many", "-o", "out", "-k", "2", "-j", "2", "--json"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # also from a background job
     first = process.stdout.readline()  # one file is done: the run is under way
     assert b'"status": "ok"' in first
     process.send_signal(signal.SIGINT)
