@@ -15,6 +15,9 @@ cat.png 512x600 RGB 8-bit -> cat.max-k2.png 256x300  max k2  0.03 s
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
+
 from poolcli.params import PoolParams
 from poolcli.results import Result
 
@@ -73,11 +76,10 @@ def result_lines(result: Result, params: PoolParams) -> list[str]:
     return [line, *(f"note: {note}" for note in result.notes)]
 
 
-def summary_line(results: list[Result], seconds: float) -> str:
+def summary_line(results: Iterable[Result], seconds: float) -> str:
     """The closing line of a run of many inputs (failures were each listed once already)."""
-    ok = sum(r.status == "ok" for r in results)
-    failed = sum(r.status == "error" for r in results)
-    skipped = sum(r.status == "skipped" for r in results)
+    counts = Counter(r.status for r in results)
+    ok, failed, skipped = counts["ok"], counts["error"], counts["skipped"]
     rate = ok / seconds if seconds > 0 else 0.0
     return (f"poolcli summary: {ok} ok, {failed} failed, {skipped} skipped in {seconds:.2f} s "
             f"({rate:.1f} images/s)")

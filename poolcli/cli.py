@@ -9,6 +9,7 @@ May import: Click at import time; everything else (NumPy, Pillow, Rich) inside t
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import re
@@ -35,6 +36,7 @@ Examples:
   poolcli max matrix.npy -k 2 -s 1           # the course example: a 3x3 array
   cat a.png | poolcli max - -k 2 -o - > b.png
   poolcli max photos/ -r -o small/ -k 2      # a whole tree, on all cores
+  poolcli max s3://b/photos/ -r -o s3://b/small/ -k 2 --scheduler tcp://host:8786
 """
 
 EPILOG_AVG = """\b
@@ -286,6 +288,18 @@ files_options = _options(
         click.option("--no-progress", is_flag=True, help="No progress bar."),
     ),
     section(
+        "Cluster and storage",
+        click.option("--scheduler", default=None, metavar="ADDRESS",
+                     help="Run folders and file lists on a Dask cluster: tcp://HOST:8786, or 'local' for a "
+                          "LocalCluster of -j workers [default: Dask's scheduler-address, else -j processes]."),
+        click.option("--storage-options", default=None, metavar="JSON",
+                     help="fsspec options for URL inputs and outputs (s3://, gs://, ...), e.g. '{\"anon\": true}', "
+                          "or per protocol '{\"s3\": {...}}'."),
+        click.option("--retries", type=Bounded(0), default=2, show_default=True, metavar="N",
+                     help="Cluster: Dask's retries of a task that fails; with 'local', also how many workers a "
+                          "file may kill before it fails."),
+    ),
+    section(
         "Encoding",
         click.option("--quality", type=Bounded(0, 100), default=None, metavar="Q", envvar=ENV["quality"],
                      show_envvar=True, help="JPEG/WebP quality, 0-100 [default: 92 JPEG, 90 WebP]."),
@@ -449,7 +463,7 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
                no_progress: bool, file_format: str | None, quality: int | None, compression: int | None,
                no_auto_orient: bool, max_pixels: int | None, max_frames: int | None,
                background: tuple[int, int, int] | None, memory_limit: int | None, verbose: bool, as_json: bool,
-               quiet: bool,
+               quiet: bool, scheduler: str | None, storage_options: str | None, retries: int,
                indices_path: str | None = None, premultiply: bool = True, linear: bool = False) -> None:
     """The one implementation behind ``poolcli max`` and ``poolcli avg``: plan, run, exit."""
     if indices_path is not None and not indices_path.lower().endswith(".npy"):
@@ -467,25 +481,60 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
         max_pixels=formats.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels, indices_path=indices_path,
         max_frames=formats.DEFAULT_MAX_FRAMES if max_frames is None else max_frames, background=background,
         memory_limit=DEFAULT_MEMORY_LIMIT if memory_limit is None else memory_limit,
-        debug=debug,
+        debug=debug, storage_options=storage_options,
     )
+    address = _scheduler_address(ctx, scheduler, storage_options, inputs)
+    if address is not None:  # a single giant .zarr input runs its strips on the cluster
+        options = dataclasses.replace(options, scheduler=address, cluster_workers=jobs, retries=retries)
     try:
-        planned = batch.plan(list(inputs), output, params, options, recursive=recursive, output_dir=output_dir)
+        # On a cluster the folders are walked lazily (twice), never held: folders of millions of files.
+        make_plan = batch.plan if address is None else batch.plan_stream
+        planned = make_plan(list(inputs), output, params, options, recursive=recursive, output_dir=output_dir)
     except batch.PlanError as error:
         raise click.UsageError(str(error), ctx=ctx) from None
-    if output_dir is not None:
+    if output_dir is not None and not _is_url(output_dir):  # (object stores have no folders to make)
         try:
             os.makedirs(output_dir, exist_ok=True)
         except OSError as error:
             click.echo(f"poolcli: error: {output_dir}: cannot create the folder ({error.strerror or error})",
                        err=True)
             ctx.exit(ExitCode.FAILED)
-    if any(job.output == "-" for job in planned) and _stdout_is_terminal():
+    # (several inputs never go to standard output: plan refuses it; and a stream is not walked again)
+    if len(planned) == 1 and any(job.output == "-" for job in planned) and _stdout_is_terminal():
         raise click.UsageError("refusing to write image data to a terminal: redirect standard output, "
                                "or give -o FILE", ctx=ctx)
     code = batch.execute(planned, params, options, jobs_n=jobs, skip_existing=skip_existing,
-                         progress=not no_progress, as_json=as_json, quiet=quiet, verbose=verbose)
+                         progress=not no_progress, as_json=as_json, quiet=quiet, verbose=verbose,
+                         scheduler=address, retries=retries)
     ctx.exit(code)
+
+
+def _is_url(text: str) -> bool:
+    from poolcli import storage
+
+    return storage.is_url(text)
+
+
+def _scheduler_address(ctx: click.Context, scheduler: str | None, storage_options: str | None,
+                       inputs: tuple[str, ...]) -> str | None:
+    """--scheduler, else Dask's own setting (when Dask is installed), else None: no cluster."""
+    from pathlib import Path
+
+    from poolcli import cluster, storage
+
+    try:
+        storage.check_options(storage_options)
+    except storage.StorageError as error:
+        raise click.BadParameter(str(error), ctx=ctx, param_hint="'--storage-options'") from None
+    one_local_file = len(inputs) == 1 and not storage.is_url(inputs[0]) and not Path(inputs[0]).is_dir()
+    if scheduler is None and one_local_file:
+        return None  # runs here anyway: a standing DASK_SCHEDULER_ADDRESS must not slow single files down
+    if scheduler is None:
+        address = cluster.default_address()
+        return address if address and cluster.installed() else None
+    if not cluster.installed():
+        raise click.UsageError(f"--scheduler needs Dask, which is not installed: {cluster.INSTALL_HINT}", ctx=ctx)
+    return scheduler
 
 
 EPILOG_PYRAMID = """\b

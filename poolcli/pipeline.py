@@ -14,13 +14,13 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
-from poolcli import arrays, formats, images, paths, pixels, streaming, strips, tiled
+from poolcli import arrays, formats, images, paths, pixels, storage, streaming, strips, tiled
 from poolcli.brief import window_misfit
 from poolcli.engine import PoolingError, PoolingTypeError
 from poolcli.exits import internal_error
@@ -47,6 +47,12 @@ class Options:
     pyramid_levels: int = 0  # > 0: ``poolcli pyramid`` (level 0 plus this many pooled levels)
     background: tuple[int, int, int] | None = None  # flatten alpha onto this RGB colour
     debug: bool = False  # an internal error also prints its traceback
+    # --storage-options (JSON) for URLs; may hold secrets, so never shown in a repr
+    storage_options: str | None = field(default=None, repr=False)
+    # A Dask scheduler for one giant .zarr input (its strips as tasks); None: strips here
+    scheduler: str | None = None
+    cluster_workers: int | None = None  # -j for --scheduler local
+    retries: int = 2
 
 
 @dataclass(frozen=True)
@@ -160,10 +166,15 @@ def _check_stream_header(data: bytes, max_pixels: int | None, limit: int | None)
     return True
 
 
-def _read_source(source: str, max_pixels: int | None) -> bytes | str:
-    """A regular file's path, or the bytes of standard input, a FIFO or a device (read to the end)."""
+def _read_source(source: str, max_pixels: int | None, storage_options: str | None = None) -> bytes | str:
+    """A regular file's path, or the bytes of standard input, a FIFO, a device (read to the end)
+    or a URL's object."""
     if source == STDIO:
         return _read_stream(sys.stdin.buffer, "standard input", max_pixels)
+    if storage.is_url(source):
+        if not storage.is_local_url(source):
+            return _read_url(source, storage_options)
+        source = storage.local_path(source)
     try:
         mode = os.stat(source).st_mode
     except FileNotFoundError:
@@ -178,6 +189,19 @@ def _read_source(source: str, max_pixels: int | None) -> bytes | str:
     return source
 
 
+def _read_url(url: str, storage_options: str | None) -> bytes:
+    try:
+        return storage.read_bytes(url, storage_options)
+    except FileNotFoundError:
+        raise JobError("no such file") from None
+    except IsADirectoryError:
+        raise JobError("is a folder, not a file") from None
+    except EOFError:
+        raise JobError("empty file") from None
+    except PermissionError:
+        raise JobError("permission denied") from None
+
+
 def _chw(shape: tuple[int, ...]) -> tuple[int, ...]:
     """(C, H, W) of an array shape: a 2-D array is one channel; a batch is not counted."""
     return (1, *shape) if len(shape) == 2 else tuple(shape[-3:])
@@ -190,7 +214,7 @@ def _save_npy(array: np.ndarray) -> Callable[[BinaryIO], None]:
 # User faults: what a bad file, a bad option combination or the system can cause.
 _USER_ERRORS: tuple[type[BaseException], ...] = (
     JobError, images.ImageError, arrays.ArrayError, paths.OutputError, PoolingError, PoolingTypeError,
-    tiled.TiledError)
+    tiled.TiledError, storage.StorageError)
 
 
 def debug_wanted(options: Options) -> bool:
@@ -206,7 +230,7 @@ def run(job: Job, params: PoolParams, options: Options) -> Result:
     on standard error under ``--debug`` or ``POOLCLI_DEBUG=1``).
     """
     started = time.perf_counter()
-    result = Result(input=job.name, output=job.output)
+    result = Result(input=job.name, output=storage.redact(job.output))
     try:
         _check_folders(job, options)
         if options.pyramid_levels:
@@ -216,24 +240,25 @@ def run(job: Job, params: PoolParams, options: Options) -> Result:
         else:
             _run_file(job, params, options, result)
     except _USER_ERRORS as error:
-        result.status, result.error, result.output = "error", str(error), None
+        result.status, result.error, result.output = "error", storage.redact(str(error)), None
     except MemoryError:
         result.status, result.error, result.output = "error", "not enough memory for this image", None
     except OSError as error:  # reading the input: the path as given, never a temporary name
-        reason = error.strerror or str(error)
+        reason = storage.redact(error.strerror or str(error))
         result.status, result.error, result.output = "error", reason, None
     except Exception as error:  # a bug: one bad file must never end the run with a traceback
         if debug_wanted(options):
             traceback.print_exc(file=sys.stderr)
         result.status, result.output = "error", None
-        result.error = internal_error(error)
+        result.error = storage.redact(internal_error(error))
     result.seconds = time.perf_counter() - started
     return result
 
 
 def _run_file(job: Job, params: PoolParams, options: Options, result: Result) -> None:
-    source = _read_source(job.source, options.max_pixels)
-    if arrays.is_npy(source):
+    source = _read_source(job.source, options.max_pixels, options.storage_options)
+    if arrays.is_npy(source) or (isinstance(source, bytes) and storage.is_url(job.source)
+                                 and job.source.lower().endswith(".npy")):
         _run_array(source, job, params, options, result)
         return
     if isinstance(source, str) and streaming.is_tiff_path(source):
@@ -248,7 +273,9 @@ def _check_folders(job: Job, options: Options) -> None:
     """A file output whose folder does not exist is refused before the work (nothing is created)."""
     wanted = [] if job.make_folders else [job.output]
     for path in [*wanted, *([options.indices_path] if options.indices_path else [])]:
-        folder = paths.missing_folder(path)
+        if storage.is_url(path) and not storage.is_local_url(path):
+            continue  # object stores have no folders
+        folder = paths.missing_folder(storage.local_path(path) if storage.is_url(path) else path)
         if folder is not None:
             raise JobError(f"cannot write {path}: the folder {folder} does not exist")
 
@@ -274,7 +301,19 @@ def _run_array(source: bytes | str, job: Job, params: PoolParams, options: Optio
     outputs = [(job.output, _save_npy(values))]
     if indices is not None and options.indices_path:
         outputs.append((options.indices_path, _save_npy(indices)))
-    paths.write_all(outputs, make_folders=job.make_folders)
+    _write_all(outputs, job, options)
+
+
+def _write_all(outputs: list[tuple[str, Callable[[BinaryIO], None]]], job: Job, options: Options) -> None:
+    """Local outputs together or not at all (:func:`poolcli.paths.write_all`); each URL output
+    whole or not at all (:func:`poolcli.storage.write`), after the local ones."""
+    local = [(storage.local_path(path) if storage.is_url(path) else path, write) for path, write in outputs
+             if not storage.is_url(path) or storage.is_local_url(path)]
+    if local:
+        paths.write_all(local, make_folders=job.make_folders or any(storage.is_url(path) for path, _ in outputs))
+    for path, write in outputs:
+        if storage.is_url(path) and not storage.is_local_url(path):
+            storage.write(path, write, options.storage_options)
 
 
 def _run_image(source: bytes | str, job: Job, params: PoolParams, options: Options, result: Result) -> None:
@@ -337,7 +376,7 @@ def _pool_picture(picture: images.Picture, job: Job, params: PoolParams, options
     if options.indices_path:
         stacked = np.stack(index_frames) if len(index_frames) > 1 else index_frames[0]
         outputs.append((options.indices_path, _save_npy(stacked)))
-    paths.write_all(outputs, make_folders=job.make_folders)
+    _write_all(outputs, job, options)
 
 
 def pool_picture(picture: images.Picture, params: PoolParams, options: Options,

@@ -291,7 +291,13 @@ def run_zarr(source: str, output: str, params: PoolParams, options: Any, result:
     out_full = tuple(sizes.get(a, n) for a, n in zip(z.axes, z.full_shape, strict=True))
     result.full_output_shape = out_full
 
-    def pool_all(target: Any) -> None:
+    def pool_all(target: Any, array_path: Path | None = None) -> None:
+        if array_path is not None and getattr(options, "scheduler", None):
+            from poolcli import cluster  # --scheduler: one task per output chunk row, on the workers
+
+            cluster.pool_zarr(options.scheduler, options.cluster_workers, options.retries, source, params, z,
+                              out_image[1], str(array_path))
+            return
         planes = "c" in z.axes
         for batch in z.batches():
             for o0, o1, rows in strips.iter_strips(z.reader(batch), rule, options.memory_limit,
@@ -307,7 +313,7 @@ def run_zarr(source: str, output: str, params: PoolParams, options: Any, result:
         tiled.discard(path)
         chunks = tiled.output_chunks(z.axes, out_full, z.ome is not None)
         if z.ome is None:
-            pool_all(tiled.create_array(None, None, out_full, z.dtype, chunks, z.zarr_format, path=path))
+            pool_all(tiled.create_array(None, None, out_full, z.dtype, chunks, z.zarr_format, path=path), path)
             return
         group = _open_group(path, z.zarr_format)
         base = _base_transform(z.ome, z.axes)
@@ -315,7 +321,7 @@ def run_zarr(source: str, output: str, params: PoolParams, options: Any, result:
                                     z.axes, [_next_transform(z.axes, *base, params)], params,
                                     _input_axes(z))
         group.attrs.update(attributes)
-        pool_all(tiled.create_array(group, "0", out_full, z.dtype, chunks, z.zarr_format))
+        pool_all(tiled.create_array(group, "0", out_full, z.dtype, chunks, z.zarr_format), path / "0")
 
     _write_atomic(output, kind == "ZARR", write)
     if kind == "ZARR":

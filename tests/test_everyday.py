@@ -111,7 +111,8 @@ def test_help_without_arguments_in_a_real_process():
 def test_help_groups_options_with_readable_metavars(invoke):
     text = invoke("avg", "--help").stdout
     headings = [line for line in text.splitlines() if line.endswith(":") and not line.startswith(" ")]
-    assert headings == ["Pooling:", "Pixels:", "Output:", "Folders:", "Encoding:", "Report:", "Other options:"]
+    assert headings == ["Pooling:", "Pixels:", "Output:", "Folders:", "Cluster and storage:", "Encoding:", "Report:",
+                        "Other options:"]
     assert "-k, --kernel N|H,W" in text and "--quality Q" in text and "-j, --jobs N" in text
     assert "--compression 0-9" in text and "--max-pixels N" in text
     for noise in ("INTEGER", "RANGE", "x>=", "TEXT", "PATH..."):

@@ -48,7 +48,9 @@ IMPORT_TIME = {
     "poolcli.strips": _but("numpy"),
     "poolcli.tiled": _but("numpy"),
     "poolcli.streaming": _but("numpy"),
-    "poolcli.batch": ("rich", "click"),
+    "poolcli.batch": ("rich", "click", "dask", "distributed", "fsspec", "s3fs"),
+    "poolcli.storage": HEAVY,  # fsspec only when a URL is used
+    "poolcli.cluster": ("rich", "click", "dask", "distributed", "fsspec", "s3fs"),  # Dask only when used
     "poolcli.explain": HEAVY,
     "poolcli.explain.model": _but("numpy"),
     "poolcli.explain.matrix": _but("numpy"),
@@ -66,6 +68,9 @@ OWNERS = {
     "PIL": {"poolcli.images", "poolcli.explain.picture", "poolcli.cli"},  # cli: ImageColor for --background
     "tifffile": {"poolcli.tiled"},
     "zarr": {"poolcli.tiled"},
+    "fsspec": {"poolcli.storage"},
+    "dask": {"poolcli.cluster"},
+    "distributed": {"poolcli.cluster"},
 }
 
 # Rules broken today in code that other work is changing; strict=False turns green when it lands.
