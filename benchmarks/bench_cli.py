@@ -1,109 +1,177 @@
-"""Start-up time, and the whole command against Pillow's own downscale, in time and peak memory.
+"""The whole command, end to end: start-up, and halving images beside libvips, ImageMagick and Pillow.
 
-Usage: python benchmarks/bench_cli.py [--size 4096] [--repeats 5]
+Usage: python benchmarks/bench_cli.py [--repeats 5] [--size 4096] [--no-record]
 
-1. ``poolcli --version`` and ``poolcli --help`` (neither imports NumPy or Pillow) next to
-   ``python -c "import click"``: median wall time of fresh processes.
-2. On a generated SIZE x SIZE RGB PNG (a photo-like gradient with noise), ``poolcli avg -k 2``
-   against a Python process doing Pillow's open -> reduce(2) -> save with the same PNG settings
-   (Pillow's defaults, as poolcli uses): median wall time and peak resident memory (ru_maxrss of
-   each child), and the ratios poolcli / Pillow.  Targets: time within 1.2x, memory within 1.5x.
+1. Start-up: ``poolcli --version`` and ``--help`` (neither imports NumPy, Pillow or Rich) next
+   to ``python -c "import click"``: median wall time of fresh processes.
+2. Halving (a 2x2 box average) of a SIZE x SIZE photo-like PNG, the same as JPEG, and a 640x480
+   PNG: ``poolcli avg -k 2``, ``vips shrink IN OUT 2 2``, ImageMagick ``convert IN -scale 50% OUT``
+   (each when installed; the table says when one is not) and Pillow's open/reduce(2)/save at
+   poolcli's PNG level.  Median wall time (interleaved runs), peak resident memory of the
+   process, output size.
+
+Targets (exit 1 when one is missed; each run appends a row to benchmarks/RESULTS.md):
+- the SIZE PNG: poolcli at most 1.0x the wall time of ``vips shrink``, output no larger;
+- the 640x480 PNG: poolcli within 1.5x of ``python -c "import numpy, PIL.Image"``;
+- the SIZE PNG: poolcli within 1.2x Pillow's time and 1.5x its memory.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common
 import numpy as np
 from PIL import Image
 
+from poolcli import formats
 
-def run(command: list[str]) -> tuple[float, int]:
-    """Wall time (s) and peak RSS (KiB) of one child process."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
-    elapsed = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {' '.join(command)}")
-    return elapsed, usage.ru_maxrss
+PYTHON = sys.executable
+# What the installed ``poolcli`` script runs (``python -m`` would add runpy's imports), on the working tree.
+POOLCLI = [PYTHON, "-c", "import sys\nfrom poolcli.cli import main\nsys.argv[0] = 'poolcli'\nmain()"]
 
 
-def median_run(command: list[str], repeats: int) -> tuple[float, int]:
-    runs = [run(command) for _ in range(repeats)]
-    return statistics.median(t for t, _ in runs), max(m for _, m in runs)
+def startup(repeats: int) -> dict[str, float]:
+    commands = {
+        "python -c 'import click'": [PYTHON, "-c", "import click"],
+        "poolcli --version": [*POOLCLI, "--version"],
+        "poolcli --help": [*POOLCLI, "--help"],
+        "poolcli max --help": [*POOLCLI, "max", "--help"],
+    }
+    timed = common.median_runs(commands, repeats)
+    print("start-up (median of fresh processes):")
+    for name, (seconds, _) in timed.items():
+        print(f"  {name:28s} {seconds * 1000:7.1f} ms")
+    check = subprocess.run(
+        [PYTHON, "-c", "import sys; sys.argv=['poolcli','--help']\nfrom poolcli import cli\ntry: cli.main()\n"
+                       "except SystemExit: pass\nprint(sorted(m for m in ('numpy','PIL','rich') if m in sys.modules))"],
+        capture_output=True, text=True, check=True, env=common.child_env())
+    print(f"  modules loaded by --help among numpy, PIL, rich: {check.stdout.strip().splitlines()[-1]}")
+    return {name: seconds for name, (seconds, _) in timed.items()}
 
 
-def make_photo(path: Path, size: int) -> None:
-    rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    planes = [128 + 100 * np.sin(6 * x + 3 * c) * np.cos(4 * y - c) for c in range(3)]
-    pixels = np.stack(planes, axis=-1) + rng.normal(0, 6, (size, size, 3))
-    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path)
+def halving_commands(source: Path, folder: Path) -> dict[str, tuple[list[str], Path]]:
+    """Each tool's command to halve ``source``, and where it writes (same format as the input)."""
+    suffix = source.suffix
+    out = {name: folder / f"{source.stem}.{name}{suffix}" for name in ("poolcli", "vips", "magick", "pillow")}
+    commands: dict[str, tuple[list[str], Path]] = {
+        "poolcli": ([*POOLCLI, "avg", str(source), "-k", "2", "-o", str(out["poolcli"]), "-q", "--max-pixels", "0"],
+                    out["poolcli"]),
+    }
+    vips = common.tool("vips")
+    if vips:
+        commands["vips"] = ([vips, "shrink", str(source), str(out["vips"]), "2", "2"], out["vips"])
+    magick = common.tool("magick") or common.tool("convert")
+    if magick:
+        commands["magick"] = ([magick, str(source), "-scale", "50%", str(out["magick"])], out["magick"])
+    save = f"compress_level={formats.DEFAULT_COMPRESSION}" if suffix == ".png" else "quality=92"
+    commands["pillow"] = ([PYTHON, "-c", "import sys\nfrom PIL import Image\nImage.MAX_IMAGE_PIXELS = None\n"
+                                         f"Image.open(sys.argv[1]).reduce(2).save(sys.argv[2], {save})",
+                           str(source), str(out["pillow"])], out["pillow"])
+    return commands
 
 
-def main() -> None:
+def halving(name: str, source: Path, folder: Path, repeats: int) -> dict[str, tuple[float, int, int]]:
+    """(median wall s, peak KiB, output bytes) of each tool on one image."""
+    commands = halving_commands(source, folder)
+    timed = common.median_runs({tool: command for tool, (command, _) in commands.items()}, repeats)
+    figures = {tool: (*timed[tool], commands[tool][1].stat().st_size) for tool in commands}
+    print(f"\n{name} -> half size (median of {repeats}, interleaved):")
+    print(f"  {'':34s} {'wall s':>8s} {'peak MiB':>9s} {'output KiB':>11s}")
+    labels = {"poolcli": "poolcli avg -k 2", "vips": "vips shrink 2 2", "magick": "ImageMagick -scale 50%",
+              "pillow": "Pillow open/reduce(2)/save"}
+    for tool, (seconds, peak, size) in figures.items():
+        print(f"  {labels[tool]:34s} {seconds:8.3f} {peak / 1024:9.1f} {size / 1024:11.0f}")
+    for tool in ("vips", "magick"):
+        if tool not in figures:
+            package = "libvips-tools" if tool == "vips" else "imagemagick"
+            print(f"  {labels[tool]:34s} (not installed: apt-get install {package})")
+    return figures
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--make-photo", metavar="PATH", help=argparse.SUPPRESS)
+    parser.add_argument("--no-record", action="store_true", help="do not append a row to RESULTS.md")
+    parser.add_argument("--make-images", metavar="DIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.make_photo:
-        make_photo(Path(args.make_photo), args.size)
-        return
-    python = sys.executable
-    poolcli = [python, "-m", "poolcli"]
 
-    print("start-up (median of fresh processes):")
-    for label, command in (
-        ("python -c 'import click'", [python, "-c", "import click"]),
-        ("poolcli --version", [*poolcli, "--version"]),
-        ("poolcli --help", [*poolcli, "--help"]),
-        ("poolcli max --help", [*poolcli, "max", "--help"]),
-    ):
-        seconds, _ = median_run(command, max(args.repeats, 7))
-        print(f"  {label:28s} {seconds * 1000:7.1f} ms")
-    check = subprocess.run(
-        [python, "-c", "import sys; sys.argv=['poolcli','--help']\nfrom poolcli import cli\ntry: cli.main()\n"
-                       "except SystemExit: pass\nprint(sorted(m for m in ('numpy','PIL','rich') if m in sys.modules))"],
-        capture_output=True, text=True, check=True)
-    print(f"  modules loaded by --help among numpy, PIL, rich: {check.stdout.strip().splitlines()[-1]}")
+    if args.make_images:
+        folder = Path(args.make_images)
+        big = common.photo(args.size)
+        common.save_png(big, folder / "big.png")
+        common.save_jpeg(big, folder / "big.jpg")
+        common.save_png(common.real_photo(640, 480), folder / "small.png")
+        return 0
 
-    with tempfile.TemporaryDirectory() as folder:
-        source = Path(folder) / "photo.png"
-        # In a child: a child's peak RSS counts from the memory of the process that forked it.
-        subprocess.run([python, __file__, "--make-photo", str(source), "--size", str(args.size)], check=True)
-        ours_out, theirs_out = Path(folder) / "ours.png", Path(folder) / "theirs.png"
-        pillow = [python, "-c", "import sys\nfrom PIL import Image\nImage.MAX_IMAGE_PIXELS = None\n"
-                                "Image.open(sys.argv[1]).reduce(2).save(sys.argv[2])", str(source), str(theirs_out)]
-        ours = [*poolcli, "avg", str(source), "-k", "2", "-o", str(ours_out), "-q", "--max-pixels", "0"]
-        run(ours)  # warm the page cache and .pyc files
-        run(pillow)
-        times_ours, times_theirs, mem_ours, mem_theirs = [], [], [], []
-        for _ in range(args.repeats):  # interleaved
-            t, m = run(ours)
-            times_ours.append(t)
-            mem_ours.append(m)
-            t, m = run(pillow)
-            times_theirs.append(t)
-            mem_theirs.append(m)
-        same = np.array_equal(np.asarray(Image.open(ours_out)), np.asarray(Image.open(theirs_out)))
-        t_ours, t_theirs = statistics.median(times_ours), statistics.median(times_theirs)
-        m_ours, m_theirs = max(mem_ours), max(mem_theirs)
-        print(f"\n{args.size}x{args.size} RGB PNG, avg -k 2 (median of {args.repeats}, interleaved):")
-        print(f"  {'':28s} {'wall s':>8s} {'peak MiB':>9s}")
-        print(f"  {'poolcli avg -k 2':28s} {t_ours:8.3f} {m_ours / 1024:9.1f}")
-        print(f"  {'Pillow open/reduce(2)/save':28s} {t_theirs:8.3f} {m_theirs / 1024:9.1f}")
-        print(f"  ratio poolcli / Pillow: time {t_ours / t_theirs:.2f} (target <= 1.2), "
-              f"memory {m_ours / m_theirs:.2f} (target <= 1.5); identical pixels: {same}")
+    starts = startup(max(args.repeats, 7))
+    results: dict[str, dict[str, tuple[float, int, int]]] = {}
+    same: dict[str, bool] = {}
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        # In a child: a child's peak memory counts the resident memory of the process that forked it.
+        subprocess.run([PYTHON, __file__, "--make-images", name, "--size", str(args.size)], check=True)
+        subjects = {f"{args.size}x{args.size} PNG": folder / "big.png",
+                    f"{args.size}x{args.size} JPEG": folder / "big.jpg", "640x480 PNG": folder / "small.png"}
+        for label, source in subjects.items():
+            results[label] = halving(label, source, folder, args.repeats)
+        baseline = common.median_runs({"import": [PYTHON, "-c", "import numpy, PIL.Image"]}, args.repeats)
+        import_seconds = baseline["import"][0]
+        for label, source in subjects.items():  # after the timing: the images would swell this process
+            if source.suffix == ".png":
+                ours, theirs = (folder / f"{source.stem}.{tool}.png" for tool in ("poolcli", "pillow"))
+                same[label] = np.array_equal(np.asarray(Image.open(ours)), np.asarray(Image.open(theirs)))
+    print(f"\npython -c 'import numpy, PIL.Image': {import_seconds:.3f} s")
+    for label, equal in same.items():
+        print(f"{label}: poolcli's pixels equal Pillow's reduce(2): {equal}")
+
+    big_png = results[f"{args.size}x{args.size} PNG"]
+    small = results["640x480 PNG"]
+    checks: list[tuple[str, bool | None]] = []
+    if "vips" in big_png:
+        time_ratio = big_png["poolcli"][0] / big_png["vips"][0]
+        checks.append((f"{args.size} PNG time / vips shrink {time_ratio:.2f} (<= 1.0)", time_ratio <= 1.0))
+        checks.append((f"{args.size} PNG output {big_png['poolcli'][2] / 1024:.0f} KiB vs vips "
+                       f"{big_png['vips'][2] / 1024:.0f} KiB (no larger)", big_png["poolcli"][2] <= big_png["vips"][2]))
+    else:
+        checks.append(("vips shrink not installed: the vips targets were not measured", None))
+    small_ratio = small["poolcli"][0] / import_seconds
+    checks.append((f"640x480 PNG time / import numpy, PIL.Image {small_ratio:.2f} (<= 1.5)", small_ratio <= 1.5))
+    pillow_time = big_png["poolcli"][0] / big_png["pillow"][0]
+    pillow_memory = big_png["poolcli"][1] / big_png["pillow"][1]
+    checks.append((f"{args.size} PNG time / Pillow {pillow_time:.2f} (<= 1.2)", pillow_time <= 1.2))
+    checks.append(("poolcli's PNG pixels equal Pillow's reduce(2)", all(same.values())))
+    checks.append((f"{args.size} PNG memory / Pillow {pillow_memory:.2f} (<= 1.5)", pillow_memory <= 1.5))
+
+    print("\ntargets:")
+    for text, ok in checks:
+        print(f"  {'met   ' if ok else 'MISSED' if ok is False else 'n/a   '} {text}")
+    missed = any(ok is False for _, ok in checks)
+
+    if not args.no_record:
+        figures = [", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in starts.items())]
+        for label, figures_of in results.items():
+            figures.append(f"{label}: " + ", ".join(f"{tool} {s:.2f} s {p / 1024:.0f} MiB {b / 1024:.0f} KiB"
+                                                    for tool, (s, p, b) in figures_of.items()))
+        figures.append(f"import numpy, PIL.Image {import_seconds:.3f} s")
+        extra = []
+        if common.tool("vips"):
+            extra.append(("libvips", common.tool_version(["vips", "--version"])))
+        magick = common.tool("magick") or common.tool("convert")
+        if magick:
+            extra.append(("ImageMagick", common.tool_version([magick, "-version"])))
+        common.append_result("bench_cli", "; ".join(figures),
+                             "; ".join(f"{'met' if ok else 'MISSED' if ok is False else 'n/a'}: {text}"
+                                       for text, ok in checks), tuple(extra))
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -13,7 +13,9 @@ both libraries, so the default is none.
 One row per case with the ratio poolcli / torch (below 1.0: poolcli is faster).  torch has no
 uint8 average pooling, so for that case torch times ``avg_pool2d`` on the tensor converted to
 float32 (conversion included): what a torch user would have to run.  Without torch installed,
-only poolcli's times are printed.
+only poolcli's times are printed.  Target: a geometric mean of the ratios at most 1.0 (the
+README's "faster than torch"); each run appends a row to benchmarks/RESULTS.md and the exit code
+is 1 when the target is missed.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common
+
 from poolcli import engine
 
 try:
@@ -69,10 +73,11 @@ def time_pair(ours, theirs, repeats: int, settle: float) -> tuple[float, float |
     return median_ms(a), (median_ms(b) if b else None)
 
 
-def peak_extra_memory(size: int) -> None:
+def peak_extra_memory(size: int) -> list[str]:
     rng = np.random.default_rng(1)
     hwc = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
     chw = hwc.transpose(2, 0, 1)
+    lines = []
     for op, call in (
         ("max k2 s2", lambda: engine.max_pool2d(chw, 2)),
         ("avg k2 s2", lambda: engine.avg_pool2d(chw, 2)),
@@ -90,14 +95,17 @@ def peak_extra_memory(size: int) -> None:
             f"{out.nbytes / 2**20:6.1f} MiB + {extra / 2**20:5.1f} MiB scratch "
             f"({extra / hwc.nbytes:.3f} x input)"
         )
+        lines.append(f"{op} scratch {extra / hwc.nbytes:.3f}x input")
+    return lines
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--memory-size", type=int, default=4096)
     parser.add_argument("--settle", type=float, default=0.0, help="seconds of quiet before each untimed call")
+    parser.add_argument("--no-record", action="store_true", help="do not append a row to RESULTS.md")
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
@@ -141,11 +149,19 @@ def main() -> None:
                 ratio = ours_ms / theirs_ms
                 ratios.append(ratio)
                 print(f"{case:34s} {ours_ms:10.1f} {theirs_ms:9.1f} {ratio:6.2f}")
-    if ratios:
-        geomean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+    geomean = math.exp(sum(math.log(r) for r in ratios) / len(ratios)) if ratios else None
+    if geomean is not None:
         print(f"max ratio {max(ratios):.2f}, geometric mean {geomean:.2f} over {len(ratios)} cases")
-    peak_extra_memory(args.memory_size)
+    memory = peak_extra_memory(args.memory_size)
+    ok = geomean is None or geomean <= 1.0
+    if not args.no_record:
+        figures = (f"{size}x{size}: " + (f"poolcli/torch geometric mean {geomean:.2f}, max {max(ratios):.2f}; "
+                                         if geomean is not None else "torch not installed; ") + "; ".join(memory))
+        verdict = "n/a (no torch)" if geomean is None else f"{'met' if ok else 'MISSED'}: geometric mean <= 1.0"
+        common.append_result("bench_engine", figures, verdict,
+                             (("torch", torch.__version__),) if torch is not None else ())
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

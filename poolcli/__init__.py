@@ -1,5 +1,9 @@
 """poolcli: torch-exact 2-D max and average pooling for NumPy arrays and image files.
 
+Arrays: :func:`max_pool2d`, :func:`avg_pool2d`, :func:`output_size` (torch's functions).
+Images: :func:`pool_image` (a path or PIL image in, a PIL image out) and :func:`pool_file`,
+through the same code as the command line.
+
 The pooling functions are loaded on first use, so that ``poolcli --version`` and ``--help``
 start without importing NumPy; ``import poolcli`` never imports Click, Rich or Pillow.
 
@@ -26,8 +30,10 @@ _ENGINE_NAMES = (
     "output_size",
     "set_num_threads",
 )
+# Images in and out (Pillow, loaded on first use): poolcli.api.
+_API_NAMES = ("PoolError", "pool_file", "pool_image")
 
-__all__ = ["__version__", *_ENGINE_NAMES]
+__all__ = ["__version__", *_ENGINE_NAMES, *_API_NAMES]
 
 
 def __getattr__(name: str) -> Any:
@@ -35,8 +41,12 @@ def __getattr__(name: str) -> Any:
         from poolcli import engine
 
         return getattr(engine, name)
+    if name in _API_NAMES:
+        from poolcli import api
+
+        return getattr(api, name)
     raise AttributeError(f"module 'poolcli' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_ENGINE_NAMES))
+    return sorted(set(globals()) | set(_ENGINE_NAMES) | set(_API_NAMES))

@@ -21,7 +21,7 @@ from stat import S_ISREG
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from poolcli import formats, paths, streaming
+from poolcli import brief, formats, paths, streaming
 from poolcli.engine import available_cpus
 from poolcli.exits import STOP_SIGNALS, ExitCode, exit_code, stop_message
 from poolcli.params import PoolParams
@@ -255,15 +255,24 @@ def _report_module() -> ModuleType:
     return report
 
 
+def stderr_is_terminal() -> bool:
+    """Rich's rule, without importing Rich: a TTY, or FORCE_COLOR set."""
+    return sys.stderr.isatty() or bool(os.environ.get("FORCE_COLOR"))
+
+
 def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: int | None = None,
-            skip_existing: bool = False, progress: bool = True, as_json: bool = False, quiet: bool = False) -> int:
+            skip_existing: bool = False, progress: bool = True, as_json: bool = False, quiet: bool = False,
+            verbose: bool = False) -> int:
     """Run every job, report as each finishes, and return the exit code (0, 1, or 128 + a signal).
 
+    The report is one line per input (``brief``), the full Rich report with ``verbose``, nothing
+    with ``quiet`` or ``as_json``.  A failure is printed once, as ``poolcli: error: FILE: reason``.
     Temporary files that an earlier, killed run left for these outputs are removed first.
     """
     single = len(jobs) == 1
-    wants_rich = not quiet and not as_json
-    report = _report_module() if wants_rich or (progress and not single) else None
+    wants_report = not quiet and not as_json
+    show_bar = progress and not single and not quiet and stderr_is_terminal()
+    report = _report_module() if (wants_report and verbose) or show_bar else None
     console = report.make_console() if report else None
     image_to_stdout = any(job.output == STDIO for job in jobs)
     json_stream = sys.stderr if image_to_stdout else sys.stdout
@@ -278,8 +287,11 @@ def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: in
         if result.status == "error" and not (as_json and image_to_stdout):
             print(f"poolcli: error: {printable(result.input)}: {printable(result.error or '')}", file=sys.stderr,
                   flush=True)
-        if single and wants_rich and report is not None and result.status != "error":
+        elif wants_report and verbose and report is not None:
             report.render(result, params, console)
+        elif wants_report:
+            for line in brief.result_lines(result, params):
+                print(printable(line), file=sys.stderr, flush=True)
 
     todo = []
     for job in jobs:
@@ -289,7 +301,6 @@ def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: in
         else:
             todo.append(job)
     workers = min(jobs_n or available_cpus(), len(todo))
-    show_bar = progress and not single and console is not None and console.is_terminal and not quiet
     interrupt: KeyboardInterrupt | None = None
     try:
         bar = report.progress(console, len(jobs), len(jobs) - len(todo)) if show_bar and report else None
@@ -306,11 +317,12 @@ def execute(jobs: list[Job], params: PoolParams, options: Options, *, jobs_n: in
     except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM or SIGHUP (exits.Interrupted)
         interrupt = stop
         remove_temp_files(_outputs(jobs, options))
-    if not single and wants_rich and report is not None:
-        report.render_summary(results, time.perf_counter() - started, console)
+    if not single and wants_report:
+        print(brief.summary_line(results, time.perf_counter() - started), file=sys.stderr, flush=True)
     if interrupt is not None:
-        print(f"poolcli: {stop_message(interrupt)} after {len(results)} of {len(jobs)} inputs", file=sys.stderr,
-              flush=True)
+        to_files = any(job.output != STDIO for job in jobs)
+        print(brief.interrupted_line(len(results), len(jobs), skip_existing, to_files,
+                                     stopped=stop_message(interrupt)), file=sys.stderr, flush=True)
         return exit_code(interrupt)
     return ExitCode.FAILED if any(r.status == "error" for r in results) else ExitCode.OK
 

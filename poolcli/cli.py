@@ -119,6 +119,24 @@ class BoxType(click.ParamType):
 BOX = BoxType()
 
 
+class Bounded(click.ParamType):
+    """A whole number in [low, high] (high None: no upper bound), shown as a plain metavar: Click's
+    IntRange would add ``INTEGER RANGE [x>=1]`` to the help."""
+
+    name = "integer"
+
+    def __init__(self, low: int, high: int | None = None):
+        self.low, self.high = low, high
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a whole number", param, ctx)
+        if number < self.low or (self.high is not None and number > self.high):
+            bounds = f"at least {self.low}" if self.high is None else f"from {self.low} to {self.high}"
+            self.fail(f"{number} is out of range: give a number {bounds}", param, ctx)
+        return number
 class SizeType(click.ParamType):
     """``--memory-limit SIZE``: ``64M``, ``2G``, ``1.5G`` or plain bytes (binary units)."""
 
@@ -185,21 +203,55 @@ def _options(*decorators: Decorator) -> Decorator:
     return decorate
 
 
+def section(title: str, *decorators: Decorator) -> Decorator:
+    """Decorators whose options are listed under ``title`` in ``--help`` (see GroupedCommand)."""
+
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        before = len(getattr(function, "__click_params__", []))
+        function = _options(*decorators)(function)
+        for param in getattr(function, "__click_params__", [])[before:]:
+            param.help_section = title  # read by GroupedCommand and the man page
+        return function
+
+    return decorate
+
+
+class GroupedCommand(click.Command):
+    """A command whose ``--help`` lists its options in sections (pooling, output, ...)."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
+            if record is not None:
+                sections.setdefault(getattr(param, "help_section", "Other options"), []).append(record)
+        sections["Other options"] = sections.pop("Other options", [])  # --help last
+        for title, records in sections.items():
+            with formatter.section(title):
+                formatter.write_dl(records)
+
+
+# Settings a user sets once, read from the environment (shown in --help).
+ENV = {"jobs": "POOLCLI_JOBS", "quality": "POOLCLI_QUALITY", "compression": "POOLCLI_COMPRESSION",
+       "max_pixels": "POOLCLI_MAX_PIXELS", "memory_limit": "POOLCLI_MEMORY_LIMIT"}
+
 # The torch parameters, shared by max/avg and explain max/avg.
 window_options = _options(
-    click.option("-k", "--kernel", type=PAIR, required=True, help="Window size: N or H,W (also HxW)."),
-    click.option("-s", "--stride", type=PAIR, default=None, help="Step between windows [default: the kernel]."),
-    click.option("-p", "--padding", type=PAIR, default="0", show_default=True,
-                 help="Implicit padding on each side (at most kernel // 2)."),
+    click.option("-k", "--kernel", type=PAIR, required=True, metavar="N|H,W",
+                 help="Window size: N, or H,W (also HxW)."),
+    click.option("-s", "--stride", type=PAIR, default=None, metavar="N|H,W",
+                 help="Step between windows [default: the kernel]."),
+    click.option("-p", "--padding", type=PAIR, default="0", show_default=True, metavar="N|H,W",
+                 help="Implicit padding on each side, at most half the kernel."),
     click.option("--ceil-mode", is_flag=True, help="Round the output size up (torch's ceil_mode)."),
 )
-dilation_option = click.option("-d", "--dilation", type=PAIR, default="1", show_default=True,
+dilation_option = click.option("-d", "--dilation", type=PAIR, default="1", show_default=True, metavar="N|H,W",
                                help="Spacing between window taps.")
 divisor_options = _options(
     click.option("--count-include-pad/--no-count-include-pad", default=True, show_default=True,
                  help="Count padding cells in the divisor."),
-    click.option("--divisor-override", type=click.IntRange(INT64_MIN, INT64_MAX), default=None, metavar="N",
-                 help="Divide every window sum by N instead (non-zero, may be negative)."),
+    click.option("--divisor-override", type=Bounded(INT64_MIN, INT64_MAX), default=None, metavar="N",
+                 help="Divide every window sum by N instead (not 0; may be negative)."),
 )
 return_indices_option = click.option(
     "--return-indices", "indices_path", type=click.Path(dir_okay=False), default=None, metavar="FILE.npy",
@@ -213,34 +265,53 @@ pixel_options = _options(
 )
 # Inputs, outputs, folders, encoding and report: the same for max and avg.
 files_options = _options(
-    click.argument("inputs", nargs=-1, required=True, metavar="INPUT..."),
-    click.option("-o", "--output", default=None, metavar="PATH",
-                 help="Output file; a folder if PATH ends in / or is a folder, or with several inputs; "
-                      "- for stdout. Default: beside the input as NAME.OP-PARAMS.EXT (stdin: stdout)."),
-    click.option("-O", "--output-dir", default=None, metavar="DIR",
-                 help="Write into the folder DIR (created if missing), also for one input."),
-    click.option("-r", "--recursive", is_flag=True, help="Walk subfolders of folder inputs."),
-    click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
-                 help="Worker processes for folders [default: the number of CPUs]."),
-    click.option("--skip-existing", is_flag=True, help="Skip inputs whose output already exists."),
-    click.option("--no-progress", is_flag=True, help="No progress bar."),
-    click.option("--format", "file_format", type=click.Choice(FORMATS, case_sensitive=False), default=None,
-                 help="Output format (for stdout, or to override the extension)."),
-    click.option("--quality", type=click.IntRange(0, 100), default=None,
-                 help="JPEG/WebP quality [default: 92 JPEG, 90 WebP]."),
-    click.option("--no-auto-orient", is_flag=True, help="Do not apply the EXIF orientation first."),
-    click.option("--max-pixels", type=click.IntRange(min=0), default=None,
-                 help="Decompression-bomb limit in pixels per frame (all frames together: twice that) "
-                      "[default: Pillow's, 89478485]; 0: none."),
-    click.option("--max-frames", type=click.IntRange(min=0), default=None,
-                 help="Refuse files of more frames or pages [default: 1000]; 0: no limit."),
-    click.option("--background", type=COLOUR, default=None, metavar="COLOR",
-                 help="Flatten alpha onto this colour (a name, #rrggbb, rgb(...)): needed for JPEG and BMP."),
-    click.option("--memory-limit", type=SIZE, default=None,
-                 help="Working memory of one streamed TIFF/Zarr image, e.g. 64M, 2G [default: 256M]."),
-    click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout."),
-    click.option("-q", "--quiet", is_flag=True, help="No report (errors are still printed)."),
-    click.option("--debug", is_flag=True, help="Print the traceback of an internal error (also POOLCLI_DEBUG=1)."),
+    click.argument("inputs", nargs=-1, required=True, metavar="INPUT...", type=click.Path(allow_dash=True)),
+    section(
+        "Output",
+        click.option("-o", "--output", default=None, metavar="PATH", type=click.Path(allow_dash=True),
+                     help="Output file; a folder if PATH ends in / or is a folder, or with several inputs; "
+                          "- for stdout [default: beside the input, named after the operation; stdin: stdout]."),
+        click.option("-O", "--output-dir", default=None, metavar="DIR", type=click.Path(),
+                     help="Write into the folder DIR (created if missing), also for one input."),
+        click.option("--format", "file_format", type=click.Choice(FORMATS, case_sensitive=False), default=None,
+                     metavar="FMT", help="Output format: " + ", ".join(FORMATS) + " (for stdout, or to "
+                                         "override the extension)."),
+    ),
+    section(
+        "Folders",
+        click.option("-r", "--recursive", is_flag=True, help="Walk subfolders of folder inputs."),
+        click.option("-j", "--jobs", type=Bounded(1), default=None, metavar="N", envvar=ENV["jobs"],
+                     show_envvar=True, help="Worker processes for folders [default: the number of CPUs]."),
+        click.option("--skip-existing", is_flag=True, help="Skip inputs whose output already exists (resume)."),
+        click.option("--no-progress", is_flag=True, help="No progress bar."),
+    ),
+    section(
+        "Encoding",
+        click.option("--quality", type=Bounded(0, 100), default=None, metavar="Q", envvar=ENV["quality"],
+                     show_envvar=True, help="JPEG/WebP quality, 0-100 [default: 92 JPEG, 90 WebP]."),
+        click.option("--compression", type=Bounded(0, 9), default=None, metavar="0-9", envvar=ENV["compression"],
+                     show_envvar=True, help="PNG zlib level (0 none, 9 smallest) [default: 2, measured: "
+                                            "see README]; TIFF: 1-9 deflate, 0 none [default: none]."),
+        click.option("--background", type=COLOUR, default=None, metavar="COLOR",
+                     help="Flatten alpha onto this colour (a name, #rrggbb, rgb(...)): needed for JPEG and BMP."),
+        click.option("--no-auto-orient", is_flag=True, help="Do not apply the EXIF orientation first."),
+        click.option("--max-pixels", type=Bounded(0), default=None, metavar="N", envvar=ENV["max_pixels"],
+                     show_envvar=True, help="Decompression-bomb limit in pixels per frame (all frames together: "
+                                            "twice that); 0: none [default: Pillow's, 89478485]."),
+        click.option("--max-frames", type=Bounded(0), default=None, metavar="N",
+                     help="Refuse files of more frames or pages; 0: no limit [default: 1000]."),
+        click.option("--memory-limit", type=SIZE, default=None, envvar=ENV["memory_limit"], show_envvar=True,
+                     help="Working memory of one streamed TIFF/Zarr image, e.g. 64M, 2G [default: 256M]."),
+    ),
+    section(
+        "Report",
+        click.option("-v", "--verbose", is_flag=True, help="The full report: parameters and output-size "
+                                                           "arithmetic (and small arrays' values)."),
+        click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout."),
+        click.option("-q", "--quiet", is_flag=True, help="No report (errors are still printed)."),
+        click.option("--debug", is_flag=True,
+                     help="Print the traceback of an internal error (also POOLCLI_DEBUG=1)."),
+    ),
 )
 # What explain shows, and where it saves its picture.
 explain_options = _options(
@@ -250,9 +321,9 @@ explain_options = _options(
     click.option("--channel", "channels", type=CHANNELS, multiple=True,
                  help="Explain these channels (0 is the first; repeat or list them) [default: the first 4 planes]."),
     click.option("--summary", is_flag=True, help="Only the grids and the arithmetic, not every window."),
-    click.option("--svg", "svg_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+    click.option("--svg", "svg_path", type=click.Path(dir_okay=False), default=None, metavar="FILE.svg",
                  help="Also save the picture as SVG."),
-    click.option("--png", "png_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+    click.option("--png", "png_path", type=click.Path(dir_okay=False), default=None, metavar="FILE.png",
                  help="Also save the picture as PNG."),
 )
 
@@ -267,6 +338,10 @@ class PoolcliGroup(click.Group):
                 code = super().main(args=args, prog_name=prog_name or "poolcli", complete_var=complete_var,
                                     standalone_mode=False, **extra)
         except click.UsageError as error:
+            if type(error).__name__ == "NoArgsIsHelpError" and error.ctx is not None:
+                # Click 8.2+ raises this for a bare ``poolcli``: the help is the answer, not an error.
+                click.echo(error.ctx.get_help())
+                sys.exit(ExitCode.OK)
             command = error.ctx.command_path if error.ctx else "poolcli"
             click.echo(f"{command}: error: {error.format_message()} (see '{command} --help')", err=True)
             sys.exit(ExitCode.USAGE)
@@ -302,7 +377,23 @@ class _Stopped(Exception):
         self.interrupt = interrupt
 
 
-@click.group("poolcli", cls=PoolcliGroup,
+EPILOG_TOP = """\b
+Examples:
+  poolcli max photo.jpg -k 2                 # writes photo.max-k2.jpg, half the size
+  poolcli avg photo.png -k 2 -o small.png    # = Pillow's reduce(2)
+  poolcli max matrix.npy -k 2 -s 1 -v        # the course example, with the arithmetic
+  poolcli explain max "0 1 2; 3 4 5; 6 7 8" -k 2 -s 1
+  poolcli avg photos/ -r -o small/ -k 2      # a whole tree, on all cores
+
+\b
+Settings from the environment: POOLCLI_JOBS, POOLCLI_QUALITY, POOLCLI_COMPRESSION,
+POOLCLI_MAX_PIXELS, POOLCLI_MEMORY_LIMIT (as -j, --quality, --compression, --max-pixels,
+--memory-limit).
+Shell completion: see 'Shell completion' in the README (bash, zsh, fish).
+"""
+
+
+@click.group("poolcli", cls=PoolcliGroup, epilog=EPILOG_TOP,
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", prog_name="poolcli")
 def cli() -> None:
@@ -325,10 +416,9 @@ def _checked(ctx: click.Context, params: PoolParams) -> PoolParams:
     return params
 
 
-@cli.command("max", epilog=EPILOG_MAX)
-@window_options
-@dilation_option
-@return_indices_option
+@cli.command("max", cls=GroupedCommand, epilog=EPILOG_MAX, no_args_is_help=True,
+             short_help="Max pooling (torch's MaxPool2d) of images, .npy arrays or folders.")
+@section("Pooling", window_options, dilation_option, return_indices_option)
 @files_options
 @click.pass_context
 def max_command(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: Pair, ceil_mode: bool,
@@ -339,10 +429,10 @@ def max_command(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: 
     pool_files(ctx, _checked(ctx, params), indices_path=indices_path, **files)
 
 
-@cli.command("avg", epilog=EPILOG_AVG)
-@window_options
-@divisor_options
-@pixel_options
+@cli.command("avg", cls=GroupedCommand, epilog=EPILOG_AVG, no_args_is_help=True,
+             short_help="Average pooling (torch's AvgPool2d) of images, .npy arrays or folders.")
+@section("Pooling", window_options, divisor_options)
+@section("Pixels", pixel_options)
 @files_options
 @click.pass_context
 def avg_command(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: Pair, ceil_mode: bool,
@@ -356,9 +446,10 @@ def avg_command(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: 
 
 def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...], output: str | None,
                output_dir: str | None, debug: bool, recursive: bool, jobs: int | None, skip_existing: bool,
-               no_progress: bool, file_format: str | None, quality: int | None, no_auto_orient: bool,
-               max_pixels: int | None, max_frames: int | None, background: tuple[int, int, int] | None,
-               memory_limit: int | None, as_json: bool, quiet: bool,
+               no_progress: bool, file_format: str | None, quality: int | None, compression: int | None,
+               no_auto_orient: bool, max_pixels: int | None, max_frames: int | None,
+               background: tuple[int, int, int] | None, memory_limit: int | None, verbose: bool, as_json: bool,
+               quiet: bool,
                indices_path: str | None = None, premultiply: bool = True, linear: bool = False) -> None:
     """The one implementation behind ``poolcli max`` and ``poolcli avg``: plan, run, exit."""
     if indices_path is not None and not indices_path.lower().endswith(".npy"):
@@ -371,7 +462,8 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
 
     fmt = None if file_format is None else formats.format_for_extension(f".{file_format}") or file_format.upper()
     options = Options(
-        file_format=fmt, quality=quality, auto_orient=not no_auto_orient, premultiply=premultiply, linear=linear,
+        file_format=fmt, quality=quality, compression=compression, auto_orient=not no_auto_orient,
+        premultiply=premultiply, linear=linear,
         max_pixels=formats.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels, indices_path=indices_path,
         max_frames=formats.DEFAULT_MAX_FRAMES if max_frames is None else max_frames, background=background,
         memory_limit=DEFAULT_MEMORY_LIMIT if memory_limit is None else memory_limit,
@@ -392,7 +484,7 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
         raise click.UsageError("refusing to write image data to a terminal: redirect standard output, "
                                "or give -o FILE", ctx=ctx)
     code = batch.execute(planned, params, options, jobs_n=jobs, skip_existing=skip_existing,
-                         progress=not no_progress, as_json=as_json, quiet=quiet)
+                         progress=not no_progress, as_json=as_json, quiet=quiet, verbose=verbose)
     ctx.exit(code)
 
 
@@ -405,29 +497,31 @@ Examples:
 
 # pyramid: the same window options, with a kernel of 2 unless told otherwise.
 pyramid_window_options = _options(
-    click.option("-k", "--kernel", type=PAIR, default="2", show_default=True, help="Window size: N or H,W."),
-    click.option("-s", "--stride", type=PAIR, default=None, help="Step between windows [default: the kernel]."),
-    click.option("-p", "--padding", type=PAIR, default="0", show_default=True,
-                 help="Implicit padding on each side (at most kernel // 2)."),
+    click.option("-k", "--kernel", type=PAIR, default="2", show_default=True, metavar="N|H,W",
+                 help="Window size: N, or H,W (also HxW)."),
+    click.option("-s", "--stride", type=PAIR, default=None, metavar="N|H,W",
+                 help="Step between windows [default: the kernel]."),
+    click.option("-p", "--padding", type=PAIR, default="0", show_default=True, metavar="N|H,W",
+                 help="Implicit padding on each side, at most half the kernel."),
     click.option("--ceil-mode", is_flag=True, help="Round the output size up (torch's ceil_mode)."),
 )
 pyramid_files_options = _options(
     click.argument("input_path", metavar="INPUT"),
     click.option("-o", "--output", required=True, metavar="PATH",
                  help="x.zarr / x.ome.zarr (OME-Zarr, NGFF 0.4) or x.tif / x.tiff (pyramidal OME-TIFF)."),
-    click.option("--levels", type=click.IntRange(min=1), required=True, metavar="N",
+    click.option("--levels", type=Bounded(1), required=True, metavar="N",
                  help="Pooled levels below the input (level 0)."),
-    click.option("--memory-limit", type=SIZE, default=None,
+    click.option("--memory-limit", type=SIZE, default=None, envvar=ENV["memory_limit"], show_envvar=True,
                  help="Working memory, e.g. 64M, 2G [default: 256M]."),
     click.option("--no-auto-orient", is_flag=True, help="Do not apply the EXIF orientation first."),
-    click.option("--max-pixels", type=click.IntRange(min=0), default=None,
-                 help="Decompression-bomb limit in pixels [default: Pillow's, 89478485]; 0: none."),
+    click.option("--max-pixels", type=Bounded(0), default=None, metavar="N", envvar=ENV["max_pixels"],
+                 show_envvar=True, help="Decompression-bomb limit in pixels; 0: none [default: Pillow's, 89478485]."),
     click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout."),
     click.option("-q", "--quiet", is_flag=True, help="No report (errors are still printed)."),
 )
 
 
-@cli.group("pyramid")
+@cli.group("pyramid", short_help="Multi-resolution pyramids (OME-Zarr, OME-TIFF), each level pooled.")
 def pyramid_group() -> None:
     """Multi-resolution pyramids: the input and N levels, each pooled from the one above.
 
@@ -436,10 +530,9 @@ def pyramid_group() -> None:
     """
 
 
-@pyramid_group.command("max", epilog=EPILOG_PYRAMID)
-@pyramid_window_options
-@dilation_option
-@pyramid_files_options
+@pyramid_group.command("max", cls=GroupedCommand, epilog=EPILOG_PYRAMID, no_args_is_help=True)
+@section("Pooling", pyramid_window_options, dilation_option)
+@section("Pyramid", pyramid_files_options)
 @click.pass_context
 def pyramid_max(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: Pair, ceil_mode: bool,
                 dilation: Pair, **files: Any) -> None:
@@ -449,11 +542,10 @@ def pyramid_max(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: 
     pyramid_files(ctx, _checked(ctx, params), **files)
 
 
-@pyramid_group.command("avg", epilog=EPILOG_PYRAMID)
-@pyramid_window_options
-@divisor_options
-@pixel_options
-@pyramid_files_options
+@pyramid_group.command("avg", cls=GroupedCommand, epilog=EPILOG_PYRAMID, no_args_is_help=True)
+@section("Pooling", pyramid_window_options, divisor_options)
+@section("Pixels", pixel_options)
+@section("Pyramid", pyramid_files_options)
 @click.pass_context
 def pyramid_avg(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: Pair, ceil_mode: bool,
                 count_include_pad: bool, divisor_override: int | None, premultiply: bool, linear: bool,
@@ -503,7 +595,7 @@ Examples:
 """
 
 
-@cli.group("explain")
+@cli.group("explain", short_help="See pooling happen, window by window, on a small matrix.")
 def explain_group() -> None:
     """See pooling happen, window by window, on a small matrix.
 
@@ -514,11 +606,10 @@ def explain_group() -> None:
     """
 
 
-@explain_group.command("max", epilog=EPILOG_EXPLAIN)
-@window_options
-@dilation_option
-@click.option("--indices", "show_indices", is_flag=True, help="Show torch's flat index h*W + w of each maximum.")
-@explain_options
+@explain_group.command("max", cls=GroupedCommand, epilog=EPILOG_EXPLAIN, no_args_is_help=True)
+@section("Pooling", window_options, dilation_option)
+@section("Explanation", click.option("--indices", "show_indices", is_flag=True,
+                                     help="Show torch's flat index h*W + w of each maximum."), explain_options)
 @click.pass_context
 def explain_max(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: Pair, ceil_mode: bool,
                 dilation: Pair, show_indices: bool, **shown: Any) -> None:
@@ -528,10 +619,9 @@ def explain_max(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: 
     explain_matrix(ctx, _checked(ctx, params), show_indices=show_indices, **shown)
 
 
-@explain_group.command("avg", epilog=EPILOG_EXPLAIN)
-@window_options
-@divisor_options
-@explain_options
+@explain_group.command("avg", cls=GroupedCommand, epilog=EPILOG_EXPLAIN, no_args_is_help=True)
+@section("Pooling", window_options, divisor_options)
+@section("Explanation", explain_options)
 @click.pass_context
 def explain_avg(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: Pair, ceil_mode: bool,
                 count_include_pad: bool, divisor_override: int | None, **shown: Any) -> None:

@@ -34,13 +34,14 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeGuard
 
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from poolcli import engine, formats
 from poolcli.formats import (  # re-exported: the names callers used before formats.py existed
+    DEFAULT_COMPRESSION,
     DEFAULT_MAX_FRAMES,
     DEFAULT_MAX_PIXELS,
     DEFAULT_QUALITY,
@@ -55,10 +56,29 @@ from poolcli.formats import (  # re-exported: the names callers used before form
 from poolcli.frames import ArrayFrame, Frame
 
 __all__ = [
-    "DEFAULT_MAX_FRAMES", "DEFAULT_MAX_PIXELS", "DEFAULT_QUALITY", "EXTENSION_FORMATS", "FORMAT_EXTENSIONS",
-    "FORMAT_MODES", "MODE_DTYPES", "READ_EXTENSIONS", "SRGB_MODES", "ImageError", "LazyFrame", "Picture",
-    "check_format", "decode", "describe_mode", "encode", "format_for_extension", "formats_that_hold",
-    "profile_description", "storage_mode",
+    "DEFAULT_COMPRESSION",
+    "DEFAULT_MAX_FRAMES",
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_QUALITY",
+    "EXTENSION_FORMATS",
+    "FORMAT_EXTENSIONS",
+    "FORMAT_MODES",
+    "MODE_DTYPES",
+    "READ_EXTENSIONS",
+    "SRGB_MODES",
+    "ImageError",
+    "LazyFrame",
+    "Picture",
+    "check_format",
+    "decode",
+    "decode_image",
+    "describe_mode",
+    "encode",
+    "format_for_extension",
+    "formats_that_hold",
+    "profile_description",
+    "storage_mode",
+    "to_pillow",
 ]
 
 MODE_DTYPES = {name: np.dtype(mode.dtype) for name, mode in formats.MODES.items()}
@@ -173,6 +193,7 @@ class Picture:
     xmp: bytes | None = None
     durations: list[int] | None = None  # per frame, milliseconds
     loop: int | None = None
+    orientation: int | None = None  # the EXIF orientation that was applied (2-8), if any
 
     @property
     def has_alpha(self) -> bool:
@@ -427,6 +448,53 @@ def decode(source: str | bytes, *, auto_orient: bool = True, max_pixels: int | N
         raise ImageError(_reason(error, decoding)) from None
 
 
+def decode_image(img: Image.Image, *, auto_orient: bool = True) -> Picture:
+    """A :class:`Picture` of an image already open in Pillow (every frame, as :func:`decode`; no
+    size limits: the pixels are already in memory or the caller opened the file).
+
+    Raises
+    ------
+    ImageError
+        For pixels poolcli cannot pool.
+    """
+    decoding = _Decoding(file_size=0, max_pixels=None, max_frames=None, format=img.format)
+    source: str | bytes = getattr(img, "filename", "") or b""  # read again only for 16-bit colour PNG
+    try:
+        with _captured_stderr(decoding.library):
+            picture, _ = _decode_open(img, source, decoding, auto_orient, lazy=False)
+        return picture
+    except ImageError:
+        raise
+    except Exception as error:
+        raise ImageError(_reason(error, decoding)) from None
+
+
+def is_pillow_image(value: object) -> TypeGuard[Image.Image]:
+    """Whether ``value`` is a ``PIL.Image.Image`` (for callers that do not import Pillow)."""
+    return isinstance(value, Image.Image)
+
+
+def to_pillow(picture: Picture, dpi_scale: tuple[float, float] = (1.0, 1.0)) -> Image.Image:
+    """The first frame of ``picture`` as a Pillow image, with its ICC profile, EXIF, XMP and DPI
+    (scaled by ``dpi_scale``, x and y) in ``info``, where Pillow's encoders look for them.
+
+    Raises
+    ------
+    ImageError
+        For 16-bit colour, which no Pillow mode holds.
+    """
+    if picture.mode not in MODE_DTYPES or picture.mode in _PNG_16BIT_COLOUR.values():
+        raise ImageError(f"{describe_mode(picture.mode)} pixels have no Pillow mode: write a file instead "
+                         "(poolcli.pool_file)")
+    img = _frame_image(picture.frames[0].to_array(), picture.mode).copy()  # a copy owns its pixels
+    for key, value in (("icc_profile", picture.icc_profile), ("exif", picture.exif), ("xmp", picture.xmp)):
+        if value:
+            img.info[key] = value
+    if picture.dpi:
+        img.info["dpi"] = (picture.dpi[0] / dpi_scale[0], picture.dpi[1] / dpi_scale[1])
+    return img
+
+
 def _open_and_decode(source: str | bytes, decoding: _Decoding, reapply: Callable[[], None], auto_orient: bool,
                      lazy: bool) -> Picture:
     stream: BinaryIO | str = io.BytesIO(source) if isinstance(source, bytes) else source
@@ -502,7 +570,7 @@ def _decode_open(img: Image.Image, source: str | bytes, decoding: _Decoding, aut
         raise ImageError("frames of different sizes are not supported")
     picture = Picture(frames=frames, mode=mode, source_mode=img.mode, format=img.format,
                       durations=durations if n_frames > 1 else None, loop=img.info.get("loop"),
-                      **_metadata(img, orientation))
+                      orientation=orientation, **_metadata(img, orientation))
     keep_open = any(isinstance(f, LazyFrame) and f.image is img for f in frames)
     return picture, keep_open
 
@@ -528,7 +596,7 @@ def _decode_png16(img: Image.Image, source: str | bytes, mode: str, orientation:
     if orientation:
         array = _ARRAY_TRANSPOSES[_TRANSPOSES[orientation]](array)
     return Picture(frames=[ArrayFrame(np.ascontiguousarray(array))], mode=mode, source_mode=mode, format="PNG",
-                   **_metadata(img, orientation))
+                   orientation=orientation, **_metadata(img, orientation))
 
 
 def _orientation(img: Image.Image) -> int | None:
@@ -679,11 +747,15 @@ def _frame_image(array: np.ndarray, mode: str) -> Image.Image:
     return Image.frombuffer(mode, (width, height), data, "raw", mode, 0, 1)
 
 
-def _save_options(picture: Picture, file_format: str, quality: int | None,
+def _save_options(picture: Picture, file_format: str, quality: int | None, compression: int | None,
                   dpi_scale: tuple[float, float]) -> dict[str, Any]:
     """Pillow's save options for what ``file_format`` keeps of ``picture`` (formats.FORMATS)."""
     fmt = formats.FORMATS[file_format]
     options: dict[str, Any] = {}
+    if file_format == "PNG":
+        options["compress_level"] = DEFAULT_COMPRESSION if compression is None else compression
+    elif file_format == "TIFF" and compression:
+        options["compression"] = "tiff_adobe_deflate"  # at libtiff's level: Pillow passes none
     if picture.icc_profile and fmt.icc:
         options["icc_profile"] = picture.icc_profile
     if picture.exif and fmt.exif:
@@ -712,17 +784,20 @@ def _save_options(picture: Picture, file_format: str, quality: int | None,
 
 
 def encode(picture: Picture, stream: BinaryIO, file_format: str, *, quality: int | None = None,
-           dpi_scale: tuple[float, float] = (1.0, 1.0)) -> None:
+           compression: int | None = None, dpi_scale: tuple[float, float] = (1.0, 1.0)) -> None:
     """Write ``picture`` to ``stream`` as ``file_format``, keeping what the format holds of ICC
     profile, EXIF (without a stale orientation), XMP, DPI scaled by ``dpi_scale`` (x, y), frame
-    durations and loop count (see :data:`poolcli.formats.FORMATS`)."""
+    durations and loop count (see :data:`poolcli.formats.FORMATS`).
+
+    ``compression`` (0-9) is PNG's zlib level (default :data:`DEFAULT_COMPRESSION`); for TIFF,
+    1-9 writes Adobe Deflate (libtiff's own level: Pillow passes none), 0 or None nothing."""
     mode = storage_mode(picture.mode, file_format, picture.frames)
     check_format(mode, file_format)
     frames = picture.frames
     if len(frames) > 1 and not formats.FORMATS[file_format].frames:
         can = ", ".join(name for name, fmt in formats.FORMATS.items() if fmt.frames)
         raise ImageError(f"{file_format} cannot hold {len(frames)} frames; use {can}")
-    options = _save_options(picture, file_format, quality, dpi_scale)
+    options = _save_options(picture, file_format, quality, compression, dpi_scale)
     if mode in _PNG_16BIT_COLOUR.values():
         stream.write(_png16(frames[0].to_array(), options))
         return
@@ -755,7 +830,8 @@ def _png16(array: np.ndarray, options: dict[str, Any]) -> bytes:
     for the same ``options`` placed after IHDR (imagecodecs writes pixels only)."""
     import imagecodecs
 
-    data = bytes(imagecodecs.png_encode(np.ascontiguousarray(array, dtype=np.uint16)))
+    data = bytes(imagecodecs.png_encode(np.ascontiguousarray(array, dtype=np.uint16),
+                                        level=options.get("compress_level", DEFAULT_COMPRESSION)))
     chunks = b""
     if icc := options.get("icc_profile"):
         chunks += _png_chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc))

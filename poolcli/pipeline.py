@@ -21,6 +21,7 @@ from typing import BinaryIO
 import numpy as np
 
 from poolcli import arrays, formats, images, paths, pixels, streaming, strips, tiled
+from poolcli.brief import window_misfit
 from poolcli.engine import PoolingError, PoolingTypeError
 from poolcli.exits import internal_error
 from poolcli.params import PoolParams
@@ -35,6 +36,7 @@ class Options:
 
     file_format: str | None = None  # "PNG", ..., or "NPY"; None: from the extension / input
     quality: int | None = None
+    compression: int | None = None  # PNG zlib level / TIFF deflate; None: images.DEFAULT_COMPRESSION
     auto_orient: bool = True
     premultiply: bool = True
     linear: bool = False
@@ -256,6 +258,7 @@ def _run_array(source: bytes | str, job: Job, params: PoolParams, options: Optio
     result.description, result.dtype = f"array of {array.dtype}", str(array.dtype)
     result.full_input_shape = tuple(array.shape)
     result.input_shape = _chw(array.shape)
+    _check_fit(params, result.input_shape, is_image=False)
     # Arrays are always written as .npy: in a folder run --format applies to the images only.
     in_folder_run = job.output != STDIO and job.output.lower().endswith(".npy")
     file_format = "NPY" if in_folder_run else output_format(job.output, options, None, is_array=True)
@@ -290,6 +293,12 @@ def _pool_picture(picture: images.Picture, job: Job, params: PoolParams, options
     result.dtype = str(picture.frames[0].dtype)
     result.frames = len(picture.frames)
     result.input_shape = (channels, height, width)
+    result.mode = picture.mode
+    _check_fit(params, result.input_shape, is_image=True)
+    if picture.source_mode != picture.mode:
+        result.notes.append(f"mode {picture.source_mode} pooled as {picture.mode}")
+    if picture.orientation:
+        result.notes.append(f"EXIF orientation {picture.orientation} applied (--no-auto-orient keeps the stored one)")
     file_format = output_format(job.output, options, picture.format, is_array=False)
     if options.background is not None and picture.has_alpha:
         picture = _flattened(picture, options.background)
@@ -300,24 +309,15 @@ def _pool_picture(picture: images.Picture, job: Job, params: PoolParams, options
         lost = picture.lost_metadata(file_format)
         if lost:
             result.notes.append(f"{file_format} cannot hold the {' and '.join(lost)} of the input: not written")
-    if options.linear and params.op == "avg":
-        _check_linear(picture)
     if options.quality is not None and file_format not in formats.DEFAULT_QUALITY:
         result.notes.append(f"--quality has no effect on {file_format}")
+    if options.compression is not None and file_format not in ("PNG", "TIFF"):
+        result.notes.append(f"--compression has no effect on {file_format}")
 
-    pooled_frames: list[np.ndarray] = []
-    index_frames: list[np.ndarray] = []
-    for frame in picture.frames:
-        pooled, indices = pixels.pool_pixels(
-            frame, params, has_alpha=picture.has_alpha, premultiply=options.premultiply,
-            linear=options.linear, want_indices=options.indices_path is not None)
-        pooled_frames.append(pooled)
-        if indices is not None:  # max with --return-indices
-            index_frames.append(indices)
-    picture.close()  # the input pixels are no longer needed: free them before encoding
+    pooled_picture, index_frames = pool_picture(picture, params, options, want_indices=options.indices_path is not None)
+    pooled_frames = [frame.to_array() for frame in pooled_picture.frames]
     out_h, out_w = pooled_frames[0].shape[:2]
     result.output_shape = (channels, out_h, out_w)
-    pooled_picture = picture.with_frames(pooled_frames)
 
     outputs: list[tuple[str, Callable[[BinaryIO], None]]] = []
     if file_format == "NPY":
@@ -329,12 +329,44 @@ def _pool_picture(picture: images.Picture, job: Job, params: PoolParams, options
         stride = params.effective_stride
         written = images.storage_mode(pooled_picture.mode, file_format, pooled_picture.frames)
         result.output_description = f"{formats.describe_mode(written)} {file_format}"
+        if written != pooled_picture.mode:
+            result.notes.append(f"written as {result.output_description}")
         outputs.append((job.output, lambda handle: images.encode(
-            pooled_picture, handle, file_format, quality=options.quality, dpi_scale=(stride[1], stride[0]))))
+            pooled_picture, handle, file_format, quality=options.quality, compression=options.compression,
+            dpi_scale=(stride[1], stride[0]))))
     if options.indices_path:
         stacked = np.stack(index_frames) if len(index_frames) > 1 else index_frames[0]
         outputs.append((options.indices_path, _save_npy(stacked)))
     paths.write_all(outputs, make_folders=job.make_folders)
+
+
+def pool_picture(picture: images.Picture, params: PoolParams, options: Options,
+                 want_indices: bool = False) -> tuple[images.Picture, list[np.ndarray]]:
+    """Pool every frame of a decoded picture (the CLI and :func:`poolcli.pool_image` both come
+    here); returns the pooled picture, metadata kept, and the indices of each frame (max with
+    ``want_indices``).  The input's pixels are freed once pooled (``picture.close()``).
+    """
+    _check_fit(params, (picture.frames[0].shape[2], *picture.frames[0].shape[:2]), is_image=True)
+    if options.linear and params.op == "avg":
+        _check_linear(picture)
+    pooled_frames: list[np.ndarray] = []
+    index_frames: list[np.ndarray] = []
+    for frame in picture.frames:
+        pooled, indices = pixels.pool_pixels(
+            frame, params, has_alpha=picture.has_alpha, premultiply=options.premultiply,
+            linear=options.linear, want_indices=want_indices)
+        pooled_frames.append(pooled)
+        if indices is not None:  # max with --return-indices
+            index_frames.append(indices)
+    picture.close()  # the input pixels are no longer needed: free them before encoding
+    return picture.with_frames(pooled_frames), index_frames
+
+
+def _check_fit(params: PoolParams, shape: tuple[int, ...], is_image: bool) -> None:
+    """A window larger than the padded input explains itself before any pixel is pooled."""
+    misfit = window_misfit(params, shape, is_image)
+    if misfit:
+        raise JobError(misfit)
 
 
 def _flattened(picture: images.Picture, background: tuple[int, int, int]) -> images.Picture:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 from rich.console import Console, Group
@@ -21,7 +21,7 @@ from poolcli.explain.model import format_number, labelled_planes
 from poolcli.params import PoolParams, format_pair
 from poolcli.results import Result, json_line, printable
 
-__all__ = ["Result", "json_line", "make_console", "progress", "render", "render_summary"]
+__all__ = ["Result", "json_line", "make_console", "progress", "render"]
 
 # At most this many planes (channels x batch) are drawn as grids.
 GRID_PLANES = 4
@@ -88,7 +88,7 @@ def correction_note(name: str, a: AxisArithmetic) -> Text | None:
                 style="yellow")
 
 
-def add_operation_rows(table: Table, params: PoolParams, height: int, width: int) -> None:
+def add_operation_rows(table: Table | _Rows, params: PoolParams, height: int, width: int) -> None:
     """The operation, every parameter, and the output-size arithmetic of both axes."""
     table.add_row("operation", Text(f"{params.op}_pool2d", style="bold"))
     for line in parameter_lines(params):
@@ -120,8 +120,31 @@ def shape_text(shape: tuple[int, ...] | None) -> str:
     return "(" + ", ".join(str(s) for s in shape) + ")" if shape else "?"
 
 
+class _Rows:
+    """Labelled report rows, collected to be drawn as a table (terminal) or as plain lines."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, Text]] = []
+
+    def add_row(self, label: str, text: Text) -> None:
+        self.rows.append((label, text))
+
+    def renderable(self, terminal: bool) -> Table | Text:
+        if terminal:
+            table = Table.grid(padding=(0, 2))
+            table.add_column(style="cyan", justify="right")
+            table.add_column()
+            for label, text in self.rows:
+                table.add_row(label, text)
+            return table
+        # Off a terminal: plain lines, no alignment padding; a row without a label continues the one above.
+        lines = [Text(f"{label}: ").append_text(text) if label else Text("  ").append_text(text)
+                 for label, text in self.rows]
+        return Text("\n").join(lines)
+
+
 def render(result: Result, params: PoolParams, console: Console) -> None:
-    """Print the report of one input."""
+    """Print the full (``--verbose``) report of one input."""
     if result.status == "error":
         console.print(Text.assemble(("error ", "bold red"), printable(f"{result.input}: {result.error}")))
         return
@@ -129,9 +152,7 @@ def render(result: Result, params: PoolParams, console: Console) -> None:
         console.print(Text.assemble(("skipped ", "yellow"),
                                     printable(f"{result.input}: {result.error or 'output exists'}")))
         return
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="cyan", justify="right")
-    table.add_column()
+    table = _Rows()
     frames = f", {result.frames} frames" if result.frames > 1 else ""
     table.add_row("input", Text("- (standard input)" if result.input == "-" else printable(result.input)))
     table.add_row("", Text(f"{result.description}, shape {shape_text(result.input_shape)} (C, H, W){frames}"))
@@ -149,10 +170,19 @@ def render(result: Result, params: PoolParams, console: Console) -> None:
     for note in result.notes:
         table.add_row("note", Text(note, style="yellow"))
     table.add_row("time", Text(f"{result.seconds:.3f} s"))
-    parts: list[Any] = [table]
+    grids = None
     if result.input_values is not None and result.output_values is not None:
-        parts.append(_value_grids(result.input_values, result.output_values))
-    console.print(Group(*parts))
+        grids = _value_grids(result.input_values, result.output_values)
+    if console.is_terminal:
+        console.print(Group(*(part for part in (table.renderable(True), grids) if part is not None)))
+        return
+    # Plain lines: never wrapped at the 80 columns Rich assumes, no trailing padding.
+    console.print(table.renderable(False), soft_wrap=True)
+    if grids is not None:
+        with console.capture() as captured:
+            console.print(grids)
+        console.print("\n".join(line.rstrip() for line in captured.get().splitlines()), soft_wrap=True,
+                      markup=False)
 
 
 def _value_grids(before: np.ndarray, after: np.ndarray) -> Table:
@@ -171,26 +201,6 @@ def _value_grids(before: np.ndarray, after: np.ndarray) -> Table:
     if hidden > 0:
         layout.add_row(Text(f"… {hidden} more planes not shown", style="dim"), "", "")
     return layout
-
-
-def render_summary(results: list[Result], seconds: float, console: Console) -> None:
-    """The closing table of a multi-file run: counts, time, rate, and the failures with reasons."""
-    ok = sum(r.status == "ok" for r in results)
-    failed = [r for r in results if r.status == "error"]
-    skipped = sum(r.status == "skipped" for r in results)
-    table = Table(title="poolcli summary", show_header=True, header_style="bold")
-    for name in ("ok", "failed", "skipped", "time", "images/s"):
-        table.add_column(name, justify="right")
-    rate = ok / seconds if seconds > 0 else 0.0
-    table.add_row(str(ok), str(len(failed)), str(skipped), f"{seconds:.2f} s", f"{rate:.1f}")
-    console.print(table)
-    if failed:
-        errors = Table(title="failed files", show_header=True, header_style="bold red")
-        errors.add_column("file")
-        errors.add_column("reason")
-        for r in failed:  # Text, not markup: a name like "shots[/].png" is printed as it is
-            errors.add_row(Text(printable(r.input)), Text(printable(r.error or "")))
-        console.print(errors)
 
 
 @contextlib.contextmanager

@@ -31,6 +31,7 @@ class Result:
     description: str = ""  # e.g. "16-bit RGB image, uint16" or "array of float32"
     output_description: str = ""  # what was written, e.g. "16-bit RGB PNG"
     dtype: str = ""
+    mode: str = ""  # images: the pooled Pillow mode (L, RGB, I;16, ...); arrays: ""
     frames: int = 1
     input_shape: tuple[int, ...] | None = None  # (C, H, W) of what was pooled
     output_shape: tuple[int, ...] | None = None

@@ -83,8 +83,9 @@ def test_all_good_exits_0_and_summary_is_printed(invoke, tree, tmp_path):
 def test_failed_files_are_listed_with_reasons(invoke, tree):
     result = invoke("max", "photos", "-o", "out", "-k", "2", "-j", "1")
     assert result.exit_code == 1
-    assert "failed files" in result.stderr
+    assert result.stderr.count("photos/bad.png") == 1  # listed once, not again in a table
     assert "poolcli: error: photos/bad.png: not an image file Pillow can read" in result.stderr
+    assert "poolcli summary: 1 ok, 1 failed, 0 skipped in " in result.stderr
 
 
 def test_folder_needs_an_output_folder(invoke, tree):
@@ -151,6 +152,7 @@ def test_interrupt_leaves_only_whole_images(tmp_path, rng):
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
     assert b"poolcli: interrupted after" in stderr
+    assert b"; to resume, run the same command with --skip-existing" in stderr
     written = sorted((tmp_path / "out").iterdir())
     assert 1 <= len(written) < 24
     assert all(p.suffix == ".png" and not p.name.startswith(".") for p in written)  # no temporary files

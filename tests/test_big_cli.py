@@ -39,7 +39,7 @@ def test_a_tiled_tiff_streams_to_a_tiled_bigtiff_named_as_usual(invoke, tiled_rg
 
 
 def test_the_report_names_depth_channels_and_layout(invoke, tiled_rgb16):
-    result = invoke("max", "scan.tif", "-k", "2")
+    result = invoke("max", "scan.tif", "-k", "2", "-v")  # the full report names the layout
     assert result.exit_code == 0, result.stderr
     text = " ".join(result.stderr.split())
     assert "uint16, 3 channels, tiled TIFF (Deflate, interleaved)" in text
@@ -54,7 +54,7 @@ def test_the_report_names_depth_channels_and_layout(invoke, tiled_rgb16):
 def test_memory_limit_parsing_errors_are_usage_errors(invoke, tiled_rgb16, value, message):
     result = invoke("max", "scan.tif", "-k", "2", "--memory-limit", value)
     assert result.exit_code == 2
-    assert f"Invalid value for '--memory-limit': {message}" in result.stderr
+    assert "Invalid value for '--memory-limit'" in result.stderr and f": {message}" in result.stderr
 
 
 def test_memory_limit_too_small_for_one_row_of_strips(invoke, tmp_path, rng):
@@ -103,7 +103,7 @@ def test_pyramid_command_ome_zarr_and_ome_tiff(invoke, tiled_rgb16, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["-o", "x.png", "--levels", "2"], "Invalid value for '-o/--output': a pyramid is written as .zarr"),
-    (["-o", "x.zarr", "--levels", "0"], "Invalid value for '--levels': 0 is not in the range x>=1."),
+    (["-o", "x.zarr", "--levels", "0"], "Invalid value for '--levels': 0 is out of range: give a number at least 1"),
     (["-o", "x.zarr"], "Missing option '--levels'."),
 ])
 def test_pyramid_usage_errors(invoke, tiled_rgb16, args, message):

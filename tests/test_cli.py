@@ -22,7 +22,7 @@ JSON_KEYS = ["input", "output", "op", "input_shape", "output_shape", "kernel_siz
 
 
 def test_course_example_max(invoke, course, tmp_path):
-    result = invoke("max", str(course), "-k", "2", "-s", "1")
+    result = invoke("max", str(course), "-k", "2", "-s", "1", "-v")
     assert result.exit_code == 0
     out = np.load(tmp_path / "course.max-k2-s1.npy")
     assert out.dtype == np.float32 and out.shape == (1, 2, 2)
@@ -38,7 +38,7 @@ def test_course_example_max(invoke, course, tmp_path):
 
 
 def test_course_example_avg(invoke, course, tmp_path):
-    result = invoke("avg", str(course), "-k", "2", "-s", "1")
+    result = invoke("avg", str(course), "-k", "2", "-s", "1", "--verbose")
     assert result.exit_code == 0
     assert np.load(tmp_path / "course.avg-k2-s1.npy").tolist() == [[[2, 3], [5, 6]]]
     lines = [line.split() for line in result.stderr.splitlines()]
@@ -46,7 +46,7 @@ def test_course_example_avg(invoke, course, tmp_path):
 
 
 def test_report_marks_defaults_and_has_no_colour_off_a_terminal(invoke, course):
-    result = invoke("avg", str(course), "-k", "2")
+    result = invoke("avg", str(course), "-k", "2", "-v")
     report = result.stderr
     assert "stride 2  (default: the kernel)" in report
     assert "padding 0  (default)" in report
@@ -57,7 +57,7 @@ def test_report_marks_defaults_and_has_no_colour_off_a_terminal(invoke, course):
 
 def test_report_shows_the_ceil_correction(invoke, tmp_path):
     np.save(tmp_path / "m.npy", np.arange(25.0).reshape(5, 5))
-    result = invoke("max", "m.npy", "-k", "2", "-s", "2", "-p", "1", "--ceil-mode")
+    result = invoke("max", "m.npy", "-k", "2", "-s", "2", "-p", "1", "--ceil-mode", "-v")
     assert result.exit_code == 0
     assert "H: ceil((5 + 2*1 - 1*(2-1) - 1) / 2) + 1 = 4 - 1 = 3" in result.stderr
     assert "H: the last window would start at 5, in the right padding" in result.stderr
@@ -143,9 +143,22 @@ def test_kernel_larger_than_padded_input_is_a_runtime_error(invoke, course, tmp_
     result = invoke("max", str(course), "-k", "5")
     assert result.exit_code == 1
     assert result.stderr.strip() == (
-        f"poolcli: error: {course}: Given input size: (1x3x3). Calculated output size: (1x0x0). "
-        "Output size is too small")
+        f"poolcli: error: {course}: kernel 5 does not fit the (1, 3, 3) array (C, H, W) (padding 0): "
+        "the output would be (1, 0, 0); use -k 3 or less, or --ceil-mode / -p")
     assert files_in(tmp_path) == ["course.npy"]
+
+
+def test_window_larger_than_an_image_explains_itself(invoke, tmp_path):
+    Image.new("RGB", (512, 600)).save(tmp_path / "cat.png")
+    result = invoke("max", "cat.png", "-k", "1000")
+    assert result.exit_code == 1
+    assert result.stderr == ("poolcli: error: cat.png: kernel 1000 does not fit the 512x600 image (padding 0): "
+                             "the output would be 0x0; use -k 512 or less, or --ceil-mode / -p\n")
+    result = invoke("max", "cat.png", "-k", "700,600", "-d", "2", "-p", "1")
+    assert result.stderr == ("poolcli: error: cat.png: kernel 700,600 with dilation 2 does not fit the 512x600 "
+                             "image (padding 1): the output would be 0x0; use -k 301,257 or less, "
+                             "or --ceil-mode / -p\n")
+    assert files_in(tmp_path) == ["cat.png"]
 
 
 def test_return_indices(invoke, tmp_path):
@@ -315,7 +328,8 @@ def test_pipeline_through_stdin_and_stdout(rgb_png, tmp_path):
     assert second.stdout.startswith(b"\x89PNG")  # the input's format is kept
     img = Image.open(__import__("io").BytesIO(second.stdout))
     assert img.size == (15, 10)
-    assert b"max_pool2d" in first.stderr  # the report is on stderr
+    assert first.stderr == b"stdin 60x40 RGB 8-bit -> stdout 30x20  max k2  " + first.stderr[-7:]  # on stderr
+    assert first.stderr.endswith(b" s\n")
 
 
 def test_stdin_defaults_to_stdout_and_format_switches(rgb_png):

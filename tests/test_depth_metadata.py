@@ -45,7 +45,7 @@ def rgba16(rng) -> np.ndarray:
 def test_16bit_rgb_png_max_and_avg_stay_16bit(invoke, tmp_path, rgba16):
     rgb = np.ascontiguousarray(rgba16[..., :3])
     (tmp_path / "c.png").write_bytes(imagecodecs.png_encode(rgb))
-    result = invoke("max", "c.png", "-k", "2", "-o", "max.png")
+    result = invoke("max", "c.png", "-k", "2", "-o", "max.png", "-v")
     assert result.exit_code == 0
     assert "16-bit RGB image, uint16" in result.stderr and "16-bit RGB PNG" in result.stderr
     out = read16(tmp_path / "max.png")

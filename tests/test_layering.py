@@ -54,12 +54,15 @@ IMPORT_TIME = {
     "poolcli.explain.matrix": _but("numpy"),
     "poolcli.explain.picture": _but("numpy"),
     "poolcli.explain.render": _but("numpy", "rich"),
+    "poolcli.brief": _but("numpy"),
+    "poolcli.api": HEAVY,
+    "poolcli.manpage": _but("click"),
 }
 
 # The only modules that may import these libraries at all.
 OWNERS = {
     "rich": {"poolcli.report", "poolcli.explain.render"},
-    "click": {"poolcli.cli"},
+    "click": {"poolcli.cli", "poolcli.manpage"},  # manpage: the man page is generated from the commands
     "PIL": {"poolcli.images", "poolcli.explain.picture", "poolcli.cli"},  # cli: ImageColor for --background
     "tifffile": {"poolcli.tiled"},
     "zarr": {"poolcli.tiled"},

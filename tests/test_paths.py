@@ -443,7 +443,7 @@ def test_a_bug_is_an_internal_error_not_the_users_fault(invoke, tmp_path, course
 def test_torch_rule_is_still_the_users_fault(invoke, tmp_path, course):
     result = invoke("max", "course.npy", "-k", "5")
     assert result.exit_code == 1
-    assert "Output size is too small" in result.stderr and "internal error" not in result.stderr
+    assert "kernel 5 does not fit the (1, 3, 3) array" in result.stderr and "internal error" not in result.stderr
 
 
 def test_a_bug_outside_the_pipeline_is_one_line_too(invoke, tmp_path, course, monkeypatch):

@@ -1,0 +1,121 @@
+"""PNG compression levels: encoding time and size on a real photograph, a photo-like image, a
+screenshot and clip art, against Pillow's default level (6) and libvips's ``pngsave``.
+
+Usage: python benchmarks/bench_compression.py [--repeats 3] [--no-record]
+
+Chooses poolcli's default ``--compression``: the fastest level whose files are at most 10%
+larger than Pillow's default level on the photographs and at most 35% larger on the screenshot
+and clip art (flat images are small either way).  Exits 1 when poolcli's default
+(``formats.DEFAULT_COMPRESSION``) is not that level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common
+import numpy as np
+from PIL import Image
+
+from poolcli import formats
+
+LEVELS = range(10)
+PILLOW_DEFAULT = 6
+PHOTO_SLACK, FLAT_SLACK = 1.10, 1.35
+
+
+def encode_seconds(img: Image.Image, level: int, repeats: int) -> tuple[float, int]:
+    times, size = [], 0
+    for _ in range(repeats):
+        buffer = io.BytesIO()
+        started = time.process_time()  # CPU time: encoding is one thread, and this shared machine is busy
+        img.save(buffer, "PNG", compress_level=level)
+        times.append(time.process_time() - started)
+        size = buffer.tell()
+    return statistics.median(times), size
+
+
+def vips_pngsave(array: np.ndarray, folder: Path, repeats: int) -> tuple[float, int] | None:
+    """libvips's own default PNG writer, from its native format (loading a .v is a memory map)."""
+    vips = common.tool("vips")
+    if vips is None:
+        return None
+    raw, native, out = folder / "in.png", folder / "in.v", folder / "vips.png"
+    common.save_png(array, raw, level=0)
+    subprocess.run([vips, "copy", str(raw), str(native)], check=True)
+    baseline = [common.cpu_seconds([vips, "copy", str(native), str(folder / "copy.v")]) for _ in range(repeats)]
+    times = [common.cpu_seconds([vips, "pngsave", str(native), str(out)]) for _ in range(repeats)]
+    # The start-up and load of vips itself (a copy to .v) is not encoding.
+    return max(statistics.median(times) - statistics.median(baseline), 0.0), out.stat().st_size
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-record", action="store_true", help="do not append a row to RESULTS.md")
+    args = parser.parse_args()
+    subjects = {
+        "photograph 2048x2048": (common.real_photo(2048, 2048), True),
+        "photo-like 2048x2048": (common.photo(2048), True),
+        "screenshot 1920x1080": (common.screenshot(1920, 1080), False),
+        "clip art (present.png)": (common.clip_art(), False),
+    }
+    table: dict[str, dict[int | str, tuple[float, int]]] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for name, (array, _) in subjects.items():
+            img = Image.fromarray(array)
+            table[name] = {level: encode_seconds(img, level, args.repeats) for level in LEVELS}
+            found = vips_pngsave(array, Path(folder), args.repeats)
+            if found:
+                table[name]["vips"] = found
+
+    print(f"PNG encoding, median of {args.repeats} (CPU seconds / size in KiB; Pillow's default is level 6):")
+    print(f"  {'level':>6s} " + " ".join(f"{name:>26s}" for name in subjects))
+    for level in [*LEVELS, "vips"]:
+        cells = []
+        for name in subjects:
+            if level in table[name]:
+                seconds, size = table[name][level]
+                cells.append(f"{seconds:8.3f} s {size / 1024:9.0f} KiB")
+            else:
+                cells.append(f"{'(vips not installed)':>26s}")
+        print(f"  {level!s:>6s} " + " ".join(f"{cell:>26s}" for cell in cells))
+
+    def acceptable(level: int) -> bool:
+        return all(table[name][level][1] <= table[name][PILLOW_DEFAULT][1] * (PHOTO_SLACK if is_photo else FLAT_SLACK)
+                   for name, (_, is_photo) in subjects.items())
+
+    def total_time(level: int) -> float:
+        return sum(table[name][level][0] for name in subjects)
+
+    chosen = min((level for level in LEVELS if level > 0 and acceptable(level)), key=total_time)
+    speedup = total_time(PILLOW_DEFAULT) / total_time(chosen)
+    growth = max(table[name][chosen][1] / table[name][PILLOW_DEFAULT][1] for name in subjects)
+    print(f"\nchosen level {chosen}: {speedup:.1f}x faster than level 6 in total, files at most "
+          f"{(growth - 1) * 100:.0f}% larger; poolcli's default: {formats.DEFAULT_COMPRESSION}")
+    ok = chosen == formats.DEFAULT_COMPRESSION
+    if not args.no_record:
+        figures = "; ".join(
+            f"{name}: L{chosen} {table[name][chosen][0]:.3f} s {table[name][chosen][1] // 1024} KiB, "
+            f"L6 {table[name][6][0]:.3f} s {table[name][6][1] // 1024} KiB"
+            + (f", vips {table[name]['vips'][0]:.3f} s {table[name]['vips'][1] // 1024} KiB" if "vips" in table[name]
+               else "")
+            for name in subjects)
+        verdict = f"default level {formats.DEFAULT_COMPRESSION} is the measured choice ({chosen}): " + (
+            "met" if ok else "MISSED")
+        common.append_result("bench_compression", figures, verdict,
+                             (("libvips", common.tool_version(["vips", "--version"])),) if common.tool("vips") else ())
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
