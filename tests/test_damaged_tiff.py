@@ -1,4 +1,4 @@
-"""Damaged TIFFs the fuzz test found: refused quickly with one clear line, never decoded for as long as the header claims.
+"""Damaged TIFFs the fuzz test found: refused quickly with one clear line, never decoded as the header claims.
 
 The files under tests/data are the exact mutated bytes of ``tests/test_fuzz.py`` (seed 20261202):
 case 2606 (ImageLength bytes set to 0xffff: 4294901770 rows in one 10-row strip; 64 s, then an empty reason)
