@@ -240,11 +240,11 @@ def run(job: Job, params: PoolParams, options: Options) -> Result:
         else:
             _run_file(job, params, options, result)
     except _USER_ERRORS as error:
-        result.status, result.error, result.output = "error", storage.redact(str(error)), None
+        result.status, result.error, result.output = "error", _reason(str(error), error), None
     except MemoryError:
         result.status, result.error, result.output = "error", "not enough memory for this image", None
     except OSError as error:  # reading the input: the path as given, never a temporary name
-        reason = storage.redact(error.strerror or str(error))
+        reason = _reason(error.strerror or str(error), error)
         result.status, result.error, result.output = "error", reason, None
     except Exception as error:  # a bug: one bad file must never end the run with a traceback
         if debug_wanted(options):
@@ -253,6 +253,16 @@ def run(job: Job, params: PoolParams, options: Options) -> Result:
         result.error = storage.redact(internal_error(error))
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _reason(text: str, error: BaseException) -> str:
+    """The one-line reason for the user: never empty (an exception without a message said nothing).
+
+    >>> _reason("", OSError())
+    'failed without a message from the system (OSError)'
+    """
+    text = storage.redact(" ".join(text.split()))
+    return text or f"failed without a message from the system ({type(error).__name__})"
 
 
 def _run_file(job: Job, params: PoolParams, options: Options, result: Result) -> None:

@@ -60,6 +60,8 @@ def open_if_streaming(source: str, memory_limit: int, max_pixels: int | None) ->
     """The TIFF opened for streaming, or ``None`` when Pillow's path should take it."""
     try:
         info = tiled.open_tiff(source)
+    except tiled.DamagedTiff:
+        raise  # Pillow would trust the same damaged header
     except TiledError:
         return None  # let Pillow try, and say what is wrong in its own words
     if info is None:

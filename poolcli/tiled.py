@@ -38,6 +38,38 @@ class TiledError(Exception):
     """A giant-image input or output that cannot be handled, with a one-line reason."""
 
 
+class DamagedTiff(TiledError):
+    """A TIFF whose header contradicts itself or the file size: refused, not handed on to Pillow
+    (whose decoder would trust the same header and allocate or loop for as long as it claims)."""
+
+
+def check_segments(page: Any, file_size: int) -> None:
+    """Refuse a page whose strips/tiles do not fit its header or the file, before any decoding.
+
+    Bounded work (one pass over the listed segments): a header mutated to claim billions of rows
+    otherwise sends every later step (the output size, the decoder) after those rows.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as Page
+    >>> check_segments(Page(chunked=(2, 1, 1), dataoffsets=(8, 68), databytecounts=(60, 60), is_tiled=False), 128)
+    >>> check_segments(Page(chunked=(9, 1, 1), dataoffsets=(8,), databytecounts=(60,), is_tiled=False), 128)
+    Traceback (most recent call last):
+    ...
+    poolcli.tiled.DamagedTiff: damaged TIFF: its header asks for 9 strips but the file lists 1
+    """
+    kind = "tiles" if page.is_tiled else "strips"
+    expected = int(np.prod(page.chunked, dtype=np.int64))
+    listed = len(page.dataoffsets)
+    if listed != expected or len(page.databytecounts) != expected:
+        raise DamagedTiff(f"damaged TIFF: its header asks for {expected} {kind} but the file lists {listed}")
+    ends = np.asarray(page.dataoffsets, dtype=np.uint64) + np.asarray(page.databytecounts, dtype=np.uint64)
+    past = np.flatnonzero((ends > file_size) & (np.asarray(page.databytecounts) > 0))
+    if past.size:
+        raise DamagedTiff(f"damaged TIFF: {kind[:-1]} {int(past[0])} ends at byte {int(ends[past[0]])}, "
+                          f"past the end of the {file_size}-byte file (truncated?)")
+
+
 # --------------------------------------------------------------------------------------------
 # Outputs that appear whole or not at all
 # --------------------------------------------------------------------------------------------
@@ -360,6 +392,9 @@ def open_tiff(path: str) -> TiffInput | None:
     except Exception as error:  # damaged headers raise many types inside tifffile
         raise TiledError(f"not a readable TIFF ({type(error).__name__}: {error})") from None
     try:
+        # Index every page first: tifffile then stops at a circular IFD chain once, where walking
+        # ``series`` page by page re-parses the loop (a mutated next-IFD offset took 10 s).
+        len(handle.pages)
         series = handle.series[0]
         level = series.levels[0]
         page = series.keyframe
@@ -372,6 +407,7 @@ def open_tiff(path: str) -> TiffInput | None:
             handle.close()
             return None
         channels = big[0] if big else 1
+        check_segments(page, handle.filehandle.size)
         if page.dtype is None or np.dtype(page.dtype).kind not in "uif":
             handle.close()
             return None
@@ -386,6 +422,9 @@ def open_tiff(path: str) -> TiffInput | None:
             extrasamples=extrasamples, compression=int(page.compression), tiled=page.is_tiled,
             bigtiff=handle.is_bigtiff, ome=handle.is_ome, chunk_rows=int(chunk_rows), pages=len(handle.pages),
             handle=handle)
+    except DamagedTiff:
+        handle.close()
+        raise
     except Exception as error:  # a header tifffile opened but cannot make sense of
         handle.close()
         raise TiledError(f"not a readable TIFF ({type(error).__name__}: {error})") from None
