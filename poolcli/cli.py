@@ -15,11 +15,12 @@ import os
 import re
 import sys
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any, BinaryIO, NoReturn
 
 import click
 
-from poolcli import __version__, formats, paths
+from poolcli import __version__, formats
 from poolcli.exits import ExitCode, exit_code, internal_error, stop_message, stop_signals_handled
 from poolcli.params import DEFAULT_MEMORY_LIMIT, Pair, PoolParams, format_pair, parse_size
 
@@ -680,13 +681,19 @@ def explain_avg(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: 
     explain_matrix(ctx, _checked(ctx, params), **shown)
 
 
+def _paths() -> ModuleType:
+    from poolcli import paths  # (tempfile, socket, hashlib: not for --help and --version)
+
+    return paths
+
+
 def _check_pictures(ctx: click.Context, matrix: str, svg_path: str | None, png_path: str | None) -> None:
     """Every path explain writes differs from its input and from each other: usage error, before any work."""
     for option, path in (("--svg", svg_path), ("--png", png_path)):
-        if path is not None and os.path.lexists(matrix) and paths.same_file(path, matrix):
+        if path is not None and os.path.lexists(matrix) and _paths().same_file(path, matrix):
             raise click.BadParameter(f"{path} is the input MATRIX; explain never overwrites its input: "
                                      "give another file", ctx=ctx, param_hint=f"'{option}'")
-    if svg_path is not None and png_path is not None and paths.same_file(svg_path, png_path):
+    if svg_path is not None and png_path is not None and _paths().same_file(svg_path, png_path):
         raise click.BadParameter(f"--svg and --png both name {png_path}: give two files", ctx=ctx,
                                  param_hint="'--png'")
 
@@ -728,6 +735,7 @@ def explain_matrix(ctx: click.Context, params: PoolParams, *, matrix: str, crop:
     except picture.PictureTooLarge as error:
         raise click.UsageError(str(error), ctx=ctx) from None
     render_explanation(explanation, make_console(sys.stdout), summary)  # the explanation is the output
+    paths = _paths()
     try:  # both pictures appear together or not at all; devices and FIFOs are written through
         paths.write_all([(path, _writer(data)) for path, data in pictures])
     except paths.OutputError as error:  # "cannot write FILE: reason", FILE as given (never a temporary file)
