@@ -521,7 +521,7 @@ def _scheduler_address(ctx: click.Context, scheduler: str | None, storage_option
     """--scheduler, else Dask's own setting (when Dask is installed), else None: no cluster."""
     from pathlib import Path
 
-    from poolcli import cluster, storage
+    from poolcli import storage
 
     try:
         storage.check_options(storage_options)
@@ -530,6 +530,8 @@ def _scheduler_address(ctx: click.Context, scheduler: str | None, storage_option
     one_local_file = len(inputs) == 1 and not storage.is_url(inputs[0]) and not Path(inputs[0]).is_dir()
     if scheduler is None and one_local_file:
         return None  # runs here anyway: a standing DASK_SCHEDULER_ADDRESS must not slow single files down
+    from poolcli import cluster  # not before: one file needs neither it nor its imports (glob, logging)
+
     if scheduler is None:
         address = cluster.default_address()
         return address if address and cluster.installed() else None
