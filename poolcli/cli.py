@@ -15,11 +15,12 @@ import os
 import re
 import sys
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any, BinaryIO, NoReturn
 
 import click
 
-from poolcli import __version__, formats, paths
+from poolcli import __version__, formats
 from poolcli.exits import ExitCode, exit_code, internal_error, stop_message, stop_signals_handled
 from poolcli.params import DEFAULT_MEMORY_LIMIT, Pair, PoolParams, format_pair, parse_size
 
@@ -520,7 +521,7 @@ def _scheduler_address(ctx: click.Context, scheduler: str | None, storage_option
     """--scheduler, else Dask's own setting (when Dask is installed), else None: no cluster."""
     from pathlib import Path
 
-    from poolcli import cluster, storage
+    from poolcli import storage
 
     try:
         storage.check_options(storage_options)
@@ -529,6 +530,8 @@ def _scheduler_address(ctx: click.Context, scheduler: str | None, storage_option
     one_local_file = len(inputs) == 1 and not storage.is_url(inputs[0]) and not Path(inputs[0]).is_dir()
     if scheduler is None and one_local_file:
         return None  # runs here anyway: a standing DASK_SCHEDULER_ADDRESS must not slow single files down
+    from poolcli import cluster  # not before: one file needs neither it nor its imports (glob, logging)
+
     if scheduler is None:
         address = cluster.default_address()
         return address if address and cluster.installed() else None
@@ -680,13 +683,19 @@ def explain_avg(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: 
     explain_matrix(ctx, _checked(ctx, params), **shown)
 
 
+def _paths() -> ModuleType:
+    from poolcli import paths  # (tempfile, socket, hashlib: not for --help and --version)
+
+    return paths
+
+
 def _check_pictures(ctx: click.Context, matrix: str, svg_path: str | None, png_path: str | None) -> None:
     """Every path explain writes differs from its input and from each other: usage error, before any work."""
     for option, path in (("--svg", svg_path), ("--png", png_path)):
-        if path is not None and os.path.lexists(matrix) and paths.same_file(path, matrix):
+        if path is not None and os.path.lexists(matrix) and _paths().same_file(path, matrix):
             raise click.BadParameter(f"{path} is the input MATRIX; explain never overwrites its input: "
                                      "give another file", ctx=ctx, param_hint=f"'{option}'")
-    if svg_path is not None and png_path is not None and paths.same_file(svg_path, png_path):
+    if svg_path is not None and png_path is not None and _paths().same_file(svg_path, png_path):
         raise click.BadParameter(f"--svg and --png both name {png_path}: give two files", ctx=ctx,
                                  param_hint="'--png'")
 
@@ -728,6 +737,7 @@ def explain_matrix(ctx: click.Context, params: PoolParams, *, matrix: str, crop:
     except picture.PictureTooLarge as error:
         raise click.UsageError(str(error), ctx=ctx) from None
     render_explanation(explanation, make_console(sys.stdout), summary)  # the explanation is the output
+    paths = _paths()
     try:  # both pictures appear together or not at all; devices and FIFOs are written through
         paths.write_all([(path, _writer(data)) for path, data in pictures])
     except paths.OutputError as error:  # "cannot write FILE: reason", FILE as given (never a temporary file)
