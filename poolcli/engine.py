@@ -1111,9 +1111,6 @@ def axis_divisors(
     return np.minimum(end, size) - np.maximum(start, 0)
 
 
-# The name explain.py used before axis_divisors was public; remove once nothing uses it.
-_axis_divisors = axis_divisors
-
 
 def _avg_block_sums(slab: np.ndarray, plan: _Plan, n_rows: int) -> np.ndarray:
     (kh, kw), (sh, sw) = plan.kernel, plan.stride
