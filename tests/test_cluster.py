@@ -206,16 +206,23 @@ def test_collisions_are_refused_before_any_task(scheduler, photos, tmp_path, inv
     assert not (tmp_path / "out").exists()
 
 
+def _run_on_cluster(address: str, tmp_path, rng, count: int, side: int) -> subprocess.Popen:
+    """``poolcli max many -o out --json --scheduler ADDRESS`` as a real subprocess, over ``count``
+    random RGB PNGs of ``side`` x ``side`` in ``tmp_path/many``."""
+    source = tmp_path / "many"
+    source.mkdir()
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(source / f"i{i:02d}.png",
+                                                                                     compress_level=1)
+    return subprocess.Popen(
+        [sys.executable, "-m", "poolcli", "max", "many", "-o", "out", "-k", "2", "--json", "--scheduler", address],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
 def test_a_worker_killed_mid_run_costs_only_time(scheduler, tmp_path, rng):
     address, client, _ = scheduler
     source = tmp_path / "many"
-    source.mkdir()
-    for i in range(12):
-        Image.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)).save(source / f"i{i:02d}.png",
-                                                                                   compress_level=1)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "poolcli", "max", "many", "-o", "out", "-k", "2", "--json", "--scheduler", address],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    process = _run_on_cluster(address, tmp_path, rng, count=12, side=128)
     first = process.stdout.readline()
     assert b'"status": "ok"' in first  # under way
     victim = sorted(client.run(os.getpid).values())[0]
@@ -231,14 +238,7 @@ def test_a_worker_killed_mid_run_costs_only_time(scheduler, tmp_path, rng):
 
 def test_ctrl_c_cancels_and_leaves_nothing_partial(scheduler, tmp_path, rng):
     address, client, _ = scheduler
-    source = tmp_path / "many"
-    source.mkdir()
-    for i in range(24):
-        Image.fromarray(rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)).save(source / f"i{i:02d}.png",
-                                                                                   compress_level=1)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "poolcli", "max", "many", "-o", "out", "-k", "2", "--json", "--scheduler", address],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    process = _run_on_cluster(address, tmp_path, rng, count=24, side=300)
     assert b'"status": "ok"' in process.stdout.readline()
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
