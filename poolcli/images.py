@@ -1,8 +1,8 @@
 """Image files in and out: the only module that reads and writes images with Pillow (and
 imagecodecs' PNG codec); ``explain.picture`` only draws explain's PNG with it.
 
-May import: NumPy, Pillow, imagecodecs (16-bit colour PNG only, on first use), ``formats``,
-``frames`` and the standard library.
+May import: NumPy, Pillow, imagecodecs (reading 16-bit colour PNG only, on first use), ``engine``,
+``formats``, ``frames``, ``png`` (which writes every single-frame PNG) and the standard library.
 
 Decoding gives a :class:`Picture`: its frames (:class:`~poolcli.frames.Frame`, shape (H, W, C))
 in one of the modes of :data:`poolcli.formats.MODES`, with the metadata worth keeping.  Encoding
@@ -28,7 +28,6 @@ import logging
 import os
 import re
 import struct
-import tempfile
 import threading
 import warnings
 import zlib
@@ -37,9 +36,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, TypeGuard
 
 import numpy as np
-from PIL import ExifTags, Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
 
-from poolcli import engine, formats
+from poolcli import engine, formats, png
 from poolcli.formats import (  # re-exported: the names callers used before formats.py existed
     DEFAULT_COMPRESSION,
     DEFAULT_MAX_FRAMES,
@@ -148,21 +147,28 @@ class LazyFrame:
     Pillow's decoded image and once as an array.  ``close()`` frees Pillow's copy.
     """
 
-    def __init__(self, image: Image.Image, mode: str):
+    def __init__(self, image: Image.Image, mode: str, stream: png.RowStream | None = None):
         width, height = image.size
         self.image = image
         self.mode = mode
         self.dtype = MODE_DTYPES[mode]
         self.shape = (height, width, len(image.getbands()))
         self._lock = threading.Lock()  # Pillow images are not documented as thread-safe
+        self._stream = stream  # a PNG still being decoded into ``image`` (see _png_stream)
 
     def rows(self, top: int, bottom: int) -> np.ndarray:
+        self._wait(bottom)
         with self._lock:
             strip = _strip(self.image, top, bottom)
         return strip if strip.dtype == self.dtype else strip.astype(self.dtype)
 
     def to_array(self) -> np.ndarray:
+        self._wait(self.shape[0])
         return _pixels(self.image, self.mode)
+
+    def _wait(self, rows: int) -> None:
+        if self._stream is not None:
+            _wait_for_rows(self._stream, rows)
 
     def planes(self) -> engine.RowSource:
         height, width, channels = self.shape
@@ -171,11 +177,14 @@ class LazyFrame:
 
     def value_range(self) -> tuple[float, float]:
         """(min, max) over all channels, from Pillow, without copying the pixels out."""
+        self._wait(self.shape[0])
         extrema = self.image.getextrema()
         pairs = extrema if isinstance(extrema[0], tuple) else (extrema,)
         return min(p[0] for p in pairs), max(p[1] for p in pairs)
 
     def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()  # first: its decoder writes into the image
         self.image.close()
 
 
@@ -369,10 +378,22 @@ _STDERR_LOCK = threading.RLock()  # file descriptor 2 is the process's: one capt
 _sink: tuple[int, BinaryIO] | None = None  # (pid, file): reused, as creating a file costs more than a decode
 
 
+def _anonymous_file() -> BinaryIO:
+    """A file with no name that lives as long as the process: in memory where Linux offers it
+    (importing tempfile would cost a small run more than its decode)."""
+    memfd_create = getattr(os, "memfd_create", None)
+    if memfd_create is not None:
+        with contextlib.suppress(OSError):
+            return os.fdopen(memfd_create("poolcli-stderr", getattr(os, "MFD_CLOEXEC", 0)), "w+b")
+    import tempfile
+
+    return tempfile.TemporaryFile()
+
+
 def _stderr_sink() -> BinaryIO:
     global _sink
     if _sink is None or _sink[0] != os.getpid():  # a forked worker must not share its parent's file offset
-        _sink = (os.getpid(), tempfile.TemporaryFile())  # noqa: SIM115 - lives as long as the process
+        _sink = (os.getpid(), _anonymous_file())
     sink = _sink[1]
     sink.seek(0)
     sink.truncate()
@@ -539,9 +560,25 @@ def _decode_open(img: Image.Image, source: str | bytes, decoding: _Decoding, aut
     decoding.frame = 0
     tile = getattr(img, "tile", None)  # read before getexif(), which loads the pixels
     raw = tile[0].args if img.format == "PNG" and tile else None
+    stream = _png_stream(img, source) if lazy and n_frames == 1 else None
+    try:
+        return _decode_frames(img, source, decoding, auto_orient, lazy, raw, stream)
+    except BaseException:
+        if stream is not None:
+            stream.close()  # before the caller closes the image its decoder writes into
+        raise
+
+
+def _decode_frames(img: Image.Image, source: str | bytes, decoding: _Decoding, auto_orient: bool, lazy: bool,
+                   raw: object, stream: png.RowStream | None) -> tuple[Picture, bool]:
+    n_frames = getattr(img, "n_frames", 1)
     orientation = _orientation(img) if auto_orient else None
     if n_frames == 1 and raw in _PNG_16BIT_COLOUR:
         return _decode_png16(img, source, _PNG_16BIT_COLOUR[raw], orientation), False
+    if stream is not None and orientation:  # turning the image needs all of it
+        _wait_for_rows(stream, img.size[1])
+        stream.close()
+        stream = None
 
     frames_img, durations, transparency = [], [], False
     for index in range(n_frames):
@@ -561,7 +598,7 @@ def _decode_open(img: Image.Image, source: str | bytes, decoding: _Decoding, aut
         if orientation:
             converted = converted.transpose(_TRANSPOSES[orientation])
         if lazy and n_frames == 1:
-            frames.append(LazyFrame(converted, mode))
+            frames.append(LazyFrame(converted, mode, stream if converted is img else None))
             continue
         frames.append(ArrayFrame(_pixels(converted, mode)))
         if converted is not frame:
@@ -573,6 +610,57 @@ def _decode_open(img: Image.Image, source: str | bytes, decoding: _Decoding, aut
                       orientation=orientation, **_metadata(img, orientation))
     keep_open = any(isinstance(f, LazyFrame) and f.image is img for f in frames)
     return picture, keep_open
+
+
+# PNG raw modes whose rows stream while they are pooled (png.RowStream) -> the Pillow mode they
+# open as, which is already poolcli's: no conversion, nothing but the rows to wait for.
+_STREAMED_PNG = {"L": "L", "LA": "LA", "RGB": "RGB", "RGBA": "RGBA", "I;16B": "I;16"}
+
+
+def _png_stream(img: Image.Image, source: str | bytes) -> png.RowStream | None:
+    """Start decoding a plain, non-interlaced PNG into ``img`` in the background (see
+    :mod:`poolcli.png`), or None for any other file, which Pillow decodes as a whole.
+
+    Pillow's own decoder unfilters the rows (``Image._getdecoder``, as ``ImageFile.load`` uses
+    it); ``img`` is left loaded as far as Pillow knows, so that reading its rows never starts a
+    second decode."""
+    if not isinstance(img, ImageFile.ImageFile):
+        return None
+    tile = img.tile
+    if img.format != "PNG" or len(tile) != 1 or tile[0][0] != "zip" or not isinstance(tile[0][3], str):
+        return None
+    raw = tile[0][3]
+    if _STREAMED_PNG.get(raw) != img.mode or "transparency" in img.info or img.info.get("interlace") \
+            or not callable(getattr(Image, "_getdecoder", None)):
+        return None
+    spans = png.idat_spans(source)
+    if spans is None or spans[0][0] != tile[0][2]:
+        return None
+    decoder = Image._getdecoder(img.mode, "zip", raw)
+    img.load_prepare()  # allocates img.im
+    decoder.setimage(img.im, (0, 0, *img.size))
+    img.tile = []
+
+    def feed(data: bytes) -> bool:
+        consumed, status = decoder.decode(data)
+        if status < 0:  # Pillow's words for it, as ImageFile.load would raise them
+            raise getattr(ImageFile, "_get_oserror", lambda code, encoder: OSError(f"decoder error {code}"))(
+                status, encoder=False)
+        if consumed < 0:  # every row decoded
+            decoder.cleanup()
+            return True
+        return False
+
+    width, height = img.size
+    row_bytes = 1 + width * len(img.getbands()) * (2 if raw == "I;16B" else 1)
+    return png.RowStream(source, spans, row_bytes, height, feed)
+
+
+def _wait_for_rows(stream: png.RowStream, rows: int) -> None:
+    try:
+        stream.wait(rows)
+    except png.StreamError as error:
+        raise ImageError(f"truncated or damaged PNG data ({error})") from None
 
 
 def _decode_png16(img: Image.Image, source: str | bytes, mode: str, orientation: int | None) -> Picture:
@@ -798,8 +886,10 @@ def encode(picture: Picture, stream: BinaryIO, file_format: str, *, quality: int
         can = ", ".join(name for name, fmt in formats.FORMATS.items() if fmt.frames)
         raise ImageError(f"{file_format} cannot hold {len(frames)} frames; use {can}")
     options = _save_options(picture, file_format, quality, compression, dpi_scale)
-    if mode in _PNG_16BIT_COLOUR.values():
-        stream.write(_png16(frames[0].to_array(), options))
+    if file_format == "PNG" and len(frames) == 1:  # poolcli's own writer: several times faster than Pillow's
+        pixels = frames[0].to_array()
+        png.write(stream, pixels.astype(MODE_DTYPES[mode], copy=False), options["compress_level"],
+                  _png_chunks(options))
         return
     images = [_frame_image(frame.to_array(), mode) for frame in frames]
     if len(images) > 1:
@@ -821,26 +911,16 @@ def encode(picture: Picture, stream: BinaryIO, file_format: str, *, quality: int
             image.close()
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def _png16(array: np.ndarray, options: dict[str, Any]) -> bytes:
-    """A 16-bit colour PNG (imagecodecs' encoder), with the metadata chunks Pillow would write
-    for the same ``options`` placed after IHDR (imagecodecs writes pixels only)."""
-    import imagecodecs
-
-    data = bytes(imagecodecs.png_encode(np.ascontiguousarray(array, dtype=np.uint16),
-                                        level=options.get("compress_level", DEFAULT_COMPRESSION)))
-    chunks = b""
+def _png_chunks(options: dict[str, Any]) -> list[bytes]:
+    """The metadata chunks Pillow would write for the same save ``options``, for :mod:`poolcli.png`."""
+    chunks = []
     if icc := options.get("icc_profile"):
-        chunks += _png_chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc))
+        chunks.append(png.chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc)))
     if dpi := options.get("dpi"):
-        chunks += _png_chunk(b"pHYs", struct.pack(">IIB", int(dpi[0] / 0.0254 + 0.5), int(dpi[1] / 0.0254 + 0.5), 1))
+        chunks.append(png.chunk(b"pHYs", struct.pack(">IIB", int(dpi[0] / 0.0254 + 0.5), int(dpi[1] / 0.0254 + 0.5),
+                                                     1)))
     if exif := options.get("exif"):
-        chunks += _png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\0\0") else exif)
+        chunks.append(png.chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\0\0") else exif))
     if info := options.get("pnginfo"):
-        for kind, value, *_ in info.chunks:
-            chunks += _png_chunk(kind, value)
-    end_of_ihdr = 8 + 8 + 13 + 4  # signature, IHDR length and type, its 13 bytes, CRC
-    return data[:end_of_ihdr] + chunks + data[end_of_ihdr:]
+        chunks.extend(png.chunk(kind, value) for kind, value, *_ in info.chunks)
+    return chunks

@@ -42,6 +42,7 @@ IMPORT_TIME = {
     "poolcli.results": _but("numpy"),
     "poolcli.pixels": _but("numpy"),
     "poolcli.frames": _but("numpy"),
+    "poolcli.png": _but("numpy"),
     "poolcli.report": _but("numpy", "rich"),
     "poolcli.images": ("rich", "click"),
     "poolcli.pipeline": ("rich", "click"),

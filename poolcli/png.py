@@ -1,0 +1,359 @@
+"""PNG files written fast, and read while they are pooled.
+
+May import: NumPy, imagecodecs (its libdeflate codec, on first use) and the standard library
+(never Pillow: ``images`` hands :class:`RowStream` the function that unfilters rows).
+
+Writing
+-------
+Encoding, not pooling, decided the time of a PNG run: Pillow's encoder (zlib-ng behind a
+row-at-a-time filter loop) took 0.55 s for a 2048x2048 RGB image at level 2.  Here the five PNG
+row filters are whole-array NumPy operations on bands of rows, each row keeps the filter with the
+smallest sum of absolute values (libpng's heuristic), and libdeflate compresses the filtered
+image in one call: 0.13 s for a smaller file (README, "PNG compression").
+
+Every single-frame PNG poolcli writes comes through here, 8-bit and 16-bit; animated PNG is
+Pillow's.  The caller passes the metadata chunks (:func:`chunk`).
+
+Reading
+-------
+Inflating the image data is most of the time of decoding a PNG (0.33 of 0.40 s for a 4096x4096
+photo), and zlib's inflate is one thread.  :class:`RowStream` inflates on a thread of its own
+and hands the inflated, still filtered rows to a second thread that unfilters them (Pillow's
+own PNG decoder, fed the rows as stored deflate blocks), so that pooling can start on the first
+rows while the rest are still being inflated.  Rows are read as they become ready
+(:meth:`RowStream.wait`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import queue
+import struct
+import threading
+import zlib
+from collections.abc import Callable, Sequence
+from typing import BinaryIO
+
+import numpy as np
+
+SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Channels -> PNG colour type: gray, gray with alpha, RGB, RGBA.
+COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}
+# From this level on the Paeth filter is tried too: about 1% smaller files for 3 to 5 times the
+# filtering time (benchmarks/bench_compression.py).
+PAETH_LEVEL = 6
+# Rows filtered at once, so that a band's scratch arrays stay in the CPU cache's reach (256 KiB
+# was the fastest of 32 KiB to 1 MiB; threads made it slower: NumPy's steps are too small).
+_BAND_BYTES = 1 << 18
+# Filtered images smaller than this are compressed by zlib, which is already loaded.
+_LIBDEFLATE_BYTES = 1 << 20
+# IDAT chunks of at most this many bytes (any size up to 2**31 - 1 is valid PNG).
+_IDAT_BYTES = 1 << 20
+
+
+def chunk(kind: bytes, data: bytes) -> bytes:
+    """One PNG chunk: length, type, data, CRC.
+
+    >>> chunk(b"IEND", b"").hex()
+    '0000000049454e44ae426082'
+    """
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def write(stream: BinaryIO, pixels: np.ndarray, level: int, chunks: Sequence[bytes] = ()) -> None:
+    """Write (H, W, C) ``pixels`` (uint8 or uint16, 1 to 4 channels: gray, gray with alpha, RGB,
+    RGBA) as a non-interlaced PNG, with ``chunks`` (made by :func:`chunk`) before the image data.
+
+    ``level`` is libdeflate's level, 0 to 9 (0 stores the rows unfiltered and uncompressed).
+
+    Examples
+    --------
+    >>> import io
+    >>> out = io.BytesIO()
+    >>> write(out, np.array([[[0], [255]]], dtype=np.uint8), level=6)
+    >>> out.getvalue()[:8] == SIGNATURE, out.getvalue()[12:16]
+    (True, b'IHDR')
+    """
+    height, width, channels = pixels.shape
+    if pixels.dtype not in (np.uint8, np.uint16) or channels not in COLOUR_TYPES or not 0 <= level <= 9:
+        raise ValueError(f"cannot write {pixels.dtype} pixels of {channels} channels at level {level} as PNG")
+    depth = pixels.dtype.itemsize * 8
+    header = struct.pack(">IIBBBBB", width, height, depth, COLOUR_TYPES[channels], 0, 0, 0)
+    compressed = _compressed(filtered(pixels, level), level)
+    stream.write(SIGNATURE + chunk(b"IHDR", header) + b"".join(chunks))
+    view = memoryview(compressed)
+    for start in range(0, max(len(view), 1), _IDAT_BYTES):
+        part = view[start: start + _IDAT_BYTES]
+        stream.write(struct.pack(">I", len(part)) + b"IDAT")
+        stream.write(part)
+        stream.write(struct.pack(">I", zlib.crc32(part, zlib.crc32(b"IDAT"))))
+    stream.write(chunk(b"IEND", b""))
+
+
+def filtered(pixels: np.ndarray, level: int) -> np.ndarray:
+    """The rows of ``pixels`` as PNG filters them: (H, 1 + row bytes) uint8, each row its filter
+    type then its filtered bytes (big-endian samples).  Level 0 filters nothing; higher levels
+    choose per row among None, Sub, Up and Average (and Paeth from :data:`PAETH_LEVEL`).
+
+    >>> filtered(np.array([[[10], [12]], [[11], [15]]], dtype=np.uint8), level=1).tolist()
+    [[1, 10, 2], [2, 1, 3]]
+    """
+    height, width, channels = pixels.shape
+    big_endian = pixels.dtype.newbyteorder(">")
+    stride = width * channels * pixels.dtype.itemsize
+    out = np.empty((height, stride + 1), dtype=np.uint8)
+    if level == 0 or stride == 0:
+        out[:, 0] = 0
+        np.copyto(out[:, 1:].view(big_endian).reshape(height, width, channels), pixels)
+        return out
+    band = max(1, _BAND_BYTES // stride)
+    filters = _Filters(band, stride, channels * pixels.dtype.itemsize, paeth=level >= PAETH_LEVEL)
+    for top in range(0, height, band):
+        part = pixels[top: top + band]
+        np.copyto(filters.rows[1: 1 + len(part)].view(big_endian).reshape(part.shape), part)
+        filters.filter(len(part), out[top: top + len(part)])
+    return out
+
+
+class _Filters:
+    """Filters bands of rows with scratch arrays made once: fresh temporaries for every band
+    cost a page fault per 4 KiB (measured: 0.1 s of system time for a 2048x2048 RGB image)."""
+
+    def __init__(self, band: int, stride: int, bpp: int, paeth: bool):
+        self.bpp = bpp
+        self.rows = np.zeros((band + 1, stride), dtype=np.uint8)  # row 0: the row above the band
+        self.filtered = np.empty((5 if paeth else 4, band, stride), dtype=np.uint8)
+        self.scratch = np.empty((2, band, stride), dtype=np.uint8)
+        self.costs = np.empty((len(self.filtered), band), dtype=np.uint32)
+        self.wide = np.empty((6, band, stride), dtype=np.int16) if paeth else None
+        self.masks = np.empty((2, band, stride), dtype=bool) if paeth else None
+
+    def filter(self, n: int, out: np.ndarray) -> None:
+        """Filter rows 1..n of ``self.rows`` into ``out`` (n rows), each row by the filter whose
+        bytes, read as signed, have the smallest sum of absolute values; then keep the last row
+        as the next band's row above."""
+        bpp, x, up = self.bpp, self.rows[1: n + 1], self.rows[:n]
+        none, sub, average = self.filtered[0, :n], self.filtered[1, :n], self.filtered[3, :n]
+        half, low = self.scratch[0, :n], self.scratch[1, :n]
+        np.copyto(none, x)
+        sub[:, :bpp] = x[:, :bpp]
+        np.subtract(x[:, bpp:], x[:, :-bpp], out=sub[:, bpp:])  # uint8: modulo 256, as PNG wants
+        np.subtract(x, up, out=self.filtered[2, :n])
+        # Average: floor((left + up) / 2) without leaving 8 bits: (a & b) + ((a ^ b) >> 1).
+        np.right_shift(up[:, :bpp], 1, out=half[:, :bpp])
+        np.bitwise_xor(x[:, :-bpp], up[:, bpp:], out=half[:, bpp:])
+        np.right_shift(half[:, bpp:], 1, out=half[:, bpp:])
+        np.bitwise_and(x[:, :-bpp], up[:, bpp:], out=low[:, bpp:])
+        np.add(half[:, bpp:], low[:, bpp:], out=half[:, bpp:])
+        np.subtract(x, half, out=average)
+        if self.wide is not None:
+            self._paeth(n)
+        costs = self.costs[:, :n]
+        for kind in range(len(self.filtered)):  # |byte as signed| = min(v, 256 - v)
+            np.negative(self.filtered[kind, :n], out=half)
+            np.minimum(self.filtered[kind, :n], half, out=half)
+            np.add.reduce(half, axis=1, dtype=np.uint32, out=costs[kind])
+        choice = costs.argmin(axis=0)  # ties go to the simpler filter, as in libpng
+        out[:, 0] = choice
+        for used in np.flatnonzero(np.bincount(choice)):  # not np.unique: it imports numpy.ma (13 ms)
+            np.copyto(out[:, 1:], self.filtered[used, :n], where=(choice == used)[:, None])
+        self.rows[0] = self.rows[n]
+
+    def _paeth(self, n: int) -> None:
+        assert self.wide is not None and self.masks is not None
+        bpp, x, up = self.bpp, self.rows[1: n + 1], self.rows[:n]
+        left, above, corner, to_corner_a, to_corner_b, both = (w[:n] for w in self.wide)
+        left[:, :bpp] = 0
+        left[:, bpp:] = x[:, :-bpp]
+        np.copyto(above, up)
+        corner[:, :bpp] = 0
+        corner[:, bpp:] = up[:, :-bpp]
+        np.subtract(above, corner, out=to_corner_a)  # the PNG spec's pa = |b - c|
+        np.subtract(left, corner, out=to_corner_b)  # pb = |a - c|
+        np.add(to_corner_a, to_corner_b, out=both)  # pc = |a + b - 2c|
+        for distance in (to_corner_a, to_corner_b, both):
+            np.abs(distance, out=distance)
+        first, second = self.masks[0, :n], self.masks[1, :n]
+        predictor = corner  # c, unless b is nearer, unless a is nearest
+        np.less_equal(to_corner_b, both, out=first)
+        np.copyto(predictor, above, where=first)
+        np.less_equal(to_corner_a, to_corner_b, out=first)
+        np.less_equal(to_corner_a, both, out=second)
+        np.logical_and(first, second, out=first)
+        np.copyto(predictor, left, where=first)
+        np.copyto(self.scratch[0, :n], predictor, casting="unsafe")  # 0..255: exact
+        np.subtract(x, self.scratch[0, :n], out=self.filtered[4, :n])
+
+
+def _compressed(data: np.ndarray, level: int) -> bytes:
+    """``data`` as one zlib stream: by libdeflate (its level 0 stores), or by zlib below
+    :data:`_LIBDEFLATE_BYTES` (importing imagecodecs would cost more than the compression) and
+    where an imagecodecs build lacks libdeflate (same format, larger and slower)."""
+    if data.nbytes < _LIBDEFLATE_BYTES:
+        return zlib.compress(data.data, level)
+    import imagecodecs
+
+    if getattr(imagecodecs, "DEFLATE", None) is not None and imagecodecs.DEFLATE.available:
+        return bytes(imagecodecs.deflate_encode(data, level=level))  # type: ignore[arg-type]  # any buffer
+    return zlib.compress(data.data, level)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class StreamError(Exception):
+    """The image data of a PNG is damaged or cut short; the message says how (Pillow's words)."""
+
+
+def _open(source: str | bytes) -> BinaryIO:
+    return io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
+
+
+def idat_spans(source: str | bytes) -> list[tuple[int, int]] | None:
+    """(offset, length) of each IDAT chunk's data, if the file is one plain image: chunks, then
+    consecutive IDAT chunks, then IEND.  None for anything else (APNG, chunks after the image
+    data, a layout cut short): those are read by Pillow as a whole.
+
+    >>> data = SIGNATURE + chunk(b"IHDR", bytes(13)) + chunk(b"IDAT", b"xy") + chunk(b"IEND", b"")
+    >>> idat_spans(data)
+    [(41, 2)]
+    """
+    with _open(source) as handle:
+        size = handle.seek(0, io.SEEK_END)
+        handle.seek(len(SIGNATURE))
+        spans: list[tuple[int, int]] = []
+        while True:
+            head = handle.read(8)
+            if len(head) < 8:
+                return None
+            length, kind = struct.unpack(">I4s", head)
+            start = handle.tell()
+            if start + length + 4 > size or kind == b"acTL":
+                return None
+            if kind == b"IDAT":
+                spans.append((start, length))
+            elif kind == b"IEND":
+                return spans or None
+            elif spans:  # a chunk after the image data (text, EXIF): Pillow reads those
+                return None
+            handle.seek(length + 4, io.SEEK_CUR)
+
+
+class RowStream:
+    """The filtered rows of a PNG's image data, inflated on one thread and handed to ``feed``
+    on another as a zlib stream of stored blocks (``feed`` returns True once it has every row).
+
+    ``row_bytes`` counts a row's filter byte.  :meth:`wait` blocks until a number of rows has been
+    fed; :meth:`close` stops both threads (call it before freeing what ``feed`` writes into).
+    """
+
+    _PIECE = 1 << 18  # compressed bytes read and inflated at a time
+
+    def __init__(self, source: str | bytes, spans: list[tuple[int, int]], row_bytes: int, height: int,
+                 feed: Callable[[bytes], bool]):
+        self._source, self._spans, self._feed = source, spans, feed
+        self._row_bytes, self._height = row_bytes, height
+        self._pieces: queue.Queue[bytes | StreamError | None] = queue.Queue(maxsize=16)
+        self._ready = threading.Condition()
+        self._rows = 0
+        self._error: StreamError | None = None
+        self._stopped = threading.Event()
+        self._threads = [threading.Thread(target=self._inflate, name="poolcli-inflate", daemon=True),
+                         threading.Thread(target=self._unfilter, name="poolcli-unfilter", daemon=True)]
+        for thread in self._threads:
+            thread.start()
+
+    def wait(self, rows: int) -> None:
+        """Return once ``rows`` rows are ready; raise :class:`StreamError` if they never will be."""
+        with self._ready:
+            self._ready.wait_for(lambda: self._rows >= rows or self._error is not None)
+            if self._stopped.is_set():
+                raise StreamError("reading stopped")
+            if self._rows < rows:
+                raise self._error or StreamError("image file is truncated")
+
+    def close(self) -> None:
+        """Stop reading; return once neither thread runs (``feed`` is never called after)."""
+        self._stopped.set()
+        while True:  # unblock the inflater if the queue is full, and the unfilterer if empty
+            try:
+                self._pieces.get_nowait()
+            except queue.Empty:
+                break
+        with contextlib.suppress(queue.Full):
+            self._pieces.put_nowait(None)
+        for thread in self._threads:
+            thread.join()
+        with self._ready:
+            self._error = self._error or StreamError("reading stopped")
+            self._ready.notify_all()
+
+    def _put(self, item: bytes | StreamError | None) -> bool:
+        while not self._stopped.is_set():
+            try:
+                self._pieces.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _inflate(self) -> None:
+        expected = self._row_bytes * self._height
+        inflater = zlib.decompressobj()
+        try:
+            with _open(self._source) as handle:
+                for offset, length in self._spans:
+                    handle.seek(offset)
+                    while length and expected and not self._stopped.is_set():
+                        data = handle.read(min(length, self._PIECE))
+                        if not data:
+                            raise StreamError("image file is truncated")
+                        length -= len(data)
+                        rows = inflater.decompress(data, expected)  # never more than the image holds
+                        expected -= len(rows)
+                        if rows and not self._put(rows):
+                            return
+                    if not expected or inflater.eof:
+                        break
+        except StreamError as error:
+            self._put(error)
+        except zlib.error as error:
+            self._put(StreamError(f"broken data stream when reading image file ({error})"))
+        except OSError as error:
+            self._put(StreamError(error.strerror or str(error)))
+        self._put(None)
+
+    def _unfilter(self) -> None:
+        fed = 0
+        try:
+            self._feed(b"\x78\x01")  # a zlib header; then each piece as stored blocks
+            while True:
+                piece = self._pieces.get()
+                if piece is None or self._stopped.is_set():
+                    break
+                if isinstance(piece, StreamError):
+                    raise piece
+                view = memoryview(piece)
+                blocks: list[bytes | memoryview] = []
+                for start in range(0, len(view), 0xFFFF):
+                    block = view[start: start + 0xFFFF]
+                    blocks += (struct.pack("<BHH", 0, len(block), len(block) ^ 0xFFFF), block)
+                done = self._feed(b"".join(blocks))
+                fed += len(piece)
+                with self._ready:
+                    self._rows = self._height if done else min(self._height, fed // self._row_bytes)
+                    self._ready.notify_all()
+                if done:
+                    break
+            if self._rows < self._height and not self._stopped.is_set():
+                raise StreamError("image file is truncated")
+        except StreamError as error:
+            self._fail(error)
+        except Exception as error:  # the decoder's own failure, in its words
+            self._fail(StreamError(str(error) or type(error).__name__))
+
+    def _fail(self, error: StreamError) -> None:
+        with self._ready:
+            self._error = error
+            self._ready.notify_all()
