@@ -21,7 +21,7 @@ from typing import Any, BinaryIO, NoReturn
 import click
 
 from poolcli import __version__, formats
-from poolcli.exits import ExitCode, exit_code, internal_error, stop_message, stop_signals_handled
+from poolcli.exits import ExitCode, exit_code, exit_quickly, internal_error, stop_message, stop_signals_handled
 from poolcli.params import DEFAULT_MEMORY_LIMIT, Pair, PoolParams, format_pair, parse_size
 
 INT32_MAX = 2**31 - 1
@@ -635,7 +635,11 @@ def pyramid_files(ctx: click.Context, params: PoolParams, *, input_path: str, ou
 def main() -> None:
     """Console-script entry point: the stop signals stay handled until the process has exited."""
     with stop_signals_handled(restore=False):
-        cli.main(prog_name="poolcli")
+        try:
+            cli.main(prog_name="poolcli")
+        except SystemExit as done:
+            exit_quickly(done.code)  # returns where Python's own exit must run
+            raise
 
 
 EPILOG_EXPLAIN = """\b

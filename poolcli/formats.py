@@ -142,7 +142,7 @@ DEFAULT_QUALITY: dict[str, int] = {name: fmt.quality for name, fmt in FORMATS.it
 # PNG's zlib level when --compression is not given: chosen by benchmarks/bench_compression.py
 # (README, "PNG compression"): the fastest level within 10% of Pillow's default size (6) on
 # photographs, within 35% on flat images.
-DEFAULT_COMPRESSION = 2
+DEFAULT_COMPRESSION = 1
 
 # Decompression-bomb limits (see images.decode): Pillow's default of about 89.5 megapixels per
 # frame (--max-pixels), twice that over all frames of a file together, and at most this many

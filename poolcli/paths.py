@@ -25,13 +25,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import io
 import os
-import socket
 import stat
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
@@ -41,7 +38,7 @@ STDIO = "-"
 STDOUT_NAMES = frozenset({"/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"})
 TEMP_SUFFIX = ".part"
 _NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems
-_RANDOM_LENGTH = 8  # tempfile's random part
+_RANDOM_LENGTH = 8  # random characters in a temporary name
 _HASH_PREFIX = ".poolcli-"
 
 Writer = Callable[[BinaryIO], object]
@@ -115,6 +112,8 @@ def temp_prefix(name: str) -> str:
     prefix = f".{name}."
     if len(os.fsencode(prefix)) + _RANDOM_LENGTH + len(TEMP_SUFFIX) <= _NAME_MAX:
         return prefix
+    import hashlib  # here: only names too long for a plain prefix need it
+
     digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
     return f"{_HASH_PREFIX}{digest}."
 
@@ -253,10 +252,22 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()
 
 
+def _create_temp(folder: str, prefix: str) -> tuple[int, str]:
+    """A new file ``prefix`` + 8 random characters + ``.part`` in ``folder``, created exclusively
+    and private (as ``tempfile.mkstemp``, whose import costs more than a small run's pooling)."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(100):
+        path = os.path.join(folder, f"{prefix}{os.urandom(_RANDOM_LENGTH // 2).hex()}{TEMP_SUFFIX}")
+        try:
+            return os.open(path, flags, 0o600), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused temporary name", os.path.join(folder, prefix))
+
+
 def _write_temp(pending: _Pending, write: Writer) -> None:
     folder = os.path.dirname(pending.target) or "."
-    descriptor, pending.temp = tempfile.mkstemp(
-        dir=folder, prefix=temp_prefix(os.path.basename(pending.target)), suffix=TEMP_SUFFIX)
+    descriptor, pending.temp = _create_temp(folder, temp_prefix(os.path.basename(pending.target)))
     with os.fdopen(descriptor, "w+b") as handle:  # readable too: Pillow's multi-page TIFF writer reads back
         write(cast(BinaryIO, _Sink(handle)))
         handle.flush()
@@ -317,6 +328,8 @@ def _write_stream(path: str, write: Writer) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
     elif stat.S_ISSOCK(_mode(path) or 0):
+        import socket
+
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
             connection.connect(path)
             connection.sendall(data)

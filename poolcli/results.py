@@ -6,7 +6,6 @@ May import: NumPy and params (no Pillow, Rich or Click).
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,6 +72,8 @@ def json_line(result: Result, params: PoolParams) -> str:
     >>> json_line(Result(input="caf\udce9.png", status="error"), PoolParams("max", (2, 2)))[:25]
     '{"input": "caf\\udce9.png"'
     """
+    import json  # here: a run without --json never needs it
+
     text = json.dumps(result.as_json(params), ensure_ascii=False)
     return _SURROGATES.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +75,8 @@ def check_segments(page: Any, file_size: int) -> None:
 
 def temporary_sibling(path: str | Path, directory: bool = False) -> Path:
     """A new hidden temporary file or folder beside ``path`` (same file system: renames are atomic)."""
+    import tempfile  # here: a small image's run never imports it (shutil, random, bz2, lzma: 5 ms)
+
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     if directory:
@@ -108,14 +108,20 @@ def commit(temporary: Path, target: str | Path) -> None:
         os.rmdir(old)
         os.replace(target, old)
         os.replace(temporary, target)
-        shutil.rmtree(old, ignore_errors=True)
+        _remove_tree(old)
     else:
         os.replace(temporary, target)
 
 
+def _remove_tree(folder: Path) -> None:
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def discard(temporary: Path) -> None:
     if temporary.is_dir():
-        shutil.rmtree(temporary, ignore_errors=True)
+        _remove_tree(temporary)
     else:
         with contextlib.suppress(OSError):
             temporary.unlink()
