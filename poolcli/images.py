@@ -887,9 +887,9 @@ def encode(picture: Picture, stream: BinaryIO, file_format: str, *, quality: int
         raise ImageError(f"{file_format} cannot hold {len(frames)} frames; use {can}")
     options = _save_options(picture, file_format, quality, compression, dpi_scale)
     if file_format == "PNG" and len(frames) == 1:  # poolcli's own writer: several times faster than Pillow's
-        pixels = frames[0].to_array()
-        png.write(stream, pixels.astype(MODE_DTYPES[mode], copy=False), options["compress_level"],
-                  _png_chunks(options))
+        frame = frames[0]  # read a band of rows at a time: a lazily pooled frame is pooled as it is written
+        pixels = frame if frame.dtype == MODE_DTYPES[mode] else frame.to_array().astype(MODE_DTYPES[mode])
+        png.write(stream, pixels, options["compress_level"], _png_chunks(options))
         return
     images = [_frame_image(frame.to_array(), mode) for frame in frames]
     if len(images) > 1:

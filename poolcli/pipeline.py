@@ -14,7 +14,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -363,9 +363,17 @@ def _pool_picture(picture: images.Picture, job: Job, params: PoolParams, options
     if options.compression is not None and file_format not in ("PNG", "TIFF"):
         result.notes.append(f"--compression has no effect on {file_format}")
 
-    pooled_picture, index_frames = pool_picture(picture, params, options, want_indices=options.indices_path is not None)
-    pooled_frames = [frame.to_array() for frame in pooled_picture.frames]
-    out_h, out_w = pooled_frames[0].shape[:2]
+    if file_format == "PNG" and len(picture.frames) == 1 and not options.indices_path \
+            and (picture.mode, file_format) not in formats.NARROWED_MODES:
+        # Pooled band by band as the PNG writer reads it, while the input may still be decoding.
+        pooled_picture, index_frames = pool_picture_lazily(picture, params, options), list[np.ndarray]()
+        pooled_frames = []
+        out_h, out_w = pooled_picture.frames[0].shape[:2]
+    else:
+        pooled_picture, index_frames = pool_picture(picture, params, options,
+                                                    want_indices=options.indices_path is not None)
+        pooled_frames = [frame.to_array() for frame in pooled_picture.frames]
+        out_h, out_w = pooled_frames[0].shape[:2]
     result.output_shape = (channels, out_h, out_w)
 
     outputs: list[tuple[str, Callable[[BinaryIO], None]]] = []
@@ -409,6 +417,20 @@ def pool_picture(picture: images.Picture, params: PoolParams, options: Options,
             index_frames.append(indices)
     picture.close()  # the input pixels are no longer needed: free them before encoding
     return picture.with_frames(pooled_frames), index_frames
+
+
+def pool_picture_lazily(picture: images.Picture, params: PoolParams, options: Options) -> images.Picture:
+    """``picture`` (one frame) with a frame that pools its rows as they are read
+    (:class:`poolcli.pixels.PooledFrame`); the input stays open until the caller closes it."""
+    frame = picture.frames[0]
+    height, width, channels = frame.shape
+    _check_fit(params, (channels, height, width), is_image=True)
+    if options.linear and params.op == "avg":
+        _check_linear(picture)
+    _, out_h, out_w = strips.output_shape((channels, height, width), params)
+    pooled = pixels.PooledFrame(frame, params, (out_h, out_w, channels), has_alpha=picture.has_alpha,
+                                premultiply=options.premultiply, linear=options.linear)
+    return replace(picture, frames=[pooled])
 
 
 def _check_fit(params: PoolParams, shape: tuple[int, ...], is_image: bool) -> None:

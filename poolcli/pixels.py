@@ -48,6 +48,41 @@ def pool_pixels(frame: Frame, params: PoolParams, *, has_alpha: bool = False,
 Planes = np.ndarray | engine.RowSource
 
 
+class PooledFrame:
+    """``source`` pooled by the pixel rules, computed strip by strip as its rows are read (the
+    :class:`~poolcli.frames.Frame` protocol): the PNG writer pulls output rows while the input is
+    still being decoded.  Rows of any cut equal the whole result (:func:`pool_pixel_planes`).
+
+    >>> from poolcli.frames import ArrayFrame
+    >>> source = ArrayFrame(np.arange(16, dtype=np.uint8).reshape(4, 4, 1))
+    >>> frame = PooledFrame(source, PoolParams("max", (2, 2)), (2, 2, 1))
+    >>> frame.rows(1, 2)[..., 0].tolist(), frame.to_array()[..., 0].tolist()
+    ([[13, 15]], [[5, 7], [13, 15]])
+    """
+
+    def __init__(self, source: Frame, params: PoolParams, shape: tuple[int, int, int], *, has_alpha: bool = False,
+                 premultiply: bool = True, linear: bool = False):
+        self.source, self.params, self.shape, self.dtype = source, params, shape, source.dtype
+        self._rules = dict(has_alpha=has_alpha, premultiply=premultiply, linear=linear)
+
+    def rows(self, top: int, bottom: int) -> np.ndarray:
+        planes = pool_pixel_planes(self.source.planes(), self.params, output_rows=(top, bottom), **self._rules)
+        return planes.transpose(1, 2, 0)
+
+    def to_array(self) -> np.ndarray:
+        return np.ascontiguousarray(self.rows(0, self.shape[0]))
+
+    def planes(self) -> np.ndarray:
+        return self.to_array().transpose(2, 0, 1)
+
+    def value_range(self) -> tuple[float, float]:
+        array = self.to_array()
+        return (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+
+    def close(self) -> None:
+        self.source.close()
+
+
 def pool_pixel_planes(planes: Planes, params: PoolParams, *, has_alpha: bool = False, premultiply: bool = True,
                       linear: bool = False, output_rows: tuple[int, int] | None = None) -> np.ndarray:
     """Pool (C, H, W) pixel planes (an array or a :class:`~poolcli.engine.RowSource`) by the pixel

@@ -33,7 +33,7 @@ import struct
 import threading
 import zlib
 from collections.abc import Callable, Sequence
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import numpy as np
 
@@ -61,9 +61,23 @@ def chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def write(stream: BinaryIO, pixels: np.ndarray, level: int, chunks: Sequence[bytes] = ()) -> None:
+class Rows(Protocol):
+    """Pixels read a band of rows at a time (an array, or a frame pooled as it is read)."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def dtype(self) -> np.dtype: ...
+
+    def rows(self, top: int, bottom: int) -> np.ndarray: ...
+
+
+def write(stream: BinaryIO, pixels: np.ndarray | Rows, level: int, chunks: Sequence[bytes] = ()) -> None:
     """Write (H, W, C) ``pixels`` (uint8 or uint16, 1 to 4 channels: gray, gray with alpha, RGB,
     RGBA) as a non-interlaced PNG, with ``chunks`` (made by :func:`chunk`) before the image data.
+    ``pixels`` may be an array or anything with ``shape``, ``dtype`` and ``rows(top, bottom)``,
+    which is read a band of rows at a time, in order.
 
     ``level`` is libdeflate's level, 0 to 9 (0 stores the rows unfiltered and uncompressed).
 
@@ -91,7 +105,7 @@ def write(stream: BinaryIO, pixels: np.ndarray, level: int, chunks: Sequence[byt
     stream.write(chunk(b"IEND", b""))
 
 
-def filtered(pixels: np.ndarray, level: int) -> np.ndarray:
+def filtered(pixels: np.ndarray | Rows, level: int) -> np.ndarray:
     """The rows of ``pixels`` as PNG filters them: (H, 1 + row bytes) uint8, each row its filter
     type then its filtered bytes (big-endian samples).  Level 0 filters nothing; higher levels
     choose per row among None, Sub, Up and Average (and Paeth from :data:`PAETH_LEVEL`).
@@ -103,17 +117,23 @@ def filtered(pixels: np.ndarray, level: int) -> np.ndarray:
     big_endian = pixels.dtype.newbyteorder(">")
     stride = width * channels * pixels.dtype.itemsize
     out = np.empty((height, stride + 1), dtype=np.uint8)
+    band = max(1, _BAND_BYTES // max(stride, 1))
     if level == 0 or stride == 0:
         out[:, 0] = 0
-        np.copyto(out[:, 1:].view(big_endian).reshape(height, width, channels), pixels)
+        for top in range(0, height, band):
+            part = _band(pixels, top, min(height, top + band))
+            np.copyto(out[top: top + len(part), 1:].view(big_endian).reshape(part.shape), part)
         return out
-    band = max(1, _BAND_BYTES // stride)
     filters = _Filters(band, stride, channels * pixels.dtype.itemsize, paeth=level >= PAETH_LEVEL)
     for top in range(0, height, band):
-        part = pixels[top: top + band]
+        part = _band(pixels, top, min(height, top + band))
         np.copyto(filters.rows[1: 1 + len(part)].view(big_endian).reshape(part.shape), part)
         filters.filter(len(part), out[top: top + len(part)])
     return out
+
+
+def _band(pixels: np.ndarray | Rows, top: int, bottom: int) -> np.ndarray:
+    return pixels[top:bottom] if isinstance(pixels, np.ndarray) else pixels.rows(top, bottom)
 
 
 class _Filters:
@@ -240,6 +260,10 @@ def idat_spans(source: str | bytes) -> list[tuple[int, int]] | None:
             handle.seek(length + 4, io.SEEK_CUR)
 
 
+def _stopped(data: bytes) -> bool:
+    raise StreamError("reading stopped")
+
+
 class RowStream:
     """The filtered rows of a PNG's image data, inflated on one thread and handed to ``feed``
     on another as a zlib stream of stored blocks (``feed`` returns True once it has every row).
@@ -254,7 +278,7 @@ class RowStream:
                  feed: Callable[[bytes], bool]):
         self._source, self._spans, self._feed = source, spans, feed
         self._row_bytes, self._height = row_bytes, height
-        self._pieces: queue.Queue[bytes | StreamError | None] = queue.Queue(maxsize=16)
+        self._pieces: queue.Queue[bytes | StreamError | None] = queue.Queue(maxsize=8)
         self._ready = threading.Condition()
         self._rows = 0
         self._error: StreamError | None = None
@@ -285,6 +309,7 @@ class RowStream:
             self._pieces.put_nowait(None)
         for thread in self._threads:
             thread.join()
+        self._feed = _stopped  # lets go of the decoder, and the image it holds
         with self._ready:
             self._error = self._error or StreamError("reading stopped")
             self._ready.notify_all()

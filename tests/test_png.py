@@ -31,7 +31,7 @@ def filter_rows_by_the_rules(pixels: np.ndarray, level: int) -> np.ndarray:
     """PNG filtering as the specification words it, one row and one byte at a time: each row
     takes the filter whose bytes, read as signed, sum to the least absolute value (None, Sub,
     Up, Average; Paeth too from level 6; the first such filter on ties); level 0 filters nothing."""
-    height, width, channels = pixels.shape
+    height, _, channels = pixels.shape
     rows = np.ascontiguousarray(pixels, dtype=pixels.dtype.newbyteorder(">")).view(np.uint8).reshape(height, -1)
     bpp = channels * pixels.dtype.itemsize
     out, above = [], [0] * rows.shape[1]
