@@ -1,5 +1,7 @@
-"""PNG compression levels: encoding time and size on a real photograph, a photo-like image, a
-screenshot and clip art, against Pillow's default level (6) and libvips's ``pngsave``.
+"""PNG compression levels: encoding time and size of poolcli's PNG writer (poolcli/png.py:
+NumPy filters, libdeflate) on a real photograph, a photo-like image, a screenshot and clip art,
+against Pillow's encoder at its default level (6) and at level 2 (poolcli's writer before), and
+libvips's ``pngsave``.
 
 Usage: python benchmarks/bench_compression.py [--repeats 3] [--no-record]
 
@@ -26,19 +28,25 @@ import common
 import numpy as np
 from PIL import Image
 
-from poolcli import formats
+from poolcli import formats, png
 
 LEVELS = range(10)
 PILLOW_DEFAULT = 6
 PHOTO_SLACK, FLAT_SLACK = 1.10, 1.35
 
 
-def encode_seconds(img: Image.Image, level: int, repeats: int) -> tuple[float, int]:
+def encode_seconds(array: np.ndarray, level: int, repeats: int, pillow: bool = False) -> tuple[float, int]:
+    """(median CPU seconds, bytes) of writing ``array`` as PNG at ``level``: poolcli's writer, or Pillow's."""
+    img = Image.fromarray(array) if pillow else None
+    pixels = array if array.ndim == 3 else array[..., None]
     times, size = [], 0
     for _ in range(repeats):
         buffer = io.BytesIO()
         started = time.process_time()  # CPU time: encoding is one thread, and this shared machine is busy
-        img.save(buffer, "PNG", compress_level=level)
+        if img is not None:
+            img.save(buffer, "PNG", compress_level=level)
+        else:
+            png.write(buffer, pixels, level)
         times.append(time.process_time() - started)
         size = buffer.tell()
     return statistics.median(times), size
@@ -72,15 +80,17 @@ def main() -> int:
     table: dict[str, dict[int | str, tuple[float, int]]] = {}
     with tempfile.TemporaryDirectory() as folder:
         for name, (array, _) in subjects.items():
-            img = Image.fromarray(array)
-            table[name] = {level: encode_seconds(img, level, args.repeats) for level in LEVELS}
+            table[name] = {level: encode_seconds(array, level, args.repeats) for level in LEVELS}
+            table[name]["Pillow 6"] = encode_seconds(array, PILLOW_DEFAULT, args.repeats, pillow=True)
+            table[name]["Pillow 2"] = encode_seconds(array, 2, args.repeats, pillow=True)
             found = vips_pngsave(array, Path(folder), args.repeats)
             if found:
                 table[name]["vips"] = found
 
-    print(f"PNG encoding, median of {args.repeats} (CPU seconds / size in KiB; Pillow's default is level 6):")
+    print(f"PNG encoding, median of {args.repeats} (CPU seconds / size in KiB; poolcli's writer at levels 0-9, "
+          "Pillow's at its default 6 and at 2):")
     print(f"  {'level':>6s} " + " ".join(f"{name:>26s}" for name in subjects))
-    for level in [*LEVELS, "vips"]:
+    for level in [*LEVELS, "Pillow 6", "Pillow 2", "vips"]:
         cells = []
         for name in subjects:
             if level in table[name]:
@@ -91,22 +101,26 @@ def main() -> int:
         print(f"  {level!s:>6s} " + " ".join(f"{cell:>26s}" for cell in cells))
 
     def acceptable(level: int) -> bool:
-        return all(table[name][level][1] <= table[name][PILLOW_DEFAULT][1] * (PHOTO_SLACK if is_photo else FLAT_SLACK)
+        return all(table[name][level][1] <= table[name]["Pillow 6"][1] * (PHOTO_SLACK if is_photo else FLAT_SLACK)
                    for name, (_, is_photo) in subjects.items())
 
     def total_time(level: int) -> float:
         return sum(table[name][level][0] for name in subjects)
 
     chosen = min((level for level in LEVELS if level > 0 and acceptable(level)), key=total_time)
-    speedup = total_time(PILLOW_DEFAULT) / total_time(chosen)
-    growth = max(table[name][chosen][1] / table[name][PILLOW_DEFAULT][1] for name in subjects)
-    print(f"\nchosen level {chosen}: {speedup:.1f}x faster than level 6 in total, files at most "
+    def pillow_time(level: str) -> float:
+        return sum(table[name][level][0] for name in subjects)
+
+    speedup = pillow_time("Pillow 6") / total_time(chosen)
+    growth = max(table[name][chosen][1] / table[name]["Pillow 6"][1] for name in subjects)
+    print(f"\nchosen level {chosen}: {speedup:.1f}x faster than Pillow's level 6 in total "
+          f"({pillow_time('Pillow 2') / total_time(chosen):.1f}x faster than Pillow's level 2), files at most "
           f"{(growth - 1) * 100:.0f}% larger; poolcli's default: {formats.DEFAULT_COMPRESSION}")
     ok = chosen == formats.DEFAULT_COMPRESSION
     if not args.no_record:
         figures = "; ".join(
             f"{name}: L{chosen} {table[name][chosen][0]:.3f} s {table[name][chosen][1] // 1024} KiB, "
-            f"L6 {table[name][6][0]:.3f} s {table[name][6][1] // 1024} KiB"
+            f"Pillow L6 {table[name]['Pillow 6'][0]:.3f} s {table[name]['Pillow 6'][1] // 1024} KiB"
             + (f", vips {table[name]['vips'][0]:.3f} s {table[name]['vips'][1] // 1024} KiB" if "vips" in table[name]
                else "")
             for name in subjects)

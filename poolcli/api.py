@@ -123,7 +123,7 @@ def pool_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], op: Oper
 
     The parameters are those of :func:`pool_image`, plus how to write: ``file_format`` ("PNG",
     "JPEG", ... or "NPY"; default: from ``dst``'s extension), ``quality`` (JPEG/WebP) and
-    ``compression`` (PNG zlib level 0-9; TIFF deflate).  Every frame of an animation is pooled.
+    ``compression`` (PNG deflate level 0-9; TIFF deflate).  Every frame of an animation is pooled.
     ``dst`` appears whole or not at all; ``src`` is never overwritten.
 
     Returns

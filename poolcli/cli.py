@@ -305,7 +305,7 @@ files_options = _options(
         click.option("--quality", type=Bounded(0, 100), default=None, metavar="Q", envvar=ENV["quality"],
                      show_envvar=True, help="JPEG/WebP quality, 0-100 [default: 92 JPEG, 90 WebP]."),
         click.option("--compression", type=Bounded(0, 9), default=None, metavar="0-9", envvar=ENV["compression"],
-                     show_envvar=True, help="PNG zlib level (0 none, 9 smallest) [default: 2, measured: "
+                     show_envvar=True, help="PNG deflate level (0 stored, 9 smallest) [default: 1, measured: "
                                             "see README]; TIFF: 1-9 deflate, 0 none [default: none]."),
         click.option("--background", type=COLOUR, default=None, metavar="COLOR",
                      help="Flatten alpha onto this colour (a name, #rrggbb, rgb(...)): needed for JPEG and BMP."),

@@ -877,7 +877,7 @@ def encode(picture: Picture, stream: BinaryIO, file_format: str, *, quality: int
     profile, EXIF (without a stale orientation), XMP, DPI scaled by ``dpi_scale`` (x, y), frame
     durations and loop count (see :data:`poolcli.formats.FORMATS`).
 
-    ``compression`` (0-9) is PNG's zlib level (default :data:`DEFAULT_COMPRESSION`); for TIFF,
+    ``compression`` (0-9) is PNG's deflate level (default :data:`DEFAULT_COMPRESSION`); for TIFF,
     1-9 writes Adobe Deflate (libtiff's own level: Pillow passes none), 0 or None nothing."""
     mode = storage_mode(picture.mode, file_format, picture.frames)
     check_format(mode, file_format)

@@ -36,7 +36,7 @@ class Options:
 
     file_format: str | None = None  # "PNG", ..., or "NPY"; None: from the extension / input
     quality: int | None = None
-    compression: int | None = None  # PNG zlib level / TIFF deflate; None: images.DEFAULT_COMPRESSION
+    compression: int | None = None  # PNG deflate level / TIFF deflate; None: images.DEFAULT_COMPRESSION
     auto_orient: bool = True
     premultiply: bool = True
     linear: bool = False
