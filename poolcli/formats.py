@@ -140,8 +140,8 @@ READ_EXTENSIONS: frozenset[str] = frozenset(EXTENSION_FORMATS) | {
     ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".jp2", ".pcx", ".qoi"}
 DEFAULT_QUALITY: dict[str, int] = {name: fmt.quality for name, fmt in FORMATS.items() if fmt.quality is not None}
 # PNG's deflate level (libdeflate's, poolcli/png.py) when --compression is not given: chosen by
-# benchmarks/bench_compression.py (README, "PNG compression"): the fastest level within 10% of Pillow's default size (6) on
-# photographs, within 35% on flat images.
+# benchmarks/bench_compression.py (README, "PNG compression"): the fastest level within 10% of
+# Pillow's default size (its level 6) on photographs, within 35% on flat images.
 DEFAULT_COMPRESSION = 1
 
 # Decompression-bomb limits (see images.decode): Pillow's default of about 89.5 megapixels per
