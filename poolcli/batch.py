@@ -21,7 +21,7 @@ from stat import S_ISREG
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from poolcli import brief, formats, paths, storage, streaming
+from poolcli import brief, formats, paths, storage
 from poolcli.engine import available_cpus
 from poolcli.exits import STOP_SIGNALS, ExitCode, exit_code, stop_message
 from poolcli.params import PoolParams
@@ -110,7 +110,7 @@ def walk(folder: str, recursive: bool) -> Iterator[str]:
             continue
         try:
             if entry.is_dir(follow_symlinks=False):
-                if streaming.is_zarr_path(entry.path):
+                if formats.is_zarr_path(entry.path):
                     yield entry.path  # a Zarr store is one input, not a folder to walk
                 elif recursive:
                     stack.append(entries(entry.path))
@@ -152,7 +152,7 @@ def _is_folder_input(raw: str, storage_options: str | None) -> bool:
         return False
     if storage.is_url(raw):
         return raw.endswith("/") or storage.isdir(raw, storage_options)
-    return Path(raw).is_dir() and not streaming.is_zarr_path(raw)  # a Zarr store is one input
+    return Path(raw).is_dir() and not formats.is_zarr_path(raw)  # a Zarr store is one input
 
 
 def iter_sources(inputs: list[str], recursive: bool, storage_options: str | None = None) -> Iterator[Source]:
@@ -360,7 +360,7 @@ def _is_file(output: str, options: Options) -> bool:
 def _is_folder(output: str, options: Options) -> bool:
     if storage.is_url(output):
         return output.endswith("/") or storage.isdir(output, options.storage_options)
-    return (Path(output).is_dir() and not streaming.is_zarr_path(output)) or output.endswith(("/", os.sep))
+    return (Path(output).is_dir() and not formats.is_zarr_path(output)) or output.endswith(("/", os.sep))
 
 
 def _output_in(source: Source, folder: str, option: str, options: Options) -> str:
@@ -587,7 +587,7 @@ def is_whole_output(path: str) -> bool:
         stat = os.stat(path)
     except (OSError, ValueError):
         return False
-    return (S_ISREG(stat.st_mode) and stat.st_size > 0) or streaming.is_zarr_path(path)
+    return (S_ISREG(stat.st_mode) and stat.st_size > 0) or formats.is_zarr_path(path)
 
 
 def _outputs(jobs: Iterable[Job], options: Options) -> list[str]:

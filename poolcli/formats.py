@@ -20,6 +20,7 @@ False
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -170,3 +171,25 @@ def formats_that_hold(mode: str) -> list[str]:
 
 def describe_mode(mode: str) -> str:
     return MODES[mode].description if mode in MODES else mode
+
+
+def is_zarr_store(path: str | Path) -> bool:
+    """Is this folder a Zarr v2 or v3 array or group?"""
+    folder = Path(path)
+    return folder.is_dir() and any((folder / name).exists() for name in (".zarray", ".zgroup", "zarr.json"))
+
+
+def is_zarr_path(path: str | Path) -> bool:
+    """A ``.zarr`` folder (or any Zarr store folder): an input, never walked as a folder."""
+    folder = Path(path)
+    return folder.is_dir() and (folder.suffix.lower() == ".zarr" or is_zarr_store(folder))
+
+
+def is_tiff_path(source: str) -> bool:
+    """A TIFF file, by its extension or its first bytes ("-", standard input, is not)."""
+    if source == "-" or not Path(source).is_file():
+        return False
+    if Path(source).suffix.lower() in (".tif", ".tiff", ".btf", ".tf8"):
+        return True
+    with open(source, "rb") as handle:
+        return handle.read(4) in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")

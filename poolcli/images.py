@@ -147,28 +147,21 @@ class LazyFrame:
     Pillow's decoded image and once as an array.  ``close()`` frees Pillow's copy.
     """
 
-    def __init__(self, image: Image.Image, mode: str, stream: png.RowStream | None = None):
+    def __init__(self, image: Image.Image, mode: str):
         width, height = image.size
         self.image = image
         self.mode = mode
         self.dtype = MODE_DTYPES[mode]
         self.shape = (height, width, len(image.getbands()))
         self._lock = threading.Lock()  # Pillow images are not documented as thread-safe
-        self._stream = stream  # a PNG still being decoded into ``image`` (see _png_stream)
 
     def rows(self, top: int, bottom: int) -> np.ndarray:
-        self._wait(bottom)
         with self._lock:
             strip = _strip(self.image, top, bottom)
         return strip if strip.dtype == self.dtype else strip.astype(self.dtype)
 
     def to_array(self) -> np.ndarray:
-        self._wait(self.shape[0])
         return _pixels(self.image, self.mode)
-
-    def _wait(self, rows: int) -> None:
-        if self._stream is not None:
-            _wait_for_rows(self._stream, rows)
 
     def planes(self) -> engine.RowSource:
         height, width, channels = self.shape
@@ -177,15 +170,46 @@ class LazyFrame:
 
     def value_range(self) -> tuple[float, float]:
         """(min, max) over all channels, from Pillow, without copying the pixels out."""
-        self._wait(self.shape[0])
         extrema = self.image.getextrema()
         pairs = extrema if isinstance(extrema[0], tuple) else (extrema,)
         return min(p[0] for p in pairs), max(p[1] for p in pairs)
 
     def close(self) -> None:
-        if self._stream is not None:
-            self._stream.close()  # first: its decoder writes into the image
         self.image.close()
+
+
+class StreamedFrame:
+    """A PNG frame still being decoded (:class:`poolcli.png.RowStream`) into an array of Pillow's
+    own pixel layout (RGB as RGBX, gray with alpha as L, L, L, A): rows are views of it, read as
+    soon as the decoder has written them, without a copy."""
+
+    def __init__(self, stream: png.RowStream, buffer: np.ndarray, mode: str):
+        self._stream, self._buffer, self.mode = stream, buffer, mode
+        self.dtype = MODE_DTYPES[mode]
+        channels = formats.MODES[mode].channels
+        self.shape = (buffer.shape[0], buffer.shape[1], channels)
+        self._channels = slice(0, channels) if channels != 2 else [0, 3]  # where Pillow keeps each band
+
+    def rows(self, top: int, bottom: int) -> np.ndarray:
+        _wait_for_rows(self._stream, bottom)
+        strip = self._buffer[top:bottom]
+        strip = strip[..., self._channels] if strip.ndim == 3 else strip[..., None]
+        return strip if strip.dtype == self.dtype else strip.astype(self.dtype)
+
+    def to_array(self) -> np.ndarray:
+        return np.ascontiguousarray(self.rows(0, self.shape[0]))
+
+    def planes(self) -> engine.RowSource:
+        height, width, channels = self.shape
+        return engine.RowSource((channels, height, width), self.dtype,
+                                lambda top, bottom: self.rows(top, bottom).transpose(2, 0, 1))
+
+    def value_range(self) -> tuple[float, float]:
+        array = self.rows(0, self.shape[0])
+        return (array.min().item(), array.max().item()) if array.size else (0, 0)
+
+    def close(self) -> None:
+        self._stream.close()  # its decoder writes into the buffer: stop it first
 
 
 @dataclass
@@ -560,25 +584,16 @@ def _decode_open(img: Image.Image, source: str | bytes, decoding: _Decoding, aut
     decoding.frame = 0
     tile = getattr(img, "tile", None)  # read before getexif(), which loads the pixels
     raw = tile[0].args if img.format == "PNG" and tile else None
-    stream = _png_stream(img, source) if lazy and n_frames == 1 else None
-    try:
-        return _decode_frames(img, source, decoding, auto_orient, lazy, raw, stream)
-    except BaseException:
-        if stream is not None:
-            stream.close()  # before the caller closes the image its decoder writes into
-        raise
-
-
-def _decode_frames(img: Image.Image, source: str | bytes, decoding: _Decoding, auto_orient: bool, lazy: bool,
-                   raw: object, stream: png.RowStream | None) -> tuple[Picture, bool]:
-    n_frames = getattr(img, "n_frames", 1)
+    streamed = _png_stream(img, source) if lazy and n_frames == 1 else None
+    if streamed is not None:
+        try:
+            return _streamed_picture(img, streamed, auto_orient), False
+        except BaseException:
+            streamed.close()
+            raise
     orientation = _orientation(img) if auto_orient else None
     if n_frames == 1 and raw in _PNG_16BIT_COLOUR:
         return _decode_png16(img, source, _PNG_16BIT_COLOUR[raw], orientation), False
-    if stream is not None and orientation:  # turning the image needs all of it
-        _wait_for_rows(stream, img.size[1])
-        stream.close()
-        stream = None
 
     frames_img, durations, transparency = [], [], False
     for index in range(n_frames):
@@ -598,7 +613,7 @@ def _decode_frames(img: Image.Image, source: str | bytes, decoding: _Decoding, a
         if orientation:
             converted = converted.transpose(_TRANSPOSES[orientation])
         if lazy and n_frames == 1:
-            frames.append(LazyFrame(converted, mode, stream if converted is img else None))
+            frames.append(LazyFrame(converted, mode))
             continue
         frames.append(ArrayFrame(_pixels(converted, mode)))
         if converted is not frame:
@@ -613,33 +628,41 @@ def _decode_frames(img: Image.Image, source: str | bytes, decoding: _Decoding, a
 
 
 # PNG raw modes whose rows stream while they are pooled (png.RowStream) -> the Pillow mode they
-# open as, which is already poolcli's: no conversion, nothing but the rows to wait for.
-_STREAMED_PNG = {"L": "L", "LA": "LA", "RGB": "RGB", "RGBA": "RGBA", "I;16B": "I;16"}
+# open as (already poolcli's: nothing to convert), and the Pillow mode and array shape its
+# decoder writes (4 bytes per pixel for RGB and LA, as in Pillow's own images).
+_STREAMED_PNG = {"L": ("L", "L", 1), "LA": ("LA", "RGBA", 4), "RGB": ("RGB", "RGBX", 4),
+                 "RGBA": ("RGBA", "RGBA", 4), "I;16B": ("I;16", "I;16", 1)}
 
 
-def _png_stream(img: Image.Image, source: str | bytes) -> png.RowStream | None:
-    """Start decoding a plain, non-interlaced PNG into ``img`` in the background (see
-    :mod:`poolcli.png`), or None for any other file, which Pillow decodes as a whole.
+def _png_stream(img: Image.Image, source: str | bytes) -> StreamedFrame | None:
+    """Start decoding a plain, non-interlaced PNG in the background (see :mod:`poolcli.png`), or
+    None for any other file, which Pillow decodes as a whole.
 
     Pillow's own decoder unfilters the rows (``Image._getdecoder``, as ``ImageFile.load`` uses
-    it); ``img`` is left loaded as far as Pillow knows, so that reading its rows never starts a
-    second decode."""
+    it) straight into a NumPy array that Pillow maps (``Image.frombuffer``), so that pooling
+    reads rows without copying them out of Pillow.  ``img`` keeps only its metadata: its tile
+    is emptied so that nothing (``getexif`` included) decodes it a second time."""
     if not isinstance(img, ImageFile.ImageFile):
         return None
     tile = img.tile
     if img.format != "PNG" or len(tile) != 1 or tile[0][0] != "zip" or not isinstance(tile[0][3], str):
         return None
     raw = tile[0][3]
-    if _STREAMED_PNG.get(raw) != img.mode or "transparency" in img.info or img.info.get("interlace") \
-            or not callable(getattr(Image, "_getdecoder", None)):
+    if raw not in _STREAMED_PNG or _STREAMED_PNG[raw][0] != img.mode or "transparency" in img.info \
+            or img.info.get("interlace") or not callable(getattr(Image, "_getdecoder", None)):
         return None
     spans = png.idat_spans(source)
     if spans is None or spans[0][0] != tile[0][2]:
         return None
-    decoder = Image._getdecoder(img.mode, "zip", raw)
-    img.load_prepare()  # allocates img.im
-    decoder.setimage(img.im, (0, 0, *img.size))
+    width, height = img.size
+    mode, mapped, samples = _STREAMED_PNG[raw]
+    dtype = np.dtype("<u2") if mode == "I;16" else np.dtype(np.uint8)  # Pillow's I;16 is little-endian
+    buffer = np.empty((height, width, samples) if samples > 1 else (height, width), dtype=dtype)
+    decoder = Image._getdecoder(mode, "zip", raw)
+    decoder.setimage(Image.frombuffer(mapped, (width, height), buffer, "raw", mapped, 0, 1).im,
+                     (0, 0, width, height))
     img.tile = []
+    img.im = Image.core.new(mode, (0, 0))  # a loaded image as far as Pillow knows, holding nothing
 
     def feed(data: bytes) -> bool:
         consumed, status = decoder.decode(data)
@@ -651,9 +674,20 @@ def _png_stream(img: Image.Image, source: str | bytes) -> png.RowStream | None:
             return True
         return False
 
-    width, height = img.size
-    row_bytes = 1 + width * len(img.getbands()) * (2 if raw == "I;16B" else 1)
-    return png.RowStream(source, spans, row_bytes, height, feed)
+    row_bytes = 1 + width * formats.MODES[mode].channels * dtype.itemsize
+    return StreamedFrame(png.RowStream(source, spans, row_bytes, height, feed), buffer, mode)
+
+
+def _streamed_picture(img: Image.Image, frame: StreamedFrame, auto_orient: bool) -> Picture:
+    """The picture of a PNG whose rows stream (:func:`_png_stream`); an EXIF orientation, which
+    needs every row to turn the image, is applied once they are all decoded."""
+    orientation = _orientation(img) if auto_orient else None
+    frames: list[Frame] = [frame]
+    if orientation:
+        frames = [ArrayFrame(np.ascontiguousarray(_ARRAY_TRANSPOSES[_TRANSPOSES[orientation]](frame.to_array())))]
+        frame.close()
+    return Picture(frames=frames, mode=frame.mode, source_mode=img.mode, format="PNG", orientation=orientation,
+                   **_metadata(img, orientation))
 
 
 def _wait_for_rows(stream: png.RowStream, rows: int) -> None:

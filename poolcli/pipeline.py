@@ -12,7 +12,6 @@ import os
 import stat
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,11 +19,11 @@ from typing import BinaryIO
 
 import numpy as np
 
-from poolcli import arrays, formats, images, paths, pixels, storage, streaming, strips, tiled
+from poolcli import arrays, formats, images, paths, pixels, storage
 from poolcli.brief import window_misfit
 from poolcli.engine import PoolingError, PoolingTypeError
 from poolcli.exits import internal_error
-from poolcli.params import PoolParams
+from poolcli.params import DEFAULT_MEMORY_LIMIT, PoolParams
 from poolcli.results import GRID_LIMIT, Result
 
 STDIO = "-"
@@ -43,7 +42,7 @@ class Options:
     max_pixels: int | None = formats.DEFAULT_MAX_PIXELS
     max_frames: int | None = formats.DEFAULT_MAX_FRAMES
     indices_path: str | None = None
-    memory_limit: int = strips.DEFAULT_MEMORY_LIMIT  # working memory of one streamed image
+    memory_limit: int = DEFAULT_MEMORY_LIMIT  # working memory of one streamed image
     pyramid_levels: int = 0  # > 0: ``poolcli pyramid`` (level 0 plus this many pooled levels)
     background: tuple[int, int, int] | None = None  # flatten alpha onto this RGB colour
     debug: bool = False  # an internal error also prints its traceback
@@ -214,7 +213,14 @@ def _save_npy(array: np.ndarray) -> Callable[[BinaryIO], None]:
 # User faults: what a bad file, a bad option combination or the system can cause.
 _USER_ERRORS: tuple[type[BaseException], ...] = (
     JobError, images.ImageError, arrays.ArrayError, paths.OutputError, PoolingError, PoolingTypeError,
-    tiled.TiledError, storage.StorageError)
+    storage.StorageError)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """:data:`_USER_ERRORS`, and the giant-image modules' own once they are loaded (imported only
+    for TIFF and Zarr: a PNG's run does without them, and cannot raise their errors)."""
+    tiled = sys.modules.get("poolcli.tiled")
+    return _USER_ERRORS + ((tiled.TiledError,) if tiled is not None else ())
 
 
 def debug_wanted(options: Options) -> bool:
@@ -234,12 +240,16 @@ def run(job: Job, params: PoolParams, options: Options) -> Result:
     try:
         _check_folders(job, options)
         if options.pyramid_levels:
+            from poolcli import streaming
+
             streaming.run_pyramid(job.source, job.output, params, options, result)
-        elif job.source != STDIO and streaming.is_zarr_path(job.source):
+        elif job.source != STDIO and formats.is_zarr_path(job.source):
+            from poolcli import streaming
+
             streaming.run_zarr(job.source, job.output, params, options, result)
         else:
             _run_file(job, params, options, result)
-    except _USER_ERRORS as error:
+    except _user_errors() as error:
         result.status, result.error, result.output = "error", _reason(str(error), error), None
     except MemoryError:
         result.status, result.error, result.output = "error", "not enough memory for this image", None
@@ -248,6 +258,8 @@ def run(job: Job, params: PoolParams, options: Options) -> Result:
         result.status, result.error, result.output = "error", reason, None
     except Exception as error:  # a bug: one bad file must never end the run with a traceback
         if debug_wanted(options):
+            import traceback
+
             traceback.print_exc(file=sys.stderr)
         result.status, result.output = "error", None
         result.error = storage.redact(internal_error(error))
@@ -271,7 +283,9 @@ def _run_file(job: Job, params: PoolParams, options: Options, result: Result) ->
                                  and job.source.lower().endswith(".npy")):
         _run_array(source, job, params, options, result)
         return
-    if isinstance(source, str) and streaming.is_tiff_path(source):
+    if isinstance(source, str) and formats.is_tiff_path(source):
+        from poolcli import streaming  # giant-image machinery: tifffile, zarr, strips
+
         info = streaming.open_if_streaming(source, options.memory_limit, options.max_pixels)
         if info is not None:
             streaming.run_tiff(info, job.output, params, options, result)
@@ -427,6 +441,8 @@ def pool_picture_lazily(picture: images.Picture, params: PoolParams, options: Op
     _check_fit(params, (channels, height, width), is_image=True)
     if options.linear and params.op == "avg":
         _check_linear(picture)
+    from poolcli import strips
+
     _, out_h, out_w = strips.output_shape((channels, height, width), params)
     pooled = pixels.PooledFrame(frame, params, (out_h, out_w, channels), has_alpha=picture.has_alpha,
                                 premultiply=options.premultiply, linear=options.linear)

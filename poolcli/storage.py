@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import heapq
 import io
-import json
 import os
 import posixpath
 import re
@@ -89,6 +88,8 @@ def key(url: str) -> str:
 def _parsed_options(text: str | None) -> dict[str, Any]:
     if not text:
         return {}
+    import json  # here: only --storage-options needs it
+
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:

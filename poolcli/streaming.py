@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from poolcli import strips, tiled
+from poolcli.formats import is_tiff_path, is_zarr_path
 from poolcli.params import PoolParams, parse_size  # noqa: F401  (parse_size: also here)
 from poolcli.results import Result
 from poolcli.tiled import TiledError
@@ -39,21 +40,6 @@ def format_size(size: int) -> str:
         if size >= factor:
             return f"{size / factor:.1f} {unit}" if size % factor else f"{size // factor} {unit}"
     return f"{size} bytes"
-
-
-def is_zarr_path(path: str | Path) -> bool:
-    """A ``.zarr`` folder (or any Zarr store folder): an input, never walked as a folder."""
-    folder = Path(path)
-    return folder.is_dir() and (folder.suffix.lower() == ".zarr" or tiled.is_zarr_store(folder))
-
-
-def is_tiff_path(source: str) -> bool:
-    if source == STDIO or not Path(source).is_file():
-        return False
-    if Path(source).suffix.lower() in (".tif", ".tiff", ".btf", ".tf8"):
-        return True
-    with open(source, "rb") as handle:
-        return handle.read(4) in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
 def open_if_streaming(source: str, memory_limit: int, max_pixels: int | None) -> tiled.TiffInput | None:

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from poolcli.formats import is_zarr_store
+
 TILE = 256  # output TIFF tiles (a multiple of 16, as TIFF requires)
 ZARR_CHUNK = 256  # output Zarr chunks along y and x (strips are cut at multiples of it)
 # TIFF compressions written back as they came in; anything else (JPEG: lossy) is written as Deflate.
@@ -84,12 +86,6 @@ def temporary_sibling(path: str | Path, directory: bool = False) -> Path:
     handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     os.close(handle)
     return Path(name)
-
-
-def is_zarr_store(path: str | Path) -> bool:
-    """Is this folder a Zarr v2 or v3 array or group?"""
-    folder = Path(path)
-    return folder.is_dir() and any((folder / name).exists() for name in (".zarray", ".zgroup", "zarr.json"))
 
 
 def commit(temporary: Path, target: str | Path) -> None:
