@@ -471,8 +471,13 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
         raise click.BadParameter("the indices file must end in .npy", ctx=ctx, param_hint="'--return-indices'")
     if output is not None and output_dir is not None:
         raise click.UsageError("give -o/--output or -O/--output-dir, not both", ctx=ctx)
+    if len(inputs) == 1 and inputs[0] != "-" and scheduler is None and not os.environ.get("DASK_SCHEDULER_ADDRESS"):
+        # One PNG: inflating its image data starts now, while the pipeline is still being imported.
+        from poolcli import inflate
 
-    from poolcli import batch, formats
+        inflate.prefetch(inputs[0], formats.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
+
+    from poolcli import batch
     from poolcli.pipeline import Options
 
     fmt = None if file_format is None else formats.format_for_extension(f".{file_format}") or file_format.upper()

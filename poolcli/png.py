@@ -1,7 +1,7 @@
 """PNG files written fast, and read while they are pooled.
 
-May import: NumPy, imagecodecs (its libdeflate codec, on first use) and the standard library
-(never Pillow: ``images`` hands :class:`RowStream` the function that unfilters rows).
+May import: NumPy, imagecodecs (its libdeflate codec, on first use), ``inflate`` and the standard
+library (never Pillow: ``images`` hands :class:`RowStream` the function that unfilters rows).
 
 Writing
 -------
@@ -26,9 +26,6 @@ rows while the rest are still being inflated.  Rows are read as they become read
 
 from __future__ import annotations
 
-import contextlib
-import io
-import queue
 import struct
 import threading
 import zlib
@@ -37,7 +34,11 @@ from typing import BinaryIO, Protocol
 
 import numpy as np
 
-SIGNATURE = b"\x89PNG\r\n\x1a\n"
+from poolcli import inflate
+from poolcli.inflate import SIGNATURE, StreamError, idat_spans
+
+__all__ = ["PAETH_LEVEL", "SIGNATURE", "RowStream", "StreamError", "chunk", "filtered", "idat_spans", "write"]
+
 # Channels -> PNG colour type: gray, gray with alpha, RGB, RGBA.
 COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}
 # From this level on the Paeth filter is tried too: about 1% smaller files for 3 to 5 times the
@@ -222,71 +223,30 @@ def _compressed(data: np.ndarray, level: int) -> bytes:
 # --------------------------------------------------------------------------- reading
 
 
-class StreamError(Exception):
-    """The image data of a PNG is damaged or cut short; the message says how (Pillow's words)."""
-
-
-def _open(source: str | bytes) -> BinaryIO:
-    return io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
-
-
-def idat_spans(source: str | bytes) -> list[tuple[int, int]] | None:
-    """(offset, length) of each IDAT chunk's data, if the file is one plain image: chunks, then
-    consecutive IDAT chunks, then IEND.  None for anything else (APNG, chunks after the image
-    data, a layout cut short): those are read by Pillow as a whole.
-
-    >>> data = SIGNATURE + chunk(b"IHDR", bytes(13)) + chunk(b"IDAT", b"xy") + chunk(b"IEND", b"")
-    >>> idat_spans(data)
-    [(41, 2)]
-    """
-    with _open(source) as handle:
-        size = handle.seek(0, io.SEEK_END)
-        handle.seek(len(SIGNATURE))
-        spans: list[tuple[int, int]] = []
-        while True:
-            head = handle.read(8)
-            if len(head) < 8:
-                return None
-            length, kind = struct.unpack(">I4s", head)
-            start = handle.tell()
-            if start + length + 4 > size or kind == b"acTL":
-                return None
-            if kind == b"IDAT":
-                spans.append((start, length))
-            elif kind == b"IEND":
-                return spans or None
-            elif spans:  # a chunk after the image data (text, EXIF): Pillow reads those
-                return None
-            handle.seek(length + 4, io.SEEK_CUR)
-
-
 def _stopped(data: bytes) -> bool:
     raise StreamError("reading stopped")
 
 
 class RowStream:
-    """The filtered rows of a PNG's image data, inflated on one thread and handed to ``feed``
-    on another as a zlib stream of stored blocks (``feed`` returns True once it has every row).
+    """The filtered rows of a PNG's image data, inflated on one thread (an
+    :class:`~poolcli.inflate.Inflater`, perhaps started by the CLI before this module was
+    imported) and handed to ``feed`` on another as a zlib stream of stored blocks (``feed``
+    returns True once it has every row).
 
     ``row_bytes`` counts a row's filter byte.  :meth:`wait` blocks until a number of rows has been
     fed; :meth:`close` stops both threads (call it before freeing what ``feed`` writes into).
     """
 
-    _PIECE = 1 << 18  # compressed bytes read and inflated at a time
-
     def __init__(self, source: str | bytes, spans: list[tuple[int, int]], row_bytes: int, height: int,
                  feed: Callable[[bytes], bool]):
-        self._source, self._spans, self._feed = source, spans, feed
-        self._row_bytes, self._height = row_bytes, height
-        self._pieces: queue.Queue[bytes | StreamError | None] = queue.Queue(maxsize=8)
+        self._feed, self._row_bytes, self._height = feed, row_bytes, height
+        self._inflater = inflate.take(source, spans, row_bytes * height)
         self._ready = threading.Condition()
         self._rows = 0
         self._error: StreamError | None = None
         self._stopped = threading.Event()
-        self._threads = [threading.Thread(target=self._inflate, name="poolcli-inflate", daemon=True),
-                         threading.Thread(target=self._unfilter, name="poolcli-unfilter", daemon=True)]
-        for thread in self._threads:
-            thread.start()
+        self._thread = threading.Thread(target=self._unfilter, name="poolcli-unfilter", daemon=True)
+        self._thread.start()
 
     def wait(self, rows: int) -> None:
         """Return once ``rows`` rows are ready; raise :class:`StreamError` if they never will be."""
@@ -300,65 +260,21 @@ class RowStream:
     def close(self) -> None:
         """Stop reading; return once neither thread runs (``feed`` is never called after)."""
         self._stopped.set()
-        while True:  # unblock the inflater if the queue is full, and the unfilterer if empty
-            try:
-                self._pieces.get_nowait()
-            except queue.Empty:
-                break
-        with contextlib.suppress(queue.Full):
-            self._pieces.put_nowait(None)
-        for thread in self._threads:
-            thread.join()
+        self._inflater.close()  # also wakes the unfilterer, waiting for a piece
+        self._thread.join()
         self._feed = _stopped  # lets go of the decoder, and the image it holds
         with self._ready:
             self._error = self._error or StreamError("reading stopped")
             self._ready.notify_all()
 
-    def _put(self, item: bytes | StreamError | None) -> bool:
-        while not self._stopped.is_set():
-            try:
-                self._pieces.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _inflate(self) -> None:
-        expected = self._row_bytes * self._height
-        inflater = zlib.decompressobj()
-        try:
-            with _open(self._source) as handle:
-                for offset, length in self._spans:
-                    handle.seek(offset)
-                    while length and expected and not self._stopped.is_set():
-                        data = handle.read(min(length, self._PIECE))
-                        if not data:
-                            raise StreamError("image file is truncated")
-                        length -= len(data)
-                        rows = inflater.decompress(data, expected)  # never more than the image holds
-                        expected -= len(rows)
-                        if rows and not self._put(rows):
-                            return
-                    if not expected or inflater.eof:
-                        break
-        except StreamError as error:
-            self._put(error)
-        except zlib.error as error:
-            self._put(StreamError(f"broken data stream when reading image file ({error})"))
-        except OSError as error:
-            self._put(StreamError(error.strerror or str(error)))
-        self._put(None)
-
     def _unfilter(self) -> None:
         fed = 0
         try:
             self._feed(b"\x78\x01")  # a zlib header; then each piece as stored blocks
-            while True:
-                piece = self._pieces.get()
+            while not self._stopped.is_set():
+                piece = self._inflater.get()
                 if piece is None or self._stopped.is_set():
                     break
-                if isinstance(piece, StreamError):
-                    raise piece
                 view = memoryview(piece)
                 blocks: list[bytes | memoryview] = []
                 for start in range(0, len(view), 0xFFFF):

@@ -256,7 +256,8 @@ def test_one_small_file_imports_only_what_it_needs(rgb_png, tmp_path):
             "except SystemExit:\n    pass\n"
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'rich', 'multiprocessing', 'tifffile', 'zarr', "
             "'dask', 'fsspec', 'tempfile', 'shutil', 'hashlib', 'socket'}), "
-            "sorted({'concurrent.futures.process', 'numpy.ma', 'poolcli.streaming', 'poolcli.tiled'} & set(sys.modules)))")
+            "sorted({'concurrent.futures.process', 'numpy.ma', 'poolcli.streaming', 'poolcli.tiled'} "
+            "& set(sys.modules)))")
     for extra in ([], ["-q"], ["--json"]):
         out = subprocess.run([sys.executable, "-c", code, "max", str(rgb_png), "-k", "2", "-o",
                               str(tmp_path / "o.png"), *extra], capture_output=True, text=True, check=True,

@@ -43,6 +43,7 @@ IMPORT_TIME = {
     "poolcli.pixels": _but("numpy"),
     "poolcli.frames": _but("numpy"),
     "poolcli.png": _but("numpy"),
+    "poolcli.inflate": HEAVY,
     "poolcli.report": _but("numpy", "rich"),
     "poolcli.images": ("rich", "click"),
     "poolcli.pipeline": ("rich", "click"),

@@ -9,6 +9,7 @@ layout it takes and on the ones it hands back to Pillow.
 from __future__ import annotations
 
 import io
+import os
 import struct
 import threading
 import zlib
@@ -21,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image, PngImagePlugin
 
-from poolcli import images, png
+from poolcli import images, inflate, png
 
 MODES = {(1, np.uint8): "L", (2, np.uint8): "LA", (3, np.uint8): "RGB", (4, np.uint8): "RGBA",
          (1, np.uint16): "I;16", (2, np.uint16): "LA;16", (3, np.uint16): "RGB;16", (4, np.uint16): "RGBA;16"}
@@ -260,3 +261,66 @@ def test_closing_mid_stream_stops_both_threads(tmp_path, rng):
     assert not [t for t in threading.enumerate() if t.name in ("poolcli-inflate", "poolcli-unfilter")]
     with pytest.raises(images.ImageError, match="reading stopped"):
         frame.rows(1400, 1500)
+
+
+# --------------------------------------------------------------------------- inflating before the imports
+
+
+def test_prefetched_inflater_is_taken_over_by_the_decoder(tmp_path, rng):
+    pixels = smooth(rng, (300, 200, 3), np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "p.png")
+    path = str(tmp_path / "p.png")
+    inflate.prefetch(path, max_pixels=None)
+    started = inflate._prefetched[path][1]
+    picture = images.decode(path, lazy=True)
+    try:
+        assert picture.frames[0]._stream._inflater is started and path not in inflate._prefetched
+        assert np.array_equal(picture.frames[0].to_array(), pixels)
+    finally:
+        picture.close()
+
+
+def test_a_file_changed_since_the_prefetch_is_read_again(tmp_path, rng):
+    first, second = (smooth(rng, (40, 50, 3), np.uint8) for _ in range(2))
+    path = tmp_path / "p.png"
+    Image.fromarray(first).save(path)
+    inflate.prefetch(str(path), max_pixels=None)
+    started = inflate._prefetched[str(path)][1]
+    Image.fromarray(second).save(path, compress_level=9)  # another file under the same name
+    picture = images.decode(str(path), lazy=True)
+    try:
+        assert picture.frames[0]._stream._inflater is not started
+        assert np.array_equal(picture.frames[0].to_array(), second)
+    finally:
+        picture.close()
+
+
+@pytest.mark.parametrize("kind", ["interlaced", "palette", "16-bit colour", "too many pixels", "not a PNG",
+                                  "missing", "fifo"])
+def test_prefetch_leaves_other_files_to_the_decoder(tmp_path, rng, kind):
+    pixels = smooth(rng, (30, 20, 3), np.uint8)
+    path = tmp_path / "f.png"
+    if kind == "interlaced":
+        _write_interlaced(path, pixels)
+    elif kind == "palette":
+        Image.fromarray(pixels).convert("P").save(path)
+    elif kind == "16-bit colour":
+        path.write_bytes(imagecodecs.png_encode(pixels.astype(np.uint16) * 257))
+    elif kind in ("too many pixels", "not a PNG"):
+        Image.fromarray(pixels).save(path, format="PNG" if kind == "too many pixels" else "BMP")
+    elif kind == "fifo":
+        os.mkfifo(path)  # opening it would wait for a writer, and reading would take the writer's data
+    inflate.prefetch(str(path), max_pixels=599)  # 600 pixels: one too many
+    assert str(path) not in inflate._prefetched
+
+
+def test_image_data_longer_than_its_rows_is_cut(tmp_path, rng):
+    pixels = rng.integers(0, 256, (10, 10, 3), dtype=np.uint8)
+    rows = b"".join(b"\0" + row.tobytes() for row in pixels)
+    data = _png_with_idat(pixels, zlib.compress(rows + bytes(10_000_000)))  # 10 MB more than the header's rows
+    (tmp_path / "long.png").write_bytes(data)
+    inflater = inflate.Inflater(str(tmp_path / "long.png"), inflate.idat_spans(data), len(rows))
+    pieces = []
+    while (piece := inflater.get()) is not None:
+        pieces.append(piece)
+    assert b"".join(pieces) == rows
