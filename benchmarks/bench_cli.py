@@ -49,7 +49,8 @@ def startup(repeats: int) -> dict[str, float]:
     for name, (seconds, _) in timed.items():
         print(f"  {name:28s} {seconds * 1000:7.1f} ms")
     check = subprocess.run(
-        [PYTHON, "-c", "import sys; sys.argv=['poolcli','--help']\nfrom poolcli import cli\ntry: cli.main()\n"
+        [PYTHON, "-c", "import sys; sys.argv=['poolcli','--help']\nfrom poolcli import cli\n"
+                       "try: cli.cli.main(prog_name='poolcli')\n"  # the group: main() would os._exit first
                        "except SystemExit: pass\nprint(sorted(m for m in ('numpy','PIL','rich') if m in sys.modules))"],
         capture_output=True, text=True, check=True, env=common.child_env())
     print(f"  modules loaded by --help among numpy, PIL, rich: {check.stdout.strip().splitlines()[-1]}")
