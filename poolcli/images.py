@@ -733,6 +733,10 @@ def _decode_png16(img: Image.Image, source: str | bytes, mode: str, orientation:
 
 
 def _orientation(img: Image.Image) -> int | None:
+    if img.format == "PNG" and "exif" not in img.info:
+        # Pillow's getexif() loads a PNG whole to find an eXIf chunk after the image data; done
+        # here, outside the guard below, a damaged image is an error instead of silent zeros.
+        img.load()
     try:
         orientation = img.getexif().get(_ORIENTATION)
     except Exception:  # a broken EXIF block must not stop the pixels

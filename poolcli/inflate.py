@@ -41,24 +41,28 @@ def idat_spans(source: str | bytes) -> list[tuple[int, int]] | None:
     [(41, 2)]
     """
     with _open(source) as handle:
-        size = handle.seek(0, io.SEEK_END)
-        handle.seek(len(SIGNATURE))
-        spans: list[tuple[int, int]] = []
-        while True:
-            head = handle.read(8)
-            if len(head) < 8:
-                return None
-            length, kind = struct.unpack(">I4s", head)
-            start = handle.tell()
-            if start + length + 4 > size or kind in (b"acTL", b"PLTE", b"tRNS"):
-                return None
-            if kind == b"IDAT":
-                spans.append((start, length))
-            elif kind == b"IEND":
-                return spans or None
-            elif spans:  # a chunk after the image data (text, EXIF): Pillow reads those
-                return None
-            handle.seek(length + 4, io.SEEK_CUR)
+        return _spans(handle)
+
+
+def _spans(handle: BinaryIO) -> list[tuple[int, int]] | None:
+    size = handle.seek(0, io.SEEK_END)
+    handle.seek(len(SIGNATURE))
+    spans: list[tuple[int, int]] = []
+    while True:
+        head = handle.read(8)
+        if len(head) < 8:
+            return None
+        length, kind = struct.unpack(">I4s", head)
+        start = handle.tell()
+        if start + length + 4 > size or kind in (b"acTL", b"PLTE", b"tRNS"):
+            return None
+        if kind == b"IDAT":
+            spans.append((start, length))
+        elif kind == b"IEND":
+            return spans or None
+        elif spans:  # a chunk after the image data (text, EXIF): Pillow reads those
+            return None
+        handle.seek(length + 4, io.SEEK_CUR)
 
 
 class Inflater:
@@ -66,10 +70,10 @@ class Inflater:
     (what the header's rows hold: a stream that says more is cut there), holding at most
     :attr:`AHEAD` inflated bytes that nobody has taken yet.  :meth:`get` takes them in order."""
 
-    PIECE = 1 << 18  # compressed bytes read and inflated at a time
+    PIECE = 1 << 18  # compressed bytes read at a time, and at most this many inflated bytes per piece
     AHEAD = 32 << 20
 
-    def __init__(self, source: str | bytes, spans: list[tuple[int, int]], expected: int):
+    def __init__(self, source: str | bytes | BinaryIO, spans: list[tuple[int, int]], expected: int):
         self.source, self.spans, self.expected = source, spans, expected
         self._changed = threading.Condition()
         self._pieces: deque[bytes] = deque()
@@ -121,14 +125,20 @@ class Inflater:
             error = StreamError(f"broken data stream when reading image file ({failure})")
         except OSError as failure:
             error = StreamError(failure.strerror or str(failure))
-        with self._changed:
-            self._finished, self._error = True, error
-            self._changed.notify_all()
+        except MemoryError:
+            error = StreamError("not enough memory to decode this image")
+        except BaseException as failure:  # whatever it is, the reader must hear of it, not wait
+            error = StreamError(f"{type(failure).__name__}: {failure}")
+        finally:
+            with self._changed:
+                self._finished, self._error = True, error
+                self._changed.notify_all()
 
     def _inflate(self) -> None:
         left = self.expected
         inflater = zlib.decompressobj()
-        with _open(self.source) as handle:
+        handle = _open(self.source) if isinstance(self.source, (str, bytes)) else self.source
+        with handle:
             for offset, length in self.spans:
                 handle.seek(offset)
                 while length and left:
@@ -136,33 +146,47 @@ class Inflater:
                     if not data:
                         raise StreamError("image file is truncated")
                     length -= len(data)
-                    rows = inflater.decompress(data, left)  # never more than the image holds
-                    left -= len(rows)
-                    if rows and not self._put(rows):
-                        return
+                    while data and left:  # a piece inflates to at most PIECE bytes: memory stays bounded
+                        rows = inflater.decompress(data, min(left, self.PIECE))
+                        data = inflater.unconsumed_tail
+                        left -= len(rows)
+                        if rows and not self._put(rows):
+                            return
+                        if inflater.eof:
+                            return
                 if not left or inflater.eof:
                     return
 
 
-# Inflaters started by prefetch(), by path: (the file's identity, the inflater).
-_prefetched: dict[str, tuple[tuple[int, ...], Inflater]] = {}
+# Inflaters started by prefetch(), by the file's (device, inode): any spelling of its path finds it.
+_prefetched: dict[tuple[int, int], tuple[tuple[int, ...], Inflater]] = {}
 
 
-def _identity(path: str) -> tuple[int, ...]:
-    status = os.stat(path)
-    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
+def _identity(status: os.stat_result) -> tuple[int, ...]:
+    """What changes when a file is written again: size and both times (mtime can be set back)."""
+    return status.st_size, status.st_mtime_ns, status.st_ctime_ns
 
 
 def prefetch(path: str, max_pixels: int | None) -> None:
     """Start inflating ``path`` now if it is a plain PNG whose rows will stream (8-bit, or
     16-bit gray; not interlaced; no palette or transparency chunk) and within ``max_pixels``
     (0 or None: no limit).  Anything else, or any error, does nothing: the decoder reads the file
-    as it would have anyway, and reports what is wrong with it."""
+    as it would have anyway, and reports what is wrong with it.
+
+    The file is opened once, without waiting (a FIFO swapped in would not block), and read only
+    if it is a regular file (reading a FIFO or device would take its data)."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device: reading would take its data
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        handle = os.fdopen(descriptor, "rb")  # owns the descriptor from here
+    except (OSError, ValueError):
+        return
+    kept = False
+    try:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
             return
-        with open(path, "rb") as handle:
-            head = handle.read(29)
+        os.set_blocking(descriptor, True)
+        head = handle.read(29)
         if len(head) < 29 or head[:8] != SIGNATURE or head[12:16] != b"IHDR":
             return
         width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", head[16:29])
@@ -172,27 +196,31 @@ def prefetch(path: str, max_pixels: int | None) -> None:
             return
         if max_pixels and width * height > max_pixels:
             return
-        spans = idat_spans(path)
+        spans = _spans(handle)
         if spans is None:
             return
-        identity = _identity(path)
+        expected = height * (1 + width * samples * depth // 8)
+        _prefetched[(status.st_dev, status.st_ino)] = (_identity(status), Inflater(handle, spans, expected))
+        kept = True  # the inflater owns the file now, and closes it
     except (OSError, ValueError):
         return
-    expected = height * (1 + width * samples * depth // 8)
-    _prefetched[path] = (identity, Inflater(path, spans, expected))
+    finally:
+        if not kept:
+            handle.close()
 
 
 def take(source: str | bytes, spans: list[tuple[int, int]], expected: int) -> Inflater:
     """The inflater :func:`prefetch` started for ``source`` if it is the same file, unchanged,
     read the same way; else a new one."""
-    entry = _prefetched.pop(source, None) if isinstance(source, str) else None
-    if entry is not None and isinstance(source, str):
-        identity, inflater = entry
+    if isinstance(source, str) and _prefetched:
         try:
-            same = identity == _identity(source) and (inflater.spans, inflater.expected) == (spans, expected)
+            status = os.stat(source)
         except OSError:
-            same = False
-        if same:
-            return inflater
-        inflater.close()
+            status = None
+        entry = _prefetched.pop((status.st_dev, status.st_ino), None) if status is not None else None
+        if entry is not None and status is not None:
+            identity, inflater = entry
+            if identity == _identity(status) and (inflater.spans, inflater.expected) == (spans, expected):
+                return inflater
+            inflater.close()
     return Inflater(source, spans, expected)

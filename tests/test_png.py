@@ -266,15 +266,28 @@ def test_closing_mid_stream_stops_both_threads(tmp_path, rng):
 # --------------------------------------------------------------------------- inflating before the imports
 
 
+@pytest.fixture(autouse=True)
+def _no_prefetch_left():
+    """Each test starts and ends without an inflater waiting to be taken."""
+    yield
+    while inflate._prefetched:
+        inflate._prefetched.popitem()[1][1].close()
+
+
+def _only_prefetched() -> inflate.Inflater:
+    (_, inflater), = inflate._prefetched.values()
+    return inflater
+
+
 def test_prefetched_inflater_is_taken_over_by_the_decoder(tmp_path, rng):
     pixels = smooth(rng, (300, 200, 3), np.uint8)
     Image.fromarray(pixels).save(tmp_path / "p.png")
     path = str(tmp_path / "p.png")
     inflate.prefetch(path, max_pixels=None)
-    started = inflate._prefetched[path][1]
+    started = _only_prefetched()
     picture = images.decode(path, lazy=True)
     try:
-        assert picture.frames[0]._stream._inflater is started and path not in inflate._prefetched
+        assert picture.frames[0]._stream._inflater is started and not inflate._prefetched
         assert np.array_equal(picture.frames[0].to_array(), pixels)
     finally:
         picture.close()
@@ -285,7 +298,7 @@ def test_a_file_changed_since_the_prefetch_is_read_again(tmp_path, rng):
     path = tmp_path / "p.png"
     Image.fromarray(first).save(path)
     inflate.prefetch(str(path), max_pixels=None)
-    started = inflate._prefetched[str(path)][1]
+    started = _only_prefetched()
     Image.fromarray(second).save(path, compress_level=9)  # another file under the same name
     picture = images.decode(str(path), lazy=True)
     try:
@@ -311,7 +324,7 @@ def test_prefetch_leaves_other_files_to_the_decoder(tmp_path, rng, kind):
     elif kind == "fifo":
         os.mkfifo(path)  # opening it would wait for a writer, and reading would take the writer's data
     inflate.prefetch(str(path), max_pixels=599)  # 600 pixels: one too many
-    assert str(path) not in inflate._prefetched
+    assert not inflate._prefetched
 
 
 def test_image_data_longer_than_its_rows_is_cut(tmp_path, rng):
@@ -324,3 +337,67 @@ def test_image_data_longer_than_its_rows_is_cut(tmp_path, rng):
     while (piece := inflater.get()) is not None:
         pieces.append(piece)
     assert b"".join(pieces) == rows
+
+
+def test_damaged_palette_png_is_refused_not_zeros(invoke, tmp_path, rng):
+    pixels = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).convert("P").save(tmp_path / "p.png")  # decoded whole by Pillow, not streamed
+    data = bytearray((tmp_path / "p.png").read_bytes())
+    start = data.index(b"IDAT") + 4
+    data[start + 20: start + 60] = bytes(range(40))
+    (tmp_path / "p.png").write_bytes(bytes(data))
+    result = invoke("max", "p.png", "-k", "2", "-o", "out.png")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("poolcli: error: p.png: truncated or damaged PNG data (")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.png"]
+
+
+def test_a_failing_inflate_ends_the_stream_instead_of_hanging(tmp_path, rng, monkeypatch):
+    pixels = smooth(rng, (50, 40, 3), np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "p.png")
+
+    def fail(self):
+        raise MemoryError
+
+    monkeypatch.setattr(inflate.Inflater, "_inflate", fail)
+    picture = images.decode(str(tmp_path / "p.png"), lazy=True)
+    try:
+        with pytest.raises(images.ImageError, match=r"^truncated or damaged PNG data \(not enough memory"):
+            picture.frames[0].rows(0, 1)
+    finally:
+        picture.close()
+
+
+def test_prefetch_finds_the_file_under_another_spelling_and_sees_a_rewrite(tmp_path, rng, monkeypatch):
+    pixels = smooth(rng, (40, 50, 3), np.uint8)
+    path = tmp_path / "p.png"
+    Image.fromarray(pixels).save(path)
+    monkeypatch.chdir(tmp_path)
+    inflate.prefetch("./p.png", max_pixels=None)
+    started = _only_prefetched()
+    picture = images.decode(str(path), lazy=True)  # the same file, spelled differently
+    try:
+        assert picture.frames[0]._stream._inflater is started and not inflate._prefetched
+    finally:
+        picture.close()
+    inflate.prefetch(str(path), max_pixels=None)
+    status = os.stat(path)
+    data = path.read_bytes()
+    path.write_bytes(data[:-20] + bytes(8) + data[-12:])  # same size, rewritten in place ...
+    os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns))  # ... with the old mtime (cp -p)
+    picture = images.decode(str(path), lazy=True)
+    try:
+        assert not inflate._prefetched  # taken, found changed, closed
+    finally:
+        picture.close()
+
+
+def test_a_flat_image_inflates_in_bounded_pieces(tmp_path):
+    flat = np.zeros((2000, 2000, 4), dtype=np.uint8)
+    Image.fromarray(flat).save(tmp_path / "z.png", compress_level=9)  # 16 MB of rows in about 20 kB
+    data = (tmp_path / "z.png").read_bytes()
+    inflater = inflate.Inflater(str(tmp_path / "z.png"), inflate.idat_spans(data), 2000 * (1 + 8000))
+    sizes = []
+    while (piece := inflater.get()) is not None:
+        sizes.append(len(piece))
+    assert sum(sizes) == 2000 * 8001 and max(sizes) <= inflate.Inflater.PIECE
