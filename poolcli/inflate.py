@@ -173,9 +173,11 @@ def prefetch(path: str, max_pixels: int | None) -> None:
     (0 or None: no limit).  Anything else, or any error, does nothing: the decoder reads the file
     as it would have anyway, and reports what is wrong with it.
 
-    The file is opened once, without waiting (a FIFO swapped in would not block), and read only
-    if it is a regular file (reading a FIFO or device would take its data)."""
+    Only a regular file is opened (opening a FIFO would release its writer, and reading it would
+    take the data), once, without waiting, and read only if it is still a regular file then."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # even opening a FIFO would release a writer waiting on it
+            return
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
         handle = os.fdopen(descriptor, "rb")  # owns the descriptor from here
     except (OSError, ValueError):
