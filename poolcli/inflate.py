@@ -70,7 +70,8 @@ class Inflater:
     (what the header's rows hold: a stream that says more is cut there), holding at most
     :attr:`AHEAD` inflated bytes that nobody has taken yet.  :meth:`get` takes them in order."""
 
-    PIECE = 1 << 18  # compressed bytes read at a time, and at most this many inflated bytes per piece
+    PIECE = 1 << 18  # compressed bytes read at a time
+    OUT = 1 << 20  # at most this many inflated bytes per piece
     AHEAD = 32 << 20
 
     def __init__(self, source: str | bytes | BinaryIO, spans: list[tuple[int, int]], expected: int):
@@ -146,8 +147,8 @@ class Inflater:
                     if not data:
                         raise StreamError("image file is truncated")
                     length -= len(data)
-                    while data and left:  # a piece inflates to at most PIECE bytes: memory stays bounded
-                        rows = inflater.decompress(data, min(left, self.PIECE))
+                    while data and left:  # a piece inflates to at most OUT bytes: memory stays bounded
+                        rows = inflater.decompress(data, min(left, self.OUT))
                         data = inflater.unconsumed_tail
                         left -= len(rows)
                         if rows and not self._put(rows):

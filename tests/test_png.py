@@ -400,4 +400,4 @@ def test_a_flat_image_inflates_in_bounded_pieces(tmp_path):
     sizes = []
     while (piece := inflater.get()) is not None:
         sizes.append(len(piece))
-    assert sum(sizes) == 2000 * 8001 and max(sizes) <= inflate.Inflater.PIECE
+    assert sum(sizes) == 2000 * 8001 and max(sizes) <= inflate.Inflater.OUT
