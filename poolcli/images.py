@@ -2,7 +2,8 @@
 imagecodecs' PNG codec); ``explain.picture`` only draws explain's PNG with it.
 
 May import: NumPy, Pillow, imagecodecs (reading 16-bit colour PNG only, on first use), ``engine``,
-``formats``, ``frames``, ``png`` (which writes every single-frame PNG) and the standard library.
+``formats``, ``frames``, ``inflate`` and ``png`` (which read plain PNGs as they are pooled and write
+every single-frame PNG) and the standard library.
 
 Decoding gives a :class:`Picture`: its frames (:class:`~poolcli.frames.Frame`, shape (H, W, C))
 in one of the modes of :data:`poolcli.formats.MODES`, with the metadata worth keeping.  Encoding
@@ -38,7 +39,7 @@ from typing import Any, BinaryIO, TypeGuard
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
 
-from poolcli import engine, formats, png
+from poolcli import engine, formats, inflate, png
 from poolcli.formats import (  # re-exported: the names callers used before formats.py existed
     DEFAULT_COMPRESSION,
     DEFAULT_MAX_FRAMES,
@@ -164,9 +165,7 @@ class LazyFrame:
         return _pixels(self.image, self.mode)
 
     def planes(self) -> engine.RowSource:
-        height, width, channels = self.shape
-        return engine.RowSource((channels, height, width), self.dtype,
-                                lambda top, bottom: self.rows(top, bottom).transpose(2, 0, 1))
+        return _row_planes(self)
 
     def value_range(self) -> tuple[float, float]:
         """(min, max) over all channels, from Pillow, without copying the pixels out."""
@@ -200,9 +199,7 @@ class StreamedFrame:
         return np.ascontiguousarray(self.rows(0, self.shape[0]))
 
     def planes(self) -> engine.RowSource:
-        height, width, channels = self.shape
-        return engine.RowSource((channels, height, width), self.dtype,
-                                lambda top, bottom: self.rows(top, bottom).transpose(2, 0, 1))
+        return _row_planes(self)
 
     def value_range(self) -> tuple[float, float]:
         array = self.rows(0, self.shape[0])
@@ -210,6 +207,13 @@ class StreamedFrame:
 
     def close(self) -> None:
         self._stream.close()  # its decoder writes into the buffer: stop it first
+
+
+def _row_planes(frame: LazyFrame | StreamedFrame) -> engine.RowSource:
+    """A frame that reads rows on demand, as (C, H, W) planes the engine reads strip by strip."""
+    height, width, channels = frame.shape
+    return engine.RowSource((channels, height, width), frame.dtype,
+                            lambda top, bottom: frame.rows(top, bottom).transpose(2, 0, 1))
 
 
 @dataclass
@@ -638,11 +642,9 @@ def _decode_open(img: Image.Image, source: str | bytes, decoding: _Decoding, aut
     return picture, keep_open
 
 
-# PNG raw modes whose rows stream while they are pooled (png.RowStream) -> the Pillow mode they
-# open as (already poolcli's: nothing to convert), and the Pillow mode and array shape its
-# decoder writes (4 bytes per pixel for RGB and LA, as in Pillow's own images).
-_STREAMED_PNG = {"L": ("L", "L", 1), "LA": ("LA", "RGBA", 4), "RGB": ("RGB", "RGBX", 4),
-                 "RGBA": ("RGBA", "RGBA", 4), "I;16B": ("I;16", "I;16", 1)}
+# PNG raw modes whose rows stream while they are pooled (png.RowStream) -> (the Pillow mode
+# they open as, the mode and samples per pixel of the array the decoder writes): inflate.STREAMED.
+_STREAMED_PNG = {raw: (mode, mapped, samples) for raw, mode, mapped, samples in inflate.STREAMED.values()}
 
 
 def _png_stream(img: Image.Image, source: str | bytes) -> StreamedFrame | None:
@@ -659,10 +661,10 @@ def _png_stream(img: Image.Image, source: str | bytes) -> StreamedFrame | None:
     if img.format != "PNG" or len(tile) != 1 or tile[0][0] != "zip" or not isinstance(tile[0][3], str):
         return None
     raw = tile[0][3]
-    if raw not in _STREAMED_PNG or _STREAMED_PNG[raw][0] != img.mode or "transparency" in img.info \
-            or img.info.get("interlace") or not callable(getattr(Image, "_getdecoder", None)):
+    if raw not in _STREAMED_PNG or _STREAMED_PNG[raw][0] != img.mode or img.info.get("interlace") \
+            or not callable(getattr(Image, "_getdecoder", None)):
         return None
-    spans = png.idat_spans(source)
+    spans = png.idat_spans(source)  # None also for a palette or tRNS chunk (transparency)
     if spans is None or spans[0][0] != tile[0][2]:
         return None
     width, height = img.size

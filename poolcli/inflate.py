@@ -18,8 +18,14 @@ from collections import deque
 from typing import BinaryIO
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# PNG colour type -> samples per pixel, for the types whose rows stream (no palette).
-_SAMPLES = {0: 1, 2: 3, 4: 2, 6: 4}
+# The PNGs whose rows stream, by their header's (bit depth, colour type): Pillow's raw mode for
+# them, the Pillow mode they open as (poolcli's own: nothing to convert), and the Pillow mode and
+# samples per pixel of the array its decoder writes (4 bytes per pixel for RGB and LA, as in
+# Pillow's own images).  The one table both the prefetch and the decoder (images) go by.
+STREAMED: dict[tuple[int, int], tuple[str, str, str, int]] = {
+    (8, 0): ("L", "L", "L", 1), (8, 4): ("LA", "LA", "RGBA", 4), (8, 2): ("RGB", "RGB", "RGBX", 4),
+    (8, 6): ("RGBA", "RGBA", "RGBA", 4), (16, 0): ("I;16B", "I;16", "I;16", 1)}
+_SAMPLES = {0: 1, 2: 3, 4: 2, 6: 4}  # PNG colour type -> samples per pixel in the file
 
 
 class StreamError(Exception):
@@ -193,10 +199,9 @@ def prefetch(path: str, max_pixels: int | None) -> None:
         if len(head) < 29 or head[:8] != SIGNATURE or head[12:16] != b"IHDR":
             return
         width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", head[16:29])
-        samples = _SAMPLES.get(colour)
-        if samples is None or interlace or not width or not height or (depth, colour) not in (
-                (8, 0), (8, 2), (8, 4), (8, 6), (16, 0)):
+        if (depth, colour) not in STREAMED or interlace or not width or not height:
             return
+        samples = _SAMPLES[colour]
         if max_pixels and width * height > max_pixels:
             return
         spans = _spans(handle)

@@ -63,15 +63,21 @@ class Writer(threading.Thread):
 # --- things the user pointed at are written through or kept -------------------------------------
 
 
-@needs_fifo
-def test_output_onto_a_fifo_writes_through_it(invoke, tmp_path, rgb_png):
-    expected = pooled_png(rgb_png, tmp_path, invoke)
+def _pool_onto_a_fifo(invoke, tmp_path: Path, *extra: str):
+    """``max rgb.png -k 2 -o pipe.png``, pipe.png a FIFO read to its end by another thread."""
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)
     reader = Reader(fifo)
     reader.start()
-    result = invoke("max", "rgb.png", "-k", "2", "-o", "pipe.png", "-q")
+    result = invoke("max", "rgb.png", "-k", "2", "-o", "pipe.png", "-q", *extra)
     reader.join(timeout=60)
+    return result, reader, fifo
+
+
+@needs_fifo
+def test_output_onto_a_fifo_writes_through_it(invoke, tmp_path, rgb_png):
+    expected = pooled_png(rgb_png, tmp_path, invoke)
+    result, reader, fifo = _pool_onto_a_fifo(invoke, tmp_path)
     assert result.exit_code == 0, result.stderr
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # still the FIFO, not a regular file
     assert reader.data == expected
@@ -464,12 +470,7 @@ def test_a_bug_outside_the_pipeline_is_one_line_too(invoke, tmp_path, course, mo
 @needs_fifo
 def test_skip_existing_never_skips_a_stream(invoke, tmp_path, rgb_png):
     expected = pooled_png(rgb_png, tmp_path, invoke)
-    fifo = tmp_path / "pipe.png"
-    os.mkfifo(fifo)
-    reader = Reader(fifo)
-    reader.start()
-    result = invoke("max", "rgb.png", "-k", "2", "-o", "pipe.png", "--skip-existing", "-q")
-    reader.join(timeout=60)
+    result, reader, _ = _pool_onto_a_fifo(invoke, tmp_path, "--skip-existing")
     assert result.exit_code == 0 and reader.data == expected
 
 
