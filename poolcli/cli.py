@@ -9,7 +9,6 @@ May import: Click at import time; everything else (NumPy, Pillow, Rich) inside t
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
 import re
@@ -490,14 +489,15 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
         debug=debug, storage_options=storage_options,
     )
     address = _scheduler_address(ctx, scheduler, storage_options, inputs)
-    if address is not None:  # a single giant .zarr input runs its strips on the cluster
-        options = dataclasses.replace(options, scheduler=address, cluster_workers=jobs, retries=retries)
     try:
         # On a cluster the folders are walked lazily (twice), never held: folders of millions of files.
         make_plan = batch.plan if address is None else batch.plan_stream
         planned = make_plan(list(inputs), output, params, options, recursive=recursive, output_dir=output_dir)
     except batch.PlanError as error:
         raise click.UsageError(str(error), ctx=ctx) from None
+    except batch.storage.StorageFault as error:  # a missing bucket, no credentials, ...: exit 1
+        click.echo(f"poolcli: error: {error}", err=True)
+        ctx.exit(ExitCode.FAILED)
     if output_dir is not None and not _is_url(output_dir):  # (object stores have no folders to make)
         try:
             os.makedirs(output_dir, exist_ok=True)
@@ -509,10 +509,29 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
     if len(planned) == 1 and any(job.output == "-" for job in planned) and _stdout_is_terminal():
         raise click.UsageError("refusing to write image data to a terminal: redirect standard output, "
                                "or give -o FILE", ctx=ctx)
-    code = batch.execute(planned, params, options, jobs_n=jobs, skip_existing=skip_existing,
-                         progress=not no_progress, as_json=as_json, quiet=quiet, verbose=verbose,
-                         scheduler=address, retries=retries)
+    executor = _executor(address, jobs, retries)
+    try:
+        code = batch.execute(planned, params, options, executor, skip_existing=skip_existing,
+                             progress=not no_progress, as_json=as_json, quiet=quiet, verbose=verbose)
+    finally:
+        close = getattr(executor, "close", None)
+        if close is not None:
+            close()
     ctx.exit(code)
+
+
+def _executor(address: str | None, jobs: int | None, retries: int) -> Any:
+    """Who runs the jobs (and a giant image's strips): a Dask cluster with an address (or
+    ``local``), else worker processes for -j > 1, else this process."""
+    if address is not None:
+        from poolcli.cluster import DaskExecutor
+
+        return DaskExecutor(address, jobs, retries)
+    from poolcli import executors
+    from poolcli.engine import available_cpus
+
+    workers = jobs or available_cpus()
+    return executors.ForkPool(workers) if workers > 1 else executors.InProcess()
 
 
 def _is_url(text: str) -> bool:

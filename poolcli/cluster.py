@@ -1,16 +1,20 @@
-"""Many inputs on a Dask cluster: ``--scheduler tcp://host:8786`` or ``--scheduler local``.
+"""The Dask executor: ``--scheduler tcp://host:8786`` or ``--scheduler local``.
 
-Dask is the engine: each file is one task that runs the same :func:`poolcli.pipeline.run` as the
-local worker pool.  Tasks carry paths and URLs, never pixels; workers read and write storage
-themselves.  The client submits a bounded window of tasks at a time (``as_completed``), so its
-memory does not depend on how many files are queued, and reports each result as it arrives.
+:class:`DaskExecutor` is an :class:`poolcli.executors.Executor`: each file is one task that runs
+the same :func:`poolcli.pipeline.run` as the local worker pool, and the strips of one giant image
+are tasks too (:class:`DaskRunner`): each worker reads its input rows (with halo) and writes its
+output chunks straight to the store, local or remote.  Tasks carry paths and URLs, never
+pixels; workers read and write storage themselves.  The client submits a bounded window of
+tasks at a time (``as_completed``), so its memory does not depend on how many files are queued,
+and reports each result as it arrives.
 
 Faults are Dask's business: a task whose worker dies is run again elsewhere; one that kills
 ``--retries + 1`` workers (the scheduler's ``allowed-failures``) ends as that file's error.
 Nothing here is imported unless a scheduler is used.
 
-May import: batch and the pipeline (NumPy, Pillow) at import time; dask and distributed only
-inside the functions that connect and submit; no Rich, no Click.
+May import: the pipeline (NumPy, Pillow), ``paths`` and ``storage`` at import time; dask and
+distributed only inside the functions that connect and submit; no Rich, no Click, and nothing
+above it (``batch`` and the command line choose it, it never calls them).
 """
 
 from __future__ import annotations
@@ -23,19 +27,20 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
-from poolcli import storage
-from poolcli.batch import ClusterError
+from poolcli import paths, storage
+from poolcli.errors import ExecutorError
 from poolcli.params import PoolParams
-from poolcli.pipeline import Job, Options, run
+from poolcli.pipeline import Job, Options, local_outputs, run
 from poolcli.results import Result
 
 CONNECT_TIMEOUT = 10  # seconds: an unreachable scheduler is an error after this long
 INSTALL_HINT = 'pip install "poolcli[dask]"'
 LOCAL = "local"
 _CONFIG_KEYS = ("scheduler-address", "scheduler_address")
+T = TypeVar("T")
 
 
 def installed() -> bool:
@@ -126,7 +131,7 @@ def connect(address: str, workers: int | None, retries: int) -> tuple[Any, Any]:
 
     Raises
     ------
-    ClusterError
+    ExecutorError
         When the scheduler cannot be reached within CONNECT_TIMEOUT seconds, or the local
         cluster cannot start.
     """
@@ -135,7 +140,7 @@ def connect(address: str, workers: int | None, retries: int) -> tuple[Any, Any]:
         import dask
         from distributed import Client
     except ImportError:
-        raise ClusterError(f"--scheduler needs Dask: {INSTALL_HINT}") from None
+        raise ExecutorError(f"--scheduler needs Dask: {INSTALL_HINT}") from None
     shown = storage.redact(address)
     # The scheduler gives up on a task after it killed this many workers (KilledWorker).
     with dask.config.set({"distributed.scheduler.allowed-failures": retries}):
@@ -144,10 +149,10 @@ def connect(address: str, workers: int | None, retries: int) -> tuple[Any, Any]:
         try:
             return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False), None
         except (OSError, TimeoutError) as error:
-            raise ClusterError(f"{shown}: cannot reach the Dask scheduler "
+            raise ExecutorError(f"{shown}: cannot reach the Dask scheduler "
                                f"({storage.redact(str(error)) or type(error).__name__})") from None
         except (ValueError, TypeError) as error:
-            raise ClusterError(f"{shown}: not a scheduler address ({error})") from None
+            raise ExecutorError(f"{shown}: not a scheduler address ({error})") from None
 
 
 def _start_local(workers: int | None) -> tuple[Any, Any]:
@@ -173,7 +178,7 @@ def _start_local(workers: int | None) -> tuple[Any, Any]:
         cluster = LocalCluster(n_workers=workers or available_cpus(), threads_per_worker=1, processes=True,
                                dashboard_address=":0", silence_logs=logging.ERROR)
     except Exception as error:
-        raise ClusterError(f"local: the Dask cluster did not start ({error})") from None
+        raise ExecutorError(f"local: the Dask cluster did not start ({error})") from None
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
@@ -270,12 +275,10 @@ def run_on_cluster(jobs: Iterable[Job], params: PoolParams, options: Options, ad
         pending.clear()
         _close(client, cluster)
         if cluster is not None:  # its workers are gone: what they were writing is not whole
-            from poolcli.batch import _outputs, remove_temp_files
-
-            remove_temp_files(_outputs(stopped, options))
+            paths.remove_temp_files(local_outputs(stopped, options))
         if isinstance(error, Exception):  # Dask's own failure (a lost scheduler, say): one line
             detail = storage.redact(str(error)) or type(error).__name__
-            raise ClusterError(f"{storage.redact(address)}: the Dask cluster failed ({detail})") from None
+            raise ExecutorError(f"{storage.redact(address)}: the Dask cluster failed ({detail})") from None
         raise
     _close(client, cluster)
 
@@ -315,64 +318,95 @@ def _close(client: Any, cluster: Any) -> None:
             cluster.close()
 
 
-# --------------------------------------------------------------------------- one giant Zarr image
+# --------------------------------------------------------------------------- the executor
 
 
-def pool_zarr_rows(source: str, batch: tuple[int, ...], o0: int, o1: int, params: PoolParams, array_path: str,
-                   selection: tuple, planes: bool) -> int:
-    """The task: output rows ``o0:o1`` of one image of a Zarr input, from the input rows (and halo)
-    they need, written straight into the output array's chunks (whole chunk rows: no two tasks
-    share a chunk).  Returns the number of rows written."""
-    from poolcli import strips, tiled
+class DaskRunner:
+    """The strips of one giant image as Dask tasks (a :class:`poolcli.strips.StripRunner`).
 
-    reader, close = tiled.open_reader(source, batch)
-    try:
-        rows = strips.pool_output_rows(reader, strips.Rule(params), o0, o1)
-    finally:
-        close()
-    target = tiled._zarr().open_array(array_path, mode="r+")
-    target[selection] = rows if planes else rows[0]
-    return o1 - o0
-
-
-def pool_zarr(address: str, workers: int | None, retries: int, source: str, params: PoolParams, z: Any,
-              out_height: int, array_path: str) -> None:
-    """Pool every image of the Zarr input ``z`` (a :class:`poolcli.tiled.ZarrInput` opened from
-    ``source``) into the new Zarr array at ``array_path``, one task per chunk row of the output.
-
-    Nothing is gathered on the client: each worker reads its input rows and writes its output
-    chunks itself (the paths must be on a file system the workers share).  Strips are computed
-    with the whole image's geometry (:func:`poolcli.strips.pool_output_rows`), so the result is
-    bit-identical to the local one.
+    A task carries the locations of the input and output, never pixels: it opens them on the
+    worker, reads its input rows, and writes its output chunks itself (no two tasks share a
+    chunk).  Results come back in order; at most ``window`` tasks are queued at a time, so the
+    client's memory does not grow with the image.
     """
-    from distributed import wait as distributed_wait
 
-    from poolcli import tiled
+    def __init__(self, executor: DaskExecutor) -> None:
+        self.executor = executor
 
-    try:
-        client, cluster = connect(address, workers, retries)
-    except ClusterError as error:
-        raise tiled.TiledError(str(error)) from None
-    futures: list[Any] = []
-    try:
-        planes = "c" in z.axes
-        step = tiled.ZARR_CHUNK
-        absolute, target = os.path.abspath(source), os.path.abspath(array_path)
-        for batch in z.batches():
-            for o0 in range(0, out_height, step):
-                o1 = min(o0 + step, out_height)
-                futures.append(client.submit(pool_zarr_rows, absolute, batch, o0, o1, params, target,
-                                             z.selection(batch, slice(None), slice(o0, o1)), planes, pure=False,
-                                             retries=retries))
-        distributed_wait(futures)
-        failed = [f for f in futures if f.status != "finished"]
-        if failed:
-            first = failed[0].exception() if failed[0].status == "error" else "cancelled"
-            raise tiled.TiledError(f"{len(failed)} of {len(futures)} strips failed on the Dask cluster at "
-                                   f"{storage.redact(address)} ({storage.redact(str(first)) or type(first).__name__})")
-    except BaseException:
-        with contextlib.suppress(Exception):
-            client.cancel(futures)
-        _close(client, cluster)
-        raise
-    _close(client, cluster)
+    def map(self, task: Callable[[int, int], T], ranges: Sequence[tuple[int, int]]) -> Iterator[T]:
+        from collections import deque
+        from uuid import uuid4
+
+        from distributed import wait as distributed_wait
+
+        client = self.executor.client()
+        window = max(8, 4 * (sum(client.nthreads().values()) or 1))
+        queued: deque[Any] = deque()
+        todo = iter(ranges)
+        try:
+            while True:
+                for o0, o1 in todo:
+                    queued.append(client.submit(task, o0, o1, key=f"pool_strip-{uuid4().hex}",
+                                                retries=self.executor.retries))
+                    if len(queued) >= window:
+                        break
+                if not queued:
+                    return
+                future = queued.popleft()
+                distributed_wait([future])
+                if future.status != "finished":
+                    raise _strip_failure(future, self.executor.address)
+                yield future.result()
+        except BaseException as error:
+            with contextlib.suppress(Exception):
+                client.cancel(list(queued))
+            if isinstance(error, Exception) and not isinstance(error, ExecutorError) and _is_cluster_fault(error):
+                raise ExecutorError(f"{storage.redact(self.executor.address)}: the Dask cluster failed "
+                                    f"({storage.redact(str(error)) or type(error).__name__})") from None
+            raise
+
+
+def _strip_failure(future: Any, address: str) -> Exception:
+    """A strip task's failure: the task's own error (a damaged chunk, a storage fault) as it is,
+    or the cluster's as one line."""
+    if future.status == "error":
+        error = future.exception()
+        if isinstance(error, Exception) and not _is_cluster_fault(error):
+            return error
+        detail = storage.redact(str(error)) or type(error).__name__
+    else:
+        detail = "cancelled"
+    return ExecutorError(f"{storage.redact(address)}: a strip failed on the Dask cluster ({detail})")
+
+
+def _is_cluster_fault(error: BaseException) -> bool:
+    return type(error).__module__.split(".")[0] in ("distributed", "dask", "tornado") or \
+        (isinstance(error, (OSError, TimeoutError)) and "comm" in type(error).__module__)
+
+
+class DaskExecutor:
+    """Jobs and strips on a Dask cluster: an address, or ``local`` (a LocalCluster of ``workers``
+    processes started here and closed at the end).  Connects on first use."""
+
+    checks_existing = True
+
+    def __init__(self, address: str, workers: int | None = None, retries: int = 2) -> None:
+        self.address, self.workers, self.retries = address, workers, retries
+        self.strips = DaskRunner(self)
+        self._client: Any = None
+        self._cluster: Any = None
+
+    def client(self) -> Any:
+        if self._client is None:
+            self._client, self._cluster = connect(self.address, self.workers, self.retries)
+        return self._client
+
+    def run(self, jobs: Iterable[Job], params: PoolParams, options: Options, finished: Callable[[Result], None],
+            skip_existing: bool = False) -> None:
+        run_on_cluster(jobs, params, options, self.address, self.workers, self.retries, finished,
+                       skip_existing=skip_existing)
+
+    def close(self) -> None:
+        if self._client is not None:
+            _close(self._client, self._cluster)
+            self._client = self._cluster = None

@@ -193,3 +193,17 @@ def is_tiff_path(source: str) -> bool:
         return True
     with open(source, "rb") as handle:
         return handle.read(4) in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+# At most this many bytes of a stream per allowed pixel (RGBA float32, uncompressed), plus 1 MiB.
+_BYTES_PER_PIXEL = 16
+
+
+def stream_byte_limit(max_pixels: int | None) -> int | None:
+    """The most bytes read from standard input or a FIFO: what an uncompressed image of
+    ``max_pixels`` pixels of the widest kind could take; None without a pixel limit.
+
+    >>> stream_byte_limit(100)
+    1050176
+    """
+    return max_pixels * _BYTES_PER_PIXEL + (1 << 20) if max_pixels else None

@@ -4,13 +4,16 @@ Readers (:class:`TiffInput`, :class:`ZarrInput`) give :mod:`poolcli.strips` read
 ``read(top, bottom)`` decodes only the tiles/strips/chunks covering those rows.  Writers take
 strips in order and write them as they come: a tiled BigTIFF (tifffile writes an iterator of
 tiles), a Zarr array (v2 or v3, whole chunk rows per strip), or a ``.npy`` (memory-mapped).
-Every output is written under a temporary sibling name and renamed into place when complete.
+Stores are local folders or fsspec URLs (:func:`open_store`); every local output is committed by
+:func:`poolcli.paths.staged`, and a Zarr written to object storage holds back its metadata until
+its chunks are all there (:class:`HeldMetadata`), so no reader ever opens a half-written array.
 
 zarr 2 (Python 3.10) and zarr 3 are both supported: the few calls that differ go through
 :func:`_zarr_format_args`.
 
-May import: NumPy at import time; tifffile and zarr (the only module that does) inside the
-functions that read or write; ``engine`` for its threads.
+May import: NumPy, ``storage`` and ``strips`` at import time; tifffile and zarr (the only module
+that does) inside the functions that read or write; fsspec through ``storage``; ``engine`` for its
+threads.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from poolcli.formats import is_zarr_store
+from poolcli import storage
+from poolcli.formats import is_zarr_path
 
 TILE = 256  # output TIFF tiles (a multiple of 16, as TIFF requires)
 ZARR_CHUNK = 256  # output Zarr chunks along y and x (strips are cut at multiples of it)
@@ -71,65 +75,6 @@ def check_segments(page: Any, file_size: int) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Outputs that appear whole or not at all
-# --------------------------------------------------------------------------------------------
-
-
-def temporary_sibling(path: str | Path, directory: bool = False) -> Path:
-    """A new hidden temporary file or folder beside ``path`` (same file system: renames are atomic)."""
-    import tempfile  # here: a small image's run never imports it (shutil, random, bz2, lzma: 5 ms)
-
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if directory:
-        return Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part"))
-    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    os.close(handle)
-    return Path(name)
-
-
-def commit(temporary: Path, target: str | Path) -> None:
-    """Move a finished temporary output into place.  An existing Zarr store at the target is
-    replaced (as an existing output file is); any other existing folder is left alone."""
-    target = Path(target)
-    if not temporary.is_dir():
-        os.chmod(temporary, 0o666 & ~_umask())
-        os.replace(temporary, target)
-        return
-    os.chmod(temporary, 0o777 & ~_umask())
-    if target.exists():
-        if not is_zarr_store(target):
-            raise TiledError(f"{target} exists and is not a Zarr store; remove it or choose another -o")
-        old = temporary_sibling(target, directory=True)
-        os.rmdir(old)
-        os.replace(target, old)
-        os.replace(temporary, target)
-        _remove_tree(old)
-    else:
-        os.replace(temporary, target)
-
-
-def _remove_tree(folder: Path) -> None:
-    import shutil
-
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-def discard(temporary: Path) -> None:
-    if temporary.is_dir():
-        _remove_tree(temporary)
-    else:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# --------------------------------------------------------------------------------------------
 # zarr 2 and 3
 # --------------------------------------------------------------------------------------------
 
@@ -168,8 +113,9 @@ def _format_of(node: Any) -> int:
 
 
 def create_array(root: Any, name: str | None, shape: tuple[int, ...], dtype: np.dtype, chunks: tuple[int, ...],
-                 zarr_format: int, path: Path | None = None, compress: bool = True) -> Any:
-    """A new Zarr array, in group ``root`` under ``name`` or alone at ``path``; zarr's default
+                 zarr_format: int, path: Any = None, compress: bool = True) -> Any:
+    """A new Zarr array, in group ``root`` under ``name`` or alone at ``path`` (a folder or a
+    store, :meth:`ZarrTarget.store`); zarr's default
     compressor, or none (``compress=False``: scratch levels read back once)."""
     zarr = _zarr()
     kwargs: dict[str, Any] = dict(shape=shape, dtype=dtype, chunks=chunks, fill_value=0)
@@ -179,7 +125,8 @@ def create_array(root: Any, name: str | None, shape: tuple[int, ...], dtype: np.
         if zarr_major() >= 3:
             return root.create_array(name, **kwargs)
         return root.create_dataset(name, **kwargs)
-    return zarr.open_array(str(path), mode="w", **kwargs, **_zarr_format_args(zarr_format))
+    return zarr.open_array(path if not isinstance(path, Path) else str(path), mode="w", **kwargs,
+                           **_zarr_format_args(zarr_format))
 
 
 # --------------------------------------------------------------------------------------------
@@ -385,13 +332,27 @@ class TiffInput:
             self.handle = None
 
 
-def open_tiff(path: str) -> TiffInput | None:
-    """Open a TIFF for streaming; ``None`` when it is not one image of (C, H, W) pixels
-    (several frames, or a layout only Pillow's path reads)."""
+# A remote TIFF is read through fsspec in blocks of this size (a tile row's segments, usually).
+_REMOTE_BLOCK = 4 << 20
+
+
+def open_tiff(path: str, storage_options: str | None = None) -> TiffInput | None:
+    """Open a TIFF (a path, or a URL read by byte ranges) for streaming; ``None`` when it is not
+    one image of (C, H, W) pixels (several frames, or a layout only Pillow's path reads)."""
     tifffile = _tifffile()
+    remote = None
+    if storage.is_url(path) and not storage.is_local_url(path):
+        fs, inner = storage.filesystem(path, storage_options)
+        with storage.translated(path):
+            remote = fs.open(inner, "rb", block_size=_REMOTE_BLOCK, cache_type="readahead")
+    elif storage.is_url(path):
+        path = storage.local_path(path)
     try:
-        handle = tifffile.TiffFile(path)
+        handle = tifffile.TiffFile(remote if remote is not None else path, name=Path(path).name)
     except Exception as error:  # damaged headers raise many types inside tifffile
+        if remote is not None:
+            remote.close()
+            storage.raise_for(error, path)
         raise TiledError(f"not a readable TIFF ({type(error).__name__}: {error})") from None
     try:
         # Index every page first: tifffile then stops at a circular IFD chain once, where walking
@@ -485,12 +446,41 @@ class ZarrInput:
         return f"{kind} of {self.dtype}, shape {self.full_shape} ({', '.join(self.axes)})"
 
 
-def open_zarr(path: str) -> ZarrInput:
-    """Open a ``.zarr`` folder: an array, or an OME-Zarr image (its first, full-resolution level)."""
+def open_store(location: str, storage_options: str | None = None, read_only: bool = True) -> Any:
+    """The zarr store of a local folder or an fsspec URL (``s3://bucket/a.zarr``, ``memory://...``).
+
+    Raises
+    ------
+    poolcli.storage.StorageError
+        For a URL that cannot be used (no fsspec, unknown protocol, bad options).
+    """
+    if not storage.is_url(location) or storage.is_local_url(location):
+        return storage.local_path(location) if storage.is_url(location) else location
+    if zarr_major() < 3:
+        fs, path = storage.filesystem(location, storage_options)
+        return fs.get_mapper(path)
+    from zarr.storage import FsspecStore
+
+    storage.filesystem(location, storage_options)  # fsspec and the protocol's package are there
+    try:
+        return FsspecStore.from_url(location, storage_options=storage.options_for(location, storage_options),
+                                    read_only=read_only)
+    except Exception as error:
+        storage.raise_for(error, location)
+        raise
+
+
+def open_zarr(path: str, storage_options: str | None = None) -> ZarrInput:
+    """Open a ``.zarr`` folder or URL: an array, or an OME-Zarr image (its first, full-resolution
+    level)."""
     zarr = _zarr()
     try:
-        node = zarr.open(store=path, mode="r") if zarr_major() >= 3 else zarr.open(path, mode="r")
+        store = open_store(path, storage_options)
+        node = zarr.open(store=store, mode="r") if zarr_major() >= 3 else zarr.open(store, mode="r")
+    except storage.StorageError:
+        raise
     except Exception as error:  # zarr raises many types for a damaged store
+        storage.raise_for(error, path)
         raise TiledError(f"not a readable Zarr store ({type(error).__name__}: {error})") from None
     if hasattr(node, "shape"):
         ndim = len(node.shape)
@@ -625,18 +615,168 @@ def output_chunks(axes: tuple[str, ...], shape: tuple[int, ...], ome: bool) -> t
     return tuple(chunks)
 
 
-def open_reader(path: str, batch: tuple[int, ...] = ()) -> tuple[Any, Callable[[], None]]:
+def open_reader(path: str, batch: tuple[int, ...] = (), storage_options: str | None = None,
+                ) -> tuple[Any, Callable[[], None]]:
     """A reader of one (C, H, W) image of a TIFF (first series) or Zarr input, opened from its
-    path, and a function that closes it.
+    path or URL, and a function that closes it.
 
-    For schedulers that run tasks elsewhere (Dask workers): ship the path, open the reader in
+    For schedulers that run tasks elsewhere (Dask workers): ship the location, open the reader in
     the task, call :func:`poolcli.strips.pool_output_rows`, close.  ``batch`` picks the image of a
     Zarr array with batch axes (see :meth:`ZarrInput.batches`).
     """
-    if Path(path).is_dir():
-        source = open_zarr(path)
+    if is_zarr_path(path) or storage.is_zarr_url(path):
+        source = open_zarr(path, storage_options)
         return source.reader(batch), lambda: None
-    tiff = open_tiff(path)
+    tiff = open_tiff(path, storage_options)
     if tiff is None:
         raise TiledError("not one image of (C, H, W) pixels: several pages or frames")
     return tiff.open(), tiff.close
+
+
+# --------------------------------------------------------------------------------------------
+# Zarr outputs, local or remote, and the strip task that writes them
+# --------------------------------------------------------------------------------------------
+
+_METADATA_NAMES = ("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata")
+
+
+def _is_metadata(key: str) -> bool:
+    return key.rsplit("/", 1)[-1] in _METADATA_NAMES
+
+
+def _held_store(store: Any, held: dict[str, bytes]) -> Any:
+    """``store`` with its metadata documents held in ``held`` instead of written: chunks go to the
+    store, metadata waits in memory until :meth:`ZarrTarget.publish` (object storage: a reader must
+    never find an array whose chunks are still being written)."""
+    from zarr.storage import WrapperStore
+
+    class Held(WrapperStore[Any]):
+        async def set(self, key: str, value: Any) -> None:
+            if _is_metadata(key):
+                held[key] = value.to_bytes()
+            else:
+                await self._store.set(key, value)
+
+        async def set_if_not_exists(self, key: str, value: Any) -> None:
+            if _is_metadata(key):
+                held.setdefault(key, value.to_bytes())
+            else:
+                await self._store.set_if_not_exists(key, value)
+
+        async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+            if key in held:
+                data = held[key]
+                return prototype.buffer.from_bytes(data)  # metadata is read whole
+            if _is_metadata(key):
+                return None  # an old store's metadata is not this output's
+            return await self._store.get(key, prototype, byte_range)
+
+        async def exists(self, key: str) -> bool:
+            return key in held or (not _is_metadata(key) and await self._store.exists(key))
+
+        def _with_store(self, store: Any) -> Any:
+            return _held_store(store, held)
+
+    return Held(store)
+
+
+@dataclass
+class ZarrTarget:
+    """A Zarr output that any machine can open: a local folder (the temporary of a staged
+    output) or a URL, and for object storage the metadata held back until the end."""
+
+    location: str
+    storage_options: str | None = field(default=None, repr=False)
+    held: dict[str, bytes] | None = None  # None: metadata is written as it comes (a local folder)
+
+    def store(self) -> Any:
+        store = open_store(self.location, self.storage_options, read_only=False)
+        return store if self.held is None else _held_store(store, self.held)
+
+    def open_array(self, name: str) -> Any:
+        zarr = _zarr()
+        with storage.translated(self.location):
+            if zarr_major() >= 3:
+                return zarr.open_array(self.store(), path=name, mode="r+")
+            return zarr.open_array(self.store(), path=name, mode="r+")
+
+    def publish(self) -> None:
+        """Write the held metadata: the arrays' first, the root group's last."""
+        if not self.held:
+            return
+        fs, root = storage.filesystem(self.location, self.storage_options)
+        with storage.translated(self.location):
+            for key in sorted(self.held, key=lambda k: (-k.count("/"), k)):
+                fs.pipe_file(f"{root.rstrip('/')}/{key}", self.held[key])
+
+
+@contextlib.contextmanager
+def zarr_output(output: str, storage_options: str | None, make_folders: bool = True) -> Iterator[ZarrTarget]:
+    """Where a Zarr output is written, whole or not at all.
+
+    A local store is a temporary folder beside the output, renamed into place by
+    :func:`poolcli.paths.staged`.  On object storage the store is written in place with its
+    metadata held back (:class:`ZarrTarget`) and published last; an existing store there is
+    replaced, and on failure every key under the output is removed.
+    """
+    from poolcli import paths
+
+    if not storage.is_url(output) or storage.is_local_url(output):
+        local = storage.local_path(output) if storage.is_url(output) else output
+        with paths.staged(local, directory=True, make_folders=make_folders or storage.is_url(output)) as temporary:
+            yield ZarrTarget(os.path.abspath(temporary))  # workers elsewhere open it too
+        return
+    fs, root = storage.filesystem(output, storage_options)
+    target = ZarrTarget(output, storage_options, held={} if zarr_major() >= 3 else None)
+    with storage.translated(output):
+        if fs.exists(root):
+            fs.rm(root, recursive=True)  # an old store's chunks must not show through the new array
+    try:
+        yield target
+        target.publish()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            fs.rm(root, recursive=True)
+        raise
+
+
+@dataclass
+class StripTask:
+    """Output rows ``[o0, o1)`` of one image, computed from its input rows and written into the
+    output array's chunks: the unit of work of a giant image, here or on a Dask worker.
+
+    The input and output are opened on first use in each process (and not pickled)."""
+
+    source: str
+    storage_options: str | None = field(repr=False)
+    batch: tuple[int, ...]
+    rule: Any  # strips.Rule
+    target: ZarrTarget
+    array_name: str
+    axes: tuple[str, ...]
+    _opened: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_opened"] = None
+        return state
+
+    def __call__(self, o0: int, o1: int) -> int:
+        from poolcli import strips
+
+        if self._opened is None:
+            reader, close = open_reader(self.source, self.batch, self.storage_options)
+            self._opened = (reader, close, self.target.open_array(self.array_name))
+        reader, _, array = self._opened
+        rows = strips.pool_output_rows(reader, self.rule, o0, o1)
+        picks = iter(self.batch)
+        selection = tuple(slice(o0, o1) if a == "y" else slice(None) if a in ("x", "c") else next(picks)
+                          for a in self.axes)
+        with storage.translated(self.target.location):
+            array[selection] = rows if "c" in self.axes else rows[0]
+        return o1 - o0
+
+    def close(self) -> None:
+        if self._opened is not None:
+            self._opened[1]()
+            self._opened = None

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from poolcli import batch, storage
+from poolcli import batch, listing, storage
 from tests.conftest import files_in, json_lines
 
 distributed = pytest.importorskip("distributed")
@@ -131,7 +131,7 @@ def key_order(entries):
 
 def test_key_order_becomes_name_order():
     entries = [("a b.png", False), ("a.png", False), ("a", True), ("a0.png", False), ("b", True)]
-    assert list(storage.by_name(key_order(entries))) == sorted(entries)
+    assert list(listing.by_name(key_order(entries))) == sorted(entries)
 
 
 @settings(max_examples=60, deadline=None)
@@ -139,7 +139,7 @@ def test_key_order_becomes_name_order():
                        st.booleans(), max_size=12))
 def test_any_level_in_key_order_comes_out_sorted_by_name(level):
     entries = list(level.items())
-    assert list(storage.by_name(key_order(entries))) == sorted(entries)
+    assert list(listing.by_name(key_order(entries))) == sorted(entries)
 
 
 def test_s3_and_memory_listings_equal_the_local_walk(s3, photos):
@@ -147,17 +147,17 @@ def test_s3_and_memory_listings_equal_the_local_walk(s3, photos):
     upload(fs, photos, bucket + "/in")
     local = [Path(p).relative_to(photos).as_posix() for p in batch.walk(str(photos), recursive=True)]
     assert local == ["a/deep/y.png", "a/m.npy", "a/x.jpg", "a b.png", "a.png", "bad.png", "z.PNG"]
-    found = list(storage.walk(f"s3://{bucket}/in/", True, batch._is_candidate_name))
+    found = list(listing.walk_url(f"s3://{bucket}/in/", True, listing.is_candidate_name))
     assert found == [f"s3://{bucket}/in/{name}" for name in local]
-    flat = list(storage.walk(f"s3://{bucket}/in", False, batch._is_candidate_name))
+    flat = list(listing.walk_url(f"s3://{bucket}/in", False, listing.is_candidate_name))
     assert flat == [f"s3://{bucket}/in/{name}" for name in local if "/" not in name]
     import fsspec
 
     memory = fsspec.filesystem("memory")
     upload(memory, photos, "/walk")
-    assert list(storage.walk("memory://walk", True, batch._is_candidate_name)) == \
+    assert list(listing.walk_url("memory://walk", True, listing.is_candidate_name)) == \
         [f"memory://walk/{name}" for name in local]
-    assert list(storage.walk(photos.as_uri(), True, batch._is_candidate_name)) == \
+    assert list(listing.walk_url(photos.as_uri(), True, listing.is_candidate_name)) == \
         [f"{photos.as_uri()}/{name}" for name in local]
 
 
@@ -447,4 +447,4 @@ def test_a_zarr_image_pooled_on_the_cluster_equals_the_local_result(scheduler, t
     expected = zarr.open_array(str(tmp_path / "here.zarr"), mode="r")[:]
     assert expected.shape[1] > 256  # several chunk rows, so several tasks
     assert np.array_equal(zarr.open_array(str(tmp_path / "there.zarr"), mode="r")[:], expected)
-    assert "pool_zarr_rows" in scheduler[2].scheduler.task_prefixes  # the strips ran on the workers
+    assert "pool_strip" in scheduler[2].scheduler.task_prefixes  # the strips ran on the workers
