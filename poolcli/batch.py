@@ -91,6 +91,8 @@ def _is_folder_input(raw: str, storage_options: str | None) -> bool:
     if raw == STDIO:
         return False
     if storage.is_url(raw):
+        if storage.is_zarr_url(raw):
+            return False  # a Zarr store is one input
         return raw.endswith("/") or storage.isdir(raw, storage_options)
     return Path(raw).is_dir() and not formats.is_zarr_path(raw)  # a Zarr store is one input
 
@@ -305,6 +307,8 @@ def _is_file(output: str, options: Options) -> bool:
 
 def _is_folder(output: str, options: Options) -> bool:
     if storage.is_url(output):
+        if storage.is_zarr_url(output):
+            return False  # a Zarr store is one output
         return output.endswith("/") or storage.isdir(output, options.storage_options)
     return (Path(output).is_dir() and not formats.is_zarr_path(output)) or output.endswith(("/", os.sep))
 

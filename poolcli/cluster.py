@@ -210,7 +210,6 @@ def run_on_cluster(jobs: Iterable[Job], params: PoolParams, options: Options, ad
     from uuid import uuid4
 
     from distributed import as_completed
-    from distributed import wait as distributed_wait
     from distributed.scheduler import KilledWorker
 
     client, cluster = connect(address, workers, retries)
@@ -262,8 +261,10 @@ def run_on_cluster(jobs: Iterable[Job], params: PoolParams, options: Options, ad
         # Alone on the cluster, a file that kills workers is found out, and a neighbour is not blamed.
         for job in suspects:
             future = submit_one([job])
-            distributed_wait([future])
-            outcome = future.exception() if future.status == "error" else future.result()[0]
+            try:  # (future.result, not distributed.wait: that needs a default client)
+                outcome = future.result()[0]
+            except Exception as error:  # the task's error, or KilledWorker
+                outcome = error
             pending.pop(future)
             finished(_result(job, outcome, KilledWorker, final=True))  # type: ignore[arg-type]
     except BaseException as error:
@@ -337,8 +338,6 @@ class DaskRunner:
         from collections import deque
         from uuid import uuid4
 
-        from distributed import wait as distributed_wait
-
         client = self.executor.client()
         window = max(8, 4 * (sum(client.nthreads().values()) or 1))
         queued: deque[Any] = deque()
@@ -353,10 +352,11 @@ class DaskRunner:
                 if not queued:
                     return
                 future = queued.popleft()
-                distributed_wait([future])
-                if future.status != "finished":
-                    raise _strip_failure(future, self.executor.address)
-                yield future.result()
+                try:  # (future.result, not distributed.wait: that needs a default client)
+                    value = future.result()
+                except Exception as error:
+                    raise _strip_failure(error, self.executor.address) from None
+                yield value
         except BaseException as error:
             with contextlib.suppress(Exception):
                 client.cancel(list(queued))
@@ -366,16 +366,12 @@ class DaskRunner:
             raise
 
 
-def _strip_failure(future: Any, address: str) -> Exception:
+def _strip_failure(error: Exception, address: str) -> Exception:
     """A strip task's failure: the task's own error (a damaged chunk, a storage fault) as it is,
-    or the cluster's as one line."""
-    if future.status == "error":
-        error = future.exception()
-        if isinstance(error, Exception) and not _is_cluster_fault(error):
-            return error
-        detail = storage.redact(str(error)) or type(error).__name__
-    else:
-        detail = "cancelled"
+    or the cluster's (a lost worker or scheduler, a cancelled task) as one line."""
+    if not _is_cluster_fault(error):
+        return error
+    detail = storage.redact(str(error)) or type(error).__name__
     return ExecutorError(f"{storage.redact(address)}: a strip failed on the Dask cluster ({detail})")
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from poolcli import formats
-from poolcli.storage import call_s3, filesystem, is_local_url, is_s3, join, local_path
+from poolcli.storage import call_s3, filesystem, is_local_url, is_s3, join, local_path, translated
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -112,7 +112,8 @@ def walk_url(folder: str, recursive: bool, candidate: Callable[[str], bool] | No
             elif candidate(name):
                 yield join(folder, inner)
 
-    yield from visit(root, "")
+    with translated(folder):
+        yield from visit(root, "")
 
 
 def _plain_level(fs: AbstractFileSystem, path: str) -> Iterator[tuple[str, bool]]:

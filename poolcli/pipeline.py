@@ -274,6 +274,14 @@ def _reason(text: str, error: BaseException) -> str:
 
 
 def _run_file(job: Job, params: PoolParams, options: Options, result: Result) -> None:
+    if storage.is_url(job.source) and not storage.is_local_url(job.source) and formats.is_tiff_name(job.source):
+        from poolcli import streaming  # a remote TIFF streams by byte ranges, as a local one does
+
+        info = streaming.open_if_streaming(job.source, options.memory_limit, options.max_pixels,
+                                           options.storage_options)
+        if info is not None:
+            streaming.run_tiff(info, job.output, params, options, result)
+            return
     source = _read_source(job.source, options.max_pixels, options.storage_options)
     if arrays.is_npy(source) or (isinstance(source, bytes) and storage.is_url(job.source)
                                  and job.source.lower().endswith(".npy")):

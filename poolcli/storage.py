@@ -85,21 +85,22 @@ or give them in --storage-options'
             break
         chain.append(nxt)
     names = {type(e).__name__ for e in chain} | {b.__name__ for e in chain for b in type(e).__mro__}
-    text = " ".join(redact(" ".join(str(e).split())) for e in chain if str(e))[:300]
+    text = redact(" ".join(str(error).split()))[:240]  # the outermost words: the inner ones repeat them
     detail = f" ({text})" if text else ""
     codes = {str(getattr(e, "response", {}).get("Error", {}).get("Code", "")) for e in chain
              if isinstance(getattr(e, "response", None), dict)}
-    if names & set(_NO_CREDENTIALS) or "Unable to locate credentials" in text:
+    every = " ".join(str(e) for e in chain)
+    if names & set(_NO_CREDENTIALS) or "Unable to locate credentials" in every:
         return f"no storage credentials found; {_CREDENTIALS_HINT}"
     if codes & set(_THROTTLED) or any(word in text for word in ("SlowDown", "Throttl", "Rate exceeded")):
         return f"the store is throttling requests and retries did not help{detail}; try again later"
     if isinstance(error, PermissionError) or codes & set(_DENIED) or "AccessDenied" in text:
         return f"access denied{detail}; {_CREDENTIALS_HINT}"
-    if "NoSuchBucket" in codes or "bucket does not exist" in text.lower() or "NoSuchBucket" in text:
+    if "NoSuchBucket" in codes or "bucket does not exist" in every.lower() or "NoSuchBucket" in every:
         return f"no such bucket{detail}"
     if isinstance(error, FileNotFoundError) or "NoSuchKey" in codes:
         return "no such file"
-    if names & set(_UNREACHABLE) or "Could not connect" in text or "Connect call failed" in text:
+    if names & set(_UNREACHABLE) or "Could not connect" in every or "Connect call failed" in every:
         return f"cannot reach the storage endpoint{detail}; {_ENDPOINT_HINT}"
     if any(type(e).__module__.split(".")[0] in ("botocore", "aiobotocore", "aiohttp", "s3fs", "gcsfs", "adlfs",
                                                  "fsspec", "google", "azure") for e in chain):

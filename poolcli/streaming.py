@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from poolcli import paths, storage, strips, tiled
-from poolcli.formats import is_tiff_path, is_zarr_path, stream_byte_limit
+from poolcli.formats import is_tiff_name, is_tiff_path, is_zarr_path, stream_byte_limit
 from poolcli.params import PoolParams, parse_size  # noqa: F401  (parse_size: also here)
 from poolcli.results import Result
 from poolcli.tiled import TiledError
@@ -45,10 +45,12 @@ def format_size(size: int) -> str:
     return f"{size} bytes"
 
 
-def open_if_streaming(source: str, memory_limit: int, max_pixels: int | None) -> tiled.TiffInput | None:
-    """The TIFF opened for streaming, or ``None`` when Pillow's path should take it."""
+def open_if_streaming(source: str, memory_limit: int, max_pixels: int | None,
+                      storage_options: str | None = None) -> tiled.TiffInput | None:
+    """The TIFF (a path or a URL) opened for streaming, or ``None`` when Pillow's path should
+    take it."""
     try:
-        info = tiled.open_tiff(source)
+        info = tiled.open_tiff(source, storage_options)
     except tiled.DamagedTiff:
         raise  # Pillow would trust the same damaged header
     except TiledError:
@@ -378,7 +380,7 @@ def _pyramid_input(source: str, params: PoolParams, options: Any, result: Result
             raise TiledError(f"a pyramid is built from one image; this array holds {len(z.batches())} "
                              f"(shape {z.full_shape}, axes {', '.join(z.axes)})")
         return z.reader(z.batches()[0]), strips.Rule(params), "c" in z.axes, None, z
-    if remote and source.lower().endswith((".tif", ".tiff", ".btf", ".tf8")):
+    if remote and is_tiff_name(source):
         info = tiled.open_tiff(source, options.storage_options)
         if info is not None:
             return _tiff_pyramid_input(info, params, options, result, closers)
