@@ -1,7 +1,7 @@
 """Folders on a Dask cluster: ``--scheduler local -j 2`` against the process pool ``-j 2``, on disk
 and on a local S3 endpoint.
 
-Usage: python benchmarks/bench_cluster.py [--count 200] [--size 1024] [--repeats 3]
+Usage: python benchmarks/bench_cluster.py [--count 200] [--size 1024] [--repeats 3] [--record [FILE]]
 
 The bench_batch folder (COUNT generated SIZE x SIZE RGB PNGs) is pooled with ``max -k 2`` by
 ``poolcli -j 2`` and ``poolcli --scheduler local -j 2`` (whole processes, start-up of the cluster
@@ -10,7 +10,7 @@ the LocalCluster's start-up (and shutdown) time, and the scheduler's cost per ta
 through ``client.submit`` / ``as_completed``, as poolcli submits them), and the cost per file of
 ``--scheduler local`` over ``-j 2`` with the start-up and shutdown taken out.  Medians of REPEATS
 interleaved runs.  Target: ``--scheduler local -j 2`` within 1.15x of ``-j 2`` on a run of about
-20 s.  Appends a dated section to benchmarks/RESULTS.md.  Needs ``pip install "poolcli[dask]"
+20 s.  ``--record``: appends a dated section to benchmarks/RESULTS.md.  Needs ``pip install "poolcli[dask]"
 "moto[server]"``.
 """
 
@@ -31,9 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+import common
 from bench_batch import make_folder
-
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
 def timed(command: list[str], clear: object) -> float:
@@ -79,6 +78,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=3)
+    common.add_record_option(parser)
     args = parser.parse_args()
     python = sys.executable
     startup, shutdown, per_task = cluster_costs()
@@ -145,21 +145,18 @@ def main() -> None:
                 print(f"  {notes[-1]}")
     finally:
         server.stop()
-    append_results(args, rows, notes)
+    if args.record:
+        append_results(args, rows, notes)
 
 
 def append_results(args: argparse.Namespace, rows: list[str], notes: list[str]) -> None:
-    """A dated section at the end of benchmarks/RESULTS.md."""
-    new = not RESULTS.exists()
+    """A dated section at the end of RESULTS.md (``--record FILE``: of FILE)."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    with open(RESULTS, "a") as handle:
-        if new:
-            handle.write("# Benchmark results\n\nAppended by the benchmarks; newest last.\n")
-        handle.write(f"\n## bench_cluster.py, {when} ({platform.machine()}, {os.cpu_count()} CPUs, Python "
-                     f"{platform.python_version()}; load average {load:.1f} at the end)\n\n")
-        handle.write(f"{args.count} RGB PNGs of {args.size}x{args.size}, `max -k 2`, medians of {args.repeats}.\n\n")
-        handle.write("\n".join(rows) + "\n\n" + "\n".join(f"- {note}" for note in notes) + "\n")
+    common.record(f"\n## bench_cluster.py, {when} ({platform.machine()}, {os.cpu_count()} CPUs, Python "
+                  f"{platform.python_version()}; load average {load:.1f} at the end)\n\n"
+                  f"{args.count} RGB PNGs of {args.size}x{args.size}, `max -k 2`, medians of {args.repeats}.\n\n"
+                  + "\n".join(rows) + "\n\n" + "\n".join(f"- {note}" for note in notes) + "\n", args.record)
 
 
 if __name__ == "__main__":

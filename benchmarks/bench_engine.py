@@ -14,7 +14,7 @@ One row per case with the ratio poolcli / torch (below 1.0: poolcli is faster). 
 uint8 average pooling, so for that case torch times ``avg_pool2d`` on the tensor converted to
 float32 (conversion included): what a torch user would have to run.  Without torch installed,
 only poolcli's times are printed.  Target: a geometric mean of the ratios at most 1.0 (the
-README's "faster than torch"); each run appends a row to benchmarks/RESULTS.md and the exit code
+README's "faster than torch"); ``--record`` appends a row to benchmarks/RESULTS.md; the exit code
 is 1 when the target is missed.
 """
 
@@ -105,7 +105,7 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--memory-size", type=int, default=4096)
     parser.add_argument("--settle", type=float, default=0.0, help="seconds of quiet before each untimed call")
-    parser.add_argument("--no-record", action="store_true", help="do not append a row to RESULTS.md")
+    common.add_record_option(parser)
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
@@ -154,12 +154,12 @@ def main() -> int:
         print(f"max ratio {max(ratios):.2f}, geometric mean {geomean:.2f} over {len(ratios)} cases")
     memory = peak_extra_memory(args.memory_size)
     ok = geomean is None or geomean <= 1.0
-    if not args.no_record:
+    if args.record:
         figures = (f"{size}x{size}: " + (f"poolcli/torch geometric mean {geomean:.2f}, max {max(ratios):.2f}; "
                                          if geomean is not None else "torch not installed; ") + "; ".join(memory))
         verdict = "n/a (no torch)" if geomean is None else f"{'met' if ok else 'MISSED'}: geometric mean <= 1.0"
         common.append_result("bench_engine", figures, verdict,
-                             (("torch", torch.__version__),) if torch is not None else ())
+                             (("torch", torch.__version__),) if torch is not None else (), results=args.record)
     return 0 if ok else 1
 
 
