@@ -108,12 +108,14 @@ def s3_endpoint():
 @pytest.fixture
 def s3(s3_endpoint, request):
     """A fresh bucket for one test (named after it), and an s3fs client."""
+    import hashlib
     import re
 
     import s3fs
 
     fs = s3fs.S3FileSystem()
-    bucket = ("b-" + re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower().replace("_", "-")))[:50].rstrip("-")
+    readable = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower().replace("_", "-"))[:40].strip("-")
+    bucket = f"b-{readable}-{hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:8]}"  # parameters differ
     fs.mkdir(bucket)
     yield fs, bucket
     fs.invalidate_cache()
