@@ -76,9 +76,9 @@ def write_ome_zarr(path: Path, data: np.ndarray) -> None:
                      {"path": "1", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0, 1.0]}]}]}]
 
 
-def write_tiled_tiff(path: Path, data: np.ndarray, tile: int = 64) -> None:
-    tifffile.imwrite(path, data, photometric="rgb", tile=(tile, tile), compression="zlib",
-                     compressionargs={"level": 1})
+def write_tiled_tiff(path: Path, data: np.ndarray, tile: int = 64, compress: bool = True) -> None:
+    tifffile.imwrite(path, data, photometric="rgb", tile=(tile, tile), compression="zlib" if compress else None,
+                     compressionargs={"level": 1} if compress else None)
 
 
 # --------------------------------------------------------------------------- Zarr and OME-Zarr on S3
@@ -182,14 +182,13 @@ def peak_rss(*args: str, cwd: Path) -> tuple[int, str, int]:
 
 @SLOW
 def test_a_remote_tiled_tiff_streams_in_bounded_memory(s3, tmp_path, rng):
-    """A 6000x5000 RGB tiled TIFF (90 MB of pixels, 2 bits of entropy a byte so the object is
-    small): the remote run's peak RSS over that of a tiny remote TIFF (the same imports and
-    client) stays under a third of the pixels, as streaming with --memory-limit 16M does; a
-    whole-file read holds the file and the decoded pixels (today: 346 MB for 90 MB)."""
+    """A 6000x5000 RGB tiled TIFF, uncompressed (a 90 MB object): the remote run's peak RSS over
+    that of a tiny remote TIFF (the same imports and client) stays under half the file, as
+    streaming with --memory-limit 16M does with range reads; a whole-file read alone holds it all."""
     fs, bucket = s3
-    data = (rng.integers(0, 4, (5000, 6000, 3), dtype=np.uint8) * 60).astype(np.uint8)
-    write_tiled_tiff(tmp_path / "big.tif", data, tile=256)
-    write_tiled_tiff(tmp_path / "tiny.tif", data[:256, :256].copy(), tile=256)
+    data = rng.integers(0, 256, (5000, 6000, 3), dtype=np.uint8)
+    write_tiled_tiff(tmp_path / "big.tif", data, tile=256, compress=False)
+    write_tiled_tiff(tmp_path / "tiny.tif", data[:256, :256].copy(), tile=256, compress=False)
     for name in ("big.tif", "tiny.tif"):
         fs.put_file(str(tmp_path / name), f"{bucket}/{name}")
     common = ["-k", "2", "-q", "--memory-limit", "16M"]
@@ -199,7 +198,7 @@ def test_a_remote_tiled_tiff_streams_in_bounded_memory(s3, tmp_path, rng):
     code, stderr, peak = peak_rss("max", f"s3://{bucket}/big.tif", "-o", f"s3://{bucket}/big.max.tif", *common,
                                   cwd=tmp_path)
     assert code == 0, stderr
-    assert peak - baseline < data.nbytes // 3, (f"peak RSS {peak >> 20} MiB, {(peak - baseline) >> 20} MiB over a tiny "
+    assert peak - baseline < data.nbytes // 2, (f"peak RSS {peak >> 20} MiB, {(peak - baseline) >> 20} MiB over a tiny "
                                                f"file's, for {data.nbytes >> 20} MiB of pixels")
     fetched = fetch(fs, f"s3://{bucket}/big.max.tif", tmp_path / "fetched.tif")
     assert np.array_equal(tifffile.imread(fetched), max2(data.transpose(2, 0, 1)).transpose(1, 2, 0))
@@ -455,7 +454,9 @@ def test_external_scheduler_giant_tiff_s3_to_s3(dask_processes, s3, tmp_path, rn
     assert invoke("max", "giant.tif", "-k", "2", "-o", "here.tif", "-q").exit_code == 0
     expected = tifffile.imread(tmp_path / "here.tif")
     assert np.array_equal(expected, max2(data.transpose(2, 0, 1)).transpose(1, 2, 0))
+    before = tasks_seen(dask_processes)
     result = run_cli("max", f"s3://{bucket}/giant.tif", "-k", "2", "-o", f"s3://{bucket}/out.tif", "-q",
                      "--scheduler", dask_processes, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert tasks_seen(dask_processes) > before  # the workers pooled it
     assert np.array_equal(tifffile.imread(fetch(fs, f"s3://{bucket}/out.tif", tmp_path / "fetched.tif")), expected)
