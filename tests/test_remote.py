@@ -167,17 +167,25 @@ def test_a_remote_tiff_over_the_bomb_guard_is_streamed_not_refused(s3, tmp_path,
         assert np.array_equal(tifffile.imread(path), expected)
 
 
+# Runs ARGV, then prints its exit code, peak RSS (KiB) and stderr.  A child forked from this small
+# launcher, not from pytest: a forked child's ru_maxrss counts the parent's pages it had before exec.
+_LAUNCHER = ("import os, subprocess, sys\n"
+             "process = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
+             "stderr = process.stderr.read().decode()\n"
+             "_, status, usage = os.wait4(process.pid, 0)\n"
+             "print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)\n"
+             "print(stderr, end='')\n")
+
+
 def peak_rss(*args: str, cwd: Path) -> tuple[int, str, int]:
-    """Run poolcli ARGS; its exit code, stderr and peak resident memory in bytes (wait4's rusage
-    of that one child, so no other process of the test session counts)."""
-    process = subprocess.Popen([sys.executable, "-m", "poolcli", *args], cwd=cwd, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert process.stderr is not None
-    stderr = process.stderr.read().decode()
-    process.stderr.close()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, stderr, usage.ru_maxrss * 1024
+    """Run poolcli ARGS; its exit code, stderr and peak resident memory in bytes."""
+    launched = subprocess.run([sys.executable, "-c", _LAUNCHER, sys.executable, "-m", "poolcli", *args], cwd=cwd,
+                              capture_output=True, text=True, timeout=GUARD,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert launched.returncode == 0, launched.stderr
+    first, _, stderr = launched.stdout.partition("\n")
+    code, kib = map(int, first.split())
+    return code, stderr, kib * 1024
 
 
 @SLOW
