@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,37 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from poolcli import batch, listing, storage
-from tests.conftest import files_in, json_lines
+from poolcli import batch, listing
+from tests.conftest import files_in, free_port, json_lines, upload
 
 distributed = pytest.importorskip("distributed")
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint():
-    """A moto S3 server on localhost; the standard AWS variables point s3fs (and the workers
-    started after it) at it."""
-    pytest.importorskip("s3fs")
-    server_module = pytest.importorskip("moto.server")
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = _free_port()
-    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    patch = pytest.MonkeyPatch()
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                        ("AWS_DEFAULT_REGION", "us-east-1"), ("AWS_ENDPOINT_URL", endpoint)):
-        patch.setenv(name, value)
-    yield endpoint
-    patch.undo()
-    server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -66,18 +39,6 @@ def scheduler(s3_endpoint):
     yield cluster.scheduler_address, client, cluster
     client.close()
     cluster.close()
-
-
-@pytest.fixture
-def s3(s3_endpoint, request):
-    """A fresh bucket for one test, and an s3fs client."""
-    import s3fs
-
-    fs = s3fs.S3FileSystem()
-    bucket = "b-" + request.node.name.lower().replace("_", "-")[:50]
-    fs.mkdir(bucket)
-    yield fs, bucket
-    fs.invalidate_cache()
 
 
 @pytest.fixture
@@ -114,12 +75,6 @@ def same_tree(left: Path, right: Path) -> None:
     for path in left.rglob("*"):
         if path.is_file():
             assert path.read_bytes() == (right / path.relative_to(left)).read_bytes(), path
-
-
-def upload(fs, folder: Path, prefix: str) -> None:
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            fs.pipe_file(f"{prefix}/{path.relative_to(folder).as_posix()}", path.read_bytes())
 
 
 # --------------------------------------------------------------------------- listing
@@ -260,7 +215,7 @@ def test_unreachable_scheduler_is_one_line(invoke, photos, monkeypatch):
     from poolcli import cluster
 
     monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 0.5)
-    address = f"tcp://127.0.0.1:{_free_port()}"
+    address = f"tcp://127.0.0.1:{free_port()}"
     result = invoke("max", "photos", "-o", "out", "-k", "2", "--scheduler", address)
     assert result.exit_code == 1
     (line,) = result.stderr.strip().splitlines()

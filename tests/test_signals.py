@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from poolcli import batch, paths
+from poolcli import paths
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or not hasattr(os, "pidfd_open"),
                                 reason="needs Linux /proc and pidfd")
