@@ -49,8 +49,6 @@ import numpy as np
 from bench_batch import make_folder
 
 
-
-
 def timed(command: list[str], clear: object) -> float:
     clear()  # type: ignore[operator]
     started = time.perf_counter()

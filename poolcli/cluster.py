@@ -93,6 +93,16 @@ def _mentions_address(path: str) -> bool:
 _WORKER_READY = False
 
 
+def dask_setup(worker: Any = None) -> None:
+    """Preloaded into each worker process of a LocalCluster started here (forked, so it would
+    inherit poolcli's handlers): stop signals are the client's business, and a worker that gets
+    one ends without a traceback; the client stops the cluster and removes what it left."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM)):
+            signal.signal(signum, signal.SIG_DFL)
+
+
 def pool_one(job: Job, params: PoolParams, options: Options, skip_existing: bool = False) -> Result:
     """The task: one file, start to finish, on a worker (one engine thread: Dask runs the tasks
     in parallel).  ``--skip-existing`` is checked here, in parallel, not by the client."""
@@ -120,8 +130,8 @@ def _exists(output: str, options: Options) -> bool:
 def _quiet_logs() -> None:
     """Dask's own log lines (worker restarts, closing connections) would break poolcli's one
     line per problem; the results say what happened."""
-    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
-    logging.getLogger("distributed").setLevel(logging.ERROR)
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "critical")
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
     # Connections closed under a pending read at Ctrl-C are logged by tornado with a traceback.
     logging.getLogger("tornado.application").setLevel(logging.CRITICAL)
 
@@ -169,7 +179,8 @@ def _start_local(workers: int | None) -> tuple[Any, Any]:
 
     # This process owns the cluster: its settings are ours.  The workers' statistical profiler and
     # work stealing cost CPU that the pooling needs (measured: ~7% of a 2-core run).
-    dask.config.set({"distributed.worker.profile.enabled": False, "distributed.scheduler.work-stealing": False})
+    dask.config.set({"distributed.worker.profile.enabled": False, "distributed.scheduler.work-stealing": False,
+                     "distributed.worker.preload": ["poolcli.cluster"]})  # dask_setup: the workers' signals
     if sys.platform.startswith("linux"):
         dask.config.set({"distributed.worker.multiprocessing-method": "fork"})
     in_main_thread = threading.current_thread() is threading.main_thread()
@@ -189,8 +200,12 @@ FILES_PER_TASK = 4  # small files share a task: fewer scheduler round trips (mea
 
 
 def pool_files(task: Callable[..., Result], jobs: list[Job], params: PoolParams, options: Options,
-               skip_existing: bool = False) -> list[Result]:
-    """The task for several files: ``task`` (:func:`pool_one`) on each in turn, their results in order."""
+               skip_existing: bool = False, started: float | None = None) -> list[Result]:
+    """The task for several files: ``task`` (:func:`pool_one`) on each in turn, their results in
+    order; first the temporaries that a killed earlier run (one older than ``started``) left for
+    these outputs are removed, here on the worker, as the client does for a local run."""
+    if started is not None:
+        paths.remove_temp_files(local_outputs(jobs, options), older_than=started)
     return [task(job, params, options, skip_existing) for job in jobs]
 
 
@@ -206,12 +221,14 @@ def run_on_cluster(jobs: Iterable[Job], params: PoolParams, options: Options, ad
     each file then gets its own outcome.  On Ctrl-C (or any error) the futures are cancelled; a
     cluster started here is closed, then the temporary files of the tasks it stopped are removed.
     """
+    import time
     from collections import deque
     from uuid import uuid4
 
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
 
+    started = time.time()
     client, cluster = connect(address, workers, retries)
     pending: dict[Any, list[Job]] = {}
     completed = None
@@ -219,7 +236,7 @@ def run_on_cluster(jobs: Iterable[Job], params: PoolParams, options: Options, ad
 
     def submit_one(files: list[Job]) -> Any:
         future = client.submit(pool_files, task, [_absolute(job) for job in files], params, options, skip_existing,
-                               key=f"{prefix}-{uuid4().hex}", retries=retries)
+                               started, key=f"{prefix}-{uuid4().hex}", retries=retries)
         pending[future] = files
         return future
 

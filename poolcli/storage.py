@@ -46,8 +46,8 @@ class StorageError(PoolcliError):
     reached, throttling after retries), with the likely fix."""
 
 
-_CREDENTIALS_HINT = ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or give them in "
-                     "--storage-options")
+_CREDENTIALS_HINT = ("check the credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or "
+                     "key and secret in --storage-options")
 _ENDPOINT_HINT = "check AWS_ENDPOINT_URL, or --storage-options '{\"endpoint_url\": \"http://HOST:PORT\"}'"
 # Exception class names of botocore, aiobotocore, aiohttp and the other stores' clients, by kind.
 _NO_CREDENTIALS = ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError",
@@ -73,8 +73,8 @@ def describe_error(error: BaseException) -> str | None:
     or another module's to explain).
 
     >>> describe_error(PermissionError("Access Denied"))
-    'access denied (Access Denied); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), \
-or give them in --storage-options'
+    'access denied (Access Denied); check the credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+(or AWS_PROFILE), or key and secret in --storage-options'
     >>> describe_error(ValueError("x")) is None
     True
     """
@@ -286,9 +286,8 @@ def read_bytes(url: str, storage_options: str | None = None, limit: int | None =
         if not size:
             raise EOFError(url)
         if limit is not None and size > limit:
-            raise StorageError(f"{redact(url)} holds {size} bytes, more than the {limit} that --max-pixels allows "
-                               "from a whole-file read (16 bytes a pixel); raise --max-pixels (0 removes the limit) "
-                               "if you trust it")
+            raise StorageFault(url, f"the object holds more than {limit} bytes, the most --max-pixels allows (16 "
+                                    "bytes a pixel); raise --max-pixels (0 removes the limit) if you trust it")
         return bytes(fs.cat_file(path))
 
 
