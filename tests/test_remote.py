@@ -189,7 +189,9 @@ def peak_rss(*args: str, cwd: Path) -> tuple[int, str, int]:
 
 
 @SLOW
-@pytest.mark.xfail(reason="a remote TIFF streams by range reads, but its peak is ~70 MiB above a tiny file's with --memory-limit 16M (thin strips re-read tile rows; s3fs read-ahead): open", strict=False)
+@pytest.mark.xfail(reason=(
+    "a remote TIFF streams by range reads, but its peak is ~70 MiB above a tiny file's with "
+    "--memory-limit 16M (thin strips re-read tile rows; s3fs read-ahead): open"), strict=False)
 def test_a_remote_tiled_tiff_streams_in_bounded_memory(s3, tmp_path, rng):
     """A 6000x5000 RGB tiled TIFF, uncompressed (a 90 MB object): the remote run's peak RSS over
     that of a tiny remote TIFF (the same imports and client) stays under half the file, as
@@ -455,7 +457,9 @@ def test_external_scheduler_giant_zarr_s3_to_s3(dask_processes, s3, giant_zarr, 
     assert not [p for p in fs.find(bucket) if p.endswith(".part")]
 
 
-@pytest.mark.xfail(reason="a TIFF output's strips are computed on the client (tifffile writes sequentially); only Zarr outputs are written by the workers yet", strict=False)
+@pytest.mark.xfail(reason=(
+    "a TIFF output's strips are computed on the client (tifffile writes sequentially); only "
+    "Zarr outputs are written by the workers yet"), strict=False)
 def test_external_scheduler_giant_tiff_s3_to_s3(dask_processes, s3, tmp_path, rng, invoke):
     fs, bucket = s3
     data = rng.integers(0, 256, (700, 530, 3), dtype=np.uint8)
