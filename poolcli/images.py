@@ -196,14 +196,24 @@ class StreamedFrame:
         return strip if strip.dtype == self.dtype else strip.astype(self.dtype)
 
     def to_array(self) -> np.ndarray:
-        return np.ascontiguousarray(self.rows(0, self.shape[0]))
+        array = np.ascontiguousarray(self.rows(0, self.shape[0]))
+        self.verify()
+        return array
 
     def planes(self) -> engine.RowSource:
         return _row_planes(self)
 
     def value_range(self) -> tuple[float, float]:
         array = self.rows(0, self.shape[0])
+        self.verify()
         return (array.min().item(), array.max().item()) if array.size else (0, 0)
+
+    def verify(self) -> None:
+        """Wait until the rest of the image data is read and checked; raise ImageError if damaged."""
+        try:
+            self._stream.finish()
+        except png.StreamError as error:
+            raise _stream_error(error) from None
 
     def close(self) -> None:
         self._stream.close()  # its decoder writes into the buffer: stop it first
@@ -238,6 +248,17 @@ class Picture:
 
     def with_frames(self, frames: Sequence[np.ndarray], mode: str | None = None) -> Picture:
         return replace(self, frames=[ArrayFrame(f) for f in frames], mode=mode or self.mode)
+
+    def verify(self) -> None:
+        """Raise ImageError unless the decoders read and checked all of the file's image data.
+
+        A streamed PNG (:class:`StreamedFrame`) is pooled from the rows the windows need, which
+        may not be all of them: call this once pooling is done and before the output counts, to
+        wait for the rest of its image data, the end of the zlib stream and its checksum.  Other
+        frames were checked whole when decoded."""
+        for frame in self.frames:
+            if isinstance(frame, StreamedFrame):
+                frame.verify()
 
     def close(self) -> None:
         """Free pixels still held by a decoder (lazy frames)."""
@@ -606,6 +627,13 @@ def _decode_open(img: Image.Image, source: str | bytes, decoding: _Decoding, aut
         except BaseException:
             streamed.close()
             raise
+    with _whole_png_checked(img, source):
+        return _decode_whole(img, source, decoding, auto_orient, lazy, n_frames, raw)
+
+
+def _decode_whole(img: Image.Image, source: str | bytes, decoding: _Decoding, auto_orient: bool, lazy: bool,
+                  n_frames: int, raw: object) -> tuple[Picture, bool]:
+    """:func:`_decode_open` for every frame that Pillow (or imagecodecs) decodes whole."""
     orientation = _orientation(img) if auto_orient else None
     if n_frames == 1 and raw in _PNG_16BIT_COLOUR:
         return _decode_png16(img, source, _PNG_16BIT_COLOUR[raw], orientation), False
@@ -640,6 +668,36 @@ def _decode_open(img: Image.Image, source: str | bytes, decoding: _Decoding, aut
                       orientation=orientation, **_metadata(img, orientation))
     keep_open = any(isinstance(f, LazyFrame) and f.image is img for f in frames)
     return picture, keep_open
+
+
+@contextlib.contextmanager
+def _whole_png_checked(img: Image.Image, source: str | bytes) -> Iterator[None]:
+    """Check a PNG's whole image data (:func:`poolcli.inflate.verify`: Pillow reads only the
+    rows, and checks neither the end of the zlib stream nor its checksum) on a thread of its
+    own while the block decodes it; raise ImageError after the block if it is damaged."""
+    if img.format != "PNG" or not source:
+        yield
+        return
+    failures: list[png.StreamError] = []
+
+    def check() -> None:
+        try:
+            inflate.verify(source)
+        except png.StreamError as error:
+            failures.append(error)
+
+    thread = threading.Thread(target=check, name="poolcli-png-check", daemon=True)
+    thread.start()
+    try:
+        yield
+    except Exception as error:  # the check's words are more exact than the decoder's, if it failed too
+        thread.join()
+        if isinstance(error, ImageError) or not failures or not isinstance(failures[0], inflate.Damaged):
+            raise
+        raise _stream_error(failures[0]) from None
+    thread.join()
+    if failures:
+        raise _stream_error(failures[0])
 
 
 # PNG raw modes whose rows stream while they are pooled (png.RowStream) -> (the Pillow mode
@@ -707,7 +765,15 @@ def _wait_for_rows(stream: png.RowStream, rows: int) -> None:
     try:
         stream.wait(rows)
     except png.StreamError as error:
-        raise ImageError(f"truncated or damaged PNG data ({error})") from None
+        raise _stream_error(error) from None
+
+
+def _stream_error(error: png.StreamError) -> ImageError:
+    """A PNG's image data that failed to read (the decoder's words) or is not what its header
+    says (:class:`poolcli.inflate.Damaged`), as one reason."""
+    if isinstance(error, inflate.Damaged):
+        return ImageError(f"damaged PNG file ({error})")
+    return ImageError(f"truncated or damaged PNG data ({error})")
 
 
 def _decode_png16(img: Image.Image, source: str | bytes, mode: str, orientation: int | None) -> Picture:

@@ -402,9 +402,12 @@ def _pool_picture(picture: images.Picture, job: Job, params: PoolParams, options
         result.output_description = f"{formats.describe_mode(written)} {file_format}"
         if written != pooled_picture.mode:
             result.notes.append(f"written as {result.output_description}")
-        outputs.append((job.output, lambda handle: images.encode(
-            pooled_picture, handle, file_format, quality=options.quality, compression=options.compression,
-            dpi_scale=(stride[1], stride[0]))))
+        def write_image(handle: BinaryIO) -> None:
+            images.encode(pooled_picture, handle, file_format, quality=options.quality,
+                          compression=options.compression, dpi_scale=(stride[1], stride[0]))
+            picture.verify()  # the input's image data read whole and checked, or no output
+
+        outputs.append((job.output, write_image))
     if options.indices_path:
         stacked = np.stack(index_frames) if len(index_frames) > 1 else index_frames[0]
         outputs.append((options.indices_path, _save_npy(stacked)))
@@ -429,6 +432,7 @@ def pool_picture(picture: images.Picture, params: PoolParams, options: Options,
         pooled_frames.append(pooled)
         if indices is not None:  # max with --return-indices
             index_frames.append(indices)
+    picture.verify()  # rows the windows never read, and the end of a streamed file's data
     picture.close()  # the input pixels are no longer needed: free them before encoding
     return picture.with_frames(pooled_frames), index_frames
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 import threading
 import zlib
@@ -196,12 +197,15 @@ def test_other_layouts_are_decoded_whole_by_pillow(tmp_path, rng, layout):
         assert np.array_equal(whole, pixels)
 
 
+# Adam7's passes: (first row, first column, row step, column step).
+_ADAM7 = [(0, 0, 8, 8), (0, 4, 8, 8), (4, 0, 8, 4), (0, 2, 4, 4), (2, 0, 4, 2), (0, 1, 2, 2), (1, 0, 2, 1)]
+
+
 def _write_interlaced(path: Path, pixels: np.ndarray) -> None:
     """An Adam7 PNG of ``pixels``, written by hand: no library here writes interlaced PNG."""
     height, width, _ = pixels.shape
-    passes = [(0, 0, 8, 8), (0, 4, 8, 8), (4, 0, 8, 4), (0, 2, 4, 4), (2, 0, 4, 2), (0, 1, 2, 2), (1, 0, 2, 1)]
     raw = b""
-    for top, left, dy, dx in passes:
+    for top, left, dy, dx in _ADAM7:
         sub = pixels[top::dy, left::dx]
         if sub.size:
             raw += b"".join(b"\0" + row.tobytes() for row in sub)
@@ -235,7 +239,7 @@ def test_image_data_cut_short_is_one_clear_line(invoke, tmp_path, rng):
     (tmp_path / "short.png").write_bytes(_png_with_idat(pixels, zlib.compress(rows)))
     result = invoke("avg", "short.png", "-k", "2", "-o", "out.png")
     assert result.exit_code == 1
-    assert result.stderr == "poolcli: error: short.png: truncated or damaged PNG data (image file is truncated)\n"
+    assert result.stderr == "poolcli: error: short.png: damaged PNG file (the image data ends after 40 of 64 rows)\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["short.png"]
 
 
@@ -246,9 +250,69 @@ def test_damaged_image_data_is_one_clear_line(invoke, tmp_path, rng):
     (tmp_path / "bad.png").write_bytes(_png_with_idat(pixels, bytes(compressed)))
     result = invoke("max", "bad.png", "-k", "2", "-o", "out.png")
     assert result.exit_code == 1
-    assert result.stderr.startswith("poolcli: error: bad.png: truncated or damaged PNG data (")
+    assert result.stderr.startswith(("poolcli: error: bad.png: truncated or damaged PNG data (",
+                                     "poolcli: error: bad.png: damaged PNG file ("))
     assert result.stderr.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.png"]
+
+
+# Damage that the rows a 2x2 window reads never show: a 65-row image whose last row -k 2 skips.
+# (name, the zlib stream made from the rows' bytes, the reason after "damaged PNG file (").
+_UNSEEN_DAMAGE = [
+    ("50 bytes missing mid-stream", lambda raw: zlib.compress(raw[:3000] + raw[3050:]),
+     "the image data ends after 64 of 65 rows)"),
+    ("stream cut in the last row", lambda raw: zlib.compress(raw, 0)[:-(4 + len(raw) // 65 // 2)],
+     "the image data ends after 64 of 65 rows)"),
+    ("bad checksum", lambda raw: zlib.compress(raw)[:-1] + bytes([zlib.compress(raw)[-1] ^ 0x55]),
+     "the image data does not match its checksum (Adler-32))"),
+    ("end of stream missing", lambda raw: zlib.compress(raw)[:-4],
+     "the compressed image data is cut short (its end and checksum are missing))"),
+    ("bytes after the stream", lambda raw: zlib.compress(raw) + b"\0\1\2",
+     "data after the end of the compressed image data)"),
+    ("a second stream", lambda raw: zlib.compress(raw) + zlib.compress(b"more"),
+     "data after the end of the compressed image data)"),
+    ("a row too many", lambda raw: zlib.compress(raw + raw[:len(raw) // 65]),
+     "the image data holds more than the 65 rows its header gives)"),
+]
+
+
+def _png_of_rows(width: int, height: int, colour: int, idat: bytes, chunks: bytes = b"", interlace: int = 0
+                 ) -> bytes:
+    header = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, interlace)
+    return (png.SIGNATURE + png.chunk(b"IHDR", header) + chunks + png.chunk(b"IDAT", idat[:100])
+            + png.chunk(b"IDAT", idat[100:]) + png.chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("layout", ["streamed RGB", "palette (Pillow)", "interlaced gray (Pillow)"])
+@pytest.mark.parametrize("damage", _UNSEEN_DAMAGE, ids=[name for name, _, _ in _UNSEEN_DAMAGE])
+def test_every_exit_0_read_the_whole_image_data(invoke, tmp_path, rng, layout, damage):
+    _, stream, reason = damage
+    pixels = rng.integers(0, 4, (65, 64, 3), dtype=np.uint8)
+    if layout == "streamed RGB":
+        raw, colour, chunks, interlace = b"".join(b"\0" + row.tobytes() for row in pixels), 2, b"", 0
+    elif layout == "palette (Pillow)":
+        raw, colour, interlace = b"".join(b"\0" + row.tobytes() for row in pixels[..., 0]), 3, 0
+        chunks = png.chunk(b"PLTE", bytes(range(12)))
+    else:  # Adam7 passes in order; the last pass holds rows 1, 3, ..., 63: 32 rows of 65 bytes
+        raw = b"".join(b"\0" + row.tobytes() for top, left, dy, dx in _ADAM7
+                       for row in pixels[top::dy, left::dx, 0] if row.size)
+        colour, chunks, interlace = 0, b"", 1
+    good = _png_of_rows(64, 65, colour, zlib.compress(raw), chunks, interlace)
+    (tmp_path / "good.png").write_bytes(good)
+    assert invoke("max", "good.png", "-k", "2", "-o", "good-out.png", "-q").exit_code == 0
+    (tmp_path / "in.png").write_bytes(_png_of_rows(64, 65, colour, stream(raw), chunks, interlace))
+    if interlace:  # Adam7's passes have rows of several sizes: counted in bytes
+        reason = reason.replace("the 65 rows", f"the {len(raw)} bytes")
+        if "ends after" in reason:
+            inflated = len(zlib.decompressobj().decompress(stream(raw)))
+            reason = re.sub(r"\d+ of \d+ rows", f"{inflated} of {len(raw)} bytes", reason)
+    for output in ("out.png", "-"):
+        result = invoke("max", "in.png", "-k", "2", "-o", output, "--format", "png", "-q")
+        assert (result.exit_code, result.stderr) == (1, f"poolcli: error: in.png: damaged PNG file ({reason}\n")
+        assert result.stdout_bytes == b"" and not (tmp_path / "out.png").exists()
+    result = invoke("max", "-", "-k", "2", "-o", "out.png", "-q", input=(tmp_path / "in.png").read_bytes())
+    assert (result.exit_code, result.stderr) == (1, f"poolcli: error: -: damaged PNG file ({reason}\n")
+    assert not (tmp_path / "out.png").exists()
 
 
 def test_closing_mid_stream_stops_both_threads(tmp_path, rng):
@@ -327,16 +391,17 @@ def test_prefetch_leaves_other_files_to_the_decoder(tmp_path, rng, kind):
     assert not inflate._prefetched
 
 
-def test_image_data_longer_than_its_rows_is_cut(tmp_path, rng):
+def test_image_data_longer_than_its_rows_is_refused_at_the_first_byte_too_many(tmp_path, rng):
     pixels = rng.integers(0, 256, (10, 10, 3), dtype=np.uint8)
     rows = b"".join(b"\0" + row.tobytes() for row in pixels)
     data = _png_with_idat(pixels, zlib.compress(rows + bytes(10_000_000)))  # 10 MB more than the header's rows
     (tmp_path / "long.png").write_bytes(data)
-    inflater = inflate.Inflater(str(tmp_path / "long.png"), inflate.idat_spans(data), len(rows))
+    inflater = inflate.Inflater(str(tmp_path / "long.png"), inflate.idat_spans(data), len(rows), 31)
     pieces = []
-    while (piece := inflater.get()) is not None:
-        pieces.append(piece)
-    assert b"".join(pieces) == rows
+    with pytest.raises(inflate.Damaged, match=r"^the image data holds more than the 10 rows its header gives$"):
+        while (piece := inflater.get()) is not None:
+            pieces.append(piece)
+    assert b"".join(pieces) == rows  # the rows, and not one byte of the rest
 
 
 def test_damaged_palette_png_is_refused_not_zeros(invoke, tmp_path, rng):
