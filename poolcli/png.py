@@ -265,8 +265,8 @@ class RowStream:
         :func:`poolcli.inflate.inflated`); raise :class:`StreamError` if it was not."""
         with self._ready:
             self._ready.wait_for(lambda: self._checked or self._error is not None)
-            if self._error is not None:
-                raise self._error
+            if not self._checked:  # once checked, it stays so: closing afterwards changes nothing
+                raise self._error or StreamError("reading stopped")
 
     def close(self) -> None:
         """Stop reading; return once neither thread runs (``feed`` is never called after)."""
