@@ -650,8 +650,18 @@ def _decode_whole(img: Image.Image, source: str | bytes, decoding: _Decoding, au
         frames_img.append(img.copy() if n_frames > 1 else img)
     decoding.frame = 0
     mode = formats.pooled_mode(frames_img[0].mode, transparency)
+    if mode in _KEYED_ALPHA and any(_keyed(frame) for frame in frames_img):
+        mode = _KEYED_ALPHA[mode]  # a tRNS chunk: one gray value or colour is transparent
     frames: list[Frame] = []
     for frame in frames_img:
+        if mode == "LA;16":  # no Pillow mode holds it: the alpha is made here
+            array = _with_keyed_alpha(_pixels(frame, "I;16"), frame.info.get("transparency"))
+            if orientation:
+                array = _ARRAY_TRANSPOSES[_TRANSPOSES[orientation]](array)
+            frames.append(ArrayFrame(np.ascontiguousarray(array)))
+            continue
+        if raw in _SCALED_GRAY and _keyed(frame):  # Pillow scales the pixels up, not the transparent value
+            frame.info["transparency"] *= _SCALED_GRAY[raw]
         converted = frame if frame.mode == mode or frame.mode in _RAW_DTYPES else frame.convert(mode)
         if orientation:
             converted = converted.transpose(_TRANSPOSES[orientation])
@@ -698,6 +708,35 @@ def _whole_png_checked(img: Image.Image, source: str | bytes) -> Iterator[None]:
     thread.join()
     if failures:
         raise _stream_error(failures[0])
+
+
+# Modes whose transparency is one value or colour (PNG's tRNS chunk, a GIF's transparent gray),
+# and the mode with alpha they are pooled in, as libpng expands them (Pillow's convert does, but
+# has no mode for 16-bit gray with alpha).
+_KEYED_ALPHA = {"L": "LA", "RGB": "RGBA", "I;16": "LA;16"}
+# PNG raw modes of gray below 8 bits, which Pillow scales up to 8 bits, but not their tRNS value.
+_SCALED_GRAY = {"L;2": 85, "L;4": 17}
+
+
+def _keyed(frame: Image.Image) -> bool:
+    """Whether ``frame`` has one transparent value (gray) or colour (RGB) in ``info``."""
+    value = frame.info.get("transparency")
+    return isinstance(value, tuple) if frame.mode == "RGB" else isinstance(value, int)
+
+
+def _with_keyed_alpha(array: np.ndarray, transparent: object) -> np.ndarray:
+    """(H, W, C) 16-bit pixels with an alpha channel after them: 0 where every sample equals the
+    ``transparent`` value (an int, or a tuple of one per channel), 65535 elsewhere.
+
+    >>> _with_keyed_alpha(np.array([[[5], [6]]], np.uint16), 6)[..., 1].tolist()
+    [[65535, 0]]
+    """
+    key = np.array(transparent if isinstance(transparent, tuple) else (transparent,), dtype=np.int64)
+    if key.shape != (array.shape[2],):
+        alpha = np.full(array.shape[:2] + (1,), 65535, dtype=np.uint16)
+    else:
+        alpha = np.where((array == key).all(axis=2, keepdims=True), 0, 65535).astype(np.uint16)
+    return np.concatenate([array, alpha], axis=2)
 
 
 # PNG raw modes whose rows stream while they are pooled (png.RowStream) -> (the Pillow mode
@@ -787,16 +826,18 @@ def _decode_png16(img: Image.Image, source: str | bytes, mode: str, orientation:
     array = imagecodecs.png_decode(source)
     width, height = img.size
     channels = formats.MODES[mode].channels
+    transparent = img.info.get("transparency") if mode == "RGB;16" else None
+    if isinstance(transparent, tuple) and array.ndim == 3 and array.shape[2] == channels + 1:
+        array = array[..., :channels]  # libpng's own alpha from the tRNS chunk: made again below
     if array.dtype != np.uint16 or array.shape != (height, width, channels):
         raise ImageError(f"damaged PNG file: the header says {width}x{height} 16-bit {mode[:-3]}, the data "
                          f"decodes as {array.shape} {array.dtype}")
-    transparent = img.info.get("transparency")
-    if mode == "RGB;16" and isinstance(transparent, tuple):  # tRNS: one colour is transparent
-        alpha = np.where((array == np.array(transparent, np.uint16)).all(axis=2, keepdims=True), 0, 65535)
-        array, mode = np.concatenate([array, alpha.astype(np.uint16)], axis=2), "RGBA;16"
+    source_mode = mode
+    if isinstance(transparent, tuple):  # tRNS: one colour is transparent
+        array, mode = _with_keyed_alpha(array, transparent), "RGBA;16"
     if orientation:
         array = _ARRAY_TRANSPOSES[_TRANSPOSES[orientation]](array)
-    return Picture(frames=[ArrayFrame(np.ascontiguousarray(array))], mode=mode, source_mode=mode, format="PNG",
+    return Picture(frames=[ArrayFrame(np.ascontiguousarray(array))], mode=mode, source_mode=source_mode, format="PNG",
                    orientation=orientation, **_metadata(img, orientation))
 
 

@@ -9,7 +9,9 @@ layout it takes and on the ones it hands back to Pillow.
 from __future__ import annotations
 
 import io
+import json
 import os
+import random
 import re
 import struct
 import threading
@@ -24,6 +26,8 @@ from hypothesis import strategies as st
 from PIL import Image, PngImagePlugin
 
 from poolcli import images, inflate, png
+
+from . import pngkit
 
 MODES = {(1, np.uint8): "L", (2, np.uint8): "LA", (3, np.uint8): "RGB", (4, np.uint8): "RGBA",
          (1, np.uint16): "I;16", (2, np.uint16): "LA;16", (3, np.uint16): "RGB;16", (4, np.uint16): "RGBA;16"}
@@ -325,6 +329,37 @@ def test_closing_mid_stream_stops_both_threads(tmp_path, rng):
     assert not [t for t in threading.enumerate() if t.name in ("poolcli-inflate", "poolcli-unfilter")]
     with pytest.raises(images.ImageError, match="reading stopped"):
         frame.rows(1400, 1500)
+
+
+@pytest.mark.parametrize("kind,depth", [("L", 1), ("L", 2), ("L", 4), ("L", 8), ("L", 16), ("RGB", 8), ("RGB", 16)])
+def test_a_transparent_colour_becomes_an_alpha_channel(invoke, tmp_path, kind, depth):
+    """tRNS on gray or RGB: the pixels of that one value or colour are transparent, as libpng
+    (and Pillow, for 8-bit) expand it; 16-bit stays 16-bit, gray below 8 bits is scaled up."""
+    channels, top = len(kind), (1 << depth) - 1
+    values = np.random.default_rng(depth).integers(0, top + 1, (9, 11, channels))
+    key = [top // 3 + c for c in range(channels)]
+    values[:3, :3] = key
+    values[4, 4] = [*key[:-1], (key[-1] + 1) % (top + 1)]  # one sample away from it: opaque
+    data = pngkit.build_png(values, kind, depth, random.Random(depth),
+                            trns=b"".join(v.to_bytes(2, "big") for v in key))
+    (tmp_path / "in.png").write_bytes(data)
+    result = invoke("max", "in.png", "-k", "1", "-o", "out.png", "--json")
+    assert result.exit_code == 0, result.stderr
+    out = imagecodecs.png_decode((tmp_path / "out.png").read_bytes())
+    wide = np.uint16 if depth == 16 else np.uint8
+    scale = 65535 // top if depth == 16 else 255 // top
+    alpha = np.where((values == key).all(axis=2, keepdims=True), 0, np.iinfo(wide).max)
+    expected = np.concatenate([values * (scale if depth < 8 else 1), alpha], axis=2).astype(wide)
+    assert out.dtype == wide and np.array_equal(out, expected)
+    assert np.array_equal(out, imagecodecs.png_decode(data))  # libpng's own expansion
+    assert out[0, 0, -1] == 0 and out[4, 4, -1] == np.iinfo(wide).max
+    if depth == 8:  # Pillow's too
+        with Image.open(tmp_path / "in.png") as img:
+            assert np.array_equal(out, np.asarray(img.convert(kind + "A")).reshape(out.shape))
+    source = {"L": "1" if depth == 1 else "L", "RGB": "RGB"}[kind] if depth < 16 else \
+        {"L": "I;16", "RGB": "RGB;16"}[kind]
+    pooled = {"L": "LA", "RGB": "RGBA"}[kind] + (";16" if depth == 16 else "")
+    assert json.loads(result.stdout)["notes"] == [f"mode {source} pooled as {pooled}"]
 
 
 # --------------------------------------------------------------------------- inflating before the imports
