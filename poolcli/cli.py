@@ -14,6 +14,7 @@ import io
 import os
 import re
 import sys
+import warnings
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any, BinaryIO, NoReturn
@@ -639,6 +640,8 @@ def pyramid_files(ctx: click.Context, params: PoolParams, *, input_path: str, ou
 
 def main() -> None:
     """Console-script entry point: the stop signals stay handled until the process has exited."""
+    if not sys.warnoptions:  # a library's warning is not poolcli's one line per failure (-W still shows them)
+        warnings.simplefilter("ignore")
     with stop_signals_handled(restore=False):
         try:
             cli.main(prog_name="poolcli")

@@ -130,7 +130,13 @@ _LAYOUT_TAGS = {int(tag) for tag in (
     _B.PhotometricInterpretation, _B.FillOrder, _B.StripOffsets, _B.SamplesPerPixel, _B.RowsPerStrip,
     _B.StripByteCounts, _B.XResolution, _B.YResolution, _B.PlanarConfiguration, _B.ResolutionUnit, _B.Predictor,
     _B.ColorMap, _B.TileWidth, _B.TileLength, _B.TileOffsets, _B.TileByteCounts, _B.ExtraSamples, _B.SampleFormat,
-    _B.SMinSampleValue, _B.SMaxSampleValue)}
+    _B.SMinSampleValue, _B.SMaxSampleValue)} | {
+    292, 293,  # T4Options, T6Options: fax compression
+    346, 347, 512, 513, 514, 515, 517, 518, 519, 520, 521,  # Indexed, JPEG tables and old-style JPEG
+    529, 530, 531, 532}  # YCbCr coefficients, subsampling, positioning; ReferenceBlackWhite
+# Image descriptions that libraries write to describe a file's layout (tifffile's {"shape": ...},
+# ImageJ's, OME-XML): stale once the pixels are pooled.
+_LAYOUT_DESCRIPTION = re.compile(r'\s*(\{\s*"shape"\s*:|ImageJ=|<\?xml[^>]*>\s*<OME\b|<OME\b)')
 _XMP_TIFF_TAG = 700
 # PNG raw modes of 16-bit colour (and gray with alpha), which Pillow would read as 8-bit: read
 # and written with imagecodecs.
@@ -474,8 +480,8 @@ def _captured_stderr(lines: list[str]) -> Iterator[None]:
                 for line in text.splitlines(keepends=True):
                     if "\x1b" in line or "\r" in line:
                         os.write(2, line.encode())
-                    elif line.strip():
-                        lines.append(line.strip())
+                    elif line.strip():  # libtiff names the file Pillow gave it, never the user's
+                        lines.append(line.strip().replace("tempfile.tif: ", ""))
         finally:
             os.close(saved)
 
@@ -865,6 +871,9 @@ def _metadata(img: Image.Image, orientation: int | None) -> dict[str, Any]:
         for tag in stale & set(exif_data):
             del exif_data[tag]
         exif_data.pop(_XMP_TIFF_TAG, None)  # a TIFF's XMP tag: kept as XMP instead
+        description = exif_data.get(int(_B.ImageDescription))
+        if isinstance(description, str) and _LAYOUT_DESCRIPTION.match(description):
+            del exif_data[int(_B.ImageDescription)]
         exif = exif_data.tobytes() if len(exif_data) else None
     except Exception:  # unreadable EXIF is dropped, not fatal
         exif = None
