@@ -520,7 +520,7 @@ def decode(source: str | bytes, *, auto_orient: bool = True, max_pixels: int | N
     except ImageError:
         raise
     except Exception as error:  # every decoder failure is a property of the file: say which
-        decoding.format = decoding.format or _sniffed(source)
+        decoding.format = decoding.format or sniffed(source)
         raise ImageError(_reason(error, decoding)) from None
 
 
@@ -574,7 +574,7 @@ def to_pillow(picture: Picture, dpi_scale: tuple[float, float] = (1.0, 1.0)) -> 
 def _open_and_decode(source: str | bytes, decoding: _Decoding, reapply: Callable[[], None], auto_orient: bool,
                      lazy: bool) -> Picture:
     stream: BinaryIO | str = io.BytesIO(source) if isinstance(source, bytes) else source
-    if _sniffed(source) == "PNG":
+    if sniffed(source) == "PNG":
         _skip_pillow_preinit()
     img = Image.open(stream)
     try:
@@ -829,7 +829,11 @@ def _decode_png16(img: Image.Image, source: str | bytes, mode: str, orientation:
     if isinstance(source, str):
         with open(source, "rb") as handle:
             source = handle.read()
-    array = imagecodecs.png_decode(source)
+    try:
+        array = imagecodecs.png_decode(source)
+    except UnicodeDecodeError:  # libpng's complaint, in bytes imagecodecs could not read
+        raise ImageError("damaged PNG file (libpng cannot read its chunks: one is repeated, out of place or "
+                         "broken)") from None
     width, height = img.size
     channels = formats.MODES[mode].channels
     transparent = img.info.get("transparency") if mode == "RGB;16" else None
@@ -914,7 +918,9 @@ _SIGNATURES = [(0, b"\x89PNG\r\n\x1a\n", "PNG"), (0, b"GIF87a", "GIF"), (0, b"GI
                (0, b"MM\x00*", "TIFF"), (0, b"\xff\xd8\xff", "JPEG"), (0, b"BM", "BMP"), (8, b"WEBP", "WEBP")]
 
 
-def _sniffed(source: str | bytes) -> str | None:
+def sniffed(source: str | bytes) -> str | None:
+    """The format (PNG, GIF, TIFF, JPEG, BMP, WEBP) whose signature a file or its first bytes
+    start with, or None."""
     try:
         if isinstance(source, str):
             with open(source, "rb") as handle:

@@ -138,6 +138,10 @@ def _read_stream(handle: BinaryIO, what: str, max_pixels: int | None) -> bytes:
             header_checked = _check_stream_header(bytes(data), max_pixels, limit)
             next_look = len(data) if len(data) < _CHUNK else 2 * len(data)
             if not header_checked and limit is not None and len(data) > _HEADER_BYTES:
+                started = images.sniffed(bytes(data[:16]))
+                if started:  # a known signature, then nothing readable: not "no header"
+                    raise JobError(f"damaged {started} file: {what} starts with a {started} signature, but Pillow "
+                                   f"cannot read what follows in its first {_HEADER_BYTES} bytes")
                 raise JobError(f"{what} has no image or .npy header in its first {_HEADER_BYTES} bytes")
     if not data:
         raise JobError(f"{what} is empty")
