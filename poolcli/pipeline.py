@@ -130,6 +130,10 @@ def _read_stream(handle: BinaryIO, what: str, max_pixels: int | None) -> bytes:
             header_checked = _check_stream_header(bytes(data), max_pixels, limit)
             next_look = len(data) if len(data) < _CHUNK else 2 * len(data)
             if not header_checked and limit is not None and len(data) > _HEADER_BYTES:
+                started = images.sniffed(bytes(data[:16]))
+                if started:  # a known signature, then nothing readable: not "no header"
+                    raise JobError(f"damaged {started} file: {what} starts with a {started} signature, but Pillow "
+                                   f"cannot read what follows in its first {_HEADER_BYTES} bytes")
                 raise JobError(f"{what} has no image or .npy header in its first {_HEADER_BYTES} bytes")
     if not data:
         raise JobError(f"{what} is empty")
@@ -406,9 +410,12 @@ def _pool_picture(picture: images.Picture, job: Job, params: PoolParams, options
         result.output_description = f"{formats.describe_mode(written)} {file_format}"
         if written != pooled_picture.mode:
             result.notes.append(f"written as {result.output_description}")
-        outputs.append((job.output, lambda handle: images.encode(
-            pooled_picture, handle, file_format, quality=options.quality, compression=options.compression,
-            dpi_scale=(stride[1], stride[0]))))
+        def write_image(handle: BinaryIO) -> None:
+            images.encode(pooled_picture, handle, file_format, quality=options.quality,
+                          compression=options.compression, dpi_scale=(stride[1], stride[0]))
+            picture.verify()  # the input's image data read whole and checked, or no output
+
+        outputs.append((job.output, write_image))
     if options.indices_path:
         stacked = np.stack(index_frames) if len(index_frames) > 1 else index_frames[0]
         outputs.append((options.indices_path, _save_npy(stacked)))
@@ -433,6 +440,7 @@ def pool_picture(picture: images.Picture, params: PoolParams, options: Options,
         pooled_frames.append(pooled)
         if indices is not None:  # max with --return-indices
             index_frames.append(indices)
+    picture.verify()  # rows the windows never read, and the end of a streamed file's data
     picture.close()  # the input pixels are no longer needed: free them before encoding
     return picture.with_frames(pooled_frames), index_frames
 

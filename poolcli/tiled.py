@@ -135,18 +135,31 @@ def create_array(root: Any, name: str | None, shape: tuple[int, ...], dtype: np.
 
 
 class ChunkedReader:
-    """One (C, H, W) image of a chunked array: reads rows (and optionally some channels only)."""
+    """One (C, H, W) image of a chunked array: reads rows (and optionally some channels only).
+    ``kind`` ("Zarr", or "TIFF" for a TIFF read through ``aszarr``) words a chunk that fails."""
 
     def __init__(self, array: Any, index: Callable[[slice | list[int], slice], tuple], shape: tuple[int, int, int],
-                 channels_last: bool):
+                 channels_last: bool, kind: str = "Zarr"):
         self.array = array
         self.index = index  # (channels, rows) -> selection in the array
         self.shape = shape
         self.dtype = np.dtype(array.dtype)
         self.channels_last = channels_last
+        self.kind = kind
+
+    def fetch(self, selection: tuple, get: Callable[[], Any]) -> np.ndarray:
+        """``get()`` (reading ``selection``) as an array; data that fails to decode is a
+        :class:`TiledError` that names the chunk (storage errors pass through as they are)."""
+        try:
+            return np.asarray(get())
+        except (OSError, MemoryError):
+            raise
+        except Exception as error:  # codecs raise their own types for damaged data
+            raise TiledError(_chunk_failure(self.array, selection, error, self.kind)) from None
 
     def read(self, top: int, bottom: int) -> np.ndarray:
-        data = np.asarray(self.array[self.index(slice(None), slice(top, bottom))])
+        selection = self.index(slice(None), slice(top, bottom))
+        data = self.fetch(selection, lambda: self.array[selection])
         if data.ndim == 2:
             return data[None]
         return data.transpose(2, 0, 1) if self.channels_last else data
@@ -167,8 +180,40 @@ class ChannelPick:
         if self.reader.channels_last or self.reader.shape[0] == 1:
             return self.reader.read(top, bottom)[self.picks]
         # a list of channels is an orthogonal selection (zarr 2's [] takes only slices and ints)
-        return np.asarray(self.reader.array.get_orthogonal_selection(
-            self.reader.index(self.picks, slice(top, bottom))))
+        selection = self.reader.index(self.picks, slice(top, bottom))
+        return self.reader.fetch(selection, lambda: self.reader.array.get_orthogonal_selection(selection))
+
+
+def _chunk_failure(array: Any, selection: tuple, error: Exception, kind: str) -> str:
+    """The reason a read of ``selection`` failed: for Zarr, the first chunk that fails on its own
+    (its key, as in the store), and whether its data contradicts the metadata."""
+    text = str(error) or type(error).__name__
+    if kind != "Zarr":
+        return f"damaged {kind} data ({text})"
+    import itertools
+
+    ranges = []
+    for size, chunk, picked in zip(array.shape, array.chunks, selection, strict=False):
+        if isinstance(picked, slice):
+            start, stop, _ = picked.indices(size)
+        elif isinstance(picked, list):
+            start, stop = min(picked), max(picked) + 1
+        else:
+            start, stop = int(picked), int(picked) + 1
+        ranges.append(range(start // chunk, -(-stop // chunk)))
+    for coords in itertools.product(*ranges):
+        region = tuple(slice(c * n, min((c + 1) * n, size)) for c, n, size in zip(coords, array.chunks, array.shape,
+                                                                                   strict=True))
+        try:
+            array[region]
+        except Exception as failure:  # this one chunk fails: name it
+            encode = getattr(getattr(array, "metadata", None), "encode_chunk_key", None)
+            key = encode(coords) if callable(encode) else ".".join(str(c) for c in coords)
+            said = str(failure) or type(failure).__name__
+            if isinstance(failure, ValueError) and "reshape" in said:
+                return f"Zarr metadata does not match its data (chunk {key}: {said})"
+            return f"damaged Zarr chunk {key} ({said})"
+    return f"damaged Zarr data ({text})"
 
 
 class TiffPageReader:
@@ -323,7 +368,7 @@ class TiffInput:
                 selection[channel_axis] = channels
             return tuple(selection)
 
-        self.reader = ChunkedReader(array, index, self.shape, channels_last)
+        self.reader = ChunkedReader(array, index, self.shape, channels_last, kind="TIFF")
         return self.reader
 
     def close(self) -> None:
@@ -587,6 +632,9 @@ def write_tiff(path: str | Path, shape: tuple[int, int, int], dtype: np.dtype, l
         for strips in strip_passes:
             yield from _tiles(strips, level_shape, contig=not layout.planar)
 
+    if isinstance(layout.photometric, int) and layout.photometric not in set(tifffile.PHOTOMETRIC):
+        raise TiledError(f"unsupported TIFF photometric {layout.photometric}: a TIFF output cannot say what its "
+                         "pixels are; write .npy or .zarr")
     with tifffile.TiffWriter(path, bigtiff=True, ome=ome) as tif:
         args = layout.write_args(shape, dtype)
         extra: dict[str, Any] = {"subifds": subifds} if subifds else {}
