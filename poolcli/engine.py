@@ -780,11 +780,17 @@ def _interleaved_columns(rows: np.ndarray, reduce: Callable[[np.ndarray, np.ndar
     into ``out`` (rows, out columns, channels).  Stride 1 runs on the interleaved rows (taps are
     contiguous shifted views); a longer stride picks every ``stride``-th pixel, which NumPy would
     walk a few channels at a time, so few channels are reduced one by one, in long strided loops."""
-    if stride == 1 or rows.shape[2] >= _CHANNELS_LAST_MIN:
+    if not _columns_by_channel(stride, rows.shape[2]):
         reduce(rows, out)
         return
     for c in range(rows.shape[2]):
         reduce(rows[:, :, c], out[:, :, c])
+
+
+def _columns_by_channel(stride: int, channels: int) -> bool:
+    """Does :func:`_interleaved_columns` reduce channel by channel?  Then planes are as cheap a
+    destination as pixels, and planar output needs no copy from pixels."""
+    return stride > 1 and channels < _CHANNELS_LAST_MIN
 
 
 def _interleaved_rows(slab: np.ndarray, reduce: Callable[[np.ndarray, np.ndarray], np.ndarray],
@@ -1134,12 +1140,13 @@ def _max_pool(
             slab = _interleaved_slab(x4, block, plan, x.dtype, lowest)
             rows = _interleaved_rows(slab, lambda a, out: _window_max(a, 0, kh, dh, sh, n_rows, out), kh, sh,
                                      n_rows, x.dtype)
-            if channels_last:
+            direct = channels_last or _columns_by_channel(sw, x4.shape[1])
+            if direct:
                 dest = values[target].transpose(1, 2, 0)
             else:
                 dest = _scratch((n_rows, out_w, x4.shape[1]), x.dtype, "out")
             _interleaved_columns(rows, lambda a, out: _window_max(a, 1, kw, dw, sw, out_w, out), sw, dest)
-            if not channels_last:
+            if not direct:
                 values[target] = dest.transpose(2, 0, 1)  # planes, as the public functions promise
             return
         slab = _slab(x4, block, plan, x.dtype, lowest)
@@ -1427,11 +1434,16 @@ def _avg_pool(
             slab = _interleaved_slab(x4, block, plan, acc_dtype, 0)
             rows = _interleaved_rows(slab, lambda a, out: _window_sum(a, 0, kh, sh, n_rows, out), kh, sh,
                                      n_rows, acc_dtype)
-            interleaved_sums = _scratch((n_rows, out_w, x4.shape[1]), acc_dtype, "sums")
-            _interleaved_columns(rows, lambda a, out: _window_sum(a, 1, kw, sw, out_w, out), sw, interleaved_sums)
-            sums = interleaved_sums.transpose(2, 0, 1)
-            if not channels_last:  # divide pixels into pixels, then turn them into planes
-                dest = _scratch((n_rows, out_w, x4.shape[1]), out.dtype, "out").transpose(2, 0, 1)
+            channels = x4.shape[1]
+            planar = not channels_last and _columns_by_channel(sw, channels)  # sums laid out as the output
+            if planar:
+                sums = _scratch((channels, n_rows, out_w), acc_dtype, "sums")
+            else:
+                sums = _scratch((n_rows, out_w, channels), acc_dtype, "sums").transpose(2, 0, 1)
+            _interleaved_columns(rows, lambda a, out: _window_sum(a, 1, kw, sw, out_w, out), sw,
+                                 sums.transpose(1, 2, 0))
+            if not (channels_last or planar):  # divide pixels into pixels, then turn them into planes
+                dest = _scratch((n_rows, out_w, channels), out.dtype, "out").transpose(2, 0, 1)
         else:
             sums = _avg_block_sums(_slab(x4, block, plan, acc_dtype, 0), plan, n_rows)
         for run_lo, run_hi, row_factor in row_runs:
