@@ -691,13 +691,14 @@ def _slab(x4: _Input4D, block: _Block, plan: _Plan, dtype: np.dtype, pad_value: 
 _thread_scratch = threading.local()
 
 
-def _scratch(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+def _scratch(shape: tuple[int, ...], dtype: np.dtype, role: str = "slab") -> np.ndarray:
     """A scratch array for this thread, reused from block to block: fresh megabyte-sized
-    allocations cost page faults every time, a cost that showed on cold calls."""
+    allocations cost page faults every time, a cost that showed on cold calls.  Arrays of
+    different ``role`` are never the same memory, whatever their shapes."""
     cache = getattr(_thread_scratch, "arrays", None)
     if cache is None:
         cache = _thread_scratch.arrays = {}
-    key = (shape, np.dtype(dtype).str)
+    key = (shape, np.dtype(dtype).str, role)
     array = cache.get(key)
     if array is None:
         if len(cache) > 8:  # edge blocks have other shapes; keep the cache small
@@ -739,6 +740,68 @@ def _fill_slab(x4: _Input4D, block: _Block, plan: _Plan, dtype: np.dtype, pad_va
     return slab
 
 
+def _is_interleaved(x4: _Input4D) -> bool:
+    """Integer pixels whose channels are innermost (Pillow's (H, W, C) buffer seen as (C, H, W)):
+    pooled on their interleaved rows, where every window tap is a contiguous shifted view.
+    Integer sums and maxima are exact in any order; floats keep torch's order on planes."""
+    return x4.dtype.kind in "iu" and _is_channels_last(x4)
+
+
+def _interleaved_blocks(x4: _Input4D, plan: _Plan, itemsize: int, rows: tuple[int, int]) -> list[_Block]:
+    """Blocks of whole output rows, every channel at once, whose interleaved slab is cache-sized."""
+    channels = x4.shape[1]
+    row_bytes = plan.stride[0] * plan.taps_needed(1) * channels * itemsize
+    step = max(1, _SLAB_BYTES // max(row_bytes, 1))
+    first, last = rows
+    return [_Block(b, 0, channels, r0, min(last, r0 + step))
+            for b in range(x4.shape[0]) for r0 in range(first, last, step)]
+
+
+def _interleaved_slab(x4: _Input4D, block: _Block, plan: _Plan, dtype: np.dtype, pad_value: object) -> np.ndarray:
+    """A block's padded input rows as (rows, columns, channels): the input itself when it needs no
+    padding or cast, else a channels-innermost scratch copy (:func:`_fill_slab`)."""
+    (sh, _), (ph, pw) = plan.stride, plan.padding
+    top = block.r0 * sh - ph
+    if (
+        isinstance(x4, np.ndarray)
+        and x4.dtype == dtype
+        and pw == 0
+        and top >= 0
+        and top + plan.span(0, block.r1 - block.r0) <= plan.in_size[0]
+        and plan.taps_needed(1) <= plan.in_size[1]
+    ):
+        return x4[block.batch, :, top: top + plan.span(0, block.r1 - block.r0)].transpose(1, 2, 0)
+    return _fill_slab(x4, block, plan, dtype, pad_value, channels_last=True).transpose(1, 2, 0)
+
+
+def _interleaved_columns(rows: np.ndarray, reduce: Callable[[np.ndarray, np.ndarray], object],
+                         stride: int, out: np.ndarray) -> None:
+    """Apply a column reduction ``reduce(array, out)`` (along axis 1) to (rows, columns, channels)
+    into ``out`` (rows, out columns, channels).  Stride 1 runs on the interleaved rows (taps are
+    contiguous shifted views); a longer stride picks every ``stride``-th pixel, which NumPy would
+    walk a few channels at a time, so few channels are reduced one by one, in long strided loops."""
+    if not _columns_by_channel(stride, rows.shape[2]):
+        reduce(rows, out)
+        return
+    for c in range(rows.shape[2]):
+        reduce(rows[:, :, c], out[:, :, c])
+
+
+def _columns_by_channel(stride: int, channels: int) -> bool:
+    """Does :func:`_interleaved_columns` reduce channel by channel?  Then planes are as cheap a
+    destination as pixels, and planar output needs no copy from pixels."""
+    return stride > 1 and channels < _CHANNELS_LAST_MIN
+
+
+def _interleaved_rows(slab: np.ndarray, reduce: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                      kernel: int, stride: int, n_rows: int, dtype: np.dtype) -> np.ndarray:
+    """The row pass of an interleaved block, ``reduce(slab, out)`` along axis 0: a view of the
+    slab for one-row windows, else the windows reduced into this thread's scratch."""
+    if kernel == 1:
+        return slab[: (n_rows - 1) * stride + 1: stride]
+    return reduce(slab, _scratch((n_rows,) + slab.shape[1:], dtype, "rows"))
+
+
 def _taps(a: np.ndarray, axis: int, k: int, d: int, s: int, n_out: int) -> list[np.ndarray]:
     """Views of ``a`` along ``axis``: tap j of every window, for n_out windows."""
     views = []
@@ -756,40 +819,52 @@ def _slice_along(a: np.ndarray, axis: int, start: int, stop: int, step: int = 1)
     return a[tuple(index)]
 
 
-def _window_max(a: np.ndarray, axis: int, k: int, d: int, s: int, n_out: int) -> np.ndarray:
-    """Max over each window of k taps (spacing d, windows every s) along one axis.
+def _window_max(a: np.ndarray, axis: int, k: int, d: int, s: int, n_out: int,
+                out: np.ndarray | None = None) -> np.ndarray:
+    """Max over each window of k taps (spacing d, windows every s) along one axis, into ``out``
+    when given.
 
     Long stride-1 windows use doubling: max over 2m taps is the max of two maxes over m taps, so
     the pass count grows with log2(k) instead of k.  Overlapping halves are fine for a max.
     """
     if k == 1:
-        return _slice_along(a, axis, 0, (n_out - 1) * s + 1, s).copy()
+        first = _slice_along(a, axis, 0, (n_out - 1) * s + 1, s)
+        return first.copy() if out is None else _copy_into(out, first)
     if s == 1 and k >= _DOUBLING_MIN_TAPS:
         span, m = 1, a
         while span * 2 <= k:
             length = m.shape[axis] - span * d
-            m = np.maximum(_slice_along(m, axis, 0, length), _slice_along(m, axis, span * d, span * d + length))
+            final = span * 2 == k  # no remainder step follows
+            m = np.maximum(_slice_along(m, axis, 0, length), _slice_along(m, axis, span * d, span * d + length),
+                           out=out if final else None)
             span *= 2
         if span < k:
             shift = (k - span) * d
             length = m.shape[axis] - shift
-            m = np.maximum(_slice_along(m, axis, 0, length), _slice_along(m, axis, shift, shift + length))
+            m = np.maximum(_slice_along(m, axis, 0, length), _slice_along(m, axis, shift, shift + length), out=out)
         return m
     views = _taps(a, axis, k, d, s, n_out)
-    out = np.maximum(views[0], views[1])
+    out = np.maximum(views[0], views[1], out=out)
     for view in views[2:]:
         np.maximum(out, view, out=out)
     return out
 
 
-def _window_sum(a: np.ndarray, axis: int, k: int, s: int, n_out: int) -> np.ndarray:
-    """Sum over each window of k consecutive taps along one axis (integer data: any order is exact).
+def _copy_into(out: np.ndarray, values: np.ndarray) -> np.ndarray:
+    np.copyto(out, values, casting="unsafe")
+    return out
+
+
+def _window_sum(a: np.ndarray, axis: int, k: int, s: int, n_out: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Sum over each window of k consecutive taps along one axis (integer data: any order is
+    exact), into ``out`` when given.
 
     Long stride-1 windows use binary decomposition: sums over 1, 2, 4, ... taps are built by
     doubling and the window is assembled from the powers of two in k.
     """
     if k == 1:
-        return _slice_along(a, axis, 0, (n_out - 1) * s + 1, s).copy()
+        first = _slice_along(a, axis, 0, (n_out - 1) * s + 1, s)
+        return first.copy() if out is None else _copy_into(out, first)
     if s == 1 and k >= _DOUBLING_MIN_TAPS:
         powers = {1: a}
         span = 1
@@ -798,17 +873,20 @@ def _window_sum(a: np.ndarray, axis: int, k: int, s: int, n_out: int) -> np.ndar
             length = prev.shape[axis] - span
             powers[span * 2] = _slice_along(prev, axis, 0, length) + _slice_along(prev, axis, span, span + length)
             span *= 2
-        out: np.ndarray | None = None
+        total: np.ndarray | None = None
         offset = 0
         for p in sorted(powers, reverse=True):
             if k - offset >= p:
                 part = _slice_along(powers[p], axis, offset, offset + n_out)
-                out = part.copy() if out is None else np.add(out, part, out=out)
+                if total is None:
+                    total = part.copy() if out is None else _copy_into(out, part)
+                else:
+                    np.add(total, part, out=total)
                 offset += p
-        assert out is not None
-        return out
+        assert total is not None
+        return total
     views = _taps(a, axis, k, 1, s, n_out)
-    out = np.add(views[0], views[1])
+    out = np.add(views[0], views[1], out=out)
     for view in views[2:]:
         np.add(out, view, out=out)
     return out
@@ -1007,6 +1085,16 @@ def max_pool2d(
     return _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
 
 
+def _empty_output(shape: tuple[int, ...], dtype: np.dtype, channels_last: bool) -> np.ndarray:
+    """An (N, C, OH, OW) output: C-contiguous (the public functions' promise), or with
+    ``channels_last`` a view of an (N, OH, OW, C) array, so that pooled pixels need no copy to
+    become interleaved pixels again (:func:`pool_rows`)."""
+    if not channels_last:
+        return np.empty(shape, dtype=dtype)
+    n, c, h, w = shape
+    return np.empty((n, h, w, c), dtype=dtype).transpose(0, 3, 1, 2)
+
+
 def _output_rows(plan: _Plan, output_rows: tuple[int, int] | None) -> tuple[int, int]:
     """The output rows to compute: all of them, or a range ``[o0, o1)`` (strips, see strips.py)."""
     if output_rows is None:
@@ -1027,22 +1115,41 @@ def _max_pool(
     return_indices: bool,
     *,
     output_rows: tuple[int, int] | None = None,
+    channels_last: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """:func:`max_pool2d`, optionally only output rows ``[o0, o1)`` (the same blocks compute them)."""
+    """:func:`max_pool2d`, optionally only output rows ``[o0, o1)`` (the same blocks compute them),
+    optionally with the values laid out channels-innermost (:func:`_empty_output`)."""
     x = _as_array(x)
     plan = _validate("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
     _check_dtype("max_pool2d", x)
     o0, o1 = _output_rows(plan, output_rows)
     x4 = _as_4d(x)
     out_shape = x4.shape[:2] + (o1 - o0, plan.out_size[1])
-    values = np.empty(out_shape, dtype=x.dtype)
+    values = _empty_output(out_shape, x.dtype, channels_last)
     indices = np.empty(out_shape, dtype=np.int64) if return_indices else None
     lowest = _lowest(x.dtype)
     is_float = x.dtype.kind == "f"
+    interleaved = indices is None and _is_interleaved(x4)
+    (kh, kw), (sh, sw), (dh, dw) = plan.kernel, plan.stride, plan.dilation
+    out_w = plan.out_size[1]
 
     def work(block: _Block) -> None:
-        slab = _slab(x4, block, plan, x.dtype, lowest)
         target = (block.batch, slice(block.c0, block.c1), slice(block.r0 - o0, block.r1 - o0))
+        if interleaved:
+            n_rows = block.r1 - block.r0
+            slab = _interleaved_slab(x4, block, plan, x.dtype, lowest)
+            rows = _interleaved_rows(slab, lambda a, out: _window_max(a, 0, kh, dh, sh, n_rows, out), kh, sh,
+                                     n_rows, x.dtype)
+            direct = channels_last or _columns_by_channel(sw, x4.shape[1])
+            if direct:
+                dest = values[target].transpose(1, 2, 0)
+            else:
+                dest = _scratch((n_rows, out_w, x4.shape[1]), x.dtype, "out")
+            _interleaved_columns(rows, lambda a, out: _window_max(a, 1, kw, dw, sw, out_w, out), sw, dest)
+            if not direct:
+                values[target] = dest.transpose(2, 0, 1)  # planes, as the public functions promise
+            return
+        slab = _slab(x4, block, plan, x.dtype, lowest)
         if indices is not None:
             best, index = _max_block_exact(slab, plan, block, with_indices=True)
             assert index is not None  # with_indices=True
@@ -1055,7 +1162,10 @@ def _max_pool(
         values[target] = best
 
     if values.size:
-        blocks = _blocks(x4, plan, _is_channels_last(x4), x.dtype.itemsize, (o0, o1))
+        if interleaved:
+            blocks = _interleaved_blocks(x4, plan, x.dtype.itemsize, (o0, o1))
+        else:
+            blocks = _blocks(x4, plan, _is_channels_last(x4), x.dtype.itemsize, (o0, o1))
         _run(blocks, work, x4.size)
     shape = x.shape[:-2] + (o1 - o0, plan.out_size[1])
     values = values.reshape(shape)
@@ -1150,6 +1260,31 @@ def _accumulator(dtype: np.dtype, window: int) -> np.dtype:
     return np.dtype(np.int64)
 
 
+# The smallest and largest window sum integer input can give (None for floats): what decides
+# whether a finisher may divide the sums as integers.
+SumRange: TypeAlias = tuple[int, int] | None
+
+
+def _sum_range(dtype: np.dtype, window: int) -> SumRange:
+    if dtype.kind not in "iu":
+        return None
+    info = np.iinfo(dtype)
+    return int(info.min) * window, int(info.max) * window
+
+
+def _integer_divisor(sums: np.ndarray, divisor: np.ndarray, sum_range: SumRange, rounding: bool) -> int | None:
+    """The divisor when NumPy's integer division by a scalar (SIMD, a multiply-shift by the
+    divisor's reciprocal) gives the exact quotient: non-negative sums, a positive scalar divisor
+    that fits the accumulator, and, when rounding, room to add half the divisor first."""
+    if sum_range is None or divisor.ndim != 0 or sums.dtype.kind not in "iu":
+        return None
+    value, (low, high) = int(divisor), sum_range
+    limit = int(np.iinfo(sums.dtype).max)
+    if value <= 0 or low < 0 or value > limit or high + (value // 2 if rounding else 0) > limit:
+        return None
+    return value
+
+
 def _power_of_two_shift(sums: np.ndarray, divisor: np.ndarray) -> int | None:
     """log2 of the divisor when it is one positive power of two and the sums are unsigned (so
     shifting them is exact floor division), else None."""
@@ -1159,12 +1294,19 @@ def _power_of_two_shift(sums: np.ndarray, divisor: np.ndarray) -> int | None:
     return value.bit_length() - 1 if value > 0 and value & (value - 1) == 0 else None
 
 
-def _finish_truncated(sums: np.ndarray, divisor: np.ndarray, out: np.ndarray) -> None:
-    """torch's average from window sums into ``out``: one division; integers truncate toward zero."""
+def _finish_truncated(sums: np.ndarray, divisor: np.ndarray, out: np.ndarray, sum_range: SumRange = None) -> None:
+    """torch's average from window sums into ``out``: one division; integers truncate toward zero.
+
+    ``sum_range`` bounds the sums (:func:`_sum_range`); it lets non-negative sums divide as integers.
+    """
     shift = _power_of_two_shift(sums, divisor)
+    integer_divisor = _integer_divisor(sums, divisor, sum_range, rounding=False)
     if shift is not None:  # 8-bit k2, k4 windows: a shift is the exact quotient
-        np.right_shift(sums, sums.dtype.type(shift), out=sums)
-        out[...] = sums
+        np.right_shift(sums, sums.dtype.type(shift), out=out, casting="unsafe")
+    elif integer_divisor is not None:
+        # Non-negative: floor is truncation.  Quotients past the output's range wrap in the
+        # unsafe cast exactly as through int64 (both keep the low bits).
+        np.floor_divide(sums, sums.dtype.type(integer_divisor), out=out, casting="unsafe")
     elif out.dtype.kind == "f":
         # torch adds the quotient into a zeroed output of the output dtype (out = 0; out += q):
         # -0.0, also from float16 underflow, becomes +0.0.
@@ -1185,11 +1327,23 @@ def _finish_truncated(sums: np.ndarray, divisor: np.ndarray, out: np.ndarray) ->
         out[...] = quotient
 
 
-def _finish_rounded(sums: np.ndarray, divisor: np.ndarray, out: np.ndarray) -> None:
-    """Exact average rounded to nearest, halves up, into ``out``: floor((2*sum + d) / (2*d))."""
+def _finish_rounded(sums: np.ndarray, divisor: np.ndarray, out: np.ndarray, sum_range: SumRange = None) -> None:
+    """Exact average rounded to nearest, halves up, into ``out``: floor((2*sum + d) / (2*d)).
+
+    ``sum_range`` bounds the sums (:func:`_sum_range`); it lets non-negative sums divide as integers.
+    """
     shift = _power_of_two_shift(sums, divisor)
+    integer_divisor = _integer_divisor(sums, divisor, sum_range, rounding=True)
     if out.dtype.kind == "f":
         _finish_truncated(sums, divisor, out)
+    elif integer_divisor is not None:
+        # floor((2s + d) / 2d) == (s + d // 2) // d for s >= 0, d > 0 (odd d: the fractions
+        # (r + 1/2) / d never reach 1), and s + d // 2 fits the accumulator (checked).
+        np.add(sums, sums.dtype.type(integer_divisor // 2), out=sums)
+        if shift is not None:
+            np.right_shift(sums, sums.dtype.type(shift), out=out, casting="unsafe")
+        else:
+            np.floor_divide(sums, sums.dtype.type(integer_divisor), out=out, casting="unsafe")
     elif shift is not None:
         # floor(s / 2^m + 1/2) is s >> m plus bit m-1 of s (the half): rounds halves up with no
         # intermediate that could overflow the accumulator.
@@ -1238,12 +1392,14 @@ def _avg_pool(
     ceil_mode: bool,
     count_include_pad: bool,
     divisor_override: int | None,
-    finish: Callable[[np.ndarray, np.ndarray, np.ndarray], None],
+    finish: Callable[[np.ndarray, np.ndarray, np.ndarray, SumRange], None],
     *,
     output_rows: tuple[int, int] | None = None,
+    channels_last: bool = False,
 ) -> np.ndarray:
     """Validate as torch's avg_pool2d, sum every window, and let ``finish`` divide; optionally
-    only output rows ``[o0, o1)`` (the same blocks compute them)."""
+    only output rows ``[o0, o1)`` (the same blocks compute them), optionally laid out
+    channels-innermost (:func:`_empty_output`)."""
     x = _as_array(x)
     plan = _validate("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode, divisor_override)
     _check_bool("avg_pool2d", "count_include_pad", None, count_include_pad)
@@ -1252,7 +1408,7 @@ def _avg_pool(
     (kh, kw), (sh, sw), (ph, pw) = plan.kernel, plan.stride, plan.padding
     acc_dtype = _accumulator(x.dtype, kh * kw)
     x4 = _as_4d(x)
-    out = np.empty(x4.shape[:2] + (o1 - o0, plan.out_size[1]), dtype=x.dtype)
+    out = _empty_output(x4.shape[:2] + (o1 - o0, plan.out_size[1]), x.dtype, channels_last)
     height, width = plan.in_size
     if divisor_override is not None:
         row_factors = np.ones(plan.out_size[0], dtype=np.int64)
@@ -1263,35 +1419,48 @@ def _avg_pool(
     # Divisors are products of per-axis factors that change only near the edges (padding, ceil
     # overhang): each block is divided in a few rectangles of one divisor each, by a scalar.
     row_runs, col_runs = _runs(row_factors), _runs(col_factors)
-    tables: dict[int, np.ndarray] = {}
+    sum_range = _sum_range(x.dtype, kh * kw)
+    interleaved = _is_interleaved(x4)
+    out_w = plan.out_size[1]
 
     def divide(sums: np.ndarray, divisor: int, target: np.ndarray) -> None:
-        divisor_array = np.asarray(divisor, dtype=np.int64)
-        if acc_dtype == np.uint16 and _power_of_two_shift(sums, divisor_array) is None:
-            # 8-bit data: every possible sum's quotient, computed once by ``finish`` itself,
-            # then one lookup per output instead of float64 arithmetic.
-            table = tables.get(divisor)
-            if table is None:
-                table = np.empty(2**16, dtype=x.dtype)
-                finish(np.arange(2**16, dtype=np.uint16), divisor_array, table)
-                tables[divisor] = table
-            target[...] = table[sums]
-        else:
-            finish(sums, divisor_array, target)
+        finish(sums, np.asarray(divisor, dtype=np.int64), target, sum_range)
 
     def work(block: _Block) -> None:
-        slab = _slab(x4, block, plan, acc_dtype, 0)
-        sums = _avg_block_sums(slab, plan, block.r1 - block.r0)
         target = out[block.batch, block.c0: block.c1, block.r0 - o0: block.r1 - o0]
+        n_rows = block.r1 - block.r0
+        dest = target
+        if interleaved:
+            slab = _interleaved_slab(x4, block, plan, acc_dtype, 0)
+            rows = _interleaved_rows(slab, lambda a, out: _window_sum(a, 0, kh, sh, n_rows, out), kh, sh,
+                                     n_rows, acc_dtype)
+            channels = x4.shape[1]
+            planar = not channels_last and _columns_by_channel(sw, channels)  # sums laid out as the output
+            if planar:
+                sums = _scratch((channels, n_rows, out_w), acc_dtype, "sums")
+            else:
+                sums = _scratch((n_rows, out_w, channels), acc_dtype, "sums").transpose(2, 0, 1)
+            _interleaved_columns(rows, lambda a, out: _window_sum(a, 1, kw, sw, out_w, out), sw,
+                                 sums.transpose(1, 2, 0))
+            if not (channels_last or planar):  # divide pixels into pixels, then turn them into planes
+                dest = _scratch((n_rows, out_w, channels), out.dtype, "out").transpose(2, 0, 1)
+        else:
+            sums = _avg_block_sums(_slab(x4, block, plan, acc_dtype, 0), plan, n_rows)
         for run_lo, run_hi, row_factor in row_runs:
             r_lo, r_hi = max(run_lo, block.r0) - block.r0, min(run_hi, block.r1) - block.r0
             if r_hi <= r_lo:
                 continue
             for c_lo, c_hi, col_factor in col_runs:
-                divide(sums[:, r_lo:r_hi, c_lo:c_hi], row_factor * col_factor, target[:, r_lo:r_hi, c_lo:c_hi])
+                divide(sums[:, r_lo:r_hi, c_lo:c_hi], row_factor * col_factor, dest[:, r_lo:r_hi, c_lo:c_hi])
+        if dest is not target:
+            target[...] = dest
 
     if out.size:
-        _run(_blocks(x4, plan, _is_channels_last(x4), acc_dtype.itemsize, (o0, o1)), work, x4.size)
+        if interleaved:
+            blocks = _interleaved_blocks(x4, plan, acc_dtype.itemsize, (o0, o1))
+        else:
+            blocks = _blocks(x4, plan, _is_channels_last(x4), acc_dtype.itemsize, (o0, o1))
+        _run(blocks, work, x4.size)
     return out.reshape(x.shape[:-2] + (o1 - o0, plan.out_size[1]))
 
 
@@ -1381,7 +1550,8 @@ def avg_pool2d(
 
 
 def pool_rows(
-    op: str, x: np.ndarray | RowSource, output_rows: tuple[int, int] | None = None, **kwargs: object
+    op: str, x: np.ndarray | RowSource, output_rows: tuple[int, int] | None = None, *,
+    channels_last: bool = False, **kwargs: object
 ) -> np.ndarray:
     """Only output rows ``[o0, o1)`` of a pooling call (internal: the strip machinery's entry).
 
@@ -1389,6 +1559,8 @@ def pool_rows(
     (:func:`avg_pool2d_rounded`); ``kwargs`` are that function's keyword arguments.  The rows are
     computed by the same blocks as the whole call, so concatenating the strips of any cut gives
     exactly (bit for bit) the whole result.  Validation and output size use the full input.
+    With ``channels_last`` the (C, OH, OW) result is a view of an (OH, OW, C) array (the same
+    values): pixels come back interleaved, without a copy from planes.
 
     Examples
     --------
@@ -1403,8 +1575,9 @@ def pool_rows(
     if op == "max":
         return _max_pool(x, args.pop("kernel_size"), args.pop("stride", None), args.pop("padding", 0),  # type: ignore[arg-type]
                          args.pop("dilation", 1), args.pop("ceil_mode", False), False,  # type: ignore[arg-type]
-                         output_rows=output_rows, **args)  # type: ignore[return-value]
+                         output_rows=output_rows, channels_last=channels_last, **args)  # type: ignore[return-value]
     finish = {"avg": _finish_truncated, "avg_rounded": _finish_rounded}[op]
     return _avg_pool(x, args.pop("kernel_size"), args.pop("stride", None), args.pop("padding", 0),  # type: ignore[arg-type]
                      args.pop("ceil_mode", False), args.pop("count_include_pad", True),  # type: ignore[arg-type]
-                     args.pop("divisor_override", None), finish, output_rows=output_rows, **args)  # type: ignore[arg-type]
+                     args.pop("divisor_override", None), finish, output_rows=output_rows,  # type: ignore[arg-type]
+                     channels_last=channels_last, **args)

@@ -100,7 +100,7 @@ def pool_pixel_planes(planes: Planes, params: PoolParams, *, has_alpha: bool = F
     """
     rows = output_rows
     if params.op == "max":
-        return engine.pool_rows("max", planes, rows, **params.max_args())
+        return engine.pool_rows("max", planes, rows, channels_last=True, **params.max_args())
     if linear:
         return _linear_average(planes, has_alpha, premultiply, params, rows)
     if has_alpha and premultiply:
@@ -123,8 +123,11 @@ def _derived(planes: Planes, channels: int, dtype: np.dtype | type, compute) -> 
 
 def _pool_planes(planes: np.ndarray | engine.RowSource, params: PoolParams,
                  want_indices: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """Channels pooled independently: torch's max, torch's float average, rounded integer average."""
-    if params.op == "max":
+    """Channels pooled independently: torch's max, torch's float average, rounded integer average.
+    Values come back as (OH, OW, C) pixels, interleaved in memory where the engine allows."""
+    if params.op == "max" and not want_indices:
+        values, indices = engine.pool_rows("max", planes, channels_last=True, **params.max_args()), None
+    elif params.op == "max":
         values, indices = pool_array(planes, params, want_indices)
     elif planes.dtype.kind == "f":
         values, indices = engine.avg_pool2d(planes, **params.avg_args()), None
@@ -134,11 +137,12 @@ def _pool_planes(planes: np.ndarray | engine.RowSource, params: PoolParams,
 
 
 def _rounded_average(planes: Planes, params: PoolParams, rows: tuple[int, int] | None = None) -> np.ndarray:
-    """Exact window averages rounded half up, saturated to the pixel type."""
+    """Exact window averages rounded half up, saturated to the pixel type; (C, OH, OW) planes that
+    are interleaved pixels in memory where the engine allows."""
     dtype = planes.dtype
     if params.divisor_override is None:
         # An average of pixels (and zero padding) always lies in the pixel range.
-        return engine.pool_rows("avg_rounded", planes, rows, **params.avg_args())
+        return engine.pool_rows("avg_rounded", planes, rows, channels_last=True, **params.avg_args())
     wide = engine.pool_rows("avg_rounded", _derived(planes, planes.shape[0], np.int64, lambda p: p.astype(np.int64)),
                             rows, **params.avg_args())
     info = np.iinfo(dtype)

@@ -551,3 +551,99 @@ def test_power_of_two_divisors_are_exact_for_every_8bit_window_sum(shift):
     engine._finish_truncated(every_sum.astype(np.uint16), np.asarray(divisor), truncated)
     assert np.array_equal(rounded, (2 * every_sum + divisor) // (2 * divisor))
     assert np.array_equal(truncated, every_sum // divisor)
+
+
+# --------------------------------------------------------------------------- interleaved integer pixels
+
+INTERLEAVED_TYPES = [np.uint8, np.uint16, np.int8, np.int16, np.int32, np.int64, np.uint32]
+
+
+@st.composite
+def interleaved(draw):
+    """Integer (N, C, H, W) views of channels-last (N, H, W, C) memory, as Pillow's pixels arrive:
+    full-range values (sums near the accumulator's limit) or a few small ones (ties)."""
+    dtype = np.dtype(draw(st.sampled_from(INTERLEAVED_TYPES)))
+    n, c = draw(st.integers(1, 2)), draw(st.integers(2, 5))
+    h, w = draw(st.integers(1, 13)), draw(st.integers(1, 13))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    info = np.iinfo(dtype)
+    if draw(st.booleans()):
+        values = rng.integers(int(info.min), int(info.max), (n, h, w, c), dtype=dtype, endpoint=True)
+    else:
+        values = rng.choice(np.array([info.min, info.max, 0, 1, info.max - 1], dtype=dtype), (n, h, w, c))
+    if draw(st.booleans()):  # a cropped view: pixels and rows further apart than C and W*C
+        wide = np.zeros((n, h + 1, w + 2, c), dtype=dtype)
+        wide[:, 1:, 2:] = values
+        values = wide[:, 1:, 2:]
+    return values.transpose(0, 3, 1, 2)
+
+
+@given(x=interleaved(), k=pairs, s=pairs, p=st.tuples(st.integers(0, 2), st.integers(0, 2)), ceil=st.booleans(),
+       cip=st.booleans(), dov=st.sampled_from([None, 1, 3, 4, -2, 7, 1000]), channels_last=st.booleans())
+def test_interleaved_averages_match_oracle(x, k, s, p, ceil, cip, dov, channels_last, blocking):
+    """Integer channels-last input takes the interleaved path: truncated (torch) and rounded
+    (pixels) averages equal the oracle, in either output layout."""
+    assume(is_valid(x.shape[2], x.shape[3], k, s, p, (1, 1), ceil))
+    args = dict(kernel_size=k, stride=s, padding=p, ceil_mode=ceil, count_include_pad=cip, divisor_override=dov)
+    for op, rounded in (("avg", False), ("avg_rounded", True)):
+        result = engine.pool_rows(op, x, channels_last=channels_last, **args)
+        assert_bit_equal(result, avg_pool2d_ref(x, k, s, p, ceil, cip, dov, rounded=rounded))
+        assert (result.transpose(0, 2, 3, 1) if channels_last else result).flags.c_contiguous
+
+
+@given(x=interleaved(), k=pairs, s=pairs, p=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+       d=st.tuples(st.integers(1, 3), st.integers(1, 3)), ceil=st.booleans(), channels_last=st.booleans())
+def test_interleaved_maxima_match_oracle(x, k, s, p, d, ceil, channels_last, blocking):
+    assume(is_valid(x.shape[2], x.shape[3], k, s, p, d, ceil))
+    args = dict(kernel_size=k, stride=s, padding=p, dilation=d, ceil_mode=ceil)
+    assert_bit_equal(engine.pool_rows("max", x, channels_last=channels_last, **args),
+                     max_pool2d_ref(x, k, s, p, d, ceil)[0])
+
+
+@settings(max_examples=settings.default.max_examples // 3)  # larger arrays
+@given(k=st.integers(1, 9), s=st.integers(1, 3), h=st.integers(9, 40), w=st.integers(9, 40), c=st.integers(2, 4),
+       dtype=st.sampled_from([np.uint8, np.uint16]), seed=st.integers(0, 2**31), rows=st.booleans())
+def test_interleaved_pixels_match_oracle(k, s, h, w, c, dtype, seed, rows, blocking):
+    """Image-sized windows (doubling passes, k up to 9 with padding), as arrays and as a RowSource
+    read in strips (the streamed decoders' form)."""
+    p = k // 2
+    assume(is_valid(h, w, (k, k), (s, s), (p, p), (1, 1), False))
+    rng = np.random.default_rng(seed)
+    hwc = rng.integers(0, np.iinfo(dtype).max, (h, w, c), dtype=dtype, endpoint=True)
+    planes = hwc.transpose(2, 0, 1)
+    source = engine.RowSource(planes.shape, dtype, lambda top, bottom: planes[:, top:bottom]) if rows else planes
+    x4 = planes[None]
+    assert_bit_equal(engine.pool_rows("avg_rounded", source, channels_last=True, kernel_size=k, stride=s, padding=p),
+                     avg_pool2d_ref(x4, (k, k), (s, s), (p, p), False, True, None, rounded=True)[0])
+    assert_bit_equal(engine.pool_rows("avg", source, kernel_size=k, stride=s, padding=p, count_include_pad=False),
+                     avg_pool2d_ref(x4, (k, k), (s, s), (p, p), False, False, None)[0])
+    assert_bit_equal(engine.pool_rows("max", source, channels_last=True, kernel_size=k, stride=s, padding=p),
+                     max_pool2d_ref(x4, (k, k), (s, s), (p, p), (1, 1), False)[0][0])
+
+
+@pytest.mark.parametrize("divisor", [1, 3, 5, 6, 7, 9, 12, 25, 49, 255, 257, 1000, 65535])
+def test_integer_division_is_exact_for_every_8bit_window_sum(divisor):
+    """Unsigned sums divided by NumPy's integer division by a scalar equal the exact formulas
+    (truncated and rounded halves up) for every uint16 sum; without room to add half the
+    divisor, the rounding finisher takes another exact way."""
+    for high in (2**16 - 1, 2**16 - 1 - divisor // 2):  # no room for the half; just enough room
+        every_sum = np.arange(high + 1, dtype=np.int64)
+        rounded, truncated = np.empty_like(every_sum), np.empty_like(every_sum)
+        engine._finish_rounded(every_sum.astype(np.uint16), np.asarray(divisor), rounded, (0, high))
+        engine._finish_truncated(every_sum.astype(np.uint16), np.asarray(divisor), truncated, (0, high))
+        assert np.array_equal(rounded, (2 * every_sum + divisor) // (2 * divisor))
+        assert np.array_equal(truncated, every_sum // divisor)
+    every_sum = np.arange(2**16, dtype=np.int64)
+    narrow = np.empty(2**16, np.uint8)  # quotients past the output's range wrap, as through int64
+    engine._finish_truncated(every_sum.astype(np.uint16), np.asarray(divisor), narrow, (0, 2**16 - 1))
+    assert np.array_equal(narrow, (every_sum // divisor).astype(np.uint8))
+
+
+def test_pixels_come_back_interleaved():
+    """pool_rows(channels_last=True): (C, OH, OW) values over (OH, OW, C) memory, the same values."""
+    hwc = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)
+    for op, args in (("max", dict(kernel_size=3, stride=1, padding=1)), ("avg_rounded", dict(kernel_size=2))):
+        pixels = engine.pool_rows(op, hwc.transpose(2, 0, 1), channels_last=True, **args)
+        planes = engine.pool_rows(op, hwc.transpose(2, 0, 1), **args)
+        assert pixels.transpose(1, 2, 0).flags.c_contiguous and planes.flags.c_contiguous
+        assert_bit_equal(pixels, planes)
