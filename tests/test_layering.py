@@ -41,6 +41,8 @@ IMPORT_TIME = {
     "poolcli.arrays": _but("numpy"),
     "poolcli.results": _but("numpy"),
     "poolcli.pixels": _but("numpy"),
+    "poolcli.nodata": _but("numpy"),
+    "poolcli.placement": HEAVY,
     "poolcli.frames": _but("numpy"),
     "poolcli.png": _but("numpy"),
     "poolcli.inflate": HEAVY,
