@@ -43,6 +43,7 @@ IMPORT_TIME = {
     "poolcli.pixels": _but("numpy"),
     "poolcli.nodata": _but("numpy"),
     "poolcli.placement": HEAVY,
+    "poolcli.geo": HEAVY,
     "poolcli.frames": _but("numpy"),
     "poolcli.png": _but("numpy"),
     "poolcli.inflate": HEAVY,
