@@ -44,6 +44,7 @@ IMPORT_TIME = {
     "poolcli.nodata": _but("numpy"),
     "poolcli.placement": HEAVY,
     "poolcli.geo": HEAVY,
+    "poolcli.ome": HEAVY,
     "poolcli.frames": _but("numpy"),
     "poolcli.png": _but("numpy"),
     "poolcli.inflate": HEAVY,
