@@ -112,6 +112,16 @@ def _lowest(dtype: np.dtype) -> np.generic:
     return dtype.type(-np.inf) if dtype.kind == "f" else dtype.type(np.iinfo(dtype).min)
 
 
+def _sum_dtype(dtype: np.dtype, taps: int) -> np.dtype:
+    """torch's accumulator for the sums: float32 for float16 and float32, float64; for integers
+    int32 where every window sum fits (8- and 16-bit data), else int64 (wrapping as torch's)."""
+    if dtype.kind == "f":
+        return np.dtype(np.float64 if dtype == np.float64 else np.float32)
+    info = np.iinfo(dtype)
+    fits = dtype.itemsize <= 2 and max(-int(info.min), int(info.max)) * taps < 2**31
+    return np.dtype(np.int32 if fits else np.int64)
+
+
 def _count_dtype(taps: int) -> np.dtype:
     """The narrowest dtype that holds a count of up to ``taps`` (the engine sums in it exactly)."""
     for dtype in (np.uint8, np.uint16, np.uint32):
@@ -182,24 +192,34 @@ def avg_pool(planes: engine.ArrayOrRows, params: PoolParams, nodata: Number,
     """
     dtype, channels = np.dtype(planes.dtype), planes.shape[0]
     fill = nodata_value(nodata, dtype)
-    # torch's accumulators: float32 for float16 and float32, float64, int64 for integers (wraps as torch's)
-    work = np.dtype(np.float64 if dtype == np.float64 else np.float32) if dtype.kind == "f" else np.dtype(np.int64)
-    args = dict(params.avg_args(), divisor_override=1)  # window sums
     kernel_h, kernel_w = params.kernel
-    zeroed = _derived(planes, channels, work, lambda p: np.where(valid_mask(p, fill), p, 0).astype(work))
+    work = _sum_dtype(dtype, kernel_h * kernel_w)
+    args = dict(params.avg_args(), divisor_override=1)  # window sums
+    zeroed = _derived(planes, channels, work, lambda p: np.where(valid_mask(p, fill), p, 0).astype(work, copy=False))
     counted = _count_dtype(kernel_h * kernel_w)
     mask = _derived(planes, channels, counted, lambda p: valid_mask(p, fill).astype(counted))
     sums = engine.pool_rows("avg", zeroed, output_rows, **args)
-    counts = engine.pool_rows("avg", mask, output_rows, **args).astype(np.int64)
-    divisor = _divisors(planes.shape[1:], params, output_rows, counts)
+    counts = engine.pool_rows("avg", mask, output_rows, **args)
     has_data = counts > 0
-    divisor = np.where(divisor == 0, 1, divisor)  # windows without data: any divisor, filled below
+    divisor = _divisors(planes.shape[1:], params, output_rows, counts)
     if dtype.kind == "f":
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            averages = (sums / divisor.astype(work)).astype(dtype) + dtype.type(0)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # 0/0 where no data: filled below
+            averages = (sums / divisor.astype(work)).astype(dtype, copy=False) + dtype.type(0)
     else:
         info = np.iinfo(dtype)
-        averages = np.clip(engine.rounded_quotient(sums, divisor), info.min, info.max).astype(dtype)
+        if work == np.int32:
+            # |sum| < 2**31: floor((2*sum + d) / (2*d)) in float64 is exact (engine.py, step 3);
+            # in place, as few passes as can be
+            quotient = sums.astype(np.float64)
+            denominator = np.where(divisor == 0, 1.0, divisor)  # 0 where no data: any divisor, filled below
+            quotient *= 2
+            quotient += denominator
+            denominator *= 2
+            quotient /= denominator
+            np.floor(quotient, out=quotient)
+        else:
+            quotient = engine.rounded_quotient(sums, np.where(has_data, divisor, 1))
+        averages = np.clip(quotient, info.min, info.max).astype(dtype)
     return np.where(has_data, averages, fill)
 
 
@@ -208,10 +228,13 @@ def _divisors(size: tuple[int, int], params: PoolParams, output_rows: tuple[int,
     """Each window's divisor: ``divisor_override``, or torch's minus the nodata pixels in it.
 
     torch's divisor counts the window's cells inside the padded extent (with count_include_pad)
-    or inside the input; the input cells are ``real``, of which ``counts`` are valid.
+    or inside the input; the input cells are ``real``, of which ``counts`` are valid.  Without
+    padding cells in the count, the divisor is just ``counts``.
     """
     if params.divisor_override is not None:
         return np.full(counts.shape, params.divisor_override, dtype=np.int64)
+    if not params.count_include_pad or params.padding == (0, 0):  # the ceil overhang never counts
+        return counts.astype(np.int64)
     out_h, out_w = engine.output_size(size, params.kernel, params.effective_stride, params.padding, 1,
                                       params.ceil_mode)
     o0, o1 = output_rows if output_rows is not None else (0, out_h)
