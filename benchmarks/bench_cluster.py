@@ -178,7 +178,7 @@ def main() -> None:
             notes.append(f"{where.strip()}: --scheduler local -j 2 time / -j 2 time: {local / pool:.3f} "
                          f"(target <= 1.15); cost per file beyond start-up and shutdown: {per_file:.1f} ms")
             print(f"  {notes[-1]}")
-    if args.record is not None:
+    if args.record:
         append_results(args, rows, notes)
 
 
