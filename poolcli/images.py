@@ -393,13 +393,14 @@ _LIMIT_LOCK = threading.RLock()  # Image.MAX_IMAGE_PIXELS is global: one decode 
 @contextlib.contextmanager
 def _pillow_guard(decoding: _Decoding) -> Iterator[Callable[[], None]]:
     """Pillow's bomb guard set for this decode and restored after; its warnings (a frame over
-    the limit included) become errors or are ignored; its log goes into ``decoding.library``.
+    the limit included) become errors or are ignored; its log, and imagecodecs' (libpng's
+    warnings), go into ``decoding.library``.
 
     Yields a function that re-applies the limit once the file's format is known."""
     saved = Image.MAX_IMAGE_PIXELS
-    logger = logging.getLogger("PIL")
+    loggers = [logging.getLogger(name) for name in ("PIL", "imagecodecs")]
     handler = _ListHandler(decoding.library)
-    propagate = logger.propagate
+    propagate = [logger.propagate for logger in loggers]
 
     def apply() -> None:
         Image.MAX_IMAGE_PIXELS = decoding.pillow_limit()
@@ -408,15 +409,17 @@ def _pillow_guard(decoding: _Decoding) -> Iterator[Callable[[], None]]:
         # Pillow warns about damaged metadata it skips: the one-line error or the pixels say enough.
         warnings.simplefilter("ignore")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        logger.addHandler(handler)
-        logger.propagate = False
+        for logger in loggers:
+            logger.addHandler(handler)
+            logger.propagate = False
         apply()
         try:
             yield apply
         finally:
             Image.MAX_IMAGE_PIXELS = saved
-            logger.removeHandler(handler)
-            logger.propagate = propagate
+            for logger, kept in zip(loggers, propagate, strict=True):
+                logger.removeHandler(handler)
+                logger.propagate = kept
 
 
 class _ListHandler(logging.Handler):
