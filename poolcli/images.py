@@ -393,13 +393,14 @@ _LIMIT_LOCK = threading.RLock()  # Image.MAX_IMAGE_PIXELS is global: one decode 
 @contextlib.contextmanager
 def _pillow_guard(decoding: _Decoding) -> Iterator[Callable[[], None]]:
     """Pillow's bomb guard set for this decode and restored after; its warnings (a frame over
-    the limit included) become errors or are ignored; its log goes into ``decoding.library``.
+    the limit included) become errors or are ignored; its log, and imagecodecs' (libpng's
+    warnings), go into ``decoding.library``.
 
     Yields a function that re-applies the limit once the file's format is known."""
     saved = Image.MAX_IMAGE_PIXELS
-    logger = logging.getLogger("PIL")
+    loggers = [logging.getLogger(name) for name in ("PIL", "imagecodecs")]
     handler = _ListHandler(decoding.library)
-    propagate = logger.propagate
+    propagate = [logger.propagate for logger in loggers]
 
     def apply() -> None:
         Image.MAX_IMAGE_PIXELS = decoding.pillow_limit()
@@ -408,15 +409,17 @@ def _pillow_guard(decoding: _Decoding) -> Iterator[Callable[[], None]]:
         # Pillow warns about damaged metadata it skips: the one-line error or the pixels say enough.
         warnings.simplefilter("ignore")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        logger.addHandler(handler)
-        logger.propagate = False
+        for logger in loggers:
+            logger.addHandler(handler)
+            logger.propagate = False
         apply()
         try:
             yield apply
         finally:
             Image.MAX_IMAGE_PIXELS = saved
-            logger.removeHandler(handler)
-            logger.propagate = propagate
+            for logger, kept in zip(loggers, propagate, strict=True):
+                logger.removeHandler(handler)
+                logger.propagate = kept
 
 
 class _ListHandler(logging.Handler):
@@ -656,7 +659,7 @@ def _decode_whole(img: Image.Image, source: str | bytes, decoding: _Decoding, au
         frames_img.append(img.copy() if n_frames > 1 else img)
     decoding.frame = 0
     mode = formats.pooled_mode(frames_img[0].mode, transparency)
-    if mode in _KEYED_ALPHA and any(_keyed(frame) for frame in frames_img):
+    if img.format == "PNG" and mode in _KEYED_ALPHA and any(_keyed(frame) for frame in frames_img):
         mode = _KEYED_ALPHA[mode]  # a tRNS chunk: one gray value or colour is transparent
     frames: list[Frame] = []
     for frame in frames_img:
@@ -716,9 +719,9 @@ def _whole_png_checked(img: Image.Image, source: str | bytes) -> Iterator[None]:
         raise _stream_error(failures[0])
 
 
-# Modes whose transparency is one value or colour (PNG's tRNS chunk, a GIF's transparent gray),
-# and the mode with alpha they are pooled in, as libpng expands them (Pillow's convert does, but
-# has no mode for 16-bit gray with alpha).
+# PNG modes whose transparency is one value or colour (a tRNS chunk), and the mode with alpha
+# they are pooled in, as libpng expands them (Pillow's convert does too, but has no mode for
+# 16-bit gray with alpha).
 _KEYED_ALPHA = {"L": "LA", "RGB": "RGBA", "I;16": "LA;16"}
 # PNG raw modes of gray below 8 bits, which Pillow scales up to 8 bits, but not their tRNS value.
 _SCALED_GRAY = {"L;2": 85, "L;4": 17}

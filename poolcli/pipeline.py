@@ -410,6 +410,7 @@ def _pool_picture(picture: images.Picture, job: Job, params: PoolParams, options
         result.output_description = f"{formats.describe_mode(written)} {file_format}"
         if written != pooled_picture.mode:
             result.notes.append(f"written as {result.output_description}")
+
         def write_image(handle: BinaryIO) -> None:
             images.encode(pooled_picture, handle, file_format, quality=options.quality,
                           compression=options.compression, dpi_scale=(stride[1], stride[0]))
