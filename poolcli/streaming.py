@@ -494,7 +494,8 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
         shape = tuple(array.shape) if has_channel_axis else (1, *array.shape)
         index = (lambda channels, rows: (channels, rows, slice(None))) if has_channel_axis \
             else (lambda channels, rows: (rows, slice(None)))
-        return tiled.ChunkedReader(array, index, shape, channels_last=False)
+        return tiled.ChunkedReader(array, index, shape, channels_last=False,
+                                   band_rows=int(array.chunks[-2 if has_channel_axis else 0]))
 
     def store(array: Any, pieces: Iterator[tuple[int, int, np.ndarray]]) -> None:
         for o0, o1, rows in pieces:

@@ -134,18 +134,65 @@ def create_array(root: Any, name: str | None, shape: tuple[int, ...], dtype: np.
 # --------------------------------------------------------------------------------------------
 
 
+class Band:
+    """The last rows a reader decoded, in whole chunk (tile, strip) rows, so that each chunk is
+    decoded once however thin the strips are: a strip's halo and the part of a chunk row that the
+    next strip needs again come from here.
+
+    ``fetch(top, bottom)`` decodes rows of whole chunk rows as a (C, rows, W) array; ``read``
+    asks it only for the chunk rows it does not hold.  Memory: one band of chunk rows beside
+    the strip, which the decompression-bomb guard already counts.
+
+    Examples
+    --------
+    >>> calls = []
+    >>> def fetch(top, bottom):
+    ...     calls.append((top, bottom))
+    ...     return np.arange(top, bottom).reshape(1, -1, 1)
+    >>> band = Band(fetch, rows=4, height=10)
+    >>> band.read(0, 3).ravel().tolist(), band.read(2, 6).ravel().tolist(), band.read(5, 10).ravel().tolist()
+    ([0, 1, 2], [2, 3, 4, 5], [5, 6, 7, 8, 9])
+    >>> calls
+    [(0, 4), (4, 8), (8, 10)]
+    """
+
+    def __init__(self, fetch: Callable[[int, int], np.ndarray], rows: int, height: int):
+        self.fetch, self.rows, self.height = fetch, max(1, rows), height
+        self.top = self.bottom = 0
+        self.data: np.ndarray | None = None
+
+    def read(self, top: int, bottom: int) -> np.ndarray:
+        if bottom <= top:
+            return self.fetch(top, top)
+        start = top // self.rows * self.rows
+        end = min(-(-bottom // self.rows) * self.rows, self.height)
+        parts = []
+        at = start
+        if self.data is not None and self.top <= start < self.bottom:
+            keep = min(self.bottom, end)
+            parts.append(self.data[:, start - self.top: keep - self.top])
+            at = keep
+        if at < end:
+            parts.append(self.fetch(at, end))
+        self.data = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        self.top, self.bottom = start, end
+        return self.data[:, top - start: bottom - start]
+
+
 class ChunkedReader:
     """One (C, H, W) image of a chunked array: reads rows (and optionally some channels only).
     ``kind`` ("Zarr", or "TIFF" for a TIFF read through ``aszarr``) words a chunk that fails."""
 
     def __init__(self, array: Any, index: Callable[[slice | list[int], slice], tuple], shape: tuple[int, int, int],
-                 channels_last: bool, kind: str = "Zarr"):
+                 channels_last: bool, kind: str = "Zarr", band_rows: int | None = None):
         self.array = array
         self.index = index  # (channels, rows) -> selection in the array
         self.shape = shape
         self.dtype = np.dtype(array.dtype)
         self.channels_last = channels_last
         self.kind = kind
+        # chunk rows decoded once, however thin the strips (None: every read goes to the array)
+        self.band = Band(self._read, band_rows, shape[1]) if band_rows else None
 
     def fetch(self, selection: tuple, get: Callable[[], Any]) -> np.ndarray:
         """``get()`` (reading ``selection``) as an array; data that fails to decode is a
@@ -158,6 +205,9 @@ class ChunkedReader:
             raise TiledError(_chunk_failure(self.array, selection, error, self.kind)) from None
 
     def read(self, top: int, bottom: int) -> np.ndarray:
+        return self.band.read(top, bottom) if self.band is not None else self._read(top, bottom)
+
+    def _read(self, top: int, bottom: int) -> np.ndarray:
         selection = self.index(slice(None), slice(top, bottom))
         data = self.fetch(selection, lambda: self.array[selection])
         if data.ndim == 2:
@@ -239,12 +289,23 @@ class TiffPageReader:
         if min(len(page.dataoffsets), len(page.databytecounts)) < expected:
             raise TiledError(f"damaged TIFF: {len(page.dataoffsets)} of {expected} "
                              f"{'tile' if page.is_tiled else 'strip'} offsets")
+        self._bands: dict[tuple[int, ...] | None, Band] = {}
         self.decode = page.decode
         self.decode_args: dict[str, Any] = {"_fullsize": bool(page.is_tiled)}
         if page.compression in (6, 7, 34892, 33007):  # JPEG: tables live in the page
             self.decode_args.update(jpegtables=page.jpegtables, jpegheader=page.jpegheader)
 
     def read(self, top: int, bottom: int, channels: list[int] | None = None) -> np.ndarray:
+        """Rows ``top:bottom`` as (C, rows, W); each tile or strip row is decoded once while the
+        reads move down the image (:class:`Band`), however thin they are."""
+        key = tuple(channels) if channels is not None and self.planar else None
+        band = self._bands.get(key)
+        if band is None:
+            self._bands = {key: Band(lambda t, b: self._decode(t, b, channels), self.segment_rows, self.shape[1])}
+            band = self._bands[key]
+        return band.read(top, bottom)
+
+    def _decode(self, top: int, bottom: int, channels: list[int] | None = None) -> np.ndarray:
         from poolcli import engine
 
         planes = (channels if channels is not None else list(range(self.shape[0]))) if self.planar else [0]
@@ -368,7 +429,8 @@ class TiffInput:
                 selection[channel_axis] = channels
             return tuple(selection)
 
-        self.reader = ChunkedReader(array, index, self.shape, channels_last, kind="TIFF")
+        self.reader = ChunkedReader(array, index, self.shape, channels_last, kind="TIFF",
+                                    band_rows=int(array.chunks[y]))
         return self.reader
 
     def close(self) -> None:
@@ -484,7 +546,7 @@ class ZarrInput:
 
     def reader(self, batch: tuple[int, ...]) -> ChunkedReader:
         return ChunkedReader(self.array, lambda channels, rows: self.selection(batch, channels, rows),
-                             self.image_shape, channels_last=False)
+                             self.image_shape, channels_last=False, band_rows=int(self.array.chunks[self.axes.index("y")]))
 
     def describe(self) -> str:
         kind = f"OME-Zarr {self.ome_version} image" if self.ome is not None else f"Zarr v{self.zarr_format} array"
