@@ -545,8 +545,9 @@ class ZarrInput:
         return tuple(index)
 
     def reader(self, batch: tuple[int, ...]) -> ChunkedReader:
+        rows = int(self.array.chunks[self.axes.index("y")])
         return ChunkedReader(self.array, lambda channels, rows: self.selection(batch, channels, rows),
-                             self.image_shape, channels_last=False, band_rows=int(self.array.chunks[self.axes.index("y")]))
+                             self.image_shape, channels_last=False, band_rows=rows)
 
     def describe(self) -> str:
         kind = f"OME-Zarr {self.ome_version} image" if self.ome is not None else f"Zarr v{self.zarr_format} array"
