@@ -94,7 +94,8 @@ def test_a_symlinked_output_keeps_the_link_and_replaces_its_target(invoke, tmp_p
     os.symlink(f"real/{target.name}", tmp_path / output)
     result = pool(invoke, command, output)
     assert result.exit_code == 0, result.stderr
-    assert (tmp_path / output).is_symlink() and os.readlink(tmp_path / output) == f"real/{target.name}"
+    assert (tmp_path / output).is_symlink(), "the link was replaced by the output"
+    assert os.readlink(tmp_path / output) == f"real/{target.name}"
     assert np.array_equal(first_level(target), max2(scan))
     assert entries(real) == [target.name]  # the target replaced, no temporary left beside it
     assert entries(tmp_path) == sorted(["real", "scan.tif", output])
@@ -140,7 +141,7 @@ def test_a_full_device_output_fails_in_one_line_and_leaves_nothing(invoke, tmp_p
     """/dev/full's numbers: every write fails with ENOSPC, as on a full disk."""
     full = device(tmp_path, output, 7)
     result = pool(invoke, command, output)
-    assert result.exit_code == 1, result.stderr
+    assert result.exit_code == 1, f"exit {result.exit_code}, {stat.filemode(os.lstat(full).st_mode)}: {result.stderr}"
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("poolcli: error: ") and output in lines[0], result.stderr
     assert "internal error" not in result.stderr and "Traceback" not in result.stderr
