@@ -185,9 +185,6 @@ def parts(folder: Path) -> list[str]:
 
 @SLOW
 @LINUX
-@pytest.mark.xfail(reason=(
-    "issue 17's --memory-limit cliff: a 1M limit re-decodes tile rows for every thin strip, so "
-    "the run outlives the test's bound"), strict=False)
 def test_a_killed_pyramid_leaves_a_temporary_that_the_next_run_removes(tmp_path, rng):
     data = rng.integers(0, 256, (3072, 3072, 3), dtype=np.uint8)  # seconds of work: killed well before the end
     tifffile.imwrite(tmp_path / "big.tif", data, photometric="rgb", tile=(64, 64), compression="zlib")
