@@ -247,7 +247,7 @@ def run(job: Job, params: PoolParams, options: Options, runner: StripRunner | No
 
             streaming.run_zarr(job.source, job.output, params, options, result, runner or LOCAL)
         else:
-            _run_file(job, params, options, result)
+            _run_file(job, params, options, result, runner)
     except _user_errors() as error:
         text = error.reason if isinstance(error, storage.StorageFault) and error.url == job.source else str(error)
         result.status, result.error, result.output = "error", _reason(text, error), None
@@ -277,14 +277,15 @@ def _reason(text: str, error: BaseException) -> str:
     return text or f"failed without a message from the system ({type(error).__name__})"
 
 
-def _run_file(job: Job, params: PoolParams, options: Options, result: Result) -> None:
+def _run_file(job: Job, params: PoolParams, options: Options, result: Result,
+              runner: StripRunner | None = None) -> None:
     if storage.is_url(job.source) and not storage.is_local_url(job.source) and formats.is_tiff_name(job.source):
         from poolcli import streaming  # a remote TIFF streams by byte ranges, as a local one does
 
         info = streaming.open_if_streaming(job.source, options.memory_limit, options.max_pixels,
                                            options.storage_options)
         if info is not None:
-            streaming.run_tiff(info, job.output, params, options, result)
+            streaming.run_tiff(info, job.output, params, options, result, runner or LOCAL)
             return
     source = _read_source(job.source, options.max_pixels, options.storage_options)
     if arrays.is_npy(source) or (isinstance(source, bytes) and storage.is_url(job.source)
@@ -296,7 +297,7 @@ def _run_file(job: Job, params: PoolParams, options: Options, result: Result) ->
 
         info = streaming.open_if_streaming(source, options.memory_limit, options.max_pixels)
         if info is not None:
-            streaming.run_tiff(info, job.output, params, options, result)
+            streaming.run_tiff(info, job.output, params, options, result, runner or LOCAL)
             return
     _run_image(source, job, params, options, result)
 

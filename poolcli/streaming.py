@@ -16,6 +16,7 @@ import contextlib
 import io
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -109,27 +110,60 @@ def _pixel_rule(info: tiled.TiffInput, params: PoolParams, premultiply: bool, li
                        premultiply=premultiply, linear=linear and params.op == "avg")
 
 
-def _channel_pass(reader: Any, rule: strips.Rule, picks: list[int] | None, memory_limit: int,
-                  channels: int) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Strips of one channel pass: all channels, or one plane of a planar TIFF (with alpha
-    beside it when its average is weighted by alpha)."""
+def _pass_plan(reader: Any, rule: strips.Rule, picks: list[int] | None,
+               channels: int) -> tuple[Any, strips.Rule, int | None]:
+    """What one channel pass reads and how: all channels, or one plane of a planar TIFF (with
+    alpha beside it when its average is weighted by alpha); the reader, the rule, and how many of
+    the pooled channels to keep (None: all)."""
     if picks is None:
-        yield from strips.iter_strips(reader, rule, memory_limit, align=tiled.TILE)
-        return
+        return reader, rule, None
     channel = picks[0]
     alpha = channels - 1
     weighted = rule.has_alpha and rule.params.op == "avg" and (rule.premultiply or rule.linear)
     if weighted and channel != alpha:
-        for o0, o1, rows in strips.iter_strips(reader.channels([channel, alpha]), rule, memory_limit, tiled.TILE):
-            yield o0, o1, rows[:1]
-        return
+        return reader.channels([channel, alpha]), rule, 1
     single = strips.Rule(rule.params, rule.pixels, has_alpha=False, premultiply=rule.premultiply,
                          linear=rule.linear and not (rule.has_alpha and channel == alpha))
-    yield from strips.iter_strips(reader.channels([channel]), single, memory_limit, tiled.TILE)
+    return reader.channels([channel]), single, None
 
 
-def run_tiff(info: tiled.TiffInput, output: str, params: PoolParams, options: Any, result: Result) -> None:
-    """Pool a streamed TIFF into a tiled BigTIFF (or .zarr / .npy), strip by strip."""
+def _channel_pass(reader: Any, rule: strips.Rule, picks: list[int] | None, memory_limit: int,
+                  channels: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Strips of one channel pass (:func:`_pass_plan`), computed here."""
+    source, pass_rule, keep = _pass_plan(reader, rule, picks, channels)
+    for o0, o1, rows in strips.iter_strips(source, pass_rule, memory_limit, align=tiled.TILE):
+        yield o0, o1, rows if keep is None else rows[:keep]
+
+
+@dataclass
+class PassTask:
+    """Output rows ``[o0, o1)`` of one channel pass of a TIFF, computed where a strip runner puts
+    it (a Dask worker opens the input itself) and sent back: a TIFF is written in order, by one
+    writer, so its strips come back to the client."""
+
+    source: str
+    storage_options: str | None = field(repr=False)
+    rule: strips.Rule
+    picks: list[int] | None
+    channels: int
+    _opened: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_opened": None}
+
+    def __call__(self, o0: int, o1: int) -> tuple[int, int, np.ndarray]:
+        if self._opened is None:
+            reader, close = tiled.open_reader(self.source, (), self.storage_options)
+            self._opened = (*_pass_plan(reader, self.rule, self.picks, self.channels), close)
+        reader, rule, keep, _ = self._opened
+        rows = strips.pool_output_rows(reader, rule, o0, o1)
+        return o0, o1, rows if keep is None else rows[:keep]
+
+
+def run_tiff(info: tiled.TiffInput, output: str, params: PoolParams, options: Any, result: Result,
+             runner: strips.StripRunner = strips.LOCAL) -> None:
+    """Pool a streamed TIFF into a tiled BigTIFF (or .zarr / .npy), strip by strip; into a TIFF,
+    the strips run on ``runner`` (here, or on a cluster's workers, then written here in order)."""
     try:
         channels = info.shape[0]
         result.description, result.dtype = info.describe(), str(info.dtype)
@@ -149,8 +183,13 @@ def run_tiff(info: tiled.TiffInput, output: str, params: PoolParams, options: An
         reader = info.open()
         layout = tiled.TiffLayout.like(info)
         if kind == "TIFF":
-            passes = [_channel_pass(reader, rule, picks, options.memory_limit, channels)
-                      for picks in tiled.channel_passes(layout, channels)]
+            if runner is strips.LOCAL:
+                passes = [_channel_pass(reader, rule, picks, options.memory_limit, channels)
+                          for picks in tiled.channel_passes(layout, channels)]
+            else:  # one output tile row a task, each reading its own input rows on a worker
+                ranges = strips.plan_strips(out_shape[1], tiled.TILE)
+                passes = [runner.map(PassTask(_absolute(info.path), options.storage_options, rule, picks, channels),
+                                     ranges) for picks in tiled.channel_passes(layout, channels)]
             _write_file(output, lambda path: tiled.write_tiff(path, out_shape, info.dtype, layout, passes),
                         options.storage_options)
             compression = layout.compression or "uncompressed"

@@ -457,9 +457,6 @@ def test_external_scheduler_giant_zarr_s3_to_s3(dask_processes, s3, giant_zarr, 
     assert not [p for p in fs.find(bucket) if p.endswith(".part")]
 
 
-@pytest.mark.xfail(reason=(
-    "a TIFF output's strips are computed on the client (tifffile writes sequentially); only "
-    "Zarr outputs are written by the workers yet"), strict=False)
 def test_external_scheduler_giant_tiff_s3_to_s3(dask_processes, s3, tmp_path, rng, invoke):
     fs, bucket = s3
     data = rng.integers(0, 256, (700, 530, 3), dtype=np.uint8)
