@@ -431,7 +431,7 @@ def pool_picture(picture: images.Picture, params: PoolParams, options: Options,
     ``want_indices``).  The input's pixels are freed once pooled (``picture.close()``).
     """
     _check_fit(params, (picture.frames[0].shape[2], *picture.frames[0].shape[:2]), is_image=True)
-    if options.linear and params.op == "avg":
+    if options.linear and params.spec.averages:
         _check_linear(picture)
     pooled_frames: list[np.ndarray] = []
     index_frames: list[np.ndarray] = []
@@ -453,7 +453,7 @@ def pool_picture_lazily(picture: images.Picture, params: PoolParams, options: Op
     frame = picture.frames[0]
     height, width, channels = frame.shape
     _check_fit(params, (channels, height, width), is_image=True)
-    if options.linear and params.op == "avg":
+    if options.linear and params.spec.averages:
         _check_linear(picture)
     from poolcli import strips
 

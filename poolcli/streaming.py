@@ -99,7 +99,7 @@ def _guard(info: tiled.TiffInput, memory_limit: int, max_pixels: int | None) -> 
 
 
 def _pixel_rule(info: tiled.TiffInput, params: PoolParams, premultiply: bool, linear: bool) -> strips.Rule:
-    if linear and params.op == "avg":
+    if linear and params.spec.averages:
         colours = info.shape[0] - (1 if info.has_alpha else 0)
         if info.dtype.kind != "u" or info.dtype.itemsize > 2 or colours not in (1, 3):
             raise TiledError(f"--linear needs sRGB pixels (8- or 16-bit gray or RGB), not {info.describe()}")
@@ -107,7 +107,7 @@ def _pixel_rule(info: tiled.TiffInput, params: PoolParams, premultiply: bool, li
     # Float alpha has no integer weights to premultiply with: averaged plainly too.
     weighted = info.has_alpha and not info.associated_alpha and info.dtype.kind == "u"
     return strips.Rule(params, pixels=True, has_alpha=weighted,
-                       premultiply=premultiply, linear=linear and params.op == "avg")
+                       premultiply=premultiply, linear=linear and params.spec.averages)
 
 
 def _pass_plan(reader: Any, rule: strips.Rule, picks: list[int] | None,
@@ -119,7 +119,7 @@ def _pass_plan(reader: Any, rule: strips.Rule, picks: list[int] | None,
         return reader, rule, None
     channel = picks[0]
     alpha = channels - 1
-    weighted = rule.has_alpha and rule.params.op == "avg" and (rule.premultiply or rule.linear)
+    weighted = rule.has_alpha and rule.params.spec.averages and (rule.premultiply or rule.linear)
     if weighted and channel != alpha:
         return reader.channels([channel, alpha]), rule, 1
     single = strips.Rule(rule.params, rule.pixels, has_alpha=False, premultiply=rule.premultiply,
@@ -276,7 +276,7 @@ def _next_transform(axes: tuple[str, ...], scale: list[float], translation: list
                     params: PoolParams) -> tuple[list[float], list[float]]:
     """A pooled level's pixel size and the position of its first pixel's centre."""
     scale, translation = list(scale), list(translation)
-    dilation = params.dilation if params.op == "max" else (1, 1)
+    dilation = params.effective_dilation
     for axis, a in ((0, "y"), (1, "x")):
         i = axes.index(a)
         effective = dilation[axis] * (params.kernel[axis] - 1) + 1
@@ -455,7 +455,7 @@ def _pyramid_input(source: str, params: PoolParams, options: Any, result: Result
     result.description = f"{images.describe_mode(picture.mode)} image, {frame.dtype}"
     result.dtype = str(frame.dtype)
     rule = strips.Rule(params, pixels=True, has_alpha=picture.has_alpha, premultiply=options.premultiply,
-                       linear=options.linear and params.op == "avg")
+                       linear=options.linear and params.spec.averages)
     channels = frame.shape[2]
     photometric = "rgb" if channels in (3, 4) and frame.dtype.kind == "u" else "minisblack"
     extrasamples = (2,) if picture.has_alpha else ()
