@@ -20,3 +20,8 @@ class PoolcliError(Exception):
 class ExecutorError(PoolcliError):
     """The executor cannot run the work: a Dask scheduler that cannot be reached, a local cluster
     that does not start, or one that goes away mid-run (exit code 1, one line)."""
+
+
+class GiantImageError(PoolcliError):
+    """A giant-image (TIFF, Zarr, pyramid) input or output that cannot be handled, with a one-line
+    reason."""

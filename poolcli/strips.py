@@ -2,7 +2,7 @@
 
 A *reader* is anything with ``shape`` (C, H, W), ``dtype`` and ``read(top, bottom)`` returning
 input rows ``top:bottom`` as a (C, bottom - top, W) array (any strides): a tifffile/zarr-backed
-reader from :mod:`poolcli.tiled`, or :class:`ArrayReader` around an array.
+reader from :mod:`poolcli.chunked` or :mod:`poolcli.tiff_io`, or :class:`ArrayReader` around an array.
 
 The output is cut into strips of whole output rows.  For each strip, the input rows its windows
 touch (with the halo that kernel, dilation and padding need) are read, and the engine computes

@@ -190,7 +190,7 @@ def peak_rss(*args: str, cwd: Path) -> tuple[int, str, int]:
 
 @SLOW
 @pytest.mark.xfail(reason=(
-    "remote reads are bounded to one band of tile rows (tiled.Band), yet the peak stays ~50 MiB over a "
+    "remote reads are bounded to one band of tile rows (chunked.Band), yet the peak stays ~50 MiB over a "
     "tiny remote file's; botocore's models and aiohttp's buffers are the suspects, not yet measured apart"),
     strict=False)
 def test_a_remote_tiled_tiff_streams_in_bounded_memory(s3, tmp_path, rng):
