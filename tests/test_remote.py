@@ -472,3 +472,57 @@ def test_external_scheduler_giant_tiff_s3_to_s3(dask_processes, s3, tmp_path, rn
     assert result.returncode == 0, result.stderr
     assert tasks_seen(dask_processes) > before, "no task ran on the cluster: the client pooled it"
     assert np.array_equal(tifffile.imread(fetch(fs, f"s3://{bucket}/out.tif", tmp_path / "fetched.tif")), expected)
+
+
+def test_a_scheduler_that_goes_away_mid_run_is_one_line(tmp_path):
+    """Issue 16: a remote scheduler that goes away mid-run: one line, exit 1, and the outputs
+    already written are whole (a rerun with --skip-existing finishes the folder).  Its own
+    scheduler and workers: this test kills its scheduler."""
+    pytest.importorskip("distributed")
+    if not IN_CI:
+        pytest.skip("starts and kills real dask scheduler and worker processes: runs when CI=true")
+    from PIL import Image
+
+    dask = shutil.which("dask", path=str(Path(sys.executable).parent)) or shutil.which("dask")
+    if dask is None:
+        pytest.skip("no dask command")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(5)
+    for n in range(60):
+        Image.fromarray(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)).save(photos / f"{n:02d}.png")
+    address = f"tcp://127.0.0.1:{free_port()}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    scheduler = subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
+                                  "--dashboard-address", ":0"], cwd=tmp_path, env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--nworkers", "2", "--no-dashboard",
+                               "--host", "127.0.0.1"], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        from distributed import Client
+
+        with Client(address, timeout=GUARD) as client:
+            client.wait_for_workers(2, timeout=GUARD)
+        run = subprocess.Popen([sys.executable, "-m", "poolcli", "max", str(photos), "-k", "2", "-o", "out/",
+                                "--scheduler", address], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+        assert run.stderr is not None
+        first = run.stderr.readline()  # the event: one input is done
+        assert first.startswith(str(photos)), first
+        scheduler.kill()
+        rest = run.stderr.read()
+        assert run.wait(timeout=GUARD) == 1
+        errors = [line for line in (first + rest).splitlines() if line.startswith("poolcli: error:")]
+        assert len(errors) == 1 and errors[0].startswith(f"poolcli: error: {address}: lost the Dask scheduler"), \
+            first + rest
+        assert "--skip-existing" in errors[0] and "Traceback" not in rest and "distributed." not in rest
+        written = sorted((tmp_path / "out").iterdir())
+        assert written and not [p.name for p in written if p.name.endswith(".part")]
+        for path in written:  # whole: each decodes to the pooled size
+            with Image.open(path) as image:
+                image.load()
+                assert image.size == (200, 150)
+    finally:
+        for process in (worker, scheduler):
+            process.kill()
+            process.wait()
