@@ -11,7 +11,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from stat import S_ISREG
@@ -440,7 +440,7 @@ def execute(jobs: list[Job] | JobStream, params: PoolParams, options: Options, e
     image_to_stdout = single and any(job.output == STDIO for job in jobs)
     json_stream = sys.stderr if image_to_stdout else sys.stdout
     results: list[Result] | _Tally = _Tally() if isinstance(jobs, JobStream) else []
-    started = time.perf_counter()
+    started, started_wall = time.perf_counter(), time.time()
     if not isinstance(jobs, JobStream):  # (a stream is not walked again for this)
         paths.remove_temp_files(local_outputs(jobs, options), older_than=time.time())
 
@@ -489,7 +489,10 @@ def execute(jobs: list[Job] | JobStream, params: PoolParams, options: Options, e
         print(brief.summary_line(results, time.perf_counter() - started), file=sys.stderr, flush=True)
     if interrupt is not None:
         to_files = any(job.output != STDIO for job in jobs)
-        print(brief.interrupted_line(len(results), len(jobs), skip_existing, to_files,
+        done = len(results)
+        if executor.checks_existing and to_files:  # its workers commit outputs the client never heard of
+            done = max(done, _written_since(jobs, options, started_wall))
+        print(brief.interrupted_line(done, len(jobs), skip_existing, to_files,
                                      stopped=stop_message(interrupt)), file=sys.stderr, flush=True)
         return exit_code(interrupt)
     return ExitCode.FAILED if any(r.status == "error" for r in results) else ExitCode.OK
@@ -524,6 +527,20 @@ def _output_exists(output: str, options: Options) -> bool:
     if storage.is_url(output):
         return storage.exists(output, options.storage_options)
     return is_whole_output(output)
+
+
+def _written_since(jobs: Iterable[Job], options: Options, since: float) -> int:
+    """How many of the jobs' outputs are whole and were written since ``since`` (a time.time()):
+    what a run stopped on a cluster did, whether or not each result reached the client."""
+    count = 0
+    for job in jobs:
+        if job.output == STDIO or (storage.is_url(job.output) and not storage.is_local_url(job.output)):
+            continue
+        path = storage.local_path(job.output) if storage.is_url(job.output) else job.output
+        with contextlib.suppress(OSError):
+            if is_whole_output(path) and os.stat(path).st_mtime >= since:
+                count += 1
+    return count
 
 
 def is_whole_output(path: str) -> bool:

@@ -296,3 +296,6 @@ def test_a_stopped_local_cluster_run_prints_one_line_and_no_worker_traceback(tmp
     assert not [pid for pid in workers if alive(pid)]
     assert parts(tmp_path / "out") == []
     assert_whole(tmp_path / "out")
+    # N12: the count says what was done, results that never reached the client included
+    done = int(lines[0].split(" after ", 1)[1].split(" of ", 1)[0])
+    assert done == len(list((tmp_path / "out").iterdir())), lines[0]
