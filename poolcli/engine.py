@@ -1230,13 +1230,35 @@ def _avg_block_sums(slab: np.ndarray, plan: _Plan, n_rows: int) -> np.ndarray:
         return _window_sum(rows, 2, kw, sw, out_w)
     # Floats: torch's exact order, rows outer, columns inner, one vectorised pass per tap.
     # (torch starts from +0.0; the sign of a zero sum is irrelevant, see _finish_truncated.)
-    views = [tap for row in _taps(slab, 1, kh, 1, sh, n_rows) for tap in _taps(row, 2, kw, 1, sw, out_w)]
+    if sw > 1 and kw > 1 and slab.strides[2] == slab.itemsize:
+        columns = _column_phases(slab, kw, sw, out_w)
+        views = [_slice_along(tap, 1, i, i + (n_rows - 1) * sh + 1, sh) for i in range(kh) for tap in columns]
+    else:
+        views = [tap for row in _taps(slab, 1, kh, 1, sh, n_rows) for tap in _taps(row, 2, kw, 1, sw, out_w)]
     if len(views) == 1:
         return views[0] + slab.dtype.type(0)
     acc = np.add(views[0], views[1])
     for view in views[2:]:
         np.add(acc, view, out=acc)
     return acc
+
+
+def _column_phases(slab: np.ndarray, k: int, s: int, n_out: int) -> list[np.ndarray]:
+    """Views of the k column taps (windows every s columns) of a (C, rows, columns) slab, every
+    one contiguous: tap j is phase ``j % s`` (columns ``j % s``, ``j % s + s``, ...), copied once
+    into this thread's scratch, from column ``j // s``.  One strided copy per block instead of
+    k * kh strided reads; the taps and their order are unchanged."""
+    phases: dict[int, np.ndarray] = {}
+    views = []
+    for j in range(k):
+        phase, offset = j % s, j // s
+        if phase not in phases:
+            length = (k - 1 - phase) // s + n_out  # the columns this phase's taps reach
+            copy = _scratch(slab.shape[:2] + (length,), slab.dtype, f"phase {phase}")
+            np.copyto(copy, slab[:, :, phase::s][:, :, :length])
+            phases[phase] = copy
+        views.append(phases[phase][:, :, offset: offset + n_out])
+    return views
 
 
 def _runs(values: np.ndarray) -> list[tuple[int, int, int]]:
