@@ -7,15 +7,23 @@ those of ``docs/semantics.md``; the section (§) and table-row (T) numbers in co
 How it is fast
 --------------
 Work is cut into blocks of whole output rows (and of channels when planes are small) whose input
-rows fit in the L2 cache.  Each block copies its input rows once into a padded, planar scratch
-slab (this is also what turns a channels-last view such as Pillow's ``(H, W, C)`` buffer into
-planes, without an up-front copy of the whole input) and pools it with vectorised NumPy passes:
+rows fit in the L2 cache.  Each block copies its input rows once into a padded scratch slab (or
+reads the input itself when it needs no padding or cast) and pools it with vectorised NumPy
+passes:
 
 * max is separable: one pass over rows, then one over columns; long stride-1 windows use the
   doubling trick (max of 7 = max of two overlapping maxes of 4), so k=7 costs 3 passes, not 6;
 * integer sums are separable too (exact in any order), with binary decomposition for long windows;
 * float sums keep torch's exact row-major, sequential addition order (bit-exact results), as one
-  vectorised pass per kernel tap.
+  vectorised pass per kernel tap; strided windows first copy the slab's column phases (every
+  s-th column) so that every tap is a contiguous view.
+
+Integer pixels that arrive channels-last (Pillow's ``(H, W, C)`` buffer seen as ``(C, H, W)``)
+are pooled on their interleaved rows, all channels at once, with no planar copy: along a row, a
+window tap is the row shifted by whole pixels, a contiguous view.  Strided columns pick every
+s-th pixel, which NumPy walks best channel by channel.  ``pool_rows(channels_last=True)`` (what
+:mod:`poolcli.pixels` asks for) returns such results interleaved, as a ``(C, OH, OW)`` view of
+``(OH, OW, C)`` memory; the public functions return C-contiguous planes.
 
 Blocks run on a small thread pool (NumPy releases the GIL); every output element is computed by
 the same code whatever the thread count, so results never depend on it.
@@ -42,9 +50,13 @@ truncating one (:func:`_finish_truncated`, torch's C++ division toward zero), an
 pick the cheapest exact way for the accumulator and divisor, in this order:
 
 1. **Shift** (:func:`_power_of_two_shift`): unsigned sums and a power-of-two divisor (8-bit
-   k2, k4): ``sum >> m``; the rounding finisher adds bit ``m - 1`` (the half) back.
-2. **Lookup table** (``divide`` in :func:`_avg_pool`): uint16 sums and any other divisor: the
-   finisher is run once on all 65536 possible sums, then each output is one table lookup.
+   k2, k4): ``sum >> m``; the rounding finisher first adds half the divisor when the sums leave
+   room for it, else adds bit ``m - 1`` (the half) back after the shift.
+2. **Integer division** (:func:`_integer_divisor`): sums that cannot be negative (unsigned
+   input, bounded by :func:`_sum_range`) and a positive divisor: NumPy's integer division by a
+   scalar (SIMD, a multiply by the divisor's reciprocal and a shift, exact for every sum);
+   rounding adds ``d // 2`` first (``floor((2s + d) / 2d) == (s + d // 2) // d``) when that
+   cannot overflow the accumulator.
 3. **Float quotient**: float accumulators divide once in their own type, then round to the
    output dtype and add ``+0.0`` (torch's ``out = 0; out += q``: no ``-0.0``).  int32 sums
    (``|sum| < 2**31``) divide in float64, where the quotient is close enough that ``trunc`` (or
@@ -52,8 +64,8 @@ pick the cheapest exact way for the accumulator and divisor, in this order:
 4. **Exact int64**: int64 sums use integer floor division corrected toward zero (truncating) or
    :func:`rounded_quotient` (rounding), with no intermediate that could overflow.
 
-Integer results that leave the output dtype's range wrap through int64 (:func:`_may_wrap`), as
-torch's conversions do.
+Integer results that leave the output dtype's range wrap through int64 (:func:`_may_wrap`), or
+in the unsafe cast from the accumulator, which keeps the same low bits, as torch's conversions do.
 
 May import: NumPy and the standard library only (no Pillow, Rich or Click).
 """
