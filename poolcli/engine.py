@@ -771,12 +771,15 @@ def _interleaved_blocks(x4: _Input4D, plan: _Plan, itemsize: int, rows: tuple[in
 
 def _interleaved_slab(x4: _Input4D, block: _Block, plan: _Plan, dtype: np.dtype, pad_value: object) -> np.ndarray:
     """A block's padded input rows as (rows, columns, channels): the input itself when it needs no
-    padding or cast, else a channels-innermost scratch copy (:func:`_fill_slab`)."""
+    padding or cast and its pixels are packed (the channels of one pixel, then the next), else a
+    channels-innermost scratch copy (:func:`_fill_slab`)."""
     (sh, _), (ph, pw) = plan.stride, plan.padding
     top = block.r0 * sh - ph
     if (
         isinstance(x4, np.ndarray)
         and x4.dtype == dtype
+        and x4.strides[1] == x4.itemsize
+        and x4.strides[3] == x4.shape[1] * x4.itemsize
         and pw == 0
         and top >= 0
         and top + plan.span(0, block.r1 - block.r0) <= plan.in_size[0]
