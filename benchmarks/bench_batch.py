@@ -1,13 +1,14 @@
 """Folder throughput: poolcli's batch machinery against a plain Pillow/NumPy loop.
 
-Usage: python benchmarks/bench_batch.py [--count 100] [--size 1024] [--repeats 3]
+Usage: python benchmarks/bench_batch.py [--count 100] [--size 1024] [--repeats 3] [--record [FILE]]
 
 A folder of COUNT generated SIZE x SIZE RGB PNGs (photo-like: gradients and noise), pooled with
 ``max -k 2`` into a fresh output folder by ``poolcli -j 1`` and ``-j 2``, and by a plain loop in one
 process (Pillow open -> NumPy 2x2 max -> Pillow save, same PNG settings).  Whole processes are
 timed (start-up included), medians of REPEATS interleaved runs.  Targets: ``-j 2`` at least 1.8x
 the images/s of ``-j 1`` on 2 cores; ``-j 1`` within 1.1x of the plain loop's time.  Each run
-appends a row to benchmarks/RESULTS.md; the exit code is 1 when a target is missed.
+prints its figures (``--record``: also appends them to benchmarks/RESULTS.md); the exit code is 1
+when a target is missed.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--no-record", action="store_true", help="do not append a row to RESULTS.md")
+    common.add_record_option(parser)
     args = parser.parse_args()
     python = sys.executable
     print(f"{os.cpu_count()} CPUs; {args.count} RGB PNGs of {args.size}x{args.size}; max -k 2")
@@ -90,11 +91,12 @@ def main() -> int:
         print(f"  -j 1 time / plain loop time: {overhead:.2f} (target <= 1.1)")
     checks = [(f"-j 2 / -j 1 speed-up {speedup:.2f}x (>= 1.8)", speedup >= 1.8),
               (f"-j 1 / plain loop {overhead:.2f} (<= 1.1)", overhead <= 1.1)]
-    if not args.no_record:
+    if args.record:
         figures = f"{args.count} PNGs {args.size}x{args.size}: " + ", ".join(
             f"{name} {seconds:.2f} s ({args.count / seconds:.1f} images/s)" for name, seconds in medians.items())
         common.append_result("bench_batch", figures,
-                             "; ".join(f"{'met' if ok else 'MISSED'}: {text}" for text, ok in checks))
+                             "; ".join(f"{'met' if ok else 'MISSED'}: {text}" for text, ok in checks),
+                             results=args.record)
     return 0 if all(ok for _, ok in checks) else 1
 
 

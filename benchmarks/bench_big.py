@@ -1,6 +1,6 @@
 """Giant TIFFs in bounded memory: poolcli max/avg/pyramid against libvips, time and peak memory.
 
-Usage: python benchmarks/bench_big.py [--scale 1.0] [--workdir DIR] [--keep] [--no-pyramid]
+Usage: python benchmarks/bench_big.py [--scale 1.0] [--workdir DIR] [--keep] [--no-pyramid] [--record [FILE]]
 
 1. Generates, tile by tile (never whole), a 32768x32768x3 uint8 tiled TIFF (3 GiB) and a
    20000x20000 uint16 single-channel one (800 MB), uncompressed, in a temporary folder
@@ -9,8 +9,8 @@ Usage: python benchmarks/bench_big.py [--scale 1.0] [--workdir DIR] [--keep] [--
    -k 2`` on it as fresh processes, ``vips shrink IN OUT[tile,bigtiff] 2 2`` (a 2x2 box average)
    when ``vips`` is on PATH, and ``poolcli pyramid max -k 2 --levels 4`` of the large image: wall
    time, peak RSS (ru_maxrss of each child, from wait4) and output size.
-3. Prints a table, appends a dated section to benchmarks/RESULTS.md, and exits 1 when a target is
-   missed: peak RSS <= 400 MiB for the large image, wall time within 1.5x of libvips.
+3. Prints a table (``--record``: also appends it to benchmarks/RESULTS.md), and exits 1 when a
+   target is missed: peak RSS <= 400 MiB for the large image, wall time within 1.5x of libvips.
 """
 
 from __future__ import annotations
@@ -29,10 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common
+
 TILE = 256
 RSS_TARGET_MIB = 400
 TIME_RATIO_TARGET = 1.5
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
 def tiles(height: int, width: int, channels: int, dtype: np.dtype) -> Iterator[np.ndarray]:
@@ -88,6 +90,7 @@ def main() -> int:
     parser.add_argument("--workdir", help="where to generate (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
     parser.add_argument("--no-pyramid", action="store_true")
+    common.add_record_option(parser)
     args = parser.parse_args()
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_big."))
@@ -147,12 +150,9 @@ def main() -> int:
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     scale = "" if args.scale == 1.0 else f", --scale {args.scale}"
-    new = not RESULTS.exists()
-    with open(RESULTS, "a") as handle:
-        if new:
-            handle.write("# Benchmark results\n\nAppended by the benchmarks; newest last.\n")
-        handle.write(f"\n## bench_big.py, {when} ({machine}{scale}; vips: {vips or 'not installed'})\n\n")
-        handle.write(f"{header}\n{table}\n\n{verdict}\n")
+    if args.record:
+        common.record(f"\n## bench_big.py, {when} ({machine}{scale}; vips: {vips or 'not installed'})\n\n"
+                      f"{header}\n{table}\n\n{verdict}\n", args.record)
     return 1 if failures else 0
 
 

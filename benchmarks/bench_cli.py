@@ -1,6 +1,6 @@
 """The whole command, end to end: start-up, and halving images beside libvips, ImageMagick and Pillow.
 
-Usage: python benchmarks/bench_cli.py [--repeats 5] [--size 4096] [--no-record]
+Usage: python benchmarks/bench_cli.py [--repeats 5] [--size 4096] [--record [FILE]]
 
 1. Start-up: ``poolcli --version`` and ``--help`` (neither imports NumPy, Pillow or Rich) next
    to ``python -c "import click"``: median wall time of fresh processes.
@@ -10,7 +10,7 @@ Usage: python benchmarks/bench_cli.py [--repeats 5] [--size 4096] [--no-record]
    poolcli's PNG level.  Median wall time (interleaved runs), peak resident memory of the
    process, output size.
 
-Targets (exit 1 when one is missed; each run appends a row to benchmarks/RESULTS.md):
+Targets (exit 1 when one is missed; ``--record`` appends the figures to benchmarks/RESULTS.md):
 - the SIZE PNG: poolcli at most 1.0x the wall time of ``vips shrink``, output no larger;
 - the 640x480 PNG: poolcli within 1.5x of ``python -c "import numpy, PIL.Image"``;
 - the SIZE PNG: poolcli within 1.2x Pillow's time and 1.5x its memory.
@@ -100,7 +100,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--no-record", action="store_true", help="do not append a row to RESULTS.md")
+    common.add_record_option(parser)
     parser.add_argument("--make-images", metavar="DIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -156,7 +156,7 @@ def main() -> int:
         print(f"  {'met   ' if ok else 'MISSED' if ok is False else 'n/a   '} {text}")
     missed = any(ok is False for _, ok in checks)
 
-    if not args.no_record:
+    if args.record:
         figures = [", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in starts.items())]
         for label, figures_of in results.items():
             figures.append(f"{label}: " + ", ".join(f"{tool} {s:.2f} s {p / 1024:.0f} MiB {b / 1024:.0f} KiB"
@@ -170,7 +170,7 @@ def main() -> int:
             extra.append(("ImageMagick", common.tool_version([magick, "-version"])))
         common.append_result("bench_cli", "; ".join(figures),
                              "; ".join(f"{'met' if ok else 'MISSED' if ok is False else 'n/a'}: {text}"
-                                       for text, ok in checks), tuple(extra))
+                                       for text, ok in checks), tuple(extra), results=args.record)
     return 1 if missed else 0
 
 

@@ -3,7 +3,7 @@ NumPy filters, libdeflate) on a real photograph, a photo-like image, a screensho
 against Pillow's encoder at its default level (6) and at level 2 (poolcli's writer before), and
 libvips's ``pngsave``.
 
-Usage: python benchmarks/bench_compression.py [--repeats 3] [--no-record]
+Usage: python benchmarks/bench_compression.py [--repeats 3] [--record [FILE]]
 
 Chooses poolcli's default ``--compression``: the fastest level whose files are at most 10%
 larger than Pillow's default level on the photographs and at most 35% larger on the screenshot
@@ -69,7 +69,7 @@ def vips_pngsave(array: np.ndarray, folder: Path, repeats: int) -> tuple[float, 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--no-record", action="store_true", help="do not append a row to RESULTS.md")
+    common.add_record_option(parser)
     args = parser.parse_args()
     subjects = {
         "photograph 2048x2048": (common.real_photo(2048, 2048), True),
@@ -117,7 +117,7 @@ def main() -> int:
           f"({pillow_time('Pillow 2') / total_time(chosen):.1f}x faster than Pillow's level 2), files at most "
           f"{(growth - 1) * 100:.0f}% larger; poolcli's default: {formats.DEFAULT_COMPRESSION}")
     ok = chosen == formats.DEFAULT_COMPRESSION
-    if not args.no_record:
+    if args.record:
         figures = "; ".join(
             f"{name}: L{chosen} {table[name][chosen][0]:.3f} s {table[name][chosen][1] // 1024} KiB, "
             f"Pillow L6 {table[name]['Pillow 6'][0]:.3f} s {table[name]['Pillow 6'][1] // 1024} KiB"
@@ -127,7 +127,8 @@ def main() -> int:
         verdict = f"default level {formats.DEFAULT_COMPRESSION} is the measured choice ({chosen}): " + (
             "met" if ok else "MISSED")
         common.append_result("bench_compression", figures, verdict,
-                             (("libvips", common.tool_version(["vips", "--version"])),) if common.tool("vips") else ())
+                             (("libvips", common.tool_version(["vips", "--version"])),) if common.tool("vips") else (),
+                             results=args.record)
     return 0 if ok else 1
 
 

@@ -28,7 +28,7 @@ Targets: a geometric mean of the torch ratios at most 1.0; no float32 case slowe
 8-bit pixels at most 2.0x ``cv2.resize(INTER_AREA)`` (avg k2 s2), 2.5x ``cv2.blur`` (avg k3 s1 p1,
 k7 s1 p3) and 2.0x ``cv2.dilate`` (max k3 s1 p1).  The exit code is 1 when a target is missed.
 Without torch or OpenCV (an optional benchmark dependency, never a run-time one) their columns
-and targets are left out.
+and targets are left out.  ``--record`` appends the figures to benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -193,7 +193,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=engine.get_num_threads(),
                         help="threads for poolcli, torch and OpenCV in the torch table")
     parser.add_argument("--settle", type=float, default=0.0, help="seconds of quiet before each untimed call")
-    parser.add_argument("--no-record", action="store_true", help="do not append a row to RESULTS.md")
+    common.add_record_option(parser)
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
@@ -257,7 +257,7 @@ def main() -> int:
     missed += [f"a float32 case {max(float_ratios):.2f}x torch"] if float_ratios and max(float_ratios) > 1.0 else []
     ok = not missed
     print("targets: " + ("met" if ok else "MISSED: " + "; ".join(missed)))
-    if not args.no_record:
+    if args.record:
         pixels = ", ".join(f"{label} {ratio:.2f}x" for label, ratio, _ in pixel_rows)
         figures = (f"{size}x{size}: " + (f"poolcli/torch geometric mean {geomean:.2f}, max {max(ratios):.2f}, "
                                          f"float32 max {max(float_ratios):.2f}; "
@@ -267,7 +267,7 @@ def main() -> int:
         verdict = "met" if ok else "MISSED: " + "; ".join(missed)
         extra = tuple((name, module.__version__) for name, module in (("torch", torch), ("OpenCV", cv2))
                       if module is not None)
-        common.append_result("bench_engine", figures, verdict, extra)
+        common.append_result("bench_engine", figures, verdict, extra, results=args.record)
     return 0 if ok else 1
 
 

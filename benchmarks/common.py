@@ -1,5 +1,8 @@
 """What every benchmark shares: the test images, child processes measured for wall time and peak
-memory, the machine's description, and the dated rows of ``benchmarks/RESULTS.md``.
+memory, the machine's description, and the dated sections of ``benchmarks/RESULTS.md``.
+
+A benchmark prints its figures; it writes them to RESULTS.md only when run with ``--record``
+(:func:`add_record_option`), so that running one leaves the checkout as it was.
 
 Benchmarks run the working tree, not an installed poolcli: :data:`ROOT` goes first on
 ``sys.path`` here and on ``PYTHONPATH`` for every child (:func:`child_env`).
@@ -7,6 +10,7 @@ Benchmarks run the working tree, not an installed poolcli: :data:`ROOT` goes fir
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import platform
@@ -28,6 +32,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 
 SAMPLES = ROOT / "samples"
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+RESULTS_TITLE = "# Benchmark results\n\nAppended by the benchmarks run with --record; newest last.\n"
 
 
 # --------------------------------------------------------------------------- images
@@ -155,13 +160,14 @@ def tool(name: str) -> str | None:
 
 
 def versions(*extra: tuple[str, str]) -> str:
-    import click
+    from importlib import metadata
+
     import PIL
 
     import poolcli
 
     parts = [f"poolcli {poolcli.__version__}", f"Python {platform.python_version()}", f"NumPy {np.__version__}",
-             f"Pillow {PIL.__version__}", f"Click {click.__version__}" if hasattr(click, "__version__") else "Click"]
+             f"Pillow {PIL.__version__}", f"Click {metadata.version('click')}"]  # click.__version__ is deprecated
     return ", ".join(parts + [f"{name} {version}" for name, version in extra])
 
 
@@ -176,17 +182,32 @@ def machine() -> str:
     return f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} CPUs{load}"
 
 
-def append_result(benchmark: str, figures: str, verdict: str, extra_versions: tuple[tuple[str, str], ...] = ()) -> None:
-    """Add one dated section to benchmarks/RESULTS.md (created when missing): the machine, the
-    versions, the figures and the verdict on each target."""
-    if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results\n\nAppended by the benchmarks; newest last.\n")
+def add_record_option(parser: argparse.ArgumentParser) -> None:
+    """``--record [FILE]``: append the run's figures to benchmarks/RESULTS.md, or to FILE.  Without
+    it a benchmark only prints (``args.record`` is None)."""
+    parser.add_argument("--record", nargs="?", type=Path, const=RESULTS, default=None, metavar="FILE",
+                        help="append the figures to benchmarks/RESULTS.md (or FILE); without it nothing is written")
+
+
+def record(section: str, results: Path = RESULTS) -> None:
+    """Append one section (Markdown, starting with a blank line) to ``results``, created with its
+    title when missing."""
+    new = not results.exists()
+    with results.open("a") as handle:
+        if new:
+            handle.write(RESULTS_TITLE)
+        handle.write(section)
+
+
+def append_result(benchmark: str, figures: str, verdict: str, extra_versions: tuple[tuple[str, str], ...] = (),
+                  results: Path = RESULTS) -> None:
+    """Add one dated section to ``results`` (:func:`record`): the machine, the versions, the
+    figures (``"; "`` between them) and the verdict on each target."""
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
     lines = [f"\n## {benchmark}.py, {date} UTC\n", f"- machine: {machine()}",
              f"- versions: {versions(*extra_versions)}", *(f"- {part.strip()}" for part in figures.split("; ")),
              f"- targets: {verdict}"]
-    with RESULTS.open("a") as results:
-        results.write("\n".join(lines) + "\n")
+    record("\n".join(lines) + "\n", results)
 
 
 def tool_version(command: Sequence[str]) -> str:

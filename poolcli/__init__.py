@@ -17,9 +17,21 @@ May import: nothing heavy at import time; NumPy (through the engine) on first us
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # the real signatures for type checkers; at run time __getattr__ loads them on first use
+    from poolcli.api import PoolError as PoolError
+    from poolcli.api import pool_file as pool_file
+    from poolcli.api import pool_image as pool_image
+    from poolcli.engine import PoolingError as PoolingError
+    from poolcli.engine import PoolingTypeError as PoolingTypeError
+    from poolcli.engine import avg_pool2d as avg_pool2d
+    from poolcli.engine import get_num_threads as get_num_threads
+    from poolcli.engine import max_pool2d as max_pool2d
+    from poolcli.engine import output_size as output_size
+    from poolcli.engine import set_num_threads as set_num_threads
 
 _ENGINE_NAMES = (
     "PoolingError",
@@ -36,16 +48,18 @@ _API_NAMES = ("PoolError", "pool_file", "pool_image")
 __all__ = ["__version__", *_ENGINE_NAMES, *_API_NAMES]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _ENGINE_NAMES:
-        from poolcli import engine
+if not TYPE_CHECKING:  # hidden from type checkers, which would make every unknown name Any
 
-        return getattr(engine, name)
-    if name in _API_NAMES:
-        from poolcli import api
+    def __getattr__(name: str) -> Any:
+        if name in _ENGINE_NAMES:
+            from poolcli import engine
 
-        return getattr(api, name)
-    raise AttributeError(f"module 'poolcli' has no attribute {name!r}")
+            return getattr(engine, name)
+        if name in _API_NAMES:
+            from poolcli import api
+
+            return getattr(api, name)
+        raise AttributeError(f"module 'poolcli' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

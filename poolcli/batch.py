@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
-import signal
 import sys
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from stat import S_ISREG
@@ -22,17 +19,16 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from poolcli import brief, formats, paths, storage
-from poolcli.engine import available_cpus
-from poolcli.exits import STOP_SIGNALS, ExitCode, exit_code, stop_message
+from poolcli.errors import ExecutorError
+from poolcli.exits import ExitCode, exit_code, stop_message
+from poolcli.listing import ARRAY_EXTENSION, is_candidate, walk, walk_url
 from poolcli.params import PoolParams
-from poolcli.pipeline import STDIO, Job, Options, run
+from poolcli.pipeline import STDIO, Job, Options, local_outputs, run
 from poolcli.results import Result, json_line, printable
 
 if TYPE_CHECKING:
-    from multiprocessing.connection import Connection
-    from multiprocessing.process import BaseProcess
+    from poolcli.executors import Executor
 
-ARRAY_EXTENSION = ".npy"
 ZARR_EXTENSION = ".zarr"  # Zarr stores are folders, but inputs: never walked
 
 
@@ -40,8 +36,6 @@ class PlanError(Exception):
     """A usage problem found before any file is read or written (exit code 2)."""
 
 
-class ClusterError(Exception):
-    """The Dask cluster cannot be reached or started (exit code 1, one line)."""
 
 
 @dataclass(frozen=True)
@@ -70,56 +64,6 @@ class Source:
         return STDIO if self.path is None else (self.typed or str(self.path))
 
 
-def is_candidate(path: Path) -> bool:
-    """Files a folder walk picks up: image extensions (any case) and .npy."""
-    suffix = path.suffix.lower()
-    return suffix in formats.READ_EXTENSIONS or suffix == ARRAY_EXTENSION
-
-
-def walk(folder: str, recursive: bool) -> Iterator[str]:
-    """Candidate files under ``folder`` in sorted order, as paths joined onto ``folder`` as given
-    (``./photos`` gives ``./photos/a.png``); hidden files and folders are skipped.
-
-    Symlinked folders are not followed, so a link loop cannot hang the walk; each real folder is
-    visited once.  The walk keeps its own stack, so a tree of any depth is fine.
-    """
-    seen: set[tuple[int, int]] = set()
-
-    def entries(directory: str) -> Iterator[os.DirEntry[str]]:
-        try:
-            stat = os.stat(directory)
-        except OSError:
-            return iter(())
-        key = (stat.st_dev, stat.st_ino)
-        if key in seen:
-            return iter(())
-        seen.add(key)
-        try:
-            with os.scandir(directory) as scan:
-                return iter(sorted(scan, key=lambda entry: entry.name))
-        except OSError:
-            return iter(())
-
-    stack = [entries(folder)]
-    while stack:
-        entry = next(stack[-1], None)
-        if entry is None:
-            stack.pop()
-            continue
-        if entry.name.startswith("."):
-            continue
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                if formats.is_zarr_path(entry.path):
-                    yield entry.path  # a Zarr store is one input, not a folder to walk
-                elif recursive:
-                    stack.append(entries(entry.path))
-            elif entry.is_file() and is_candidate(Path(entry.name)):
-                yield entry.path
-        except OSError:
-            continue
-
-
 def output_extension(source_suffix: str, is_array: bool, file_format: str | None) -> str:
     """The extension of an output: --format's, else the input's when poolcli can write it."""
     if source_suffix.lower() == ZARR_EXTENSION and file_format != "NPY":
@@ -143,14 +87,12 @@ def default_output(path: Path, params: PoolParams, file_format: str | None) -> P
     return path.with_name(f"{stem}.{params.slug()}{extension}")
 
 
-def _is_candidate_name(name: str) -> bool:
-    return is_candidate(Path(name))
-
-
 def _is_folder_input(raw: str, storage_options: str | None) -> bool:
     if raw == STDIO:
         return False
     if storage.is_url(raw):
+        if storage.is_zarr_url(raw):
+            return False  # a Zarr store is one input
         return raw.endswith("/") or storage.isdir(raw, storage_options)
     return Path(raw).is_dir() and not formats.is_zarr_path(raw)  # a Zarr store is one input
 
@@ -162,7 +104,7 @@ def iter_sources(inputs: list[str], recursive: bool, storage_options: str | None
             yield Source(None)
         elif storage.is_url(raw):
             if _is_folder_input(raw, storage_options):
-                for found in storage.walk(raw, recursive, _is_candidate_name, storage_options):
+                for found in walk_url(raw, recursive, None, storage_options):
                     yield Source(None, url=found, root_url=raw)
             else:
                 yield Source(None, url=raw)
@@ -239,6 +181,8 @@ def plan(inputs: list[str], output: str | None, params: PoolParams, options: Opt
         target = _target(inputs, output, output_dir, options, any_folder,
                          sum(s.path is None and s.url is None for s in sources))
         jobs = [_job(source, target, params, options) for source in sources]
+    except storage.StorageFault:
+        raise  # the store's fault, not the command line's: exit 1
     except storage.StorageError as error:
         raise PlanError(str(error)) from None
     _refuse_collisions(jobs, options)
@@ -274,6 +218,8 @@ def plan_stream(inputs: list[str], output: str | None, params: PoolParams, optio
     try:
         any_folder = any(_is_folder_input(raw, options.storage_options) for raw in inputs)
         target = _target(inputs, output, output_dir, options, any_folder, inputs.count(STDIO))
+    except storage.StorageFault:
+        raise  # the store's fault, not the command line's: exit 1
     except storage.StorageError as error:
         raise PlanError(str(error)) from None
     exclude = _key(target.folder).rstrip("/") + "/" if target.folder is not None else None
@@ -290,6 +236,8 @@ def plan_stream(inputs: list[str], output: str | None, params: PoolParams, optio
         for job in make():
             guard.check(job)
             count += 1
+    except storage.StorageFault:
+        raise  # the store's fault, not the command line's: exit 1
     except storage.StorageError as error:
         raise PlanError(str(error)) from None
     return JobStream(make, count)
@@ -359,6 +307,8 @@ def _is_file(output: str, options: Options) -> bool:
 
 def _is_folder(output: str, options: Options) -> bool:
     if storage.is_url(output):
+        if storage.is_zarr_url(output):
+            return False  # a Zarr store is one output
         return output.endswith("/") or storage.isdir(output, options.storage_options)
     return (Path(output).is_dir() and not formats.is_zarr_path(output)) or output.endswith(("/", os.sep))
 
@@ -464,21 +414,24 @@ def stderr_is_terminal() -> bool:
     return sys.stderr.isatty() or bool(os.environ.get("FORCE_COLOR"))
 
 
-def execute(jobs: list[Job] | JobStream, params: PoolParams, options: Options, *, jobs_n: int | None = None,
+def execute(jobs: list[Job] | JobStream, params: PoolParams, options: Options, executor: Executor | None = None, *,
             skip_existing: bool = False, progress: bool = True, as_json: bool = False, quiet: bool = False,
-            verbose: bool = False, scheduler: str | None = None, retries: int = 2) -> int:
-    """Run every job, report as each finishes, and return the exit code (0, 1, or 128 + a signal).
+            verbose: bool = False) -> int:
+    """Run every job on ``executor``, report as each finishes, and return the exit code (0, 1, or
+    128 + a signal).
 
     The report is one line per input (``brief``), the full Rich report with ``verbose``, nothing
     with ``quiet`` or ``as_json``.  A failure is printed once, as ``poolcli: error: FILE: reason``.
     Temporary files that an earlier, killed run left for these outputs are removed first.
 
-    With ``scheduler`` (a Dask scheduler address, or "local"), several jobs run on a Dask cluster
-    (:mod:`poolcli.cluster`), which also checks ``--skip-existing`` on its workers; a single job
-    always runs here.
+    ``executor`` (chosen by the caller; default: this process) runs several jobs; a single job
+    always runs here, with the executor's strip runner for a giant image.  An executor that
+    checks ``--skip-existing`` itself (a Dask cluster, on its workers) gets every job.
     """
+    from poolcli.executors import InProcess
+
+    executor = executor or InProcess()
     single = len(jobs) == 1
-    on_cluster = scheduler is not None and not single
     wants_report = not quiet and not as_json
     show_bar = progress and not single and not quiet and stderr_is_terminal()
     report = _report_module() if (wants_report and verbose) or show_bar else None
@@ -489,7 +442,7 @@ def execute(jobs: list[Job] | JobStream, params: PoolParams, options: Options, *
     results: list[Result] | _Tally = _Tally() if isinstance(jobs, JobStream) else []
     started = time.perf_counter()
     if not isinstance(jobs, JobStream):  # (a stream is not walked again for this)
-        remove_temp_files(_outputs(jobs, options), older_than=time.time())
+        paths.remove_temp_files(local_outputs(jobs, options), older_than=time.time())
 
     def on_result(result: Result) -> None:
         results.append(result)
@@ -504,15 +457,15 @@ def execute(jobs: list[Job] | JobStream, params: PoolParams, options: Options, *
             for line in brief.result_lines(result, params):
                 print(printable(line), file=sys.stderr, flush=True)
 
+    delegated = executor.checks_existing and not single
     waiting: list[Job] = []
-    for job in [] if on_cluster else jobs:
+    for job in [] if delegated else jobs:
         if skip_existing and job.output != STDIO and _output_exists(job.output, options):
             on_result(Result(input=job.name, output=storage.redact(job.output), status="skipped",
                              error="output exists (--skip-existing)"))
         else:
             waiting.append(job)
-    todo: list[Job] | JobStream = jobs if on_cluster else waiting
-    workers = min(jobs_n or available_cpus(), len(todo))
+    todo: list[Job] | JobStream = jobs if delegated else waiting
     interrupt: KeyboardInterrupt | None = None
     try:
         bar = report.progress(console, len(jobs), len(jobs) - len(todo)) if show_bar and report else None
@@ -521,21 +474,15 @@ def execute(jobs: list[Job] | JobStream, params: PoolParams, options: Options, *
                 on_result(result)
                 advance()
 
-            if on_cluster and scheduler is not None:
-                from poolcli import cluster
-
-                cluster.run_on_cluster(todo, params, options, scheduler, jobs_n, retries, finished,
-                                       skip_existing=skip_existing)
-            elif workers > 1:
-                _run_parallel(waiting, params, options, workers, finished)
+            if single:
+                for job in todo:
+                    finished(run(job, params, options, executor.strips))
             else:
-                for job in waiting:
-                    finished(run(job, params, options))
+                executor.run(todo, params, options, finished, skip_existing=skip_existing)
     except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM or SIGHUP (exits.Interrupted)
         interrupt = stop
-        if not on_cluster:  # (the cluster cleans up after the tasks it stopped)
-            remove_temp_files(_outputs(jobs, options))
-    except ClusterError as error:  # the scheduler cannot be reached: one line, exit 1
+        paths.remove_temp_files(local_outputs(jobs if not isinstance(jobs, JobStream) else [], options))
+    except ExecutorError as error:  # the scheduler cannot be reached, or went away: one line, exit 1
         print(f"poolcli: error: {error}", file=sys.stderr, flush=True)
         return ExitCode.FAILED
     if not single and wants_report:
@@ -588,267 +535,3 @@ def is_whole_output(path: str) -> bool:
     except (OSError, ValueError):
         return False
     return (S_ISREG(stat.st_mode) and stat.st_size > 0) or formats.is_zarr_path(path)
-
-
-def _outputs(jobs: Iterable[Job], options: Options) -> list[str]:
-    """The local files the jobs write (file:// URLs as their paths; object stores hold no temporary files)."""
-    extra = [options.indices_path] if options.indices_path else []
-    found = [path for path in [*(job.output for job in jobs), *extra] if path != STDIO]
-    return [storage.local_path(path) if storage.is_url(path) else path for path in found
-            if not storage.is_url(path) or storage.is_local_url(path)]
-
-
-# Temporary names (paths.temp_prefix): ".NAME.XXXXXXXX.part", or ".poolcli-HASH.XXXXXXXX.part"
-# when NAME is too long for that; XXXXXXXX is tempfile's random part.
-_TEMP_NAME = re.compile(r"(\..+\.)[a-z0-9_]{8}\.part", re.DOTALL)
-
-
-def remove_temp_files(outputs: list[str], older_than: float | None = None) -> None:
-    """Remove the temporary files of these outputs (any run's, or only those last modified before
-    ``older_than``, a time.time()): one listing per folder, so a large folder costs one pass.
-
-    Only names of poolcli's own pattern for these very outputs are touched, so another program's
-    files, and another poolcli run's files for other outputs in the same folder, are left alone.
-    """
-    wanted: dict[str, set[str]] = {}
-    for output in outputs:
-        folder, name = os.path.split(paths.resolve(output))  # a link's target is written beside the target
-        wanted.setdefault(folder or ".", set()).add(paths.temp_prefix(name))
-    for folder, prefixes in wanted.items():
-        try:
-            with os.scandir(folder) as scan:
-                found = [entry for entry in scan if entry.name.endswith(".part")]
-        except OSError:
-            continue
-        for entry in found:
-            match = _TEMP_NAME.fullmatch(entry.name)
-            if not match or match.group(1) not in prefixes:
-                continue
-            with contextlib.suppress(OSError):
-                stat = entry.stat(follow_symlinks=False)
-                if S_ISREG(stat.st_mode) and (older_than is None or stat.st_mtime < older_than):
-                    os.unlink(entry.path)
-
-
-# A stopping worker gets this long to remove its temporary file and exit before it is killed.
-STOP_SECONDS = 5.0
-# A file whose worker dies this many times is reported as failed (once is retried: the death may
-# have been someone else's doing, such as the out-of-memory killer choosing a bigger neighbour).
-WORKER_DEATHS = 2
-
-
-@dataclass
-class _Worker:
-    """One worker process, its end of the pipe, and the job it has (one at a time)."""
-
-    process: BaseProcess
-    conn: Connection
-    job: Job | None = None
-
-
-class _Workers:
-    """Worker processes forked from this one, each fed one job at a time through a pipe, so that
-    the parent always knows which file a dead worker had (concurrent.futures does not say)."""
-
-    def __init__(self, params: PoolParams, options: Options) -> None:
-        from multiprocessing import get_context  # imported here: -j 1 and single files never pay for it
-
-        # fork: the workers inherit the imported modules, so each is ready at once.
-        self.context = get_context("fork")
-        self.params, self.options = params, options
-        self.all: list[_Worker] = []
-
-    def start(self) -> _Worker:
-        parent_end, child_end = self.context.Pipe()
-        process = self.context.Process(target=_worker_main, args=(child_end, self.params, self.options, os.getpid()),
-                                       daemon=True, name="poolcli-worker")
-        # The stop signals wait until the child has its own handlers and the parent knows the child.
-        blocked = _block(STOP_SIGNALS)
-        try:
-            process.start()
-            worker = _Worker(process, parent_end)
-            self.all.append(worker)
-        finally:
-            child_end.close()
-            _block(blocked, signal.SIG_SETMASK)
-        return worker
-
-    def bury(self, worker: _Worker) -> None:
-        worker.process.join()
-        worker.conn.close()
-        self.all.remove(worker)
-
-    def close(self) -> None:
-        """Tell every worker to finish, and wait for them."""
-        for worker in self.all:
-            with contextlib.suppress(OSError):
-                worker.conn.send(None)
-        self.stop(graceful=True)
-
-    def stop(self, graceful: bool = False) -> None:
-        """Stop every worker: SIGTERM (each removes its temporary file), then SIGKILL for those still
-        running after STOP_SECONDS; then remove what a killed worker's job left."""
-        from multiprocessing.connection import wait as wait_any
-
-        try:
-            if not graceful:
-                for worker in self.all:
-                    with contextlib.suppress(OSError):
-                        worker.process.terminate()
-            deadline = time.monotonic() + STOP_SECONDS
-            alive = [w.process.sentinel for w in self.all if w.process.exitcode is None]
-            while alive and time.monotonic() < deadline:
-                wait_any(alive, timeout=deadline - time.monotonic())
-                alive = [w.process.sentinel for w in self.all if w.process.exitcode is None]
-        finally:
-            for worker in list(self.all):
-                if worker.process.exitcode is None:
-                    with contextlib.suppress(OSError):
-                        worker.process.kill()
-                self.bury(worker)
-                if worker.job is not None:
-                    remove_temp_files(_outputs([worker.job], self.options))
-
-
-def _block(signals: Iterable[int], how: int = signal.SIG_BLOCK) -> set[int]:
-    if not hasattr(signal, "pthread_sigmask"):
-        return set()
-    return set(signal.pthread_sigmask(how, signals))
-
-
-def _death(process: BaseProcess) -> str:
-    code = process.exitcode
-    if code is not None and code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:  # a signal without a name (real-time)
-            name = f"signal {-code}"
-        return f"killed by {name}" + (", perhaps by the out-of-memory killer" if name == "SIGKILL" else "")
-    return f"exit code {code}"
-
-
-def _run_parallel(jobs: list[Job], params: PoolParams, options: Options, workers: int,
-                  finished: Callable[[Result], None]) -> None:
-    """Jobs on worker processes, one at a time each, so that a stop is quick and a death is known.
-
-    The file of a worker that dies (killed by the OS, say) is given once more to a fresh worker,
-    and reported as failed only if that one dies too; the other files are not affected.
-    """
-    from multiprocessing.connection import wait as wait_any
-
-    queue = deque(jobs)
-    deaths: dict[Job, int] = {}
-    pool = _Workers(params, options)
-    try:
-        while queue or any(w.job for w in pool.all):
-            while len(pool.all) < workers and queue:
-                try:
-                    pool.start()
-                except OSError:  # no process can be forked now: carry on with the workers there are
-                    if pool.all:
-                        break
-                    raise
-            for worker in pool.all:
-                if worker.job is None and queue:
-                    worker.job = queue.popleft()
-                    try:
-                        worker.conn.send(worker.job)
-                    except OSError:  # it died before it could take the job: not the job's fault
-                        queue.appendleft(worker.job)
-                        worker.job = None
-            ready = set(wait_any([w.conn for w in pool.all if w.job] + [w.process.sentinel for w in pool.all]))
-            for worker in list(pool.all):
-                if worker.conn in ready and worker.job is not None:
-                    try:
-                        result = worker.conn.recv()
-                    except Exception:  # a half-sent result: the worker died
-                        result = None
-                    if result is not None:
-                        worker.job = None
-                        finished(result)
-                        continue
-                if worker.process.sentinel in ready or worker.conn in ready:
-                    job = worker.job
-                    worker.process.join(STOP_SECONDS)  # its pipe is closed: it is exiting
-                    if worker.process.exitcode is None:
-                        worker.process.kill()
-                    pool.bury(worker)
-                    if job is None:
-                        continue
-                    remove_temp_files(_outputs([job], options))
-                    deaths[job] = deaths.get(job, 0) + 1
-                    if deaths[job] < WORKER_DEATHS:
-                        queue.appendleft(job)  # to the fresh worker started next round
-                    else:
-                        finished(Result(input=job.name, status="error",
-                                        error=f"a worker process died {WORKER_DEATHS} times while pooling this "
-                                              f"file ({_death(worker.process)})"))
-    except BaseException:
-        pool.stop()
-        raise
-    pool.close()
-
-
-def _worker_main(conn: Connection, params: PoolParams, options: Options, parent: int) -> None:
-    """A worker's life: its own signal handling, one engine thread (the processes share the cores),
-    then jobs from the pipe until it is told to stop or its parent is gone."""
-    for signum in STOP_SIGNALS:  # the parent decides when to stop, except by SIGTERM
-        signal.signal(signum, _worker_stop if signum == signal.SIGTERM else signal.SIG_IGN)
-    _block(STOP_SIGNALS, signal.SIG_UNBLOCK)
-    _die_with_parent(parent)
-    from poolcli import engine
-
-    engine.set_num_threads(1)
-    while True:
-        try:
-            job = conn.recv()
-        except (EOFError, OSError):
-            return
-        if job is None:
-            return
-        try:
-            result = run(job, params, options)
-        except BaseException:  # stopped: SIGTERM may come between a temporary file's creation and its cleanup
-            remove_temp_files(_outputs([job], options))
-            raise
-        try:
-            conn.send(result)
-        except OSError:  # the parent is gone (a traceback here would only add lines to its terminal)
-            return
-        except Exception as error:  # a result that cannot be pickled: a reason instead, not a dead worker
-            conn.send(Result(input=job.name, status="error", error=f"unexpected {type(error).__name__}: {error}"))
-
-
-def _worker_stop(signum: int, frame: object) -> None:
-    """SIGTERM in a worker: unwind (atomic_write removes its temporary file) and exit; if the
-    unwinding hangs, SIGALRM's default action ends the process."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if hasattr(signal, "alarm"):
-        signal.alarm(int(STOP_SECONDS))
-    raise SystemExit(128 + signum)
-
-
-def _die_with_parent(parent: int) -> None:
-    """Make this worker receive SIGTERM when its parent dies, even by SIGKILL: the kernel's
-    parent-death signal on Linux (prctl), a watchdog thread elsewhere."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            armed = libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0) == 0
-        except (OSError, AttributeError):
-            armed = False
-        if armed:
-            if os.getppid() != parent:  # the parent died before the signal was armed
-                raise SystemExit(128 + signal.SIGTERM)
-            return
-    import threading
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="poolcli-parent-watchdog", daemon=True).start()

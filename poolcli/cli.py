@@ -9,11 +9,11 @@ May import: Click at import time; everything else (NumPy, Pillow, Rich) inside t
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
 import re
 import sys
+import warnings
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any, BinaryIO, NoReturn
@@ -49,10 +49,30 @@ Examples:
 """
 
 
+# A whole number in ASCII digits: int() and the regex \d would also read other scripts' digits
+# (Arabic-Indic three as 3) and underscores ("1_0").
+_WHOLE = re.compile(r"[+-]?[0-9]+")
+
+
+def parse_whole(text: str) -> int:
+    """``text`` (spaces around allowed) as a whole number written with the digits 0-9.
+
+    >>> parse_whole(" -12 ")
+    -12
+    >>> parse_whole("\u0663")  # ARABIC-INDIC DIGIT THREE
+    Traceback (most recent call last):
+    ...
+    ValueError: '\u0663' is not a whole number
+    """
+    if not _WHOLE.fullmatch(text.strip()):
+        raise ValueError(f"{text!r} is not a whole number")
+    return int(text)
+
+
 def parse_pair(text: str) -> tuple[int, int]:
     """``"2"`` → (2, 2); ``"2,3"`` or ``"2x3"`` → (2, 3) (height, width)."""
     parts = re.split(r"\s*[,xX]\s*", text.strip())
-    if len(parts) not in (1, 2) or not all(re.fullmatch(r"[+-]?\d+", p) for p in parts):
+    if len(parts) not in (1, 2) or not all(_WHOLE.fullmatch(p) for p in parts):
         raise ValueError(f"{text!r} is not a size: give N, or H,W (also HxW)")
     values = [int(p) for p in parts]
     return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
@@ -111,7 +131,7 @@ class BoxType(click.ParamType):
         if isinstance(value, tuple):
             return value
         try:
-            box = tuple(int(v) for v in re.split(r"\s*,\s*", str(value).strip()))
+            box = tuple(parse_whole(v) for v in re.split(r"\s*,\s*", str(value).strip()))
         except ValueError:
             box = ()
         if len(box) != 4 or min(box) < 0 or box[2] < 1 or box[3] < 1:
@@ -133,8 +153,8 @@ class Bounded(click.ParamType):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
         try:
-            number = int(value)
-        except (TypeError, ValueError):
+            number = value if isinstance(value, int) else parse_whole(str(value))
+        except ValueError:
             self.fail(f"{value!r} is not a whole number", param, ctx)
         if number < self.low or (self.high is not None and number > self.high):
             bounds = f"at least {self.low}" if self.high is None else f"from {self.low} to {self.high}"
@@ -166,7 +186,7 @@ class ChannelsType(click.ParamType):
         if isinstance(value, tuple):
             return value
         parts = [p for p in re.split(r"\s*,\s*", str(value).strip()) if p]
-        if not parts or not all(re.fullmatch(r"\d{1,9}", p) for p in parts):
+        if not parts or not all(re.fullmatch(r"[0-9]{1,9}", p) for p in parts):
             self.fail(f"{value!r} is not a channel number: give N or N,N,... (0 is the first channel)", param, ctx)
         return tuple(int(p) for p in parts)
 
@@ -426,6 +446,19 @@ def _stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
 
 
+def _check_not_empty(ctx: click.Context, path: str | None, option: str, advice: str) -> None:
+    """An empty path names nothing (the shell's ``-o "$UNSET"``): a usage error, not a guess."""
+    if path == "":
+        raise click.BadParameter(f"the output path is empty: {advice}", ctx=ctx, param_hint=option)
+
+
+def _check_stdout(ctx: click.Context) -> None:
+    """Refuse to start a run whose output goes to a standard output closed before it began
+    (``>&-``: Python then has no ``sys.stdout`` at all)."""
+    if sys.stdout is None:
+        _fail(ctx, "cannot write -: standard output is closed")
+
+
 def _checked(ctx: click.Context, params: PoolParams) -> PoolParams:
     _check_pairs(params, ctx)
     return params
@@ -471,6 +504,8 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
         raise click.BadParameter("the indices file must end in .npy", ctx=ctx, param_hint="'--return-indices'")
     if output is not None and output_dir is not None:
         raise click.UsageError("give -o/--output or -O/--output-dir, not both", ctx=ctx)
+    _check_not_empty(ctx, output, "'-o/--output'", "give a file name, or - for standard output")
+    _check_not_empty(ctx, output_dir, "'-O/--output-dir'", "give a folder")
     if len(inputs) == 1 and inputs[0] != "-" and scheduler is None and not os.environ.get("DASK_SCHEDULER_ADDRESS"):
         # One PNG: inflating its image data starts now, while the pipeline is still being imported.
         from poolcli import inflate
@@ -490,14 +525,15 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
         debug=debug, storage_options=storage_options,
     )
     address = _scheduler_address(ctx, scheduler, storage_options, inputs)
-    if address is not None:  # a single giant .zarr input runs its strips on the cluster
-        options = dataclasses.replace(options, scheduler=address, cluster_workers=jobs, retries=retries)
     try:
         # On a cluster the folders are walked lazily (twice), never held: folders of millions of files.
         make_plan = batch.plan if address is None else batch.plan_stream
         planned = make_plan(list(inputs), output, params, options, recursive=recursive, output_dir=output_dir)
     except batch.PlanError as error:
         raise click.UsageError(str(error), ctx=ctx) from None
+    except batch.storage.StorageFault as error:  # a missing bucket, no credentials, ...: exit 1
+        click.echo(f"poolcli: error: {error}", err=True)
+        ctx.exit(ExitCode.FAILED)
     if output_dir is not None and not _is_url(output_dir):  # (object stores have no folders to make)
         try:
             os.makedirs(output_dir, exist_ok=True)
@@ -506,13 +542,35 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
                        err=True)
             ctx.exit(ExitCode.FAILED)
     # (several inputs never go to standard output: plan refuses it; and a stream is not walked again)
-    if len(planned) == 1 and any(job.output == "-" for job in planned) and _stdout_is_terminal():
+    to_stdout = len(planned) == 1 and any(job.output == "-" for job in planned)
+    if to_stdout or as_json:
+        _check_stdout(ctx)
+    if to_stdout and _stdout_is_terminal():
         raise click.UsageError("refusing to write image data to a terminal: redirect standard output, "
                                "or give -o FILE", ctx=ctx)
-    code = batch.execute(planned, params, options, jobs_n=jobs, skip_existing=skip_existing,
-                         progress=not no_progress, as_json=as_json, quiet=quiet, verbose=verbose,
-                         scheduler=address, retries=retries)
+    executor = _executor(address, jobs, retries)
+    try:
+        code = batch.execute(planned, params, options, executor, skip_existing=skip_existing,
+                             progress=not no_progress, as_json=as_json, quiet=quiet, verbose=verbose)
+    finally:
+        close = getattr(executor, "close", None)
+        if close is not None:
+            close()
     ctx.exit(code)
+
+
+def _executor(address: str | None, jobs: int | None, retries: int) -> Any:
+    """Who runs the jobs (and a giant image's strips): a Dask cluster with an address (or
+    ``local``), else worker processes for -j > 1, else this process."""
+    if address is not None:
+        from poolcli.cluster import DaskExecutor
+
+        return DaskExecutor(address, jobs, retries)
+    from poolcli import executors
+    from poolcli.engine import available_cpus
+
+    workers = jobs or available_cpus()
+    return executors.ForkPool(workers) if workers > 1 else executors.InProcess()
 
 
 def _is_url(text: str) -> bool:
@@ -639,6 +697,8 @@ def pyramid_files(ctx: click.Context, params: PoolParams, *, input_path: str, ou
 
 def main() -> None:
     """Console-script entry point: the stop signals stay handled until the process has exited."""
+    if not sys.warnoptions:  # a library's warning is not poolcli's one line per failure (-W still shows them)
+        warnings.simplefilter("ignore")
     with stop_signals_handled(restore=False):
         try:
             cli.main(prog_name="poolcli")
@@ -745,6 +805,7 @@ def explain_matrix(ctx: click.Context, params: PoolParams, *, matrix: str, crop:
             pictures.append((png_path, png.getvalue()))
     except picture.PictureTooLarge as error:
         raise click.UsageError(str(error), ctx=ctx) from None
+    _check_stdout(ctx)
     render_explanation(explanation, make_console(sys.stdout), summary)  # the explanation is the output
     paths = _paths()
     try:  # both pictures appear together or not at all; devices and FIFOs are written through

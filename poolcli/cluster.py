@@ -1,16 +1,20 @@
-"""Many inputs on a Dask cluster: ``--scheduler tcp://host:8786`` or ``--scheduler local``.
+"""The Dask executor: ``--scheduler tcp://host:8786`` or ``--scheduler local``.
 
-Dask is the engine: each file is one task that runs the same :func:`poolcli.pipeline.run` as the
-local worker pool.  Tasks carry paths and URLs, never pixels; workers read and write storage
-themselves.  The client submits a bounded window of tasks at a time (``as_completed``), so its
-memory does not depend on how many files are queued, and reports each result as it arrives.
+:class:`DaskExecutor` is an :class:`poolcli.executors.Executor`: each file is one task that runs
+the same :func:`poolcli.pipeline.run` as the local worker pool, and the strips of one giant image
+are tasks too (:class:`DaskRunner`): each worker reads its input rows (with halo) and writes its
+output chunks straight to the store, local or remote.  Tasks carry paths and URLs, never
+pixels; workers read and write storage themselves.  The client submits a bounded window of
+tasks at a time (``as_completed``), so its memory does not depend on how many files are queued,
+and reports each result as it arrives.
 
 Faults are Dask's business: a task whose worker dies is run again elsewhere; one that kills
 ``--retries + 1`` workers (the scheduler's ``allowed-failures``) ends as that file's error.
 Nothing here is imported unless a scheduler is used.
 
-May import: batch and the pipeline (NumPy, Pillow) at import time; dask and distributed only
-inside the functions that connect and submit; no Rich, no Click.
+May import: the pipeline (NumPy, Pillow), ``paths`` and ``storage`` at import time; dask and
+distributed only inside the functions that connect and submit; no Rich, no Click, and nothing
+above it (``batch`` and the command line choose it, it never calls them).
 """
 
 from __future__ import annotations
@@ -23,19 +27,20 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
-from poolcli import storage
-from poolcli.batch import ClusterError
+from poolcli import paths, storage
+from poolcli.errors import ExecutorError
 from poolcli.params import PoolParams
-from poolcli.pipeline import Job, Options, run
+from poolcli.pipeline import Job, Options, local_outputs, run
 from poolcli.results import Result
 
 CONNECT_TIMEOUT = 10  # seconds: an unreachable scheduler is an error after this long
 INSTALL_HINT = 'pip install "poolcli[dask]"'
 LOCAL = "local"
 _CONFIG_KEYS = ("scheduler-address", "scheduler_address")
+T = TypeVar("T")
 
 
 def installed() -> bool:
@@ -88,6 +93,16 @@ def _mentions_address(path: str) -> bool:
 _WORKER_READY = False
 
 
+def dask_setup(worker: Any = None) -> None:
+    """Preloaded into each worker process of a LocalCluster started here (forked, so it would
+    inherit poolcli's handlers): stop signals are the client's business, and a worker that gets
+    one ends without a traceback; the client stops the cluster and removes what it left."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM)):
+            signal.signal(signum, signal.SIG_DFL)
+
+
 def pool_one(job: Job, params: PoolParams, options: Options, skip_existing: bool = False) -> Result:
     """The task: one file, start to finish, on a worker (one engine thread: Dask runs the tasks
     in parallel).  ``--skip-existing`` is checked here, in parallel, not by the client."""
@@ -115,8 +130,8 @@ def _exists(output: str, options: Options) -> bool:
 def _quiet_logs() -> None:
     """Dask's own log lines (worker restarts, closing connections) would break poolcli's one
     line per problem; the results say what happened."""
-    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
-    logging.getLogger("distributed").setLevel(logging.ERROR)
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "critical")
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
     # Connections closed under a pending read at Ctrl-C are logged by tornado with a traceback.
     logging.getLogger("tornado.application").setLevel(logging.CRITICAL)
 
@@ -126,7 +141,7 @@ def connect(address: str, workers: int | None, retries: int) -> tuple[Any, Any]:
 
     Raises
     ------
-    ClusterError
+    ExecutorError
         When the scheduler cannot be reached within CONNECT_TIMEOUT seconds, or the local
         cluster cannot start.
     """
@@ -135,7 +150,7 @@ def connect(address: str, workers: int | None, retries: int) -> tuple[Any, Any]:
         import dask
         from distributed import Client
     except ImportError:
-        raise ClusterError(f"--scheduler needs Dask: {INSTALL_HINT}") from None
+        raise ExecutorError(f"--scheduler needs Dask: {INSTALL_HINT}") from None
     shown = storage.redact(address)
     # The scheduler gives up on a task after it killed this many workers (KilledWorker).
     with dask.config.set({"distributed.scheduler.allowed-failures": retries}):
@@ -144,10 +159,10 @@ def connect(address: str, workers: int | None, retries: int) -> tuple[Any, Any]:
         try:
             return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False), None
         except (OSError, TimeoutError) as error:
-            raise ClusterError(f"{shown}: cannot reach the Dask scheduler "
+            raise ExecutorError(f"{shown}: cannot reach the Dask scheduler "
                                f"({storage.redact(str(error)) or type(error).__name__})") from None
         except (ValueError, TypeError) as error:
-            raise ClusterError(f"{shown}: not a scheduler address ({error})") from None
+            raise ExecutorError(f"{shown}: not a scheduler address ({error})") from None
 
 
 def _start_local(workers: int | None) -> tuple[Any, Any]:
@@ -164,7 +179,8 @@ def _start_local(workers: int | None) -> tuple[Any, Any]:
 
     # This process owns the cluster: its settings are ours.  The workers' statistical profiler and
     # work stealing cost CPU that the pooling needs (measured: ~7% of a 2-core run).
-    dask.config.set({"distributed.worker.profile.enabled": False, "distributed.scheduler.work-stealing": False})
+    dask.config.set({"distributed.worker.profile.enabled": False, "distributed.scheduler.work-stealing": False,
+                     "distributed.worker.preload": ["poolcli.cluster"]})  # dask_setup: the workers' signals
     if sys.platform.startswith("linux"):
         dask.config.set({"distributed.worker.multiprocessing-method": "fork"})
     in_main_thread = threading.current_thread() is threading.main_thread()
@@ -173,7 +189,7 @@ def _start_local(workers: int | None) -> tuple[Any, Any]:
         cluster = LocalCluster(n_workers=workers or available_cpus(), threads_per_worker=1, processes=True,
                                dashboard_address=":0", silence_logs=logging.ERROR)
     except Exception as error:
-        raise ClusterError(f"local: the Dask cluster did not start ({error})") from None
+        raise ExecutorError(f"local: the Dask cluster did not start ({error})") from None
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
@@ -184,8 +200,12 @@ FILES_PER_TASK = 4  # small files share a task: fewer scheduler round trips (mea
 
 
 def pool_files(task: Callable[..., Result], jobs: list[Job], params: PoolParams, options: Options,
-               skip_existing: bool = False) -> list[Result]:
-    """The task for several files: ``task`` (:func:`pool_one`) on each in turn, their results in order."""
+               skip_existing: bool = False, started: float | None = None) -> list[Result]:
+    """The task for several files: ``task`` (:func:`pool_one`) on each in turn, their results in
+    order; first the temporaries that a killed earlier run (one older than ``started``) left for
+    these outputs are removed, here on the worker, as the client does for a local run."""
+    if started is not None:
+        paths.remove_temp_files(local_outputs(jobs, options), older_than=started)
     return [task(job, params, options, skip_existing) for job in jobs]
 
 
@@ -201,13 +221,14 @@ def run_on_cluster(jobs: Iterable[Job], params: PoolParams, options: Options, ad
     each file then gets its own outcome.  On Ctrl-C (or any error) the futures are cancelled; a
     cluster started here is closed, then the temporary files of the tasks it stopped are removed.
     """
+    import time
     from collections import deque
     from uuid import uuid4
 
     from distributed import as_completed
-    from distributed import wait as distributed_wait
     from distributed.scheduler import KilledWorker
 
+    started = time.time()
     client, cluster = connect(address, workers, retries)
     pending: dict[Any, list[Job]] = {}
     completed = None
@@ -215,7 +236,7 @@ def run_on_cluster(jobs: Iterable[Job], params: PoolParams, options: Options, ad
 
     def submit_one(files: list[Job]) -> Any:
         future = client.submit(pool_files, task, [_absolute(job) for job in files], params, options, skip_existing,
-                               key=f"{prefix}-{uuid4().hex}", retries=retries)
+                               started, key=f"{prefix}-{uuid4().hex}", retries=retries)
         pending[future] = files
         return future
 
@@ -257,8 +278,10 @@ def run_on_cluster(jobs: Iterable[Job], params: PoolParams, options: Options, ad
         # Alone on the cluster, a file that kills workers is found out, and a neighbour is not blamed.
         for job in suspects:
             future = submit_one([job])
-            distributed_wait([future])
-            outcome = future.exception() if future.status == "error" else future.result()[0]
+            try:  # (future.result, not distributed.wait: that needs a default client)
+                outcome = future.result()[0]
+            except Exception as error:  # the task's error, or KilledWorker
+                outcome = error
             pending.pop(future)
             finished(_result(job, outcome, KilledWorker, final=True))  # type: ignore[arg-type]
     except BaseException as error:
@@ -270,12 +293,10 @@ def run_on_cluster(jobs: Iterable[Job], params: PoolParams, options: Options, ad
         pending.clear()
         _close(client, cluster)
         if cluster is not None:  # its workers are gone: what they were writing is not whole
-            from poolcli.batch import _outputs, remove_temp_files
-
-            remove_temp_files(_outputs(stopped, options))
+            paths.remove_temp_files(local_outputs(stopped, options))
         if isinstance(error, Exception):  # Dask's own failure (a lost scheduler, say): one line
             detail = storage.redact(str(error)) or type(error).__name__
-            raise ClusterError(f"{storage.redact(address)}: the Dask cluster failed ({detail})") from None
+            raise ExecutorError(f"{storage.redact(address)}: the Dask cluster failed ({detail})") from None
         raise
     _close(client, cluster)
 
@@ -315,64 +336,90 @@ def _close(client: Any, cluster: Any) -> None:
             cluster.close()
 
 
-# --------------------------------------------------------------------------- one giant Zarr image
+# --------------------------------------------------------------------------- the executor
 
 
-def pool_zarr_rows(source: str, batch: tuple[int, ...], o0: int, o1: int, params: PoolParams, array_path: str,
-                   selection: tuple, planes: bool) -> int:
-    """The task: output rows ``o0:o1`` of one image of a Zarr input, from the input rows (and halo)
-    they need, written straight into the output array's chunks (whole chunk rows: no two tasks
-    share a chunk).  Returns the number of rows written."""
-    from poolcli import strips, tiled
+class DaskRunner:
+    """The strips of one giant image as Dask tasks (a :class:`poolcli.strips.StripRunner`).
 
-    reader, close = tiled.open_reader(source, batch)
-    try:
-        rows = strips.pool_output_rows(reader, strips.Rule(params), o0, o1)
-    finally:
-        close()
-    target = tiled._zarr().open_array(array_path, mode="r+")
-    target[selection] = rows if planes else rows[0]
-    return o1 - o0
-
-
-def pool_zarr(address: str, workers: int | None, retries: int, source: str, params: PoolParams, z: Any,
-              out_height: int, array_path: str) -> None:
-    """Pool every image of the Zarr input ``z`` (a :class:`poolcli.tiled.ZarrInput` opened from
-    ``source``) into the new Zarr array at ``array_path``, one task per chunk row of the output.
-
-    Nothing is gathered on the client: each worker reads its input rows and writes its output
-    chunks itself (the paths must be on a file system the workers share).  Strips are computed
-    with the whole image's geometry (:func:`poolcli.strips.pool_output_rows`), so the result is
-    bit-identical to the local one.
+    A task carries the locations of the input and output, never pixels: it opens them on the
+    worker, reads its input rows, and writes its output chunks itself (no two tasks share a
+    chunk).  Results come back in order; at most ``window`` tasks are queued at a time, so the
+    client's memory does not grow with the image.
     """
-    from distributed import wait as distributed_wait
 
-    from poolcli import tiled
+    def __init__(self, executor: DaskExecutor) -> None:
+        self.executor = executor
 
-    try:
-        client, cluster = connect(address, workers, retries)
-    except ClusterError as error:
-        raise tiled.TiledError(str(error)) from None
-    futures: list[Any] = []
-    try:
-        planes = "c" in z.axes
-        step = tiled.ZARR_CHUNK
-        absolute, target = os.path.abspath(source), os.path.abspath(array_path)
-        for batch in z.batches():
-            for o0 in range(0, out_height, step):
-                o1 = min(o0 + step, out_height)
-                futures.append(client.submit(pool_zarr_rows, absolute, batch, o0, o1, params, target,
-                                             z.selection(batch, slice(None), slice(o0, o1)), planes, pure=False,
-                                             retries=retries))
-        distributed_wait(futures)
-        failed = [f for f in futures if f.status != "finished"]
-        if failed:
-            first = failed[0].exception() if failed[0].status == "error" else "cancelled"
-            raise tiled.TiledError(f"{len(failed)} of {len(futures)} strips failed on the Dask cluster at "
-                                   f"{storage.redact(address)} ({storage.redact(str(first)) or type(first).__name__})")
-    except BaseException:
-        with contextlib.suppress(Exception):
-            client.cancel(futures)
-        _close(client, cluster)
-        raise
-    _close(client, cluster)
+    def map(self, task: Callable[[int, int], T], ranges: Sequence[tuple[int, int]]) -> Iterator[T]:
+        from collections import deque
+        from uuid import uuid4
+
+        client = self.executor.client()
+        window = max(8, 4 * (sum(client.nthreads().values()) or 1))
+        queued: deque[Any] = deque()
+        todo = iter(ranges)
+        try:
+            while True:
+                for o0, o1 in todo:
+                    queued.append(client.submit(task, o0, o1, key=f"pool_strip-{uuid4().hex}",
+                                                retries=self.executor.retries))
+                    if len(queued) >= window:
+                        break
+                if not queued:
+                    return
+                future = queued.popleft()
+                try:  # (future.result, not distributed.wait: that needs a default client)
+                    value = future.result()
+                except Exception as error:
+                    raise _strip_failure(error, self.executor.address) from None
+                yield value
+        except BaseException as error:
+            with contextlib.suppress(Exception):
+                client.cancel(list(queued))
+            if isinstance(error, Exception) and not isinstance(error, ExecutorError) and _is_cluster_fault(error):
+                raise ExecutorError(f"{storage.redact(self.executor.address)}: the Dask cluster failed "
+                                    f"({storage.redact(str(error)) or type(error).__name__})") from None
+            raise
+
+
+def _strip_failure(error: Exception, address: str) -> Exception:
+    """A strip task's failure: the task's own error (a damaged chunk, a storage fault) as it is,
+    or the cluster's (a lost worker or scheduler, a cancelled task) as one line."""
+    if not _is_cluster_fault(error):
+        return error
+    detail = storage.redact(str(error)) or type(error).__name__
+    return ExecutorError(f"{storage.redact(address)}: a strip failed on the Dask cluster ({detail})")
+
+
+def _is_cluster_fault(error: BaseException) -> bool:
+    return type(error).__module__.split(".")[0] in ("distributed", "dask", "tornado") or \
+        (isinstance(error, (OSError, TimeoutError)) and "comm" in type(error).__module__)
+
+
+class DaskExecutor:
+    """Jobs and strips on a Dask cluster: an address, or ``local`` (a LocalCluster of ``workers``
+    processes started here and closed at the end).  Connects on first use."""
+
+    checks_existing = True
+
+    def __init__(self, address: str, workers: int | None = None, retries: int = 2) -> None:
+        self.address, self.workers, self.retries = address, workers, retries
+        self.strips = DaskRunner(self)
+        self._client: Any = None
+        self._cluster: Any = None
+
+    def client(self) -> Any:
+        if self._client is None:
+            self._client, self._cluster = connect(self.address, self.workers, self.retries)
+        return self._client
+
+    def run(self, jobs: Iterable[Job], params: PoolParams, options: Options, finished: Callable[[Result], None],
+            skip_existing: bool = False) -> None:
+        run_on_cluster(jobs, params, options, self.address, self.workers, self.retries, finished,
+                       skip_existing=skip_existing)
+
+    def close(self) -> None:
+        if self._client is not None:
+            _close(self._client, self._cluster)
+            self._client = self._cluster = None

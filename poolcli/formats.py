@@ -185,11 +185,37 @@ def is_zarr_path(path: str | Path) -> bool:
     return folder.is_dir() and (folder.suffix.lower() == ".zarr" or is_zarr_store(folder))
 
 
+TIFF_EXTENSIONS = (".tif", ".tiff", ".btf", ".tf8")
+
+
+def is_tiff_name(name: str) -> bool:
+    """A TIFF by its name alone (a URL, where looking at its bytes costs a request).
+
+    >>> is_tiff_name("s3://b/scene.TIF"), is_tiff_name("a.png")
+    (True, False)
+    """
+    return name.lower().endswith(TIFF_EXTENSIONS)
+
+
 def is_tiff_path(source: str) -> bool:
     """A TIFF file, by its extension or its first bytes ("-", standard input, is not)."""
     if source == "-" or not Path(source).is_file():
         return False
-    if Path(source).suffix.lower() in (".tif", ".tiff", ".btf", ".tf8"):
+    if Path(source).suffix.lower() in TIFF_EXTENSIONS:
         return True
     with open(source, "rb") as handle:
         return handle.read(4) in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+# At most this many bytes of a stream per allowed pixel (RGBA float32, uncompressed), plus 1 MiB.
+_BYTES_PER_PIXEL = 16
+
+
+def stream_byte_limit(max_pixels: int | None) -> int | None:
+    """The most bytes read from standard input or a FIFO: what an uncompressed image of
+    ``max_pixels`` pixels of the widest kind could take; None without a pixel limit.
+
+    >>> stream_byte_limit(100)
+    1050176
+    """
+    return max_pixels * _BYTES_PER_PIXEL + (1 << 20) if max_pixels else None

@@ -130,7 +130,13 @@ _LAYOUT_TAGS = {int(tag) for tag in (
     _B.PhotometricInterpretation, _B.FillOrder, _B.StripOffsets, _B.SamplesPerPixel, _B.RowsPerStrip,
     _B.StripByteCounts, _B.XResolution, _B.YResolution, _B.PlanarConfiguration, _B.ResolutionUnit, _B.Predictor,
     _B.ColorMap, _B.TileWidth, _B.TileLength, _B.TileOffsets, _B.TileByteCounts, _B.ExtraSamples, _B.SampleFormat,
-    _B.SMinSampleValue, _B.SMaxSampleValue)}
+    _B.SMinSampleValue, _B.SMaxSampleValue)} | {
+    292, 293,  # T4Options, T6Options: fax compression
+    346, 347, 512, 513, 514, 515, 517, 518, 519, 520, 521,  # Indexed, JPEG tables and old-style JPEG
+    529, 530, 531, 532}  # YCbCr coefficients, subsampling, positioning; ReferenceBlackWhite
+# Image descriptions that libraries write to describe a file's layout (tifffile's {"shape": ...},
+# ImageJ's, OME-XML): stale once the pixels are pooled.
+_LAYOUT_DESCRIPTION = re.compile(r'\s*(\{\s*"shape"\s*:|ImageJ=|<\?xml[^>]*>\s*<OME\b|<OME\b)')
 _XMP_TIFF_TAG = 700
 # PNG raw modes of 16-bit colour (and gray with alpha), which Pillow would read as 8-bit: read
 # and written with imagecodecs.
@@ -196,14 +202,24 @@ class StreamedFrame:
         return strip if strip.dtype == self.dtype else strip.astype(self.dtype)
 
     def to_array(self) -> np.ndarray:
-        return np.ascontiguousarray(self.rows(0, self.shape[0]))
+        array = np.ascontiguousarray(self.rows(0, self.shape[0]))
+        self.verify()
+        return array
 
     def planes(self) -> engine.RowSource:
         return _row_planes(self)
 
     def value_range(self) -> tuple[float, float]:
         array = self.rows(0, self.shape[0])
+        self.verify()
         return (array.min().item(), array.max().item()) if array.size else (0, 0)
+
+    def verify(self) -> None:
+        """Wait until the rest of the image data is read and checked; raise ImageError if damaged."""
+        try:
+            self._stream.finish()
+        except png.StreamError as error:
+            raise _stream_error(error) from None
 
     def close(self) -> None:
         self._stream.close()  # its decoder writes into the buffer: stop it first
@@ -238,6 +254,17 @@ class Picture:
 
     def with_frames(self, frames: Sequence[np.ndarray], mode: str | None = None) -> Picture:
         return replace(self, frames=[ArrayFrame(f) for f in frames], mode=mode or self.mode)
+
+    def verify(self) -> None:
+        """Raise ImageError unless the decoders read and checked all of the file's image data.
+
+        A streamed PNG (:class:`StreamedFrame`) is pooled from the rows the windows need, which
+        may not be all of them: call this once pooling is done and before the output counts, to
+        wait for the rest of its image data, the end of the zlib stream and its checksum.  Other
+        frames were checked whole when decoded."""
+        for frame in self.frames:
+            if isinstance(frame, StreamedFrame):
+                frame.verify()
 
     def close(self) -> None:
         """Free pixels still held by a decoder (lazy frames)."""
@@ -366,13 +393,14 @@ _LIMIT_LOCK = threading.RLock()  # Image.MAX_IMAGE_PIXELS is global: one decode 
 @contextlib.contextmanager
 def _pillow_guard(decoding: _Decoding) -> Iterator[Callable[[], None]]:
     """Pillow's bomb guard set for this decode and restored after; its warnings (a frame over
-    the limit included) become errors or are ignored; its log goes into ``decoding.library``.
+    the limit included) become errors or are ignored; its log, and imagecodecs' (libpng's
+    warnings), go into ``decoding.library``.
 
     Yields a function that re-applies the limit once the file's format is known."""
     saved = Image.MAX_IMAGE_PIXELS
-    logger = logging.getLogger("PIL")
+    loggers = [logging.getLogger(name) for name in ("PIL", "imagecodecs")]
     handler = _ListHandler(decoding.library)
-    propagate = logger.propagate
+    propagate = [logger.propagate for logger in loggers]
 
     def apply() -> None:
         Image.MAX_IMAGE_PIXELS = decoding.pillow_limit()
@@ -381,15 +409,17 @@ def _pillow_guard(decoding: _Decoding) -> Iterator[Callable[[], None]]:
         # Pillow warns about damaged metadata it skips: the one-line error or the pixels say enough.
         warnings.simplefilter("ignore")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        logger.addHandler(handler)
-        logger.propagate = False
+        for logger in loggers:
+            logger.addHandler(handler)
+            logger.propagate = False
         apply()
         try:
             yield apply
         finally:
             Image.MAX_IMAGE_PIXELS = saved
-            logger.removeHandler(handler)
-            logger.propagate = propagate
+            for logger, kept in zip(loggers, propagate, strict=True):
+                logger.removeHandler(handler)
+                logger.propagate = kept
 
 
 class _ListHandler(logging.Handler):
@@ -453,8 +483,8 @@ def _captured_stderr(lines: list[str]) -> Iterator[None]:
                 for line in text.splitlines(keepends=True):
                     if "\x1b" in line or "\r" in line:
                         os.write(2, line.encode())
-                    elif line.strip():
-                        lines.append(line.strip())
+                    elif line.strip():  # libtiff names the file Pillow gave it, never the user's
+                        lines.append(line.strip().replace("tempfile.tif: ", ""))
         finally:
             os.close(saved)
 
@@ -493,7 +523,7 @@ def decode(source: str | bytes, *, auto_orient: bool = True, max_pixels: int | N
     except ImageError:
         raise
     except Exception as error:  # every decoder failure is a property of the file: say which
-        decoding.format = decoding.format or _sniffed(source)
+        decoding.format = decoding.format or sniffed(source)
         raise ImageError(_reason(error, decoding)) from None
 
 
@@ -547,7 +577,7 @@ def to_pillow(picture: Picture, dpi_scale: tuple[float, float] = (1.0, 1.0)) -> 
 def _open_and_decode(source: str | bytes, decoding: _Decoding, reapply: Callable[[], None], auto_orient: bool,
                      lazy: bool) -> Picture:
     stream: BinaryIO | str = io.BytesIO(source) if isinstance(source, bytes) else source
-    if _sniffed(source) == "PNG":
+    if sniffed(source) == "PNG":
         _skip_pillow_preinit()
     img = Image.open(stream)
     try:
@@ -606,6 +636,13 @@ def _decode_open(img: Image.Image, source: str | bytes, decoding: _Decoding, aut
         except BaseException:
             streamed.close()
             raise
+    with _whole_png_checked(img, source):
+        return _decode_whole(img, source, decoding, auto_orient, lazy, n_frames, raw)
+
+
+def _decode_whole(img: Image.Image, source: str | bytes, decoding: _Decoding, auto_orient: bool, lazy: bool,
+                  n_frames: int, raw: object) -> tuple[Picture, bool]:
+    """:func:`_decode_open` for every frame that Pillow (or imagecodecs) decodes whole."""
     orientation = _orientation(img) if auto_orient else None
     if n_frames == 1 and raw in _PNG_16BIT_COLOUR:
         return _decode_png16(img, source, _PNG_16BIT_COLOUR[raw], orientation), False
@@ -622,8 +659,18 @@ def _decode_open(img: Image.Image, source: str | bytes, decoding: _Decoding, aut
         frames_img.append(img.copy() if n_frames > 1 else img)
     decoding.frame = 0
     mode = formats.pooled_mode(frames_img[0].mode, transparency)
+    if img.format == "PNG" and mode in _KEYED_ALPHA and any(_keyed(frame) for frame in frames_img):
+        mode = _KEYED_ALPHA[mode]  # a tRNS chunk: one gray value or colour is transparent
     frames: list[Frame] = []
     for frame in frames_img:
+        if mode == "LA;16":  # no Pillow mode holds it: the alpha is made here
+            array = _with_keyed_alpha(_pixels(frame, "I;16"), frame.info.get("transparency"))
+            if orientation:
+                array = _ARRAY_TRANSPOSES[_TRANSPOSES[orientation]](array)
+            frames.append(ArrayFrame(np.ascontiguousarray(array)))
+            continue
+        if raw in _SCALED_GRAY and _keyed(frame):  # Pillow scales the pixels up, not the transparent value
+            frame.info["transparency"] *= _SCALED_GRAY[raw]
         converted = frame if frame.mode == mode or frame.mode in _RAW_DTYPES else frame.convert(mode)
         if orientation:
             converted = converted.transpose(_TRANSPOSES[orientation])
@@ -640,6 +687,65 @@ def _decode_open(img: Image.Image, source: str | bytes, decoding: _Decoding, aut
                       orientation=orientation, **_metadata(img, orientation))
     keep_open = any(isinstance(f, LazyFrame) and f.image is img for f in frames)
     return picture, keep_open
+
+
+@contextlib.contextmanager
+def _whole_png_checked(img: Image.Image, source: str | bytes) -> Iterator[None]:
+    """Check a PNG's whole image data (:func:`poolcli.inflate.verify`: Pillow reads only the
+    rows, and checks neither the end of the zlib stream nor its checksum) on a thread of its
+    own while the block decodes it; raise ImageError after the block if it is damaged."""
+    if img.format != "PNG" or not source:
+        yield
+        return
+    failures: list[png.StreamError] = []
+
+    def check() -> None:
+        try:
+            inflate.verify(source)
+        except png.StreamError as error:
+            failures.append(error)
+
+    thread = threading.Thread(target=check, name="poolcli-png-check", daemon=True)
+    thread.start()
+    try:
+        yield
+    except Exception as error:  # the check's words are more exact than the decoder's, if it failed too
+        thread.join()
+        if isinstance(error, ImageError) or not failures or not isinstance(failures[0], inflate.Damaged):
+            raise
+        raise _stream_error(failures[0]) from None
+    thread.join()
+    if failures:
+        raise _stream_error(failures[0])
+
+
+# PNG modes whose transparency is one value or colour (a tRNS chunk), and the mode with alpha
+# they are pooled in, as libpng expands them (Pillow's convert does too, but has no mode for
+# 16-bit gray with alpha).
+_KEYED_ALPHA = {"L": "LA", "RGB": "RGBA", "I;16": "LA;16"}
+# PNG raw modes of gray below 8 bits, which Pillow scales up to 8 bits, but not their tRNS value.
+_SCALED_GRAY = {"L;2": 85, "L;4": 17}
+
+
+def _keyed(frame: Image.Image) -> bool:
+    """Whether ``frame`` has one transparent value (gray) or colour (RGB) in ``info``."""
+    value = frame.info.get("transparency")
+    return isinstance(value, tuple) if frame.mode == "RGB" else isinstance(value, int)
+
+
+def _with_keyed_alpha(array: np.ndarray, transparent: object) -> np.ndarray:
+    """(H, W, C) 16-bit pixels with an alpha channel after them: 0 where every sample equals the
+    ``transparent`` value (an int, or a tuple of one per channel), 65535 elsewhere.
+
+    >>> _with_keyed_alpha(np.array([[[5], [6]]], np.uint16), 6)[..., 1].tolist()
+    [[65535, 0]]
+    """
+    key = np.array(transparent if isinstance(transparent, tuple) else (transparent,), dtype=np.int64)
+    if key.shape != (array.shape[2],):
+        alpha = np.full(array.shape[:2] + (1,), 65535, dtype=np.uint16)
+    else:
+        alpha = np.where((array == key).all(axis=2, keepdims=True), 0, 65535).astype(np.uint16)
+    return np.concatenate([array, alpha], axis=2)
 
 
 # PNG raw modes whose rows stream while they are pooled (png.RowStream) -> (the Pillow mode
@@ -707,7 +813,15 @@ def _wait_for_rows(stream: png.RowStream, rows: int) -> None:
     try:
         stream.wait(rows)
     except png.StreamError as error:
-        raise ImageError(f"truncated or damaged PNG data ({error})") from None
+        raise _stream_error(error) from None
+
+
+def _stream_error(error: png.StreamError) -> ImageError:
+    """A PNG's image data that failed to read (the decoder's words) or is not what its header
+    says (:class:`poolcli.inflate.Damaged`), as one reason."""
+    if isinstance(error, inflate.Damaged):
+        return ImageError(f"damaged PNG file ({error})")
+    return ImageError(f"truncated or damaged PNG data ({error})")
 
 
 def _decode_png16(img: Image.Image, source: str | bytes, mode: str, orientation: int | None) -> Picture:
@@ -718,19 +832,25 @@ def _decode_png16(img: Image.Image, source: str | bytes, mode: str, orientation:
     if isinstance(source, str):
         with open(source, "rb") as handle:
             source = handle.read()
-    array = imagecodecs.png_decode(source)
+    try:
+        array = imagecodecs.png_decode(source)
+    except UnicodeDecodeError:  # libpng's complaint, in bytes imagecodecs could not read
+        raise ImageError("damaged PNG file (libpng cannot read its chunks: one is repeated, out of place or "
+                         "broken)") from None
     width, height = img.size
     channels = formats.MODES[mode].channels
+    transparent = img.info.get("transparency") if mode == "RGB;16" else None
+    if isinstance(transparent, tuple) and array.ndim == 3 and array.shape[2] == channels + 1:
+        array = array[..., :channels]  # libpng's own alpha from the tRNS chunk: made again below
     if array.dtype != np.uint16 or array.shape != (height, width, channels):
         raise ImageError(f"damaged PNG file: the header says {width}x{height} 16-bit {mode[:-3]}, the data "
                          f"decodes as {array.shape} {array.dtype}")
-    transparent = img.info.get("transparency")
-    if mode == "RGB;16" and isinstance(transparent, tuple):  # tRNS: one colour is transparent
-        alpha = np.where((array == np.array(transparent, np.uint16)).all(axis=2, keepdims=True), 0, 65535)
-        array, mode = np.concatenate([array, alpha.astype(np.uint16)], axis=2), "RGBA;16"
+    source_mode = mode
+    if isinstance(transparent, tuple):  # tRNS: one colour is transparent
+        array, mode = _with_keyed_alpha(array, transparent), "RGBA;16"
     if orientation:
         array = _ARRAY_TRANSPOSES[_TRANSPOSES[orientation]](array)
-    return Picture(frames=[ArrayFrame(np.ascontiguousarray(array))], mode=mode, source_mode=mode, format="PNG",
+    return Picture(frames=[ArrayFrame(np.ascontiguousarray(array))], mode=mode, source_mode=source_mode, format="PNG",
                    orientation=orientation, **_metadata(img, orientation))
 
 
@@ -758,6 +878,9 @@ def _metadata(img: Image.Image, orientation: int | None) -> dict[str, Any]:
         for tag in stale & set(exif_data):
             del exif_data[tag]
         exif_data.pop(_XMP_TIFF_TAG, None)  # a TIFF's XMP tag: kept as XMP instead
+        description = exif_data.get(int(_B.ImageDescription))
+        if isinstance(description, str) and _LAYOUT_DESCRIPTION.match(description):
+            del exif_data[int(_B.ImageDescription)]
         exif = exif_data.tobytes() if len(exif_data) else None
     except Exception:  # unreadable EXIF is dropped, not fatal
         exif = None
@@ -798,7 +921,9 @@ _SIGNATURES = [(0, b"\x89PNG\r\n\x1a\n", "PNG"), (0, b"GIF87a", "GIF"), (0, b"GI
                (0, b"MM\x00*", "TIFF"), (0, b"\xff\xd8\xff", "JPEG"), (0, b"BM", "BMP"), (8, b"WEBP", "WEBP")]
 
 
-def _sniffed(source: str | bytes) -> str | None:
+def sniffed(source: str | bytes) -> str | None:
+    """The format (PNG, GIF, TIFF, JPEG, BMP, WEBP) whose signature a file or its first bytes
+    start with, or None."""
     try:
         if isinstance(source, str):
             with open(source, "rb") as handle:

@@ -15,6 +15,7 @@ import struct
 import threading
 import zlib
 from collections import deque
+from collections.abc import Iterator
 from typing import BinaryIO
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -30,6 +31,11 @@ _SAMPLES = {0: 1, 2: 3, 4: 2, 6: 4}  # PNG colour type -> samples per pixel in t
 
 class StreamError(Exception):
     """The image data of a PNG is damaged or cut short; the message says how (Pillow's words)."""
+
+
+class Damaged(StreamError):
+    """The image data is not what the header promises (too little or too much, a cut or trailing
+    stream, a wrong checksum); the message says so in the user's terms."""
 
 
 def _open(source: str | bytes) -> BinaryIO:
@@ -72,16 +78,18 @@ def _spans(handle: BinaryIO) -> list[tuple[int, int]] | None:
 
 
 class Inflater:
-    """Inflates the IDAT ``spans`` of ``source`` on a daemon thread, at most ``expected`` bytes
-    (what the header's rows hold: a stream that says more is cut there), holding at most
-    :attr:`AHEAD` inflated bytes that nobody has taken yet.  :meth:`get` takes them in order."""
+    """Inflates the IDAT ``spans`` of ``source`` on a daemon thread (:func:`inflated`: exactly
+    ``expected`` bytes, rows of ``row_bytes``, then a whole, checked zlib stream), holding at
+    most :attr:`AHEAD` inflated bytes that nobody has taken yet.  :meth:`get` takes them in
+    order, then says whether the whole stream was right (None, or :class:`StreamError`)."""
 
     PIECE = 1 << 18  # compressed bytes read at a time
     OUT = 1 << 20  # at most this many inflated bytes per piece
     AHEAD = 32 << 20
 
-    def __init__(self, source: str | bytes | BinaryIO, spans: list[tuple[int, int]], expected: int):
-        self.source, self.spans, self.expected = source, spans, expected
+    def __init__(self, source: str | bytes | BinaryIO, spans: list[tuple[int, int]], expected: int,
+                 row_bytes: int = 0):
+        self.source, self.spans, self.expected, self.row_bytes = source, spans, expected, row_bytes
         self._changed = threading.Condition()
         self._pieces: deque[bytes] = deque()
         self._held = 0
@@ -126,43 +134,155 @@ class Inflater:
         error: StreamError | None = None
         try:
             self._inflate()
-        except StreamError as failure:
-            error = failure
-        except zlib.error as failure:
-            error = StreamError(f"broken data stream when reading image file ({failure})")
-        except OSError as failure:
-            error = StreamError(failure.strerror or str(failure))
-        except MemoryError:
-            error = StreamError("not enough memory to decode this image")
         except BaseException as failure:  # whatever it is, the reader must hear of it, not wait
-            error = StreamError(f"{type(failure).__name__}: {failure}")
+            error = _stream_error(failure)
         finally:
             with self._changed:
                 self._finished, self._error = True, error
                 self._changed.notify_all()
 
     def _inflate(self) -> None:
-        left = self.expected
-        inflater = zlib.decompressobj()
         handle = _open(self.source) if isinstance(self.source, (str, bytes)) else self.source
         with handle:
-            for offset, length in self.spans:
-                handle.seek(offset)
-                while length and left:
-                    data = handle.read(min(length, self.PIECE))
-                    if not data:
-                        raise StreamError("image file is truncated")
-                    length -= len(data)
-                    while data and left:  # a piece inflates to at most OUT bytes: memory stays bounded
-                        rows = inflater.decompress(data, min(left, self.OUT))
-                        data = inflater.unconsumed_tail
-                        left -= len(rows)
-                        if rows and not self._put(rows):
-                            return
-                        if inflater.eof:
-                            return
-                if not left or inflater.eof:
+            for rows in inflated(handle, self.spans, self.expected, self.row_bytes):
+                if not self._put(rows):
                     return
+
+
+def _stream_error(failure: BaseException) -> StreamError:
+    """Any failure to inflate, as a :class:`StreamError` in the user's terms."""
+    if isinstance(failure, StreamError):
+        return failure
+    if isinstance(failure, zlib.error):
+        return StreamError(f"broken data stream when reading image file ({failure})")
+    if isinstance(failure, OSError):
+        return StreamError(failure.strerror or str(failure))
+    if isinstance(failure, MemoryError):
+        return StreamError("not enough memory to decode this image")
+    return StreamError(f"{type(failure).__name__}: {failure}")
+
+
+def inflated(handle: BinaryIO, spans: list[tuple[int, int]], expected: int, row_bytes: int = 0) -> Iterator[bytes]:
+    """The inflated image data of the IDAT ``spans`` of ``handle``, in pieces of at most
+    :attr:`Inflater.OUT` bytes, checked whole: exactly ``expected`` bytes (what the header's rows
+    hold; ``row_bytes``, if given, counts the rows in a complaint), then the end of the zlib stream
+    with its Adler-32, then no more bytes.  Raises :class:`Damaged` (or :class:`StreamError` for
+    a file shorter than its chunks) once something is wrong; a stream that says more than the
+    rows is refused at its first extra byte, without inflating the rest.
+
+    >>> stream = zlib.compress(bytes(7))
+    >>> b"".join(inflated(io.BytesIO(stream), [(0, len(stream))], 7))
+    b'\\x00\\x00\\x00\\x00\\x00\\x00\\x00'
+    >>> list(inflated(io.BytesIO(stream), [(0, len(stream) - 1)], 7))
+    Traceback (most recent call last):
+    ...
+    poolcli.inflate.Damaged: the compressed image data is cut short (its end and checksum are missing)
+    """
+    left, ended = expected, False
+    inflater = zlib.decompressobj()
+    for offset, length in spans:
+        handle.seek(offset)
+        while length:
+            data = handle.read(min(length, Inflater.PIECE))
+            if not data:
+                raise StreamError("image file is truncated")
+            length -= len(data)
+            if ended:
+                raise Damaged("data after the end of the compressed image data")
+            while data:  # a piece inflates to at most OUT bytes: memory stays bounded
+                try:  # max_length 0 would mean no limit: 1 finds the first byte too many
+                    rows = inflater.decompress(data, min(left, Inflater.OUT) or 1)
+                except zlib.error as failure:
+                    if "incorrect data check" in str(failure):
+                        raise Damaged("the image data does not match its checksum (Adler-32)") from None
+                    raise
+                if len(rows) > left:
+                    raise Damaged(f"the image data holds more than the {_amount(expected, row_bytes)} its header gives")
+                data, ended = inflater.unconsumed_tail, inflater.eof
+                left -= len(rows)
+                if rows:
+                    yield rows
+                if ended:
+                    if left:
+                        raise Damaged(_ends_early(expected - left, expected, row_bytes))
+                    if inflater.unused_data:
+                        raise Damaged("data after the end of the compressed image data")
+                    break
+    if left:
+        raise Damaged(_ends_early(expected - left, expected, row_bytes))
+    if not ended:
+        raise Damaged("the compressed image data is cut short (its end and checksum are missing)")
+
+
+def _amount(size: int, row_bytes: int) -> str:
+    """Bytes of rows in the user's terms: rows where a row's size is known, else bytes."""
+    return f"{size // row_bytes} rows" if row_bytes else f"{size} bytes"
+
+
+def _ends_early(size: int, expected: int, row_bytes: int) -> str:
+    unit = "rows" if row_bytes else "bytes"
+    done, total = (size // row_bytes, expected // row_bytes) if row_bytes else (size, expected)
+    return f"the image data ends after {done} of {total} {unit}"
+
+
+# Adam7's passes: (first column, first row, column step, row step).
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def verify(source: str | bytes) -> None:
+    """Check the whole image data of a PNG another decoder read (Pillow stops inflating once it
+    has the rows, and never checks what follows them nor the Adler-32): all IDAT chunks, in
+    order, must inflate to exactly the rows the header describes, then end the zlib stream with
+    the right checksum (:func:`inflated`).  Costs one more inflate of the image data.  What does
+    not start as a PNG is left to that decoder's own complaint.
+
+    Raises
+    ------
+    StreamError
+        For image data that cannot be read; :class:`Damaged` for image data that is not what
+        the header says.
+    """
+    try:
+        with _open(source) as handle:
+            head = handle.read(33)
+            if len(head) < 33 or head[:8] != SIGNATURE or head[12:16] != b"IHDR":
+                return
+            width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", head[16:29])
+            samples = 1 if colour == 3 else _SAMPLES.get(colour, 0)
+            if interlace:
+                passes = [((width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy) for x0, y0, dx, dy in _ADAM7]
+                sizes = [rows * (1 + (columns * samples * depth + 7) // 8) for columns, rows in passes
+                         if columns and rows]
+                expected, row_bytes = sum(sizes), 0
+            else:
+                row_bytes = 1 + (width * samples * depth + 7) // 8
+                expected = height * row_bytes
+            if samples:
+                for _ in inflated(handle, _all_idat_spans(handle), expected, row_bytes):
+                    pass
+    except Exception as failure:
+        raise _stream_error(failure) from None
+
+
+def _all_idat_spans(handle: BinaryIO) -> list[tuple[int, int]]:
+    """(offset, length) of every IDAT chunk's data up to IEND or the end of the file: the image
+    data is their concatenation, wherever they are (a chunk cut short keeps what is there)."""
+    size = handle.seek(0, io.SEEK_END)
+    handle.seek(len(SIGNATURE))
+    spans: list[tuple[int, int]] = []
+    while True:
+        head = handle.read(8)
+        if len(head) < 8:
+            return spans
+        length, kind = struct.unpack(">I4s", head)
+        start = handle.tell()
+        if kind == b"IDAT":
+            spans.append((start, max(0, min(length, size - start))))
+        elif kind == b"IEND":
+            return spans
+        if start + length + 4 > size:
+            return spans
+        handle.seek(length + 4, io.SEEK_CUR)
 
 
 # Inflaters started by prefetch(), by the file's (device, inode): any spelling of its path finds it.
@@ -207,8 +327,9 @@ def prefetch(path: str, max_pixels: int | None) -> None:
         spans = _spans(handle)
         if spans is None:
             return
-        expected = height * (1 + width * samples * depth // 8)
-        _prefetched[(status.st_dev, status.st_ino)] = (_identity(status), Inflater(handle, spans, expected))
+        row_bytes = 1 + width * samples * depth // 8
+        _prefetched[(status.st_dev, status.st_ino)] = (_identity(status),
+                                                       Inflater(handle, spans, height * row_bytes, row_bytes))
         kept = True  # the inflater owns the file now, and closes it
     except (OSError, ValueError):
         return
@@ -217,7 +338,7 @@ def prefetch(path: str, max_pixels: int | None) -> None:
             handle.close()
 
 
-def take(source: str | bytes, spans: list[tuple[int, int]], expected: int) -> Inflater:
+def take(source: str | bytes, spans: list[tuple[int, int]], expected: int, row_bytes: int = 0) -> Inflater:
     """The inflater :func:`prefetch` started for ``source`` if it is the same file, unchanged,
     read the same way; else a new one."""
     if isinstance(source, str) and _prefetched:
@@ -228,7 +349,8 @@ def take(source: str | bytes, spans: list[tuple[int, int]], expected: int) -> In
         entry = _prefetched.pop((status.st_dev, status.st_ino), None) if status is not None else None
         if entry is not None and status is not None:
             identity, inflater = entry
-            if identity == _identity(status) and (inflater.spans, inflater.expected) == (spans, expected):
+            if identity == _identity(status) and (inflater.spans, inflater.expected, inflater.row_bytes) == (
+                    spans, expected, row_bytes):
                 return inflater
             inflater.close()
-    return Inflater(source, spans, expected)
+    return Inflater(source, spans, expected, row_bytes)

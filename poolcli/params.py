@@ -29,6 +29,9 @@ def parse_size(text: str) -> int:
     unit = value[-1] if value and value[-1] in _UNITS else ""
     number = value[: -1] if unit else value
     try:
+        digits = number[1:] if number[:1] in ("+", "-") else number
+        if not (digits.isascii() and digits.replace(".", "", 1).isdigit()):  # float() reads "٣", "1_0", "nan"
+            raise ValueError
         amount = float(number)
         size = int(amount * _UNITS[unit])
     except (ValueError, OverflowError):  # OverflowError: "inf"

@@ -1,6 +1,6 @@
 """Where outputs land and how they are written, so that nothing the user pointed at is destroyed.
 
-May import: the standard library only (no NumPy, Pillow, Rich or Click), so that the command line,
+May import: the standard library and ``formats`` only (no NumPy, Pillow, Rich or Click), so that the command line,
 the pipeline, ``batch`` and ``explain`` can all share it.
 
 - A regular file (or a new name) is replaced atomically: every output of one input is written to a
@@ -10,8 +10,12 @@ the pipeline, ``batch`` and ``explain`` can all share it.
   mode (and, where permitted, its owner).
 - A character device, FIFO or socket (``/dev/null``, ``mkfifo`` pipes) is written *through*, as
   vips and ImageMagick do, never replaced; ``/dev/stdout`` is standard output.
+- Outputs that a library writes by path (a tiled TIFF, a Zarr store folder, a memory-mapped
+  ``.npy``) go through the same commit (:func:`staged`): a temporary file or folder beside the
+  target, flushed, renamed into place; a Zarr store replaces a Zarr store, never another folder.
 - Temporary names are ``.NAME.XXXXXXXX.part``, or ``.poolcli-HASH.XXXXXXXX.part`` when NAME is too
-  long for that to fit in 255 bytes (:func:`temp_prefix`, :func:`temp_files`).
+  long for that to fit in 255 bytes (:func:`temp_prefix`, :func:`temp_files`); a killed run's are
+  removed by the next run for the same outputs (:func:`remove_temp_files`), folders included.
 
 >>> temp_prefix("cat.png")
 '.cat.png.'
@@ -27,11 +31,14 @@ import contextlib
 import errno
 import io
 import os
+import re
 import stat
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
+
+from poolcli.formats import is_zarr_store
 
 STDIO = "-"
 # Names that mean standard output: writing to them is writing to "-".
@@ -130,6 +137,204 @@ def temp_files(path: str) -> list[str]:
     return [os.path.join(folder, name) for name in names
             if name.startswith(prefix) and name.endswith(TEMP_SUFFIX)
             and len(name) == len(prefix) + _RANDOM_LENGTH + len(TEMP_SUFFIX)]
+
+
+# Temporary names (temp_prefix): ".NAME.XXXXXXXX.part", or ".poolcli-HASH.XXXXXXXX.part" when NAME
+# is too long for that; XXXXXXXX is the random part (ours, or tempfile's for a folder).
+_TEMP_NAME = re.compile(r"(\..+\.)[a-z0-9_]{8}\.part", re.DOTALL)
+
+
+def remove_temp_files(outputs: Sequence[str], older_than: float | None = None) -> None:
+    """Remove the temporary files and folders of these outputs (any run's, or only those last
+    modified before ``older_than``, a ``time.time()``): one listing per folder.
+
+    Only names of poolcli's own pattern for these very outputs are touched, so another program's
+    files, and another poolcli run's files for other outputs in the same folder, are left alone.
+    A temporary folder (a Zarr store or a pyramid's scratch, killed half-written) goes whole.
+    """
+    wanted: dict[str, set[str]] = {}
+    for output in outputs:
+        folder, name = os.path.split(resolve(output))  # a link's target is written beside the target
+        wanted.setdefault(folder or ".", set()).add(temp_prefix(name))
+    for folder, prefixes in wanted.items():
+        try:
+            with os.scandir(folder) as scan:
+                found = [entry for entry in scan if entry.name.endswith(TEMP_SUFFIX)]
+        except OSError:
+            continue
+        for entry in found:
+            match = _TEMP_NAME.fullmatch(entry.name)
+            if not match or match.group(1) not in prefixes:
+                continue
+            with contextlib.suppress(OSError):
+                info = entry.stat(follow_symlinks=False)
+                if older_than is not None and info.st_mtime >= older_than:
+                    continue
+                if stat.S_ISREG(info.st_mode):
+                    os.unlink(entry.path)
+                elif stat.S_ISDIR(info.st_mode):
+                    remove(entry.path)
+
+
+def remove(path: str) -> None:
+    """Remove a temporary file or folder, whatever is left of it (no error if it is gone)."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        import shutil  # here: only folder outputs need it
+
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+@contextlib.contextmanager
+def staged(path: str, *, directory: bool = False, make_folders: bool = False) -> Iterator[str]:
+    """A temporary path for an output that a library writes by name, committed like :func:`write_all`.
+
+    Yields a new temporary file (or folder, with ``directory``) beside the file that ``path``
+    replaces (a symlink's target).  When the block ends normally the temporary is flushed to disk
+    and renamed over the target, keeping the link and the replaced file's mode; a Zarr store
+    replaces a Zarr store, and any other existing folder is refused.  A stream target (a device,
+    FIFO or standard output) gets the finished file's bytes written through, never replaced
+    (a folder cannot be).  On any failure or interrupt the temporary is removed and the target
+    is untouched.
+
+    Raises
+    ------
+    OutputError
+        A missing folder, a failed write or rename (naming ``path``, never the temporary), a folder
+        output onto a stream or onto a folder that is not a Zarr store.
+    """
+    through = is_stdout(path) or is_stream(path)
+    if through and directory:
+        raise OutputError(f"cannot write {path}: a Zarr store is a folder, and this is a stream or device", path)
+    target = path if through else resolve(path)
+    folder = (os.path.dirname(target) or ".") if not through else None
+    if folder is not None and not os.path.isdir(folder):
+        if not make_folders:
+            raise OutputError(f"cannot write {path}: the folder {folder} does not exist", path, errno.ENOENT)
+        with _named(path):
+            make_folder_tree(folder)
+    if directory and os.path.isdir(target) and not is_zarr_store(target):
+        raise OutputError(f"cannot write {path}: it exists and is not a Zarr store; remove it or choose another -o",
+                          path, errno.EEXIST)
+    with _named(path):
+        temporary = _new_temp(folder, os.path.basename(target), directory)
+    try:
+        yield temporary
+        with _named(path):
+            if through:
+                _copy_through(temporary, path)
+            else:
+                _sync_tree(temporary) if directory else _sync_file(temporary)
+                _keep_mode(temporary, target, directory)
+                _replace(temporary, target, directory)
+                _fsync_folder(folder or ".")
+    finally:
+        remove(temporary)
+
+
+@contextlib.contextmanager
+def scratch(path: str) -> Iterator[str]:
+    """A temporary folder beside the output ``path`` for work that is never committed (a pyramid's
+    levels, read back once), removed at the end; named as the output's temporaries are, so that
+    a killed run's is removed by the next run for the same output."""
+    target = resolve(path)
+    with _named(path):
+        folder = _new_temp(os.path.dirname(target) or ".", os.path.basename(target), True)
+    try:
+        yield folder
+    finally:
+        remove(folder)
+
+
+def _new_temp(folder: str | None, name: str, directory: bool) -> str:
+    """A new temporary file or folder named for ``name`` in ``folder`` (None: the system's
+    temporary folder, for a stream target)."""
+    if folder is None:
+        import tempfile  # a stream target only
+
+        descriptor, temporary = tempfile.mkstemp(prefix=temp_prefix(name), suffix=TEMP_SUFFIX)
+        os.close(descriptor)
+        return temporary
+    if directory:
+        for _ in range(100):
+            temporary = os.path.join(folder, f"{temp_prefix(name)}{os.urandom(_RANDOM_LENGTH // 2).hex()}{TEMP_SUFFIX}")
+            try:
+                os.mkdir(temporary, 0o700)
+                return temporary
+            except FileExistsError:
+                continue
+        raise FileExistsError(errno.EEXIST, "no unused temporary name", os.path.join(folder, name))
+    descriptor, temporary = _create_temp(folder, temp_prefix(name))
+    os.close(descriptor)
+    return temporary
+
+
+def _sync_file(path: str) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _sync_tree(folder: str) -> None:
+    """Flush a folder output to disk before it is renamed into place: every file and folder in it."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            _sync_file(os.path.join(root, name))
+        _fsync_folder(root)
+
+
+def _keep_mode(temporary: str, target: str, directory: bool) -> None:
+    """The temporary gets the mode (and owner, where permitted) of the file it replaces, or the
+    umask's default for a new one."""
+    try:
+        old = os.stat(target)
+    except OSError:
+        os.chmod(temporary, (0o777 if directory else 0o666) & ~_umask())
+        return
+    os.chmod(temporary, stat.S_IMODE(old.st_mode))
+    if hasattr(os, "chown"):
+        with contextlib.suppress(OSError):
+            os.chown(temporary, old.st_uid, old.st_gid)
+
+
+def _replace(temporary: str, target: str, directory: bool) -> None:
+    """Rename into place; a folder over an existing Zarr store goes through a second name, so
+    that the old store is gone only once the new one stands."""
+    if not (directory and os.path.isdir(target)):
+        os.replace(temporary, target)
+        return
+    old = _new_temp(os.path.dirname(target) or ".", os.path.basename(target), True)
+    os.rmdir(old)
+    os.replace(target, old)
+    try:
+        os.replace(temporary, target)
+    except BaseException:
+        os.replace(old, target)
+        raise
+    remove(old)
+
+
+def _copy_through(temporary: str, path: str) -> None:
+    """A finished file's bytes, written through to a stream target in pieces."""
+    with open(temporary, "rb") as source:
+        if stat.S_ISSOCK(_mode(path) or 0):
+            import shutil
+
+            _write_stream(path, lambda handle: shutil.copyfileobj(source, handle))
+            return
+        if is_stdout(path):
+            sink: Any = sys.stdout.buffer
+            while piece := source.read(1 << 20):
+                sink.write(piece)
+            sink.flush()
+            return
+        with open(path, "wb") as sink:  # a device or FIFO: opened, never created or replaced
+            while piece := source.read(1 << 20):
+                sink.write(piece)
 
 
 def missing_folder(path: str) -> str | None:
@@ -249,9 +454,6 @@ def _umask() -> int:
     return mask
 
 
-_FILE_MODE = 0o666 & ~_umask()
-
-
 def _create_temp(folder: str, prefix: str) -> tuple[int, str]:
     """A new file ``prefix`` + 8 random characters + ``.part`` in ``folder``, created exclusively
     and private (as ``tempfile.mkstemp``, whose import costs more than a small run's pooling)."""
@@ -272,15 +474,7 @@ def _write_temp(pending: _Pending, write: Writer) -> None:
         write(cast(BinaryIO, _Sink(handle)))
         handle.flush()
         os.fsync(handle.fileno())  # a crash after the rename must not leave an empty file
-    try:
-        old = os.stat(pending.target)
-    except OSError:
-        os.chmod(pending.temp, _FILE_MODE)
-        return
-    os.chmod(pending.temp, stat.S_IMODE(old.st_mode))  # a replaced file keeps its mode ...
-    if hasattr(os, "chown"):
-        with contextlib.suppress(OSError):  # ... and its owner, where permitted
-            os.chown(pending.temp, old.st_uid, old.st_gid)
+    _keep_mode(pending.temp, pending.target, directory=False)
 
 
 class _Sink(io.RawIOBase):

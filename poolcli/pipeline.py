@@ -12,7 +12,7 @@ import os
 import stat
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
@@ -23,8 +23,10 @@ from poolcli import arrays, formats, images, paths, pixels, storage
 from poolcli.brief import window_misfit
 from poolcli.engine import PoolingError, PoolingTypeError
 from poolcli.exits import internal_error
+from poolcli.formats import stream_byte_limit
 from poolcli.params import DEFAULT_MEMORY_LIMIT, PoolParams
 from poolcli.results import GRID_LIMIT, Result
+from poolcli.strips import LOCAL, StripRunner
 
 STDIO = "-"
 
@@ -48,10 +50,6 @@ class Options:
     debug: bool = False  # an internal error also prints its traceback
     # --storage-options (JSON) for URLs; may hold secrets, so never shown in a repr
     storage_options: str | None = field(default=None, repr=False)
-    # A Dask scheduler for one giant .zarr input (its strips as tasks); None: strips here
-    scheduler: str | None = None
-    cluster_workers: int | None = None  # -j for --scheduler local
-    retries: int = 2
 
 
 @dataclass(frozen=True)
@@ -64,6 +62,14 @@ class Job:
     @property
     def name(self) -> str:
         return self.label or self.source
+
+
+def local_outputs(jobs: Iterable[Job], options: Options) -> list[str]:
+    """The local files the jobs write (file:// URLs as their paths; object stores hold no temporary files)."""
+    extra = [options.indices_path] if options.indices_path else []
+    found = [path for path in [*(job.output for job in jobs), *extra] if path != STDIO]
+    return [storage.local_path(path) if storage.is_url(path) else path for path in found
+            if not storage.is_url(path) or storage.is_local_url(path)]
 
 
 class JobError(Exception):
@@ -103,20 +109,6 @@ _CHUNK = 1 << 16
 # A stream whose first this-many bytes hold no header Pillow or NumPy can read is refused: an
 # endless /dev/zero must not fill the memory up to the pixel-derived cap.
 _HEADER_BYTES = 64 << 20
-# At most this many bytes of a stream per allowed pixel (RGBA float32, uncompressed), plus 1 MiB.
-_BYTES_PER_PIXEL = 16
-
-
-def stream_byte_limit(max_pixels: int | None) -> int | None:
-    """The most bytes read from standard input or a FIFO: what an uncompressed image of
-    ``max_pixels`` pixels of the widest kind could take; None without a pixel limit.
-
-    >>> stream_byte_limit(100)
-    1050176
-    """
-    return max_pixels * _BYTES_PER_PIXEL + (1 << 20) if max_pixels else None
-
-
 def _read_stream(handle: BinaryIO, what: str, max_pixels: int | None) -> bytes:
     """Read a pipe to its end, refusing early: an image whose header claims more than
     ``max_pixels`` pixels, an array larger than the byte limit, more bytes than that limit, or
@@ -138,6 +130,10 @@ def _read_stream(handle: BinaryIO, what: str, max_pixels: int | None) -> bytes:
             header_checked = _check_stream_header(bytes(data), max_pixels, limit)
             next_look = len(data) if len(data) < _CHUNK else 2 * len(data)
             if not header_checked and limit is not None and len(data) > _HEADER_BYTES:
+                started = images.sniffed(bytes(data[:16]))
+                if started:  # a known signature, then nothing readable: not "no header"
+                    raise JobError(f"damaged {started} file: {what} starts with a {started} signature, but Pillow "
+                                   f"cannot read what follows in its first {_HEADER_BYTES} bytes")
                 raise JobError(f"{what} has no image or .npy header in its first {_HEADER_BYTES} bytes")
     if not data:
         raise JobError(f"{what} is empty")
@@ -172,7 +168,7 @@ def _read_source(source: str, max_pixels: int | None, storage_options: str | Non
         return _read_stream(sys.stdin.buffer, "standard input", max_pixels)
     if storage.is_url(source):
         if not storage.is_local_url(source):
-            return _read_url(source, storage_options)
+            return _read_url(source, storage_options, stream_byte_limit(max_pixels))
         source = storage.local_path(source)
     try:
         mode = os.stat(source).st_mode
@@ -188,9 +184,9 @@ def _read_source(source: str, max_pixels: int | None, storage_options: str | Non
     return source
 
 
-def _read_url(url: str, storage_options: str | None) -> bytes:
+def _read_url(url: str, storage_options: str | None, limit: int | None) -> bytes:
     try:
-        return storage.read_bytes(url, storage_options)
+        return storage.read_bytes(url, storage_options, limit)
     except FileNotFoundError:
         raise JobError("no such file") from None
     except IsADirectoryError:
@@ -228,8 +224,11 @@ def debug_wanted(options: Options) -> bool:
     return options.debug or os.environ.get("POOLCLI_DEBUG", "") not in ("", "0")
 
 
-def run(job: Job, params: PoolParams, options: Options) -> Result:
+def run(job: Job, params: PoolParams, options: Options, runner: StripRunner | None = None) -> Result:
     """Pool one input and write its outputs; never raises for a bad file.
+
+    ``runner`` runs the strips of a giant image written to Zarr (default: here, in order; the
+    executor's, for a cluster): the job itself never starts or reaches a cluster.
 
     The user's faults (a bad file, a torch rule, an unwritable output, the system) become a
     one-line reason; anything else is a bug, reported as an internal error (with a traceback
@@ -243,14 +242,15 @@ def run(job: Job, params: PoolParams, options: Options) -> Result:
             from poolcli import streaming
 
             streaming.run_pyramid(job.source, job.output, params, options, result)
-        elif job.source != STDIO and formats.is_zarr_path(job.source):
+        elif job.source != STDIO and (formats.is_zarr_path(job.source) or storage.is_zarr_url(job.source)):
             from poolcli import streaming
 
-            streaming.run_zarr(job.source, job.output, params, options, result)
+            streaming.run_zarr(job.source, job.output, params, options, result, runner or LOCAL)
         else:
-            _run_file(job, params, options, result)
+            _run_file(job, params, options, result, runner)
     except _user_errors() as error:
-        result.status, result.error, result.output = "error", _reason(str(error), error), None
+        text = error.reason if isinstance(error, storage.StorageFault) and error.url == job.source else str(error)
+        result.status, result.error, result.output = "error", _reason(text, error), None
     except MemoryError:
         result.status, result.error, result.output = "error", "not enough memory for this image", None
     except OSError as error:  # reading the input: the path as given, never a temporary name
@@ -277,7 +277,16 @@ def _reason(text: str, error: BaseException) -> str:
     return text or f"failed without a message from the system ({type(error).__name__})"
 
 
-def _run_file(job: Job, params: PoolParams, options: Options, result: Result) -> None:
+def _run_file(job: Job, params: PoolParams, options: Options, result: Result,
+              runner: StripRunner | None = None) -> None:
+    if storage.is_url(job.source) and not storage.is_local_url(job.source) and formats.is_tiff_name(job.source):
+        from poolcli import streaming  # a remote TIFF streams by byte ranges, as a local one does
+
+        info = streaming.open_if_streaming(job.source, options.memory_limit, options.max_pixels,
+                                           options.storage_options)
+        if info is not None:
+            streaming.run_tiff(info, job.output, params, options, result, runner or LOCAL)
+            return
     source = _read_source(job.source, options.max_pixels, options.storage_options)
     if arrays.is_npy(source) or (isinstance(source, bytes) and storage.is_url(job.source)
                                  and job.source.lower().endswith(".npy")):
@@ -288,7 +297,7 @@ def _run_file(job: Job, params: PoolParams, options: Options, result: Result) ->
 
         info = streaming.open_if_streaming(source, options.memory_limit, options.max_pixels)
         if info is not None:
-            streaming.run_tiff(info, job.output, params, options, result)
+            streaming.run_tiff(info, job.output, params, options, result, runner or LOCAL)
             return
     _run_image(source, job, params, options, result)
 
@@ -402,9 +411,13 @@ def _pool_picture(picture: images.Picture, job: Job, params: PoolParams, options
         result.output_description = f"{formats.describe_mode(written)} {file_format}"
         if written != pooled_picture.mode:
             result.notes.append(f"written as {result.output_description}")
-        outputs.append((job.output, lambda handle: images.encode(
-            pooled_picture, handle, file_format, quality=options.quality, compression=options.compression,
-            dpi_scale=(stride[1], stride[0]))))
+
+        def write_image(handle: BinaryIO) -> None:
+            images.encode(pooled_picture, handle, file_format, quality=options.quality,
+                          compression=options.compression, dpi_scale=(stride[1], stride[0]))
+            picture.verify()  # the input's image data read whole and checked, or no output
+
+        outputs.append((job.output, write_image))
     if options.indices_path:
         stacked = np.stack(index_frames) if len(index_frames) > 1 else index_frames[0]
         outputs.append((options.indices_path, _save_npy(stacked)))
@@ -429,6 +442,7 @@ def pool_picture(picture: images.Picture, params: PoolParams, options: Options,
         pooled_frames.append(pooled)
         if indices is not None:  # max with --return-indices
             index_frames.append(indices)
+    picture.verify()  # rows the windows never read, and the end of a streamed file's data
     picture.close()  # the input pixels are no longer needed: free them before encoding
     return picture.with_frames(pooled_frames), index_frames
 

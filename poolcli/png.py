@@ -234,15 +234,18 @@ class RowStream:
     returns True once it has every row).
 
     ``row_bytes`` counts a row's filter byte.  :meth:`wait` blocks until a number of rows has been
-    fed; :meth:`close` stops both threads (call it before freeing what ``feed`` writes into).
+    fed; :meth:`finish` until the rest of the image data (rows nobody needed, the end of the zlib
+    stream, its checksum) is read and checked; :meth:`close` stops both threads (call it before
+    freeing what ``feed`` writes into).
     """
 
     def __init__(self, source: str | bytes, spans: list[tuple[int, int]], row_bytes: int, height: int,
                  feed: Callable[[bytes], bool]):
         self._feed, self._row_bytes, self._height = feed, row_bytes, height
-        self._inflater = inflate.take(source, spans, row_bytes * height)
+        self._inflater = inflate.take(source, spans, row_bytes * height, row_bytes)
         self._ready = threading.Condition()
         self._rows = 0
+        self._checked = False  # every byte of the image data read, and the stream's end and checksum right
         self._error: StreamError | None = None
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._unfilter, name="poolcli-unfilter", daemon=True)
@@ -256,6 +259,14 @@ class RowStream:
                 raise StreamError("reading stopped")
             if self._rows < rows:
                 raise self._error or StreamError("image file is truncated")
+
+    def finish(self) -> None:
+        """Return once all of the image data was read and found whole (see
+        :func:`poolcli.inflate.inflated`); raise :class:`StreamError` if it was not."""
+        with self._ready:
+            self._ready.wait_for(lambda: self._checked or self._error is not None)
+            if not self._checked:  # once checked, it stays so: closing afterwards changes nothing
+                raise self._error or StreamError("reading stopped")
 
     def close(self) -> None:
         """Stop reading; return once neither thread runs (``feed`` is never called after)."""
@@ -287,8 +298,17 @@ class RowStream:
                     self._ready.notify_all()
                 if done:
                     break
-            if self._rows < self._height and not self._stopped.is_set():
+            if self._stopped.is_set():
+                return
+            if self._rows < self._height:
                 raise StreamError("image file is truncated")
+            if self._inflater.get() is not None:  # the inflater's verdict on the rest: None is "whole"
+                raise inflate.Damaged("the image data holds more than its header's rows")
+            if self._stopped.is_set():
+                return
+            with self._ready:
+                self._checked = True
+                self._ready.notify_all()
         except StreamError as error:
             self._fail(error)
         except Exception as error:  # the decoder's own failure, in its words

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from typing import IO
+from typing import IO, Protocol
 
 import numpy as np
 from rich.console import Console, Group
@@ -88,7 +88,13 @@ def correction_note(name: str, a: AxisArithmetic) -> Text | None:
                 style="yellow")
 
 
-def add_operation_rows(table: Table | _Rows, params: PoolParams, height: int, width: int) -> None:
+class RowSink(Protocol):
+    """Whatever takes labelled rows: a Rich table grid, the report's rows, explain's header."""
+
+    def add_row(self, label: str, text: Text, /) -> None: ...
+
+
+def add_operation_rows(table: RowSink, params: PoolParams, height: int, width: int) -> None:
     """The operation, every parameter, and the output-size arithmetic of both axes."""
     table.add_row("operation", Text(f"{params.op}_pool2d", style="bold"))
     for line in parameter_lines(params):

@@ -1,12 +1,9 @@
 """Inputs, folders and outputs given as fsspec URLs (``s3://``, ``gs://``, ``abfs://``, ``file://``,
 ``memory://``, ...).
 
-fsspec is imported only when a URL is used, so plain paths cost nothing.  Folders are listed
-lazily, level by level, with the rules of :func:`poolcli.batch.walk` (image and ``.npy``
-extensions in any case, hidden names skipped, sorted by name), so that a bucket prefix gives the
-same files in the same order, mirrored to the same output keys, as the same tree on disk.
-Writes are whole or nothing: a temporary file and a rename where there is a file system, one
-PUT (or a multipart upload aborted on failure) on object stores.
+fsspec is imported only when a URL is used, so plain paths cost nothing.  Folders and prefixes
+are listed by :mod:`poolcli.listing`.  Writes are whole or nothing: a temporary file and a rename
+where there is a file system, one PUT (or a multipart upload aborted on failure) on object stores.
 
 May import: the standard library at import time; fsspec (and through it s3fs, gcsfs, ...) only
 when a URL is used.
@@ -22,14 +19,15 @@ when a URL is used.
 from __future__ import annotations
 
 import contextlib
-import heapq
 import io
 import os
 import posixpath
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, BinaryIO
+
+from poolcli.errors import PoolcliError
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -42,8 +40,103 @@ LOCAL_PROTOCOLS = ("file", "local")
 OBJECT_STORES = ("s3", "s3a", "gs", "gcs", "abfs", "az", "adl", "abfss", "memory", "oss", "r2")
 
 
-class StorageError(Exception):
-    """A URL that cannot be used (no fsspec, unknown protocol, bad storage options)."""
+class StorageError(PoolcliError):
+    """A URL that cannot be used: no fsspec, an unknown protocol, bad storage options, or a fault
+    of the store (missing bucket or key, access denied, no credentials, an endpoint that cannot be
+    reached, throttling after retries), with the likely fix."""
+
+
+_CREDENTIALS_HINT = ("check the credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or "
+                     "key and secret in --storage-options")
+_ENDPOINT_HINT = "check AWS_ENDPOINT_URL, or --storage-options '{\"endpoint_url\": \"http://HOST:PORT\"}'"
+# Exception class names of botocore, aiobotocore, aiohttp and the other stores' clients, by kind.
+_NO_CREDENTIALS = ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError",
+                   "DefaultCredentialsError", "ClientAuthenticationError")
+_UNREACHABLE = ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError", "ClientConnectorError",
+                "ServerDisconnectedError", "ClientOSError", "ConnectionRefusedError", "ConnectionError",
+                "ProxyConnectionError", "ReadTimeoutError", "TimeoutError", "gaierror")
+_THROTTLED = ("SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests", "503")
+_DENIED = ("AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403")
+
+
+class StorageFault(StorageError):
+    """A fault of the store met while using ``url`` (exit code 1); ``reason`` says what and how to
+    fix it, ``str()`` names the URL too."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"{redact(url)}: {reason}")
+        self.url, self.reason = url, reason
+
+
+def describe_error(error: BaseException) -> str | None:
+    """The user's reason for a storage fault, or None if ``error`` is not one (then it is a bug,
+    or another module's to explain).
+
+    >>> describe_error(PermissionError("Access Denied"))
+    'access denied (Access Denied); check the credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+(or AWS_PROFILE), or key and secret in --storage-options'
+    >>> describe_error(ValueError("x")) is None
+    True
+    """
+    chain = [error]
+    while chain[-1].__cause__ is not None or chain[-1].__context__ is not None:
+        nxt = chain[-1].__cause__ or chain[-1].__context__
+        if nxt is None or nxt in chain or len(chain) > 8:
+            break
+        chain.append(nxt)
+    names = {type(e).__name__ for e in chain} | {b.__name__ for e in chain for b in type(e).__mro__}
+    text = redact(" ".join(str(error).split()))[:240]  # the outermost words: the inner ones repeat them
+    detail = f" ({text})" if text else ""
+    codes = {str(getattr(e, "response", {}).get("Error", {}).get("Code", "")) for e in chain
+             if isinstance(getattr(e, "response", None), dict)}
+    every = " ".join(str(e) for e in chain)
+    if names & set(_NO_CREDENTIALS) or "Unable to locate credentials" in every:
+        return f"no storage credentials found; {_CREDENTIALS_HINT}"
+    if codes & set(_THROTTLED) or any(word in text for word in ("SlowDown", "Throttl", "Rate exceeded")):
+        return f"the store is throttling requests and retries did not help{detail}; try again later"
+    if isinstance(error, PermissionError) or codes & set(_DENIED) or "AccessDenied" in text:
+        return f"access denied{detail}; {_CREDENTIALS_HINT}"
+    if "NoSuchBucket" in codes or "bucket does not exist" in every.lower() or "NoSuchBucket" in every:
+        return f"no such bucket{detail}"
+    if isinstance(error, FileNotFoundError) or "NoSuchKey" in codes:
+        return "no such file"
+    if names & set(_UNREACHABLE) or "Could not connect" in every or "Connect call failed" in every:
+        return f"cannot reach the storage endpoint{detail}; {_ENDPOINT_HINT}"
+    if any(type(e).__module__.split(".")[0] in ("botocore", "aiobotocore", "aiohttp", "s3fs", "gcsfs", "adlfs",
+                                                 "fsspec", "google", "azure") for e in chain):
+        return f"the store refused the request{detail}"
+    return None
+
+
+def raise_for(error: BaseException, url: str) -> None:
+    """Raise :class:`StorageError` with the user's reason if ``error`` is a storage fault of a
+    remote ``url``; return otherwise."""
+    if is_url(url) and not is_local_url(url):
+        reason = describe_error(error)
+        if reason is not None:
+            raise StorageFault(url, reason) from None
+
+
+@contextlib.contextmanager
+def translated(url: str) -> Iterator[None]:
+    """Storage faults met inside the block become one :class:`StorageError` naming ``url``."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except Exception as error:
+        raise_for(error, url)
+        raise
+
+
+def is_zarr_url(url: str) -> bool:
+    """A remote Zarr store, by its name: ``s3://bucket/scene.zarr`` (or ``.zarr/``); one input,
+    never a folder to walk.
+
+    >>> is_zarr_url("s3://b/a.ZARR/"), is_zarr_url("s3://b/a.png"), is_zarr_url("a.zarr")
+    (True, False, False)
+    """
+    return is_url(url) and not is_local_url(url) and url.rstrip("/").lower().endswith(".zarr")
 
 
 def is_url(text: str | None) -> bool:
@@ -133,6 +226,19 @@ def filesystem(url: str, storage_options: str | None = None) -> tuple[AbstractFi
         raise StorageError(f"cannot use {redact(url)}: {error}") from None
 
 
+def is_s3(fs: Any) -> bool:
+    """Is ``fs`` s3fs's file system, whose listing :func:`call_s3` pages through?"""
+    return hasattr(fs, "_call_s3")
+
+
+def call_s3(fs: Any, method: str, **kwargs: Any) -> Any:
+    """One S3 API call through s3fs's client (a private name of s3fs, used here alone: a listing
+    of one level a page at a time, which s3fs's public ``ls`` does not offer)."""
+    from fsspec.asyn import sync
+
+    return sync(fs.loop, fs._call_s3, method, **kwargs)
+
+
 # --------------------------------------------------------------------------- questions
 
 
@@ -140,121 +246,31 @@ def exists(url: str, storage_options: str | None = None) -> bool:
     if is_local_url(url):
         return os.path.exists(local_path(url))
     fs, path = filesystem(url, storage_options)
-    return bool(fs.exists(path))
+    with translated(url):
+        return bool(fs.exists(path))
 
 
 def isdir(url: str, storage_options: str | None = None) -> bool:
     if is_local_url(url):
         return os.path.isdir(local_path(url))
     fs, path = filesystem(url, storage_options)
-    return bool(fs.isdir(path))
+    with translated(url):
+        return bool(fs.isdir(path))
 
 
 def isfile(url: str, storage_options: str | None = None) -> bool:
     if is_local_url(url):
         return os.path.isfile(local_path(url))
     fs, path = filesystem(url, storage_options)
-    return bool(fs.isfile(path))
-
-
-# --------------------------------------------------------------------------- listing
-
-
-def walk(folder: str, recursive: bool, candidate: Callable[[str], bool],
-         storage_options: str | None = None) -> Iterator[str]:
-    """Files under a folder URL for which ``candidate(name)`` holds, sorted as
-    :func:`poolcli.batch.walk` sorts, as URLs joined onto ``folder`` as typed.
-
-    Lazy: a level is read page by page where the store allows it (S3), so memory does not grow
-    with the number of files in the folder.
-    """
-    if is_local_url(folder):
-        from poolcli import batch
-
-        base = local_path(folder)
-        for found in batch.walk(base, recursive):
-            yield join(folder, os.path.relpath(found, base).replace(os.sep, "/"))
-        return
-    fs, root = filesystem(folder, storage_options)
-    lister = _s3_level if hasattr(fs, "_call_s3") else _plain_level
-
-    def visit(path: str, relative: str) -> Iterator[str]:
-        for name, is_dir in lister(fs, path):
-            if name.startswith(".") or not name:
-                continue
-            inner = f"{relative}{name}"
-            if is_dir:
-                if recursive:
-                    yield from visit(f"{path.rstrip('/')}/{name}", inner + "/")
-            elif candidate(name):
-                yield join(folder, inner)
-
-    yield from visit(root, "")
-
-
-def _plain_level(fs: AbstractFileSystem, path: str) -> Iterator[tuple[str, bool]]:
-    """One level of any fsspec file system, sorted by name (the level is held in memory)."""
-    try:
-        entries = fs.ls(path, detail=True)
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    found = []
-    for entry in entries:
-        name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
-        if entry["name"].rstrip("/") == path.rstrip("/"):
-            continue  # some stores list the folder itself
-        found.append((name, entry.get("type") == "directory"))
-    yield from sorted(found)
-
-
-def _s3_level(fs: Any, path: str) -> Iterator[tuple[str, bool]]:
-    """One level of an S3 prefix, page by page (1000 keys each), in :func:`batch.walk`'s order."""
-    from fsspec.asyn import sync
-
-    bucket, _, prefix = path.partition("/")
-    prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
-
-    def pages() -> Iterator[tuple[str, bool]]:
-        kwargs: dict[str, Any] = dict(Bucket=bucket, Prefix=prefix, Delimiter="/", **getattr(fs, "req_kw", {}))
-        while True:
-            page = sync(fs.loop, fs._call_s3, "list_objects_v2", **kwargs)
-            entries = [(p["Prefix"][len(prefix):-1], True) for p in page.get("CommonPrefixes", [])]
-            entries += [(c["Key"][len(prefix):], False) for c in page.get("Contents", [])]
-            # a page is one contiguous range of keys; a folder's key ends in "/"
-            yield from sorted(entries, key=lambda e: e[0] + "/" if e[1] else e[0])
-            if not page.get("IsTruncated"):
-                return
-            kwargs["ContinuationToken"] = page["NextContinuationToken"]
-
-    yield from by_name(pages())
-
-
-def by_name(entries: Iterable[tuple[str, bool]]) -> Iterator[tuple[str, bool]]:
-    """Reorder one level from key order (a folder sorts as ``NAME/``) to name order, holding back
-    only the few entries that a folder listed later could still precede.
-
-    >>> list(by_name([("a b.png", False), ("a.png", False), ("a", True), ("b.png", False)]))
-    [('a', True), ('a b.png', False), ('a.png', False), ('b.png', False)]
-    """
-    held: list[tuple[str, bool]] = []
-    for name, is_dir in entries:
-        # A folder listed later as "D/" sorts by name as D, and D is at least the shortest
-        # prefix of this key that is followed by a character up to "/".
-        current = name + "/" if is_dir else name
-        cut = next((i for i, char in enumerate(current) if char <= "/"), len(current))
-        bound = current[:cut]
-        while held and held[0][0] < bound:
-            yield heapq.heappop(held)
-        heapq.heappush(held, (name, is_dir))
-    while held:
-        yield heapq.heappop(held)
+    with translated(url):
+        return bool(fs.isfile(path))
 
 
 # --------------------------------------------------------------------------- reading and writing
 
 
-def read_bytes(url: str, storage_options: str | None = None) -> bytes:
-    """The whole object.
+def read_bytes(url: str, storage_options: str | None = None, limit: int | None = None) -> bytes:
+    """The whole object, of at most ``limit`` bytes (as standard input is capped).
 
     Raises
     ------
@@ -262,12 +278,17 @@ def read_bytes(url: str, storage_options: str | None = None) -> bytes:
         For a missing object, a folder, an empty object.
     """
     fs, path = filesystem(url, storage_options)
-    info = fs.info(path)
-    if info.get("type") == "directory":
-        raise IsADirectoryError(url)
-    if not info.get("size"):
-        raise EOFError(url)
-    return bytes(fs.cat_file(path))
+    with translated(url):
+        info = fs.info(path)
+        if info.get("type") == "directory":
+            raise IsADirectoryError(url)
+        size = int(info.get("size") or 0)
+        if not size:
+            raise EOFError(url)
+        if limit is not None and size > limit:
+            raise StorageFault(url, f"the object holds more than {limit} bytes, the most --max-pixels allows (16 "
+                                    "bytes a pixel); raise --max-pixels (0 removes the limit) if you trust it")
+        return bytes(fs.cat_file(path))
 
 
 def write(url: str, write_to: Callable[[BinaryIO], None], storage_options: str | None = None) -> None:
@@ -277,13 +298,34 @@ def write(url: str, write_to: Callable[[BinaryIO], None], storage_options: str |
     upload that it aborts on failure); other file systems a temporary name and a move.
     """
     if is_local_url(url):
-        from poolcli.pipeline import atomic_write
+        from poolcli import paths
 
-        atomic_write(local_path(url), write_to)
+        paths.write_all([(local_path(url), write_to)])
         return
     buffer = io.BytesIO()
     write_to(buffer)  # encode first: a failed encoding never reaches the store
     fs, path = filesystem(url, storage_options)
+    with translated(url):
+        _put(fs, url, path, buffer)
+
+
+def upload(local: str, url: str, storage_options: str | None = None) -> None:
+    """Send a finished local file to ``url`` whole: one PUT on object stores (s3fs makes a large
+    one a multipart upload, aborted on failure), a temporary name and a move elsewhere."""
+    if is_local_url(url):
+        import shutil
+
+        from poolcli import paths
+
+        with open(local, "rb") as handle:
+            paths.write_all([(local_path(url), lambda sink: shutil.copyfileobj(handle, sink))])
+        return
+    fs, path = filesystem(url, storage_options)
+    with translated(url):
+        fs.put_file(local, path)
+
+
+def _put(fs: Any, url: str, path: str, buffer: io.BytesIO) -> None:
     if protocol(url) in OBJECT_STORES or not hasattr(fs, "mv"):
         fs.pipe_file(path, buffer.getvalue())
         return

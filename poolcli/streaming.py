@@ -12,14 +12,18 @@ May import: NumPy, ``strips`` and ``tiled`` at import time (tifffile and zarr on
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from poolcli import strips, tiled
-from poolcli.formats import is_tiff_path, is_zarr_path
+from poolcli import paths, storage, strips, tiled
+from poolcli.formats import is_tiff_name, is_tiff_path, is_zarr_path, stream_byte_limit
 from poolcli.params import PoolParams, parse_size  # noqa: F401  (parse_size: also here)
 from poolcli.results import Result
 from poolcli.tiled import TiledError
@@ -42,10 +46,12 @@ def format_size(size: int) -> str:
     return f"{size} bytes"
 
 
-def open_if_streaming(source: str, memory_limit: int, max_pixels: int | None) -> tiled.TiffInput | None:
-    """The TIFF opened for streaming, or ``None`` when Pillow's path should take it."""
+def open_if_streaming(source: str, memory_limit: int, max_pixels: int | None,
+                      storage_options: str | None = None) -> tiled.TiffInput | None:
+    """The TIFF (a path or a URL) opened for streaming, or ``None`` when Pillow's path should
+    take it."""
     try:
-        info = tiled.open_tiff(source)
+        info = tiled.open_tiff(source, storage_options)
     except tiled.DamagedTiff:
         raise  # Pillow would trust the same damaged header
     except TiledError:
@@ -104,27 +110,60 @@ def _pixel_rule(info: tiled.TiffInput, params: PoolParams, premultiply: bool, li
                        premultiply=premultiply, linear=linear and params.op == "avg")
 
 
-def _channel_pass(reader: Any, rule: strips.Rule, picks: list[int] | None, memory_limit: int,
-                  channels: int) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Strips of one channel pass: all channels, or one plane of a planar TIFF (with alpha
-    beside it when its average is weighted by alpha)."""
+def _pass_plan(reader: Any, rule: strips.Rule, picks: list[int] | None,
+               channels: int) -> tuple[Any, strips.Rule, int | None]:
+    """What one channel pass reads and how: all channels, or one plane of a planar TIFF (with
+    alpha beside it when its average is weighted by alpha); the reader, the rule, and how many of
+    the pooled channels to keep (None: all)."""
     if picks is None:
-        yield from strips.iter_strips(reader, rule, memory_limit, align=tiled.TILE)
-        return
+        return reader, rule, None
     channel = picks[0]
     alpha = channels - 1
     weighted = rule.has_alpha and rule.params.op == "avg" and (rule.premultiply or rule.linear)
     if weighted and channel != alpha:
-        for o0, o1, rows in strips.iter_strips(reader.channels([channel, alpha]), rule, memory_limit, tiled.TILE):
-            yield o0, o1, rows[:1]
-        return
+        return reader.channels([channel, alpha]), rule, 1
     single = strips.Rule(rule.params, rule.pixels, has_alpha=False, premultiply=rule.premultiply,
                          linear=rule.linear and not (rule.has_alpha and channel == alpha))
-    yield from strips.iter_strips(reader.channels([channel]), single, memory_limit, tiled.TILE)
+    return reader.channels([channel]), single, None
 
 
-def run_tiff(info: tiled.TiffInput, output: str, params: PoolParams, options: Any, result: Result) -> None:
-    """Pool a streamed TIFF into a tiled BigTIFF (or .zarr / .npy), strip by strip."""
+def _channel_pass(reader: Any, rule: strips.Rule, picks: list[int] | None, memory_limit: int,
+                  channels: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Strips of one channel pass (:func:`_pass_plan`), computed here."""
+    source, pass_rule, keep = _pass_plan(reader, rule, picks, channels)
+    for o0, o1, rows in strips.iter_strips(source, pass_rule, memory_limit, align=tiled.TILE):
+        yield o0, o1, rows if keep is None else rows[:keep]
+
+
+@dataclass
+class PassTask:
+    """Output rows ``[o0, o1)`` of one channel pass of a TIFF, computed where a strip runner puts
+    it (a Dask worker opens the input itself) and sent back: a TIFF is written in order, by one
+    writer, so its strips come back to the client."""
+
+    source: str
+    storage_options: str | None = field(repr=False)
+    rule: strips.Rule
+    picks: list[int] | None
+    channels: int
+    _opened: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_opened": None}
+
+    def __call__(self, o0: int, o1: int) -> tuple[int, int, np.ndarray]:
+        if self._opened is None:
+            reader, close = tiled.open_reader(self.source, (), self.storage_options)
+            self._opened = (*_pass_plan(reader, self.rule, self.picks, self.channels), close)
+        reader, rule, keep, _ = self._opened
+        rows = strips.pool_output_rows(reader, rule, o0, o1)
+        return o0, o1, rows if keep is None else rows[:keep]
+
+
+def run_tiff(info: tiled.TiffInput, output: str, params: PoolParams, options: Any, result: Result,
+             runner: strips.StripRunner = strips.LOCAL) -> None:
+    """Pool a streamed TIFF into a tiled BigTIFF (or .zarr / .npy), strip by strip; into a TIFF,
+    the strips run on ``runner`` (here, or on a cluster's workers, then written here in order)."""
     try:
         channels = info.shape[0]
         result.description, result.dtype = info.describe(), str(info.dtype)
@@ -144,9 +183,15 @@ def run_tiff(info: tiled.TiffInput, output: str, params: PoolParams, options: An
         reader = info.open()
         layout = tiled.TiffLayout.like(info)
         if kind == "TIFF":
-            passes = [_channel_pass(reader, rule, picks, options.memory_limit, channels)
-                      for picks in tiled.channel_passes(layout, channels)]
-            _write_atomic(output, False, lambda path: tiled.write_tiff(path, out_shape, info.dtype, layout, passes))
+            if runner is strips.LOCAL:
+                passes = [_channel_pass(reader, rule, picks, options.memory_limit, channels)
+                          for picks in tiled.channel_passes(layout, channels)]
+            else:  # one output tile row a task, each reading its own input rows on a worker
+                ranges = strips.plan_strips(out_shape[1], tiled.TILE)
+                passes = [runner.map(PassTask(_absolute(info.path), options.storage_options, rule, picks, channels),
+                                     ranges) for picks in tiled.channel_passes(layout, channels)]
+            _write_file(output, lambda path: tiled.write_tiff(path, out_shape, info.dtype, layout, passes),
+                        options.storage_options)
             compression = layout.compression or "uncompressed"
             arrangement = (", planar" if layout.planar else ", interleaved") if channels > 1 else ""
             result.notes.append(f"written as a tiled BigTIFF: {info.dtype}, {channels} channel"
@@ -154,38 +199,48 @@ def run_tiff(info: tiled.TiffInput, output: str, params: PoolParams, options: An
                                 f"{compression}{arrangement}")
         else:
             _write_arrays(output, kind, out_shape, info.dtype,
-                          strips.iter_strips(reader, rule, options.memory_limit, align=tiled.ZARR_CHUNK))
+                          strips.iter_strips(reader, rule, options.memory_limit, align=tiled.ZARR_CHUNK),
+                          options.storage_options)
     finally:
         info.close()
 
 
-def _write_atomic(output: str, directory: bool, write: Any) -> None:
-    temporary = tiled.temporary_sibling(output, directory=directory)
-    try:
-        write(temporary)
-        tiled.commit(temporary, output)
-    except BaseException:
-        tiled.discard(temporary)
-        raise
+def _write_file(output: str, write: Any, storage_options: str | None = None) -> None:
+    """One file written by path (a tiled TIFF, a memory-mapped .npy), committed by
+    :func:`poolcli.paths.staged`; a URL output is written to a local temporary first, then
+    uploaded whole (:func:`poolcli.storage.upload`)."""
+    if storage.is_url(output) and not storage.is_local_url(output):
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="poolcli-") as folder:
+            local = Path(folder) / "output"
+            write(local)
+            storage.upload(str(local), output, storage_options)
+        return
+    # (a missing folder of a single output was refused before the work: this one is a folder run's)
+    with paths.staged(storage.local_path(output) if storage.is_url(output) else output, make_folders=True) as temporary:
+        write(Path(temporary))
 
 
 def _write_arrays(output: str, kind: str, shape: tuple[int, int, int], dtype: np.dtype,
-                  pooled: Iterator[tuple[int, int, np.ndarray]]) -> None:
+                  pooled: Iterator[tuple[int, int, np.ndarray]], storage_options: str | None) -> None:
     """One (C, OH, OW) image into a .npy (memory-mapped) or a Zarr v2 array."""
-    def write(path: Path) -> None:
-        if kind == "NPY":
+    if kind == "NPY":
+        def write(path: Path) -> None:
             target = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
-        else:
-            tiled.discard(path)
-            target = tiled.create_array(None, None, shape, dtype, tiled.output_chunks(("c", "y", "x"), shape, False),
-                                        2, path=path)
-        for o0, o1, rows in pooled:
-            target[:, o0:o1] = rows
-        if kind == "NPY":
+            for o0, o1, rows in pooled:
+                target[:, o0:o1] = rows
             target.flush()
             del target
 
-    _write_atomic(output, kind == "ZARR", write)
+        _write_file(output, write, storage_options)
+        return
+    with tiled.zarr_output(output, storage_options) as out:
+        target = tiled.create_array(None, None, shape, dtype, tiled.output_chunks(("c", "y", "x"), shape, False), 2,
+                                    path=out.store())
+        for o0, o1, rows in pooled:
+            with storage.translated(output):
+                target[:, o0:o1] = rows
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,14 +312,21 @@ def _input_axes(z: tiled.ZarrInput, keep: tuple[str, ...] | None = None) -> list
     return [a for a in meta if keep is None or str(a.get("name", "")).lower() in keep]
 
 
-def _open_group(path: Path, zarr_format: int) -> Any:
+def _open_group(store: Any, zarr_format: int) -> Any:
     zarr = tiled._zarr()
-    return zarr.open_group(str(path), mode="w", **tiled._zarr_format_args(zarr_format))
+    return zarr.open_group(store if not isinstance(store, Path) else str(store), mode="w",
+                           **tiled._zarr_format_args(zarr_format))
 
 
-def run_zarr(source: str, output: str, params: PoolParams, options: Any, result: Result) -> None:
-    """Pool every image of a Zarr array (torch's semantics), strip by strip, into .zarr or .npy."""
-    z = tiled.open_zarr(source)
+def run_zarr(source: str, output: str, params: PoolParams, options: Any, result: Result,
+             runner: strips.StripRunner = strips.LOCAL) -> None:
+    """Pool every image of a Zarr array (torch's semantics), strip by strip, into .zarr or .npy.
+
+    The input and a Zarr output may be local or on any fsspec store.  Into Zarr, the strips are
+    :class:`poolcli.tiled.StripTask` s run by ``runner`` (here, or on a Dask cluster's workers,
+    each writing its own chunk rows); into .npy, they are computed here and written in order.
+    """
+    z = tiled.open_zarr(source, options.storage_options)
     result.description, result.dtype = z.describe(), str(z.dtype)
     result.full_input_shape, result.input_shape = z.full_shape, z.image_shape
     kind = _target(output, None, ("ZARR", "NPY"), "a .zarr input")
@@ -278,43 +340,48 @@ def run_zarr(source: str, output: str, params: PoolParams, options: Any, result:
     sizes = {"y": out_image[1], "x": out_image[2]}
     out_full = tuple(sizes.get(a, n) for a, n in zip(z.axes, z.full_shape, strict=True))
     result.full_output_shape = out_full
+    planes = "c" in z.axes
 
-    def pool_all(target: Any, array_path: Path | None = None) -> None:
-        if array_path is not None and getattr(options, "scheduler", None):
-            from poolcli import cluster  # --scheduler: one task per output chunk row, on the workers
-
-            cluster.pool_zarr(options.scheduler, options.cluster_workers, options.retries, source, params, z,
-                              out_image[1], str(array_path))
-            return
-        planes = "c" in z.axes
-        for batch in z.batches():
-            for o0, o1, rows in strips.iter_strips(z.reader(batch), rule, options.memory_limit,
-                                                   align=tiled.ZARR_CHUNK):
-                target[z.selection(batch, slice(None), slice(o0, o1))] = rows if planes else rows[0]
-
-    def write(path: Path) -> None:
-        if kind == "NPY":
+    if kind == "NPY":
+        def write(path: Path) -> None:
             target = np.lib.format.open_memmap(path, mode="w+", dtype=z.dtype, shape=out_full)
-            pool_all(target)
+            for batch in z.batches():
+                for o0, o1, rows in strips.iter_strips(z.reader(batch), rule, options.memory_limit,
+                                                       align=tiled.ZARR_CHUNK):
+                    target[z.selection(batch, slice(None), slice(o0, o1))] = rows if planes else rows[0]
             target.flush()
-            return
-        tiled.discard(path)
-        chunks = tiled.output_chunks(z.axes, out_full, z.ome is not None)
-        if z.ome is None:
-            pool_all(tiled.create_array(None, None, out_full, z.dtype, chunks, z.zarr_format, path=path), path)
-            return
-        group = _open_group(path, z.zarr_format)
-        base = _base_transform(z.ome, z.axes)
-        attributes = ome_attributes(z.ome_version or NGFF_VERSION, str(z.ome.get("name", Path(source).stem)),
-                                    z.axes, [_next_transform(z.axes, *base, params)], params,
-                                    _input_axes(z))
-        group.attrs.update(attributes)
-        pool_all(tiled.create_array(group, "0", out_full, z.dtype, chunks, z.zarr_format), path / "0")
 
-    _write_atomic(output, kind == "ZARR", write)
-    if kind == "ZARR":
-        what = f"an OME-Zarr {z.ome_version} image" if z.ome is not None else f"a Zarr v{z.zarr_format} array"
-        result.notes.append(f"written as {what} of {z.dtype}, shape {out_full}")
+        _write_file(output, write, options.storage_options)
+        return
+
+    # Strips of whole output chunk rows: no two tasks ever write one chunk.  Here, as many chunk
+    # rows a strip as the memory limit allows; on a cluster, one chunk row a task.
+    height = tiled.ZARR_CHUNK if runner is not strips.LOCAL else strips.strip_height(
+        z.image_shape, z.dtype, params, options.memory_limit, align=tiled.ZARR_CHUNK)
+    ranges = strips.plan_strips(out_image[1], height)
+    with tiled.zarr_output(output, options.storage_options) as out:
+        chunks = tiled.output_chunks(z.axes, out_full, z.ome is not None)
+        with storage.translated(output):
+            if z.ome is None:
+                tiled.create_array(None, None, out_full, z.dtype, chunks, z.zarr_format, path=out.store())
+                name = ""
+            else:
+                group = _open_group(out.store(), z.zarr_format)
+                base = _base_transform(z.ome, z.axes)
+                group.attrs.update(ome_attributes(
+                    z.ome_version or NGFF_VERSION, str(z.ome.get("name", Path(source.rstrip("/")).stem)), z.axes,
+                    [_next_transform(z.axes, *base, params)], params, _input_axes(z)))
+                tiled.create_array(group, "0", out_full, z.dtype, chunks, z.zarr_format)
+                name = "0"
+        for batch in z.batches():
+            task = tiled.StripTask(_absolute(source), options.storage_options, batch, rule, out, name, z.axes)
+            try:
+                for _ in runner.map(task, ranges):
+                    pass
+            finally:
+                task.close()
+    what = f"an OME-Zarr {z.ome_version} image" if z.ome is not None else f"a Zarr v{z.zarr_format} array"
+    result.notes.append(f"written as {what} of {z.dtype}, shape {out_full}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -344,21 +411,30 @@ def _pyramid_input(source: str, params: PoolParams, options: Any, result: Result
     """(reader, rule, input has a channel axis, TIFF layout or None, OME image metadata or None)."""
     from poolcli import images
 
-    if source != STDIO and is_zarr_path(source):
-        z = tiled.open_zarr(source)
+    remote = storage.is_url(source) and not storage.is_local_url(source)
+    if source != STDIO and (is_zarr_path(source) or storage.is_zarr_url(source)):
+        z = tiled.open_zarr(source, options.storage_options)
         result.description, result.dtype, result.full_input_shape = z.describe(), str(z.dtype), z.full_shape
         if len(z.batches()) > 1:
             raise TiledError(f"a pyramid is built from one image; this array holds {len(z.batches())} "
                              f"(shape {z.full_shape}, axes {', '.join(z.axes)})")
         return z.reader(z.batches()[0]), strips.Rule(params), "c" in z.axes, None, z
-    if source == STDIO or not Path(source).is_file():
+    if remote and is_tiff_name(source):
+        info = tiled.open_tiff(source, options.storage_options)
+        if info is not None:
+            return _tiff_pyramid_input(info, params, options, result, closers)
+    data: Any = source
+    if remote:
+        data = storage.read_bytes(source, options.storage_options, stream_byte_limit(options.max_pixels))
+    elif source == STDIO or not Path(source).is_file():
         raise TiledError("no such file" if source != STDIO and not Path(source).exists()
                          else "a pyramid is built from a file or a .zarr folder")
-    if Path(source).stat().st_size == 0:
+    elif Path(source).stat().st_size == 0:
         raise TiledError("empty file")
     if source.lower().endswith(".npy"):
         try:
-            array = np.load(source, mmap_mode="r", allow_pickle=False)
+            array = np.load(io.BytesIO(data) if remote else source, mmap_mode=None if remote else "r",
+                            allow_pickle=False)
         except (ValueError, OSError, EOFError) as error:
             raise TiledError(f"not a readable .npy array ({error})") from None
         result.description, result.dtype, result.full_input_shape = f"array of {array.dtype}", str(array.dtype), \
@@ -368,15 +444,11 @@ def _pyramid_input(source: str, params: PoolParams, options: Any, result: Result
         if array.ndim not in (2, 3):
             raise TiledError(f"a pyramid is built from one (H, W) or (C, H, W) array, not shape {array.shape}")
         return strips.ArrayReader(array), strips.Rule(params), array.ndim == 3, None, None
-    if is_tiff_path(source):
+    if not remote and is_tiff_path(source):
         info = tiled.open_tiff(source)
         if info is not None:
-            _guard(info, options.memory_limit, options.max_pixels)
-            result.description, result.dtype = info.describe(), str(info.dtype)
-            rule = _pixel_rule(info, params, options.premultiply, options.linear)
-            closers.append(info.close)
-            return info.open(), rule, True, tiled.TiffLayout.like(info), None
-    picture = images.decode(source, auto_orient=options.auto_orient, max_pixels=options.max_pixels)
+            return _tiff_pyramid_input(info, params, options, result, closers)
+    picture = images.decode(data, auto_orient=options.auto_orient, max_pixels=options.max_pixels)
     if len(picture.frames) > 1:
         raise TiledError(f"a pyramid is built from one image; this file has {len(picture.frames)} frames")
     frame = picture.frames[0].to_array()
@@ -389,6 +461,34 @@ def _pyramid_input(source: str, params: PoolParams, options: Any, result: Result
     extrasamples = (2,) if picture.has_alpha else ()
     layout = tiled.TiffLayout(False, photometric, extrasamples, "zlib")
     return strips.ArrayReader(frame, channels_last=True), rule, True, layout, None
+
+
+def _tiff_pyramid_input(info: tiled.TiffInput, params: PoolParams, options: Any, result: Result,
+                        closers: list[Any]) -> tuple[Any, strips.Rule, bool, Any, Any]:
+    _guard(info, options.memory_limit, options.max_pixels)
+    result.description, result.dtype = info.describe(), str(info.dtype)
+    rule = _pixel_rule(info, params, options.premultiply, options.linear)
+    closers.append(info.close)
+    return info.open(), rule, True, tiled.TiffLayout.like(info), None
+
+
+def _absolute(location: str) -> str:
+    """A location any worker can open: a local path made absolute (workers run elsewhere)."""
+    return location if storage.is_url(location) else os.path.abspath(location)
+
+
+@contextlib.contextmanager
+def _scratch(output: str) -> Iterator[Path]:
+    """A folder for work that is never committed: beside a local output (a killed run's is removed
+    by the next run for it), in the system's temporary folder for a URL."""
+    if storage.is_url(output) and not storage.is_local_url(output):
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="poolcli-") as folder:
+            yield Path(folder)
+        return
+    with paths.scratch(storage.local_path(output) if storage.is_url(output) else output) as folder:
+        yield Path(folder)
 
 
 def run_pyramid(source: str, output: str, params: PoolParams, options: Any, result: Result) -> None:
@@ -433,7 +533,8 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
         shape = tuple(array.shape) if has_channel_axis else (1, *array.shape)
         index = (lambda channels, rows: (channels, rows, slice(None))) if has_channel_axis \
             else (lambda channels, rows: (rows, slice(None)))
-        return tiled.ChunkedReader(array, index, shape, channels_last=False)
+        return tiled.ChunkedReader(array, index, shape, channels_last=False,
+                                   band_rows=int(array.chunks[-2 if has_channel_axis else 0]))
 
     def store(array: Any, pieces: Iterator[tuple[int, int, np.ndarray]]) -> None:
         for o0, o1, rows in pieces:
@@ -457,17 +558,14 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
         transforms.append(_next_transform(axes, *transforms[-1], params))
 
     if kind == "ZARR":
-        def write_zarr(path: Path) -> None:
-            tiled.discard(path)
-            group = _open_group(path, 2)
-            name = Path(source).name
+        with tiled.zarr_output(output, options.storage_options) as out, storage.translated(output):
+            group = _open_group(out.store(), 2)
+            name = Path(source.rstrip("/")).name
             group.attrs.update(ome_attributes(NGFF_VERSION, name, axes, transforms, params,
                                               _input_axes(z, axes) if z is not None else None))
             arrays = level_arrays(group, 2, 0)
             store(arrays[0], _copy_strips(reader, limit, tiled.ZARR_CHUNK))
             pool_levels(arrays[1:], as_reader(arrays[0]))
-
-        _write_atomic(output, True, write_zarr)
         result.notes.append(f"written as an OME-Zarr image (NGFF {NGFF_VERSION}, Zarr v2), levels "
                             + " → ".join(str(tuple(s)) for s in shapes))
         return
@@ -475,8 +573,7 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
     if layout is None:  # arrays into a TIFF: planes, as OME-TIFF's CYX
         channels = shapes[0][0]
         layout = tiled.TiffLayout(channels > 1, "minisblack", (), "zlib")
-    scratch = tiled.temporary_sibling(output, directory=True)
-    try:
+    with _scratch(output) as scratch:
         group = _open_group(scratch / "levels.zarr", 2)
         arrays = level_arrays(group, 2, 1, compress=False)  # scratch, read back once into the TIFF
         pool_levels(arrays, reader)
@@ -487,10 +584,8 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
                     for picks in tiled.channel_passes(layout, channels)]
 
         levels = [(shapes[n], passes(as_reader(arrays[n - 1]))) for n in range(1, len(shapes))]
-        _write_atomic(output, False, lambda path: tiled.write_tiff(
+        _write_file(output, lambda path: tiled.write_tiff(
             path, shapes[0], dtype, layout, passes(reader), levels=levels,
-            subifds=options.pyramid_levels, ome=True))
-    finally:
-        tiled.discard(scratch)
+            subifds=options.pyramid_levels, ome=True), options.storage_options)
     result.notes.append("written as a pyramidal tiled OME-TIFF (BigTIFF, SubIFDs), levels "
                         + " → ".join(str(tuple(s)) for s in shapes))

@@ -12,7 +12,8 @@ the whole result, for every parameter.
 
 For a cluster (Dask), :func:`pool_output_rows` is the whole contract: a task that knows the reader
 and an output row range computes that range alone; :func:`input_rows` says which input rows (hence
-which input chunks) it needs.
+which input chunks) it needs.  Who runs the strips is a :class:`StripRunner`: :data:`LOCAL` runs
+them here, in order; the Dask executor submits them as tasks (:mod:`poolcli.cluster`).
 
 May import: NumPy, ``engine``, ``pixels`` and ``params``; no file formats (readers come in).
 
@@ -29,9 +30,9 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -72,6 +73,32 @@ class ArrayReader:
 
     def read(self, top: int, bottom: int) -> np.ndarray:
         return self.array[:, top:bottom]
+
+
+T = TypeVar("T")
+
+
+class StripRunner(Protocol):
+    """Runs ``task(o0, o1)`` for each output row range and gives the results back in order."""
+
+    def map(self, task: Callable[[int, int], T], ranges: Sequence[tuple[int, int]]) -> Iterator[T]: ...
+
+
+class LocalRunner:
+    """Strips in this process, one after the other, each only when its result is asked for.
+
+    Examples
+    --------
+    >>> list(LocalRunner().map(lambda o0, o1: o1 - o0, [(0, 2), (2, 5)]))
+    [2, 3]
+    """
+
+    def map(self, task: Callable[[int, int], T], ranges: Sequence[tuple[int, int]]) -> Iterator[T]:
+        for o0, o1 in ranges:
+            yield task(o0, o1)
+
+
+LOCAL: StripRunner = LocalRunner()
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,16 @@ Readers (:class:`TiffInput`, :class:`ZarrInput`) give :mod:`poolcli.strips` read
 ``read(top, bottom)`` decodes only the tiles/strips/chunks covering those rows.  Writers take
 strips in order and write them as they come: a tiled BigTIFF (tifffile writes an iterator of
 tiles), a Zarr array (v2 or v3, whole chunk rows per strip), or a ``.npy`` (memory-mapped).
-Every output is written under a temporary sibling name and renamed into place when complete.
+Stores are local folders or fsspec URLs (:func:`open_store`); every local output is committed by
+:func:`poolcli.paths.staged`, and a Zarr written to object storage holds back its metadata until
+its chunks are all there (:class:`HeldMetadata`), so no reader ever opens a half-written array.
 
 zarr 2 (Python 3.10) and zarr 3 are both supported: the few calls that differ go through
 :func:`_zarr_format_args`.
 
-May import: NumPy at import time; tifffile and zarr (the only module that does) inside the
-functions that read or write; ``engine`` for its threads.
+May import: NumPy, ``storage`` and ``strips`` at import time; tifffile and zarr (the only module
+that does) inside the functions that read or write; fsspec through ``storage``; ``engine`` for its
+threads.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from poolcli.formats import is_zarr_store
+from poolcli import storage
+from poolcli.formats import is_zarr_path
 
 TILE = 256  # output TIFF tiles (a multiple of 16, as TIFF requires)
 ZARR_CHUNK = 256  # output Zarr chunks along y and x (strips are cut at multiples of it)
@@ -71,65 +75,6 @@ def check_segments(page: Any, file_size: int) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Outputs that appear whole or not at all
-# --------------------------------------------------------------------------------------------
-
-
-def temporary_sibling(path: str | Path, directory: bool = False) -> Path:
-    """A new hidden temporary file or folder beside ``path`` (same file system: renames are atomic)."""
-    import tempfile  # here: a small image's run never imports it (shutil, random, bz2, lzma: 5 ms)
-
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if directory:
-        return Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part"))
-    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    os.close(handle)
-    return Path(name)
-
-
-def commit(temporary: Path, target: str | Path) -> None:
-    """Move a finished temporary output into place.  An existing Zarr store at the target is
-    replaced (as an existing output file is); any other existing folder is left alone."""
-    target = Path(target)
-    if not temporary.is_dir():
-        os.chmod(temporary, 0o666 & ~_umask())
-        os.replace(temporary, target)
-        return
-    os.chmod(temporary, 0o777 & ~_umask())
-    if target.exists():
-        if not is_zarr_store(target):
-            raise TiledError(f"{target} exists and is not a Zarr store; remove it or choose another -o")
-        old = temporary_sibling(target, directory=True)
-        os.rmdir(old)
-        os.replace(target, old)
-        os.replace(temporary, target)
-        _remove_tree(old)
-    else:
-        os.replace(temporary, target)
-
-
-def _remove_tree(folder: Path) -> None:
-    import shutil
-
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-def discard(temporary: Path) -> None:
-    if temporary.is_dir():
-        _remove_tree(temporary)
-    else:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# --------------------------------------------------------------------------------------------
 # zarr 2 and 3
 # --------------------------------------------------------------------------------------------
 
@@ -168,8 +113,9 @@ def _format_of(node: Any) -> int:
 
 
 def create_array(root: Any, name: str | None, shape: tuple[int, ...], dtype: np.dtype, chunks: tuple[int, ...],
-                 zarr_format: int, path: Path | None = None, compress: bool = True) -> Any:
-    """A new Zarr array, in group ``root`` under ``name`` or alone at ``path``; zarr's default
+                 zarr_format: int, path: Any = None, compress: bool = True) -> Any:
+    """A new Zarr array, in group ``root`` under ``name`` or alone at ``path`` (a folder or a
+    store, :meth:`ZarrTarget.store`); zarr's default
     compressor, or none (``compress=False``: scratch levels read back once)."""
     zarr = _zarr()
     kwargs: dict[str, Any] = dict(shape=shape, dtype=dtype, chunks=chunks, fill_value=0)
@@ -179,7 +125,8 @@ def create_array(root: Any, name: str | None, shape: tuple[int, ...], dtype: np.
         if zarr_major() >= 3:
             return root.create_array(name, **kwargs)
         return root.create_dataset(name, **kwargs)
-    return zarr.open_array(str(path), mode="w", **kwargs, **_zarr_format_args(zarr_format))
+    return zarr.open_array(path if not isinstance(path, Path) else str(path), mode="w", **kwargs,
+                           **_zarr_format_args(zarr_format))
 
 
 # --------------------------------------------------------------------------------------------
@@ -187,19 +134,82 @@ def create_array(root: Any, name: str | None, shape: tuple[int, ...], dtype: np.
 # --------------------------------------------------------------------------------------------
 
 
+class Band:
+    """The last rows a reader decoded, in whole chunk (tile, strip) rows, so that each chunk is
+    decoded once however thin the strips are: a strip's halo and the part of a chunk row that the
+    next strip needs again come from here.
+
+    ``fetch(top, bottom)`` decodes rows of whole chunk rows as a (C, rows, W) array; ``read``
+    asks it only for the chunk rows it does not hold.  Memory: one band of chunk rows beside
+    the strip, which the decompression-bomb guard already counts.
+
+    Examples
+    --------
+    >>> calls = []
+    >>> def fetch(top, bottom):
+    ...     calls.append((top, bottom))
+    ...     return np.arange(top, bottom).reshape(1, -1, 1)
+    >>> band = Band(fetch, rows=4, height=10)
+    >>> band.read(0, 3).ravel().tolist(), band.read(2, 6).ravel().tolist(), band.read(5, 10).ravel().tolist()
+    ([0, 1, 2], [2, 3, 4, 5], [5, 6, 7, 8, 9])
+    >>> calls
+    [(0, 4), (4, 8), (8, 10)]
+    """
+
+    def __init__(self, fetch: Callable[[int, int], np.ndarray], rows: int, height: int):
+        self.fetch, self.rows, self.height = fetch, max(1, rows), height
+        self.top = self.bottom = 0
+        self.data: np.ndarray | None = None
+
+    def read(self, top: int, bottom: int) -> np.ndarray:
+        if bottom <= top:
+            return self.fetch(top, top)
+        start = top // self.rows * self.rows
+        end = min(-(-bottom // self.rows) * self.rows, self.height)
+        parts = []
+        at = start
+        if self.data is not None and self.top <= start < self.bottom:
+            keep = min(self.bottom, end)
+            parts.append(self.data[:, start - self.top: keep - self.top])
+            at = keep
+        if at < end:
+            parts.append(self.fetch(at, end))
+        self.data = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        self.top, self.bottom = start, end
+        return self.data[:, top - start: bottom - start]
+
+
 class ChunkedReader:
-    """One (C, H, W) image of a chunked array: reads rows (and optionally some channels only)."""
+    """One (C, H, W) image of a chunked array: reads rows (and optionally some channels only).
+    ``kind`` ("Zarr", or "TIFF" for a TIFF read through ``aszarr``) words a chunk that fails."""
 
     def __init__(self, array: Any, index: Callable[[slice | list[int], slice], tuple], shape: tuple[int, int, int],
-                 channels_last: bool):
+                 channels_last: bool, kind: str = "Zarr", band_rows: int | None = None):
         self.array = array
         self.index = index  # (channels, rows) -> selection in the array
         self.shape = shape
         self.dtype = np.dtype(array.dtype)
         self.channels_last = channels_last
+        self.kind = kind
+        # chunk rows decoded once, however thin the strips (None: every read goes to the array)
+        self.band = Band(self._read, band_rows, shape[1]) if band_rows else None
+
+    def fetch(self, selection: tuple, get: Callable[[], Any]) -> np.ndarray:
+        """``get()`` (reading ``selection``) as an array; data that fails to decode is a
+        :class:`TiledError` that names the chunk (storage errors pass through as they are)."""
+        try:
+            return np.asarray(get())
+        except (OSError, MemoryError):
+            raise
+        except Exception as error:  # codecs raise their own types for damaged data
+            raise TiledError(_chunk_failure(self.array, selection, error, self.kind)) from None
 
     def read(self, top: int, bottom: int) -> np.ndarray:
-        data = np.asarray(self.array[self.index(slice(None), slice(top, bottom))])
+        return self.band.read(top, bottom) if self.band is not None else self._read(top, bottom)
+
+    def _read(self, top: int, bottom: int) -> np.ndarray:
+        selection = self.index(slice(None), slice(top, bottom))
+        data = self.fetch(selection, lambda: self.array[selection])
         if data.ndim == 2:
             return data[None]
         return data.transpose(2, 0, 1) if self.channels_last else data
@@ -220,8 +230,40 @@ class ChannelPick:
         if self.reader.channels_last or self.reader.shape[0] == 1:
             return self.reader.read(top, bottom)[self.picks]
         # a list of channels is an orthogonal selection (zarr 2's [] takes only slices and ints)
-        return np.asarray(self.reader.array.get_orthogonal_selection(
-            self.reader.index(self.picks, slice(top, bottom))))
+        selection = self.reader.index(self.picks, slice(top, bottom))
+        return self.reader.fetch(selection, lambda: self.reader.array.get_orthogonal_selection(selection))
+
+
+def _chunk_failure(array: Any, selection: tuple, error: Exception, kind: str) -> str:
+    """The reason a read of ``selection`` failed: for Zarr, the first chunk that fails on its own
+    (its key, as in the store), and whether its data contradicts the metadata."""
+    text = str(error) or type(error).__name__
+    if kind != "Zarr":
+        return f"damaged {kind} data ({text})"
+    import itertools
+
+    ranges = []
+    for size, chunk, picked in zip(array.shape, array.chunks, selection, strict=False):
+        if isinstance(picked, slice):
+            start, stop, _ = picked.indices(size)
+        elif isinstance(picked, list):
+            start, stop = min(picked), max(picked) + 1
+        else:
+            start, stop = int(picked), int(picked) + 1
+        ranges.append(range(start // chunk, -(-stop // chunk)))
+    for coords in itertools.product(*ranges):
+        region = tuple(slice(c * n, min((c + 1) * n, size)) for c, n, size in zip(coords, array.chunks, array.shape,
+                                                                                   strict=True))
+        try:
+            array[region]
+        except Exception as failure:  # this one chunk fails: name it
+            encode = getattr(getattr(array, "metadata", None), "encode_chunk_key", None)
+            key = encode(coords) if callable(encode) else ".".join(str(c) for c in coords)
+            said = str(failure) or type(failure).__name__
+            if isinstance(failure, ValueError) and "reshape" in said:
+                return f"Zarr metadata does not match its data (chunk {key}: {said})"
+            return f"damaged Zarr chunk {key} ({said})"
+    return f"damaged Zarr data ({text})"
 
 
 class TiffPageReader:
@@ -247,12 +289,23 @@ class TiffPageReader:
         if min(len(page.dataoffsets), len(page.databytecounts)) < expected:
             raise TiledError(f"damaged TIFF: {len(page.dataoffsets)} of {expected} "
                              f"{'tile' if page.is_tiled else 'strip'} offsets")
+        self._bands: dict[tuple[int, ...] | None, Band] = {}
         self.decode = page.decode
         self.decode_args: dict[str, Any] = {"_fullsize": bool(page.is_tiled)}
         if page.compression in (6, 7, 34892, 33007):  # JPEG: tables live in the page
             self.decode_args.update(jpegtables=page.jpegtables, jpegheader=page.jpegheader)
 
     def read(self, top: int, bottom: int, channels: list[int] | None = None) -> np.ndarray:
+        """Rows ``top:bottom`` as (C, rows, W); each tile or strip row is decoded once while the
+        reads move down the image (:class:`Band`), however thin they are."""
+        key = tuple(channels) if channels is not None and self.planar else None
+        band = self._bands.get(key)
+        if band is None:
+            self._bands = {key: Band(lambda t, b: self._decode(t, b, channels), self.segment_rows, self.shape[1])}
+            band = self._bands[key]
+        return band.read(top, bottom)
+
+    def _decode(self, top: int, bottom: int, channels: list[int] | None = None) -> np.ndarray:
         from poolcli import engine
 
         planes = (channels if channels is not None else list(range(self.shape[0]))) if self.planar else [0]
@@ -376,7 +429,8 @@ class TiffInput:
                 selection[channel_axis] = channels
             return tuple(selection)
 
-        self.reader = ChunkedReader(array, index, self.shape, channels_last)
+        self.reader = ChunkedReader(array, index, self.shape, channels_last, kind="TIFF",
+                                    band_rows=int(array.chunks[y]))
         return self.reader
 
     def close(self) -> None:
@@ -385,13 +439,27 @@ class TiffInput:
             self.handle = None
 
 
-def open_tiff(path: str) -> TiffInput | None:
-    """Open a TIFF for streaming; ``None`` when it is not one image of (C, H, W) pixels
-    (several frames, or a layout only Pillow's path reads)."""
+# A remote TIFF is read through fsspec in blocks of this size (a tile row's segments, usually).
+_REMOTE_BLOCK = 4 << 20
+
+
+def open_tiff(path: str, storage_options: str | None = None) -> TiffInput | None:
+    """Open a TIFF (a path, or a URL read by byte ranges) for streaming; ``None`` when it is not
+    one image of (C, H, W) pixels (several frames, or a layout only Pillow's path reads)."""
     tifffile = _tifffile()
+    remote = None
+    if storage.is_url(path) and not storage.is_local_url(path):
+        fs, inner = storage.filesystem(path, storage_options)
+        with storage.translated(path):
+            remote = fs.open(inner, "rb", block_size=_REMOTE_BLOCK, cache_type="readahead")
+    elif storage.is_url(path):
+        path = storage.local_path(path)
     try:
-        handle = tifffile.TiffFile(path)
+        handle = tifffile.TiffFile(remote if remote is not None else path, name=Path(path).name)
     except Exception as error:  # damaged headers raise many types inside tifffile
+        if remote is not None:
+            remote.close()
+            storage.raise_for(error, path)
         raise TiledError(f"not a readable TIFF ({type(error).__name__}: {error})") from None
     try:
         # Index every page first: tifffile then stops at a circular IFD chain once, where walking
@@ -477,20 +545,50 @@ class ZarrInput:
         return tuple(index)
 
     def reader(self, batch: tuple[int, ...]) -> ChunkedReader:
+        rows = int(self.array.chunks[self.axes.index("y")])
         return ChunkedReader(self.array, lambda channels, rows: self.selection(batch, channels, rows),
-                             self.image_shape, channels_last=False)
+                             self.image_shape, channels_last=False, band_rows=rows)
 
     def describe(self) -> str:
         kind = f"OME-Zarr {self.ome_version} image" if self.ome is not None else f"Zarr v{self.zarr_format} array"
         return f"{kind} of {self.dtype}, shape {self.full_shape} ({', '.join(self.axes)})"
 
 
-def open_zarr(path: str) -> ZarrInput:
-    """Open a ``.zarr`` folder: an array, or an OME-Zarr image (its first, full-resolution level)."""
+def open_store(location: str, storage_options: str | None = None, read_only: bool = True) -> Any:
+    """The zarr store of a local folder or an fsspec URL (``s3://bucket/a.zarr``, ``memory://...``).
+
+    Raises
+    ------
+    poolcli.storage.StorageError
+        For a URL that cannot be used (no fsspec, unknown protocol, bad options).
+    """
+    if not storage.is_url(location) or storage.is_local_url(location):
+        return storage.local_path(location) if storage.is_url(location) else location
+    if zarr_major() < 3:
+        fs, path = storage.filesystem(location, storage_options)
+        return fs.get_mapper(path)
+    from zarr.storage import FsspecStore
+
+    storage.filesystem(location, storage_options)  # fsspec and the protocol's package are there
+    try:
+        return FsspecStore.from_url(location, storage_options=storage.options_for(location, storage_options),
+                                    read_only=read_only)
+    except Exception as error:
+        storage.raise_for(error, location)
+        raise
+
+
+def open_zarr(path: str, storage_options: str | None = None) -> ZarrInput:
+    """Open a ``.zarr`` folder or URL: an array, or an OME-Zarr image (its first, full-resolution
+    level)."""
     zarr = _zarr()
     try:
-        node = zarr.open(store=path, mode="r") if zarr_major() >= 3 else zarr.open(path, mode="r")
+        store = open_store(path, storage_options)
+        node = zarr.open(store=store, mode="r") if zarr_major() >= 3 else zarr.open(store, mode="r")
+    except storage.StorageError:
+        raise
     except Exception as error:  # zarr raises many types for a damaged store
+        storage.raise_for(error, path)
         raise TiledError(f"not a readable Zarr store ({type(error).__name__}: {error})") from None
     if hasattr(node, "shape"):
         ndim = len(node.shape)
@@ -597,6 +695,9 @@ def write_tiff(path: str | Path, shape: tuple[int, int, int], dtype: np.dtype, l
         for strips in strip_passes:
             yield from _tiles(strips, level_shape, contig=not layout.planar)
 
+    if isinstance(layout.photometric, int) and layout.photometric not in set(tifffile.PHOTOMETRIC):
+        raise TiledError(f"unsupported TIFF photometric {layout.photometric}: a TIFF output cannot say what its "
+                         "pixels are; write .npy or .zarr")
     with tifffile.TiffWriter(path, bigtiff=True, ome=ome) as tif:
         args = layout.write_args(shape, dtype)
         extra: dict[str, Any] = {"subifds": subifds} if subifds else {}
@@ -625,18 +726,168 @@ def output_chunks(axes: tuple[str, ...], shape: tuple[int, ...], ome: bool) -> t
     return tuple(chunks)
 
 
-def open_reader(path: str, batch: tuple[int, ...] = ()) -> tuple[Any, Callable[[], None]]:
+def open_reader(path: str, batch: tuple[int, ...] = (), storage_options: str | None = None,
+                ) -> tuple[Any, Callable[[], None]]:
     """A reader of one (C, H, W) image of a TIFF (first series) or Zarr input, opened from its
-    path, and a function that closes it.
+    path or URL, and a function that closes it.
 
-    For schedulers that run tasks elsewhere (Dask workers): ship the path, open the reader in
+    For schedulers that run tasks elsewhere (Dask workers): ship the location, open the reader in
     the task, call :func:`poolcli.strips.pool_output_rows`, close.  ``batch`` picks the image of a
     Zarr array with batch axes (see :meth:`ZarrInput.batches`).
     """
-    if Path(path).is_dir():
-        source = open_zarr(path)
+    if is_zarr_path(path) or storage.is_zarr_url(path):
+        source = open_zarr(path, storage_options)
         return source.reader(batch), lambda: None
-    tiff = open_tiff(path)
+    tiff = open_tiff(path, storage_options)
     if tiff is None:
         raise TiledError("not one image of (C, H, W) pixels: several pages or frames")
     return tiff.open(), tiff.close
+
+
+# --------------------------------------------------------------------------------------------
+# Zarr outputs, local or remote, and the strip task that writes them
+# --------------------------------------------------------------------------------------------
+
+_METADATA_NAMES = ("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata")
+
+
+def _is_metadata(key: str) -> bool:
+    return key.rsplit("/", 1)[-1] in _METADATA_NAMES
+
+
+def _held_store(store: Any, held: dict[str, bytes]) -> Any:
+    """``store`` with its metadata documents held in ``held`` instead of written: chunks go to the
+    store, metadata waits in memory until :meth:`ZarrTarget.publish` (object storage: a reader must
+    never find an array whose chunks are still being written)."""
+    from zarr.storage import WrapperStore
+
+    class Held(WrapperStore[Any]):
+        async def set(self, key: str, value: Any) -> None:
+            if _is_metadata(key):
+                held[key] = value.to_bytes()
+            else:
+                await self._store.set(key, value)
+
+        async def set_if_not_exists(self, key: str, value: Any) -> None:
+            if _is_metadata(key):
+                held.setdefault(key, value.to_bytes())
+            else:
+                await self._store.set_if_not_exists(key, value)
+
+        async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+            if key in held:
+                data = held[key]
+                return prototype.buffer.from_bytes(data)  # metadata is read whole
+            if _is_metadata(key):
+                return None  # an old store's metadata is not this output's
+            return await self._store.get(key, prototype, byte_range)
+
+        async def exists(self, key: str) -> bool:
+            return key in held or (not _is_metadata(key) and await self._store.exists(key))
+
+        def _with_store(self, store: Any) -> Any:
+            return _held_store(store, held)
+
+    return Held(store)
+
+
+@dataclass
+class ZarrTarget:
+    """A Zarr output that any machine can open: a local folder (the temporary of a staged
+    output) or a URL, and for object storage the metadata held back until the end."""
+
+    location: str
+    storage_options: str | None = field(default=None, repr=False)
+    held: dict[str, bytes] | None = None  # None: metadata is written as it comes (a local folder)
+
+    def store(self) -> Any:
+        store = open_store(self.location, self.storage_options, read_only=False)
+        return store if self.held is None else _held_store(store, self.held)
+
+    def open_array(self, name: str) -> Any:
+        zarr = _zarr()
+        with storage.translated(self.location):
+            if zarr_major() >= 3:
+                return zarr.open_array(self.store(), path=name, mode="r+")
+            return zarr.open_array(self.store(), path=name, mode="r+")
+
+    def publish(self) -> None:
+        """Write the held metadata: the arrays' first, the root group's last."""
+        if not self.held:
+            return
+        fs, root = storage.filesystem(self.location, self.storage_options)
+        with storage.translated(self.location):
+            for key in sorted(self.held, key=lambda k: (-k.count("/"), k)):
+                fs.pipe_file(f"{root.rstrip('/')}/{key}", self.held[key])
+
+
+@contextlib.contextmanager
+def zarr_output(output: str, storage_options: str | None, make_folders: bool = True) -> Iterator[ZarrTarget]:
+    """Where a Zarr output is written, whole or not at all.
+
+    A local store is a temporary folder beside the output, renamed into place by
+    :func:`poolcli.paths.staged`.  On object storage the store is written in place with its
+    metadata held back (:class:`ZarrTarget`) and published last; an existing store there is
+    replaced, and on failure every key under the output is removed.
+    """
+    from poolcli import paths
+
+    if not storage.is_url(output) or storage.is_local_url(output):
+        local = storage.local_path(output) if storage.is_url(output) else output
+        with paths.staged(local, directory=True, make_folders=make_folders or storage.is_url(output)) as temporary:
+            yield ZarrTarget(os.path.abspath(temporary))  # workers elsewhere open it too
+        return
+    fs, root = storage.filesystem(output, storage_options)
+    target = ZarrTarget(output, storage_options, held={} if zarr_major() >= 3 else None)
+    with storage.translated(output):
+        if fs.exists(root):
+            fs.rm(root, recursive=True)  # an old store's chunks must not show through the new array
+    try:
+        yield target
+        target.publish()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            fs.rm(root, recursive=True)
+        raise
+
+
+@dataclass
+class StripTask:
+    """Output rows ``[o0, o1)`` of one image, computed from its input rows and written into the
+    output array's chunks: the unit of work of a giant image, here or on a Dask worker.
+
+    The input and output are opened on first use in each process (and not pickled)."""
+
+    source: str
+    storage_options: str | None = field(repr=False)
+    batch: tuple[int, ...]
+    rule: Any  # strips.Rule
+    target: ZarrTarget
+    array_name: str
+    axes: tuple[str, ...]
+    _opened: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_opened"] = None
+        return state
+
+    def __call__(self, o0: int, o1: int) -> int:
+        from poolcli import strips
+
+        if self._opened is None:
+            reader, close = open_reader(self.source, self.batch, self.storage_options)
+            self._opened = (reader, close, self.target.open_array(self.array_name))
+        reader, _, array = self._opened
+        rows = strips.pool_output_rows(reader, self.rule, o0, o1)
+        picks = iter(self.batch)
+        selection = tuple(slice(o0, o1) if a == "y" else slice(None) if a in ("x", "c") else next(picks)
+                          for a in self.axes)
+        with storage.translated(self.target.location):
+            array[selection] = rows if "c" in self.axes else rows[0]
+        return o1 - o0
+
+    def close(self) -> None:
+        if self._opened is not None:
+            self._opened[1]()
+            self._opened = None

@@ -69,3 +69,60 @@ def json_lines(text: str) -> list[dict]:
 
 def files_in(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+# --------------------------------------------------------------------------- object storage and clusters
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (just now)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A moto S3 server on localhost; the standard AWS variables point s3fs (and the workers
+    started after it) at it."""
+    import logging
+
+    pytest.importorskip("s3fs")
+    server_module = pytest.importorskip("moto.server")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port = free_port()
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    patch = pytest.MonkeyPatch()
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                        ("AWS_DEFAULT_REGION", "us-east-1"), ("AWS_ENDPOINT_URL", endpoint)):
+        patch.setenv(name, value)
+    yield endpoint
+    patch.undo()
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_endpoint, request):
+    """A fresh bucket for one test (named after it), and an s3fs client."""
+    import hashlib
+    import re
+
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    readable = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower().replace("_", "-"))[:40].strip("-")
+    bucket = f"b-{readable}-{hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:8]}"  # parameters differ
+    fs.mkdir(bucket)
+    yield fs, bucket
+    fs.invalidate_cache()
+
+
+def upload(fs, folder: Path, prefix: str) -> None:
+    """Every file under ``folder`` to ``prefix`` (a Zarr store's keys, a folder of images)."""
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            fs.pipe_file(f"{prefix}/{path.relative_to(folder).as_posix()}", path.read_bytes())

@@ -210,7 +210,7 @@ def test_json_error_record(invoke, tmp_path):
     [
         ("empty.png", b"", "empty file"),
         ("text.png", b"hello, I am text", "not an image file Pillow can read"),
-        ("trunc.png", None, "truncated or damaged PNG data"),
+        ("trunc.png", None, "damaged PNG file (the image data ends after 1 of 40 rows)"),
         ("garbage.jpg", b"\xff\xd8\xff\xe0" + b"\x00" * 64, "damaged JPEG header (Pillow cannot read it)"),
     ],
 )

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,37 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from poolcli import batch, storage
-from tests.conftest import files_in, json_lines
+from poolcli import batch, listing
+from tests.conftest import files_in, free_port, json_lines, upload
 
 distributed = pytest.importorskip("distributed")
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint():
-    """A moto S3 server on localhost; the standard AWS variables point s3fs (and the workers
-    started after it) at it."""
-    pytest.importorskip("s3fs")
-    server_module = pytest.importorskip("moto.server")
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = _free_port()
-    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    patch = pytest.MonkeyPatch()
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                        ("AWS_DEFAULT_REGION", "us-east-1"), ("AWS_ENDPOINT_URL", endpoint)):
-        patch.setenv(name, value)
-    yield endpoint
-    patch.undo()
-    server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -66,18 +39,6 @@ def scheduler(s3_endpoint):
     yield cluster.scheduler_address, client, cluster
     client.close()
     cluster.close()
-
-
-@pytest.fixture
-def s3(s3_endpoint, request):
-    """A fresh bucket for one test, and an s3fs client."""
-    import s3fs
-
-    fs = s3fs.S3FileSystem()
-    bucket = "b-" + request.node.name.lower().replace("_", "-")[:50]
-    fs.mkdir(bucket)
-    yield fs, bucket
-    fs.invalidate_cache()
 
 
 @pytest.fixture
@@ -116,12 +77,6 @@ def same_tree(left: Path, right: Path) -> None:
             assert path.read_bytes() == (right / path.relative_to(left)).read_bytes(), path
 
 
-def upload(fs, folder: Path, prefix: str) -> None:
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            fs.pipe_file(f"{prefix}/{path.relative_to(folder).as_posix()}", path.read_bytes())
-
-
 # --------------------------------------------------------------------------- listing
 
 
@@ -131,7 +86,7 @@ def key_order(entries):
 
 def test_key_order_becomes_name_order():
     entries = [("a b.png", False), ("a.png", False), ("a", True), ("a0.png", False), ("b", True)]
-    assert list(storage.by_name(key_order(entries))) == sorted(entries)
+    assert list(listing.by_name(key_order(entries))) == sorted(entries)
 
 
 @settings(max_examples=60, deadline=None)
@@ -139,7 +94,7 @@ def test_key_order_becomes_name_order():
                        st.booleans(), max_size=12))
 def test_any_level_in_key_order_comes_out_sorted_by_name(level):
     entries = list(level.items())
-    assert list(storage.by_name(key_order(entries))) == sorted(entries)
+    assert list(listing.by_name(key_order(entries))) == sorted(entries)
 
 
 def test_s3_and_memory_listings_equal_the_local_walk(s3, photos):
@@ -147,17 +102,17 @@ def test_s3_and_memory_listings_equal_the_local_walk(s3, photos):
     upload(fs, photos, bucket + "/in")
     local = [Path(p).relative_to(photos).as_posix() for p in batch.walk(str(photos), recursive=True)]
     assert local == ["a/deep/y.png", "a/m.npy", "a/x.jpg", "a b.png", "a.png", "bad.png", "z.PNG"]
-    found = list(storage.walk(f"s3://{bucket}/in/", True, batch._is_candidate_name))
+    found = list(listing.walk_url(f"s3://{bucket}/in/", True, listing.is_candidate_name))
     assert found == [f"s3://{bucket}/in/{name}" for name in local]
-    flat = list(storage.walk(f"s3://{bucket}/in", False, batch._is_candidate_name))
+    flat = list(listing.walk_url(f"s3://{bucket}/in", False, listing.is_candidate_name))
     assert flat == [f"s3://{bucket}/in/{name}" for name in local if "/" not in name]
     import fsspec
 
     memory = fsspec.filesystem("memory")
     upload(memory, photos, "/walk")
-    assert list(storage.walk("memory://walk", True, batch._is_candidate_name)) == \
+    assert list(listing.walk_url("memory://walk", True, listing.is_candidate_name)) == \
         [f"memory://walk/{name}" for name in local]
-    assert list(storage.walk(photos.as_uri(), True, batch._is_candidate_name)) == \
+    assert list(listing.walk_url(photos.as_uri(), True, listing.is_candidate_name)) == \
         [f"{photos.as_uri()}/{name}" for name in local]
 
 
@@ -260,7 +215,7 @@ def test_unreachable_scheduler_is_one_line(invoke, photos, monkeypatch):
     from poolcli import cluster
 
     monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 0.5)
-    address = f"tcp://127.0.0.1:{_free_port()}"
+    address = f"tcp://127.0.0.1:{free_port()}"
     result = invoke("max", "photos", "-o", "out", "-k", "2", "--scheduler", address)
     assert result.exit_code == 1
     (line,) = result.stderr.strip().splitlines()
@@ -447,4 +402,4 @@ def test_a_zarr_image_pooled_on_the_cluster_equals_the_local_result(scheduler, t
     expected = zarr.open_array(str(tmp_path / "here.zarr"), mode="r")[:]
     assert expected.shape[1] > 256  # several chunk rows, so several tasks
     assert np.array_equal(zarr.open_array(str(tmp_path / "there.zarr"), mode="r")[:], expected)
-    assert "pool_zarr_rows" in scheduler[2].scheduler.task_prefixes  # the strips ran on the workers
+    assert "pool_strip" in scheduler[2].scheduler.task_prefixes  # the strips ran on the workers

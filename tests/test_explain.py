@@ -7,6 +7,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -147,6 +148,12 @@ def test_large_input_needs_crop(invoke, tmp_path):
         ("1 2; 3 x", "'x' in row 2 is not a number"),
         ("hello", "neither a matrix literal"),
         ("1 2; three 4", "'three' in row 2 is not a number"),
+        ("[[1,2],[3]]", "row 2 has 1 values but row 1 has 2"),
+        ("[[1,2],3]", "item 2 is a number but item 1 is a row"),
+        ("[[1,2]", "the brackets do not pair up"),
+        ("[[1,x]]", "'x' in the matrix is not a number"),
+        ("tensor([[1,2]]) + 1", "is not a matrix literal: use rows of numbers in brackets"),
+        ("[[[[[1]]]]]", "5 levels of brackets: explain takes at most 4"),
     ],
 )
 def test_bad_literals_exit_2(invoke, matrix, words):
@@ -161,13 +168,74 @@ def test_too_small_output_is_torch_s_error(invoke):
     assert "Given input size: (1x3x3). Calculated output size: (1x0x0). Output size is too small" in result.stderr
 
 
-def test_svg_and_png(invoke, tmp_path):
-    result = invoke("explain", "max", COURSE, "-k", "2", "-s", "1", "--svg", "w.svg", "--png", "w.png")
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def svg_texts(path: Path) -> tuple[ElementTree.Element, list[ElementTree.Element]]:
+    root = ElementTree.parse(path).getroot()
+    return root, list(root.iter(f"{SVG}text"))
+
+
+def test_svg_and_png_are_one_picture(invoke, tmp_path):
+    result = invoke("explain", "max", COURSE, "-k", "2", "-s", "1", "-p", "1", "--svg", "w.svg", "--png", "w.png")
+    assert result.exit_code == 0
+    root, texts = svg_texts(tmp_path / "w.svg")
+    shown = [t.text for t in texts]
+    with Image.open(tmp_path / "w.png") as img:
+        assert img.format == "PNG" and img.size == (int(root.get("width")), int(root.get("height")))
+        header = img.info["Description"].splitlines()
+        # The header is drawn: ink in the PNG above the first grid, in the SVG as texts.
+        first_grid_y = min(float(r.get("y")) for r in root.iter(f"{SVG}rect") if r.get("stroke"))
+        assert img.convert("L").crop((0, 0, img.width, int(first_grid_y) - 30)).getextrema()[0] < 100
+    # One header, the terminal's: the parameters and the output-size arithmetic, in both formats.
+    assert header == [
+        "operation: max_pool2d", "  kernel_size 2", "  stride 1", "  padding 1", "  dilation 1  (default)",
+        "  ceil_mode False  (default)", "output size: H: floor((3 + 2*1 - 1*(2-1) - 1) / 1) + 1 = 4",
+        "  W: floor((3 + 2*1 - 1*(2-1) - 1) / 1) + 1 = 4",
+        "padding: padding cells are shown as -inf; · lies past the padding (ceil mode), where nothing counts",
+        "legend: [x]: the window's taps; [x]*: the maximum"]
+    assert root.find(f"{SVG}desc").text.splitlines() == header
+    for line in header:
+        label, _, text = line.partition(": ") if not line.startswith("  ") else ("", "", line[2:])
+        assert text in shown and (not label or label in shown)
+        assert flat(text) in flat(result.stdout)
+    assert "channel 0: out[3, 3] = 8" in shown and "[8]*" in shown
+
+
+def test_svg_is_self_contained_and_aligned_by_coordinates(invoke, tmp_path):
+    result = invoke("explain", "avg", COURSE, "-k", "2", "-s", "1", "--svg", "w.svg")
     assert result.exit_code == 0
     svg = (tmp_path / "w.svg").read_text()
-    assert svg.startswith("<svg") and "out[1,&#160;1]&#160;=&#160;8" in svg
-    with Image.open(tmp_path / "w.png") as img:
-        assert img.format == "PNG" and img.width > 400
+    rest = svg.replace('xmlns="http://www.w3.org/2000/svg"', "", 1)
+    for word in ("http", "url(", "href", "@import", "@font-face", "<image", "<style", "<script"):
+        assert word not in rest
+    root, texts = svg_texts(tmp_path / "w.svg")
+    assert root.get("font-family").endswith(", monospace")
+    # The input grid: each column's numbers share one right edge, whatever the font's widths.
+    start = [t.text for t in texts].index("input channel 0") + 1
+    cells = {t.text: t for t in texts[start:start + 9]}
+    assert {cells[v].get("text-anchor") for v in cells} == {"end"}
+    assert cells["0"].get("x") == cells["3"].get("x") == cells["6"].get("x")
+    assert cells["2"].get("x") == cells["5"].get("x") == cells["8"].get("x") != cells["0"].get("x")
+
+
+@pytest.mark.parametrize("literal", [
+    "[[0,1,2],[3,4,5],[6,7,8]]",
+    "tensor([[0., 1., 2.],\n        [3., 4., 5.],\n        [6., 7., 8.]])",
+    "np.array([[0, 1, 2], [3, 4, 5], [6, 7, 8]], dtype=np.float32)",
+    "[[0 1 2]\n [3 4 5]\n [6 7 8]]",  # NumPy's print
+])
+def test_bracket_literals_are_the_course_matrix(invoke, literal):
+    result = invoke("explain", "max", literal, "-k", "2", "-s", "1")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == invoke("explain", "max", COURSE, "-k", "2", "-s", "1").stdout
+
+
+def test_a_three_deep_literal_is_channels(invoke):
+    result = invoke("explain", "max", "[[[1,2],[3,4]],[[5,6],[7,-inf]]]", "-k", "2", "--summary")
+    assert result.exit_code == 0, result.stderr
+    assert output_grid(result.stdout, "output channel 0") == [["4"]]
+    assert output_grid(result.stdout, "output channel 1") == [["7"]]
 
 
 def test_numbers_come_from_the_engine():

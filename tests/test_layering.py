@@ -41,6 +41,10 @@ IMPORT_TIME = {
     "poolcli.arrays": _but("numpy"),
     "poolcli.results": _but("numpy"),
     "poolcli.pixels": _but("numpy"),
+    "poolcli.nodata": _but("numpy"),
+    "poolcli.placement": HEAVY,
+    "poolcli.geo": HEAVY,
+    "poolcli.ome": HEAVY,
     "poolcli.frames": _but("numpy"),
     "poolcli.png": _but("numpy"),
     "poolcli.inflate": HEAVY,
@@ -52,6 +56,9 @@ IMPORT_TIME = {
     "poolcli.streaming": _but("numpy"),
     "poolcli.batch": ("rich", "click", "dask", "distributed", "fsspec", "s3fs"),
     "poolcli.storage": HEAVY,  # fsspec only when a URL is used
+    "poolcli.listing": HEAVY,  # fsspec only when a URL is listed, through storage
+    "poolcli.errors": HEAVY,
+    "poolcli.executors": ("rich", "click", "dask", "distributed", "fsspec", "s3fs"),
     "poolcli.cluster": ("rich", "click", "dask", "distributed", "fsspec", "s3fs"),  # Dask only when used
     "poolcli.explain": HEAVY,
     "poolcli.explain.model": _but("numpy"),
@@ -155,3 +162,52 @@ def test_only_owners_import_a_library(module, library, request):
         request.applymarker(pytest.mark.xfail(reason=KNOWN_BREAKS[(module, library)], strict=False))
     if module not in OWNERS[library]:
         assert library not in _imported(module)
+
+
+def _poolcli_imports(module: str) -> set[str]:
+    """The poolcli modules that ``module`` imports, at the top or inside functions (type-checking
+    imports load nothing and do not count)."""
+    found: set[str] = set()
+    pending: list[ast.AST] = [ast.parse(_source(module).read_text())]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("poolcli."))
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module == "poolcli":
+                found.update(f"poolcli.{a.name}" for a in node.names)
+            elif node.module.startswith("poolcli."):
+                found.add(node.module)
+        elif _is_type_checking(node):
+            pending.extend(node.orelse)  # type: ignore[attr-defined]
+            continue
+        pending.extend(ast.iter_child_nodes(node))
+    known = set(_modules())
+    return {m for m in found if m in known and m != module}
+
+
+def test_poolcli_imports_run_one_way():
+    """Issue 16: no circle of imports among poolcli's own modules, lazy imports included, so
+    every module stands on a floor above all it imports (the package's face, ``poolcli``, which
+    only hands names on lazily, is left out)."""
+    graph = {m: _poolcli_imports(m) - {"poolcli"} for m in _modules() if m != "poolcli"}
+    floors: dict[str, int] = {}
+    visiting: list[str] = []
+
+    def floor(module: str) -> int:
+        if module in floors:
+            return floors[module]
+        assert module not in visiting, f"import circle: {' -> '.join(visiting[visiting.index(module):] + [module])}"
+        visiting.append(module)
+        floors[module] = 1 + max((floor(m) for m in graph.get(module, ())), default=0)
+        visiting.pop()
+        return floors[module]
+
+    for module in graph:
+        floor(module)
+    # The seams of issue 16 sit where they should: executors and the cluster above the one-job
+    # pipeline, the pipeline above the giant-image code, storage and paths on the ground.
+    assert floors["poolcli.cluster"] > floors["poolcli.pipeline"] > floors["poolcli.streaming"]
+    assert floors["poolcli.executors"] > floors["poolcli.pipeline"]
+    assert "poolcli.cluster" not in graph["poolcli.batch"] and "poolcli.cluster" not in graph["poolcli.streaming"]
+    assert graph["poolcli.storage"] <= {"poolcli.errors", "poolcli.paths", "poolcli.formats"}

@@ -9,7 +9,10 @@ layout it takes and on the ones it hands back to Pillow.
 from __future__ import annotations
 
 import io
+import json
 import os
+import random
+import re
 import struct
 import threading
 import zlib
@@ -23,6 +26,8 @@ from hypothesis import strategies as st
 from PIL import Image, PngImagePlugin
 
 from poolcli import images, inflate, png
+
+from . import pngkit
 
 MODES = {(1, np.uint8): "L", (2, np.uint8): "LA", (3, np.uint8): "RGB", (4, np.uint8): "RGBA",
          (1, np.uint16): "I;16", (2, np.uint16): "LA;16", (3, np.uint16): "RGB;16", (4, np.uint16): "RGBA;16"}
@@ -196,12 +201,15 @@ def test_other_layouts_are_decoded_whole_by_pillow(tmp_path, rng, layout):
         assert np.array_equal(whole, pixels)
 
 
+# Adam7's passes: (first row, first column, row step, column step).
+_ADAM7 = [(0, 0, 8, 8), (0, 4, 8, 8), (4, 0, 8, 4), (0, 2, 4, 4), (2, 0, 4, 2), (0, 1, 2, 2), (1, 0, 2, 1)]
+
+
 def _write_interlaced(path: Path, pixels: np.ndarray) -> None:
     """An Adam7 PNG of ``pixels``, written by hand: no library here writes interlaced PNG."""
     height, width, _ = pixels.shape
-    passes = [(0, 0, 8, 8), (0, 4, 8, 8), (4, 0, 8, 4), (0, 2, 4, 4), (2, 0, 4, 2), (0, 1, 2, 2), (1, 0, 2, 1)]
     raw = b""
-    for top, left, dy, dx in passes:
+    for top, left, dy, dx in _ADAM7:
         sub = pixels[top::dy, left::dx]
         if sub.size:
             raw += b"".join(b"\0" + row.tobytes() for row in sub)
@@ -235,7 +243,7 @@ def test_image_data_cut_short_is_one_clear_line(invoke, tmp_path, rng):
     (tmp_path / "short.png").write_bytes(_png_with_idat(pixels, zlib.compress(rows)))
     result = invoke("avg", "short.png", "-k", "2", "-o", "out.png")
     assert result.exit_code == 1
-    assert result.stderr == "poolcli: error: short.png: truncated or damaged PNG data (image file is truncated)\n"
+    assert result.stderr == "poolcli: error: short.png: damaged PNG file (the image data ends after 40 of 64 rows)\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["short.png"]
 
 
@@ -246,9 +254,69 @@ def test_damaged_image_data_is_one_clear_line(invoke, tmp_path, rng):
     (tmp_path / "bad.png").write_bytes(_png_with_idat(pixels, bytes(compressed)))
     result = invoke("max", "bad.png", "-k", "2", "-o", "out.png")
     assert result.exit_code == 1
-    assert result.stderr.startswith("poolcli: error: bad.png: truncated or damaged PNG data (")
+    assert result.stderr.startswith(("poolcli: error: bad.png: truncated or damaged PNG data (",
+                                     "poolcli: error: bad.png: damaged PNG file ("))
     assert result.stderr.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.png"]
+
+
+# Damage that the rows a 2x2 window reads never show: a 65-row image whose last row -k 2 skips.
+# (name, the zlib stream made from the rows' bytes, the reason after "damaged PNG file (").
+_UNSEEN_DAMAGE = [
+    ("50 bytes missing mid-stream", lambda raw: zlib.compress(raw[:3000] + raw[3050:]),
+     "the image data ends after 64 of 65 rows)"),
+    ("stream cut in the last row", lambda raw: zlib.compress(raw, 0)[:-(4 + len(raw) // 65 // 2)],
+     "the image data ends after 64 of 65 rows)"),
+    ("bad checksum", lambda raw: zlib.compress(raw)[:-1] + bytes([zlib.compress(raw)[-1] ^ 0x55]),
+     "the image data does not match its checksum (Adler-32))"),
+    ("end of stream missing", lambda raw: zlib.compress(raw)[:-4],
+     "the compressed image data is cut short (its end and checksum are missing))"),
+    ("bytes after the stream", lambda raw: zlib.compress(raw) + b"\0\1\2",
+     "data after the end of the compressed image data)"),
+    ("a second stream", lambda raw: zlib.compress(raw) + zlib.compress(b"more"),
+     "data after the end of the compressed image data)"),
+    ("a row too many", lambda raw: zlib.compress(raw + raw[:len(raw) // 65]),
+     "the image data holds more than the 65 rows its header gives)"),
+]
+
+
+def _png_of_rows(width: int, height: int, colour: int, idat: bytes, chunks: bytes = b"", interlace: int = 0
+                 ) -> bytes:
+    header = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, interlace)
+    return (png.SIGNATURE + png.chunk(b"IHDR", header) + chunks + png.chunk(b"IDAT", idat[:100])
+            + png.chunk(b"IDAT", idat[100:]) + png.chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("layout", ["streamed RGB", "palette (Pillow)", "interlaced gray (Pillow)"])
+@pytest.mark.parametrize("damage", _UNSEEN_DAMAGE, ids=[name for name, _, _ in _UNSEEN_DAMAGE])
+def test_every_exit_0_read_the_whole_image_data(invoke, tmp_path, rng, layout, damage):
+    _, stream, reason = damage
+    pixels = rng.integers(0, 4, (65, 64, 3), dtype=np.uint8)
+    if layout == "streamed RGB":
+        raw, colour, chunks, interlace = b"".join(b"\0" + row.tobytes() for row in pixels), 2, b"", 0
+    elif layout == "palette (Pillow)":
+        raw, colour, interlace = b"".join(b"\0" + row.tobytes() for row in pixels[..., 0]), 3, 0
+        chunks = png.chunk(b"PLTE", bytes(range(12)))
+    else:  # Adam7 passes in order; the last pass holds rows 1, 3, ..., 63: 32 rows of 65 bytes
+        raw = b"".join(b"\0" + row.tobytes() for top, left, dy, dx in _ADAM7
+                       for row in pixels[top::dy, left::dx, 0] if row.size)
+        colour, chunks, interlace = 0, b"", 1
+    good = _png_of_rows(64, 65, colour, zlib.compress(raw), chunks, interlace)
+    (tmp_path / "good.png").write_bytes(good)
+    assert invoke("max", "good.png", "-k", "2", "-o", "good-out.png", "-q").exit_code == 0
+    (tmp_path / "in.png").write_bytes(_png_of_rows(64, 65, colour, stream(raw), chunks, interlace))
+    if interlace:  # Adam7's passes have rows of several sizes: counted in bytes
+        reason = reason.replace("the 65 rows", f"the {len(raw)} bytes")
+        if "ends after" in reason:
+            inflated = len(zlib.decompressobj().decompress(stream(raw)))
+            reason = re.sub(r"\d+ of \d+ rows", f"{inflated} of {len(raw)} bytes", reason)
+    for output in ("out.png", "-"):
+        result = invoke("max", "in.png", "-k", "2", "-o", output, "--format", "png", "-q")
+        assert (result.exit_code, result.stderr) == (1, f"poolcli: error: in.png: damaged PNG file ({reason}\n")
+        assert result.stdout_bytes == b"" and not (tmp_path / "out.png").exists()
+    result = invoke("max", "-", "-k", "2", "-o", "out.png", "-q", input=(tmp_path / "in.png").read_bytes())
+    assert (result.exit_code, result.stderr) == (1, f"poolcli: error: -: damaged PNG file ({reason}\n")
+    assert not (tmp_path / "out.png").exists()
 
 
 def test_closing_mid_stream_stops_both_threads(tmp_path, rng):
@@ -261,6 +329,37 @@ def test_closing_mid_stream_stops_both_threads(tmp_path, rng):
     assert not [t for t in threading.enumerate() if t.name in ("poolcli-inflate", "poolcli-unfilter")]
     with pytest.raises(images.ImageError, match="reading stopped"):
         frame.rows(1400, 1500)
+
+
+@pytest.mark.parametrize("kind,depth", [("L", 1), ("L", 2), ("L", 4), ("L", 8), ("L", 16), ("RGB", 8), ("RGB", 16)])
+def test_a_transparent_colour_becomes_an_alpha_channel(invoke, tmp_path, kind, depth):
+    """tRNS on gray or RGB: the pixels of that one value or colour are transparent, as libpng
+    (and Pillow, for 8-bit) expand it; 16-bit stays 16-bit, gray below 8 bits is scaled up."""
+    channels, top = len(kind), (1 << depth) - 1
+    values = np.random.default_rng(depth).integers(0, top + 1, (9, 11, channels))
+    key = [top // 3 + c for c in range(channels)]
+    values[:3, :3] = key
+    values[4, 4] = [*key[:-1], (key[-1] + 1) % (top + 1)]  # one sample away from it: opaque
+    data = pngkit.build_png(values, kind, depth, random.Random(depth),
+                            trns=b"".join(v.to_bytes(2, "big") for v in key))
+    (tmp_path / "in.png").write_bytes(data)
+    result = invoke("max", "in.png", "-k", "1", "-o", "out.png", "--json")
+    assert result.exit_code == 0, result.stderr
+    out = imagecodecs.png_decode((tmp_path / "out.png").read_bytes())
+    wide = np.uint16 if depth == 16 else np.uint8
+    scale = 65535 // top if depth == 16 else 255 // top
+    alpha = np.where((values == key).all(axis=2, keepdims=True), 0, np.iinfo(wide).max)
+    expected = np.concatenate([values * (scale if depth < 8 else 1), alpha], axis=2).astype(wide)
+    assert out.dtype == wide and np.array_equal(out, expected)
+    assert np.array_equal(out, imagecodecs.png_decode(data))  # libpng's own expansion
+    assert out[0, 0, -1] == 0 and out[4, 4, -1] == np.iinfo(wide).max
+    if depth == 8:  # Pillow's too
+        with Image.open(tmp_path / "in.png") as img:
+            assert np.array_equal(out, np.asarray(img.convert(kind + "A")).reshape(out.shape))
+    source = {"L": "1" if depth == 1 else "L", "RGB": "RGB"}[kind] if depth < 16 else \
+        {"L": "I;16", "RGB": "RGB;16"}[kind]
+    pooled = {"L": "LA", "RGB": "RGBA"}[kind] + (";16" if depth == 16 else "")
+    assert json.loads(result.stdout)["notes"] == [f"mode {source} pooled as {pooled}"]
 
 
 # --------------------------------------------------------------------------- inflating before the imports
@@ -327,16 +426,17 @@ def test_prefetch_leaves_other_files_to_the_decoder(tmp_path, rng, kind):
     assert not inflate._prefetched
 
 
-def test_image_data_longer_than_its_rows_is_cut(tmp_path, rng):
+def test_image_data_longer_than_its_rows_is_refused_at_the_first_byte_too_many(tmp_path, rng):
     pixels = rng.integers(0, 256, (10, 10, 3), dtype=np.uint8)
     rows = b"".join(b"\0" + row.tobytes() for row in pixels)
     data = _png_with_idat(pixels, zlib.compress(rows + bytes(10_000_000)))  # 10 MB more than the header's rows
     (tmp_path / "long.png").write_bytes(data)
-    inflater = inflate.Inflater(str(tmp_path / "long.png"), inflate.idat_spans(data), len(rows))
+    inflater = inflate.Inflater(str(tmp_path / "long.png"), inflate.idat_spans(data), len(rows), 31)
     pieces = []
-    while (piece := inflater.get()) is not None:
-        pieces.append(piece)
-    assert b"".join(pieces) == rows
+    with pytest.raises(inflate.Damaged, match=r"^the image data holds more than the 10 rows its header gives$"):
+        while (piece := inflater.get()) is not None:
+            pieces.append(piece)
+    assert b"".join(pieces) == rows  # the rows, and not one byte of the rest
 
 
 def test_damaged_palette_png_is_refused_not_zeros(invoke, tmp_path, rng):

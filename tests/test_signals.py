@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from poolcli import batch
+from poolcli import paths
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or not hasattr(os, "pidfd_open"),
                                 reason="needs Linux /proc and pidfd")
@@ -302,7 +302,7 @@ def test_stale_temporary_files_of_a_long_name(tmp_path):
     other = tmp_path / ".poolcli-0123456789abcdef.k2k2k2k2.part"
     for path in (stale, other):
         path.write_bytes(b"half")
-    batch.remove_temp_files([str(tmp_path / long_name)], older_than=time.time() + 60)
+    paths.remove_temp_files([str(tmp_path / long_name)], older_than=time.time() + 60)
     assert sorted(p.name for p in tmp_path.iterdir()) == [other.name]
 
 

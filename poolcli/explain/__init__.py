@@ -6,7 +6,8 @@ One home for the feature:
   and its panels, with the cell styles of every rendering (NumPy);
 - :mod:`~poolcli.explain.matrix`: MATRIX, a literal, ``.npy`` file or image, read as an array;
 - :mod:`~poolcli.explain.render`: the terminal rendering (Rich, imported only by the command);
-- :mod:`~poolcli.explain.picture`: the SVG and PNG pictures, bounded in size (Pillow, lazily).
+- :mod:`~poolcli.explain.picture`: one picture (header and panels) laid out once, written as SVG or
+  painted as PNG, bounded in size (Pillow, lazily).
 
 May import: nothing (this ``__init__`` imports no module; import the one you need).
 """

@@ -21,37 +21,116 @@ class MatrixError(ValueError):
 
 
 def parse_matrix(text: str) -> np.ndarray:
-    """``"0 1 2; 3 4 5"`` → a float32 (rows, cols) array.  Values by spaces or commas, rows by ``;``
-    (or new lines); ``nan``, ``inf`` and ``-inf`` are numbers too.
+    """A matrix literal as a float32 array.
+
+    Either rows by ``;`` (or new lines), values by spaces or commas (``"0 1 2; 3 4 5"``), a
+    (rows, cols) array; or NumPy/torch bracket form (:func:`parse_brackets`), which may also
+    nest 3 or 4 deep for (C, H, W) and (N, C, H, W).  ``nan``, ``inf`` and ``-inf`` are numbers.
 
     Examples
     --------
     >>> parse_matrix("0 1 2; 3 4 5").tolist()
     [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+    >>> parse_matrix("[[0,1,2],[3,4,5]]").shape
+    (2, 3)
     """
+    if "[" in text:
+        return parse_brackets(text)
     rows_text = [row for row in re.split(r"[;\n]", text.strip()) if row.strip()]
     if not rows_text:
         raise MatrixError("the matrix is empty")
     rows: list[list[float]] = []
     for number, row in enumerate(rows_text, start=1):
-        cells = [cell for cell in re.split(r"[\s,]+", row.strip()) if cell]
-        values = []
-        for cell in cells:
-            try:
-                values.append(float(cell))
-            except ValueError:
-                raise MatrixError(f"{cell!r} in row {number} is not a number") from None
+        values = [_number(cell, f"row {number}") for cell in re.split(r"[\s,]+", row.strip()) if cell]
         if rows and len(values) != len(rows[0]):
             raise MatrixError(f"row {number} has {len(values)} values but row 1 has {len(rows[0])}: "
                               "every row needs the same number of values")
         rows.append(values)
+    return _float32(rows)
+
+
+def _number(cell: str, where: str) -> float:
+    try:
+        return float(cell)
+    except ValueError:
+        raise MatrixError(f"{cell!r} in {where} is not a number") from None
+
+
+def _float32(values: object) -> np.ndarray:
     with np.errstate(over="ignore"):  # 1e39 is inf in float32, as in torch
-        return np.array(rows, dtype=np.float32)
+        return np.array(values, dtype=np.float32)
+
+
+# A bracket literal, as NumPy and torch print arrays: an optional call around it (``tensor(``,
+# ``np.array(``, ``array(``) with keyword arguments after it (``dtype=torch.float32``), which are
+# ignored: literals are float32.
+_CALL = re.compile(r"^\s*(?:[A-Za-z_][\w.]*\(\s*)?(?P<body>\[.*\])(?P<rest>.*)$", re.S)
+_KEYWORDS = re.compile(r"^(?:\s*,\s*[A-Za-z_]\w*\s*=\s*[\w.\'\"]+)*\s*\)?\s*$")
+_TOKEN = re.compile(r"\[|\]|[^\s,\[\]]+")
+
+
+def parse_brackets(text: str) -> np.ndarray:
+    """NumPy/torch bracket form: ``[[0,1,2],[3,4,5]]``, ``[[0 1 2]\n [3 4 5]]`` (NumPy's print),
+    ``tensor([[0., 1.], [2., 3.]])``, ``array([[0, 1]], dtype=uint8)``.  One level of brackets is
+    a row, two are (H, W), three (C, H, W), four (N, C, H, W); as float32.
+
+    Examples
+    --------
+    >>> parse_brackets("tensor([[0., 1.], [2., nan]], dtype=torch.float64)").tolist()
+    [[0.0, 1.0], [2.0, nan]]
+    >>> parse_brackets("[[[1, 2]], [[3, 4]]]").shape
+    (2, 1, 2)
+    """
+    match = _CALL.match(text)
+    if match is None or not _KEYWORDS.match(match["rest"]):
+        raise MatrixError(f"{text.strip()!r} is not a matrix literal: use rows of numbers in brackets, "
+                          "like [[0,1,2],[3,4,5]]")
+    stack: list[list[object]] = []
+    top: list[object] = []
+    for token in _TOKEN.findall(match["body"]):
+        if token == "[":
+            stack.append(top)
+            top = []
+        elif token == "]":
+            if not stack:
+                raise MatrixError("a ']' closes no '['")
+            done, top = top, stack.pop()
+            top.append(done)
+        else:
+            top.append(_number(token, "the matrix"))
+    if stack or len(top) != 1:
+        raise MatrixError("the brackets do not pair up: every '[' needs its ']'")
+    value = top[0]
+    depth = _check_shape(value, "")
+    if depth > 4:
+        raise MatrixError(f"{depth} levels of brackets: explain takes at most 4, (N, C, H, W)")
+    array = _float32(value)
+    if array.size == 0:
+        raise MatrixError("the matrix is empty")
+    return array.reshape(1, -1) if depth == 1 else array
+
+
+def _check_shape(value: object, where: str) -> int:
+    """The depth of a nested list of numbers; a ragged one is a :class:`MatrixError` naming the
+    first row that differs (``row 2``, ``row 1, 3`` below the top)."""
+    if not isinstance(value, list):
+        return 0
+    shapes = []
+    for n, item in enumerate(value, start=1):
+        if isinstance(item, list) != isinstance(value[0], list):
+            kinds = ("a row", "a number") if isinstance(item, list) else ("a number", "a row")
+            raise MatrixError(f"item {where}{n} is {kinds[0]} but item {where}1 is {kinds[1]}")
+        shapes.append((_check_shape(item, f"{where}{n}, "), len(item) if isinstance(item, list) else 0))
+        if shapes[-1] != shapes[0]:
+            kind = "rows" if shapes[0][0] > 1 else "values"
+            raise MatrixError(f"row {where}{n} has {shapes[-1][1]} {kind} but row {where}1 has {shapes[0][1]}: "
+                              f"every row needs the same number of {kind}")
+    return 1 + (shapes[0][0] if shapes else 0)
 
 
 def looks_like_literal(text: str) -> bool:
-    """Is MATRIX meant as a literal?  Separators say so; so does a lone number."""
-    if re.search(r"[;,\s]", text.strip()):
+    """Is MATRIX meant as a literal?  Separators or brackets say so; so does a lone number."""
+    if re.search(r"[;,\s\[]", text.strip()):
         return True
     try:
         float(text)
@@ -94,7 +173,8 @@ def load_matrix(text: str, box: tuple[int, ...] | None = None) -> np.ndarray:
         info = None
     if info is None:
         if not looks_like_literal(text):
-            raise MatrixError(f"{text!r} is neither a matrix literal (like \"0 1 2; 3 4 5\") nor an existing file")
+            raise MatrixError(f"{text!r} is neither a matrix literal (like \"0 1 2; 3 4 5\" "
+                              "or [[0,1,2],[3,4,5]]) nor an existing file")
         array = parse_matrix(text)
     elif stat.S_ISDIR(info.st_mode):
         raise ExplainInputError("is a folder, not a file")

@@ -15,22 +15,36 @@ from poolcli.explain.model import STYLES, Explanation, Row, explanation_panels
 from poolcli.report import add_operation_rows
 
 
+def header_rows(expl: Explanation, summary: bool = False) -> list[tuple[str, Text]]:
+    """The header of an explanation as (label, text) rows: the operation, every parameter, the
+    output-size arithmetic, and the padding, legend and planes notes.  The terminal prints them as
+    a table; the SVG and PNG pictures (``picture``) draw their plain text."""
+    rows: list[tuple[str, Text]] = []
+
+    class _Collect:
+        def add_row(self, label: str, text: Text) -> None:
+            rows.append((label, text))
+
+    add_operation_rows(_Collect(), expl.params, *expl.input_shape[-2:])
+    if any(expl.pad_rows) or any(expl.pad_cols):
+        rows.append(("padding", Text(f"padding cells are shown as {expl.pad_value}; · lies past the padding "
+                                     "(ceil mode), where nothing counts", style="dim")))
+    if not summary:
+        marks = "[x]: the window's taps" + ("; [x]*: the maximum" if expl.params.op == "max" else "")
+        rows.append(("legend", Text(marks, style="dim")))
+    if expl.hidden_planes:
+        rows.append(("planes", Text(f"{len(expl.planes)} explained, {expl.hidden_planes} more not: choose "
+                                    "with --channel N", style="yellow")))
+    return rows
+
+
 def render_explanation(expl: Explanation, console: Console, summary: bool = False) -> None:
-    """Print an explanation: arithmetic, then the panels, grids with their windows highlighted."""
-    params = expl.params
+    """Print an explanation: the header, then the panels, grids with their windows highlighted."""
     header = Table.grid(padding=(0, 2))
     header.add_column(style="cyan", justify="right")
     header.add_column()
-    add_operation_rows(header, params, *expl.input_shape[-2:])
-    if any(expl.pad_rows) or any(expl.pad_cols):
-        header.add_row("padding", Text(f"padding cells are shown as {expl.pad_value}; · lies past the padding "
-                                       "(ceil mode), where nothing counts", style="dim"))
-    if not summary:
-        marks = "[x]: the window's taps" + ("; [x]*: the maximum" if params.op == "max" else "")
-        header.add_row("legend", Text(marks, style="dim"))
-    if expl.hidden_planes:
-        header.add_row("planes", Text(f"{len(expl.planes)} explained, {expl.hidden_planes} more not: choose "
-                                      "with --channel N", style="yellow"))
+    for label, text in header_rows(expl, summary):
+        header.add_row(label, text)
     console.print(header)
     for title, rows, caption in explanation_panels(expl, summary):
         console.print()
