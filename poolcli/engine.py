@@ -888,17 +888,17 @@ def _window_sum(a: np.ndarray, axis: int, k: int, s: int, n_out: int, out: np.nd
             length = prev.shape[axis] - span
             powers[span * 2] = _slice_along(prev, axis, 0, length) + _slice_along(prev, axis, span, span + length)
             span *= 2
-        total: np.ndarray | None = None
+        parts = []
         offset = 0
         for p in sorted(powers, reverse=True):
             if k - offset >= p:
-                part = _slice_along(powers[p], axis, offset, offset + n_out)
-                if total is None:
-                    total = part.copy() if out is None else _copy_into(out, part)
-                else:
-                    np.add(total, part, out=total)
+                parts.append(_slice_along(powers[p], axis, offset, offset + n_out))
                 offset += p
-        assert total is not None
+        if len(parts) == 1:
+            return parts[0].copy() if out is None else _copy_into(out, parts[0])
+        total = np.add(parts[0], parts[1], out=out)  # the first two parts in one pass, no copy
+        for part in parts[2:]:
+            np.add(total, part, out=total)
         return total
     views = _taps(a, axis, k, 1, s, n_out)
     out = np.add(views[0], views[1], out=out)
