@@ -326,7 +326,7 @@ files_options = _options(
                      show_envvar=True, help="JPEG/WebP quality, 0-100 [default: 92 JPEG, 90 WebP]."),
         click.option("--compression", type=Bounded(0, 9), default=None, metavar="0-9", envvar=ENV["compression"],
                      show_envvar=True, help="PNG deflate level (0 stored, 9 smallest) [default: 1, measured: "
-                                            "see README]; TIFF: 1-9 deflate, 0 none [default: none]."),
+                                            "docs/performance.md]; TIFF: 1-9 deflate, 0 none [default: none]."),
         click.option("--background", type=COLOUR, default=None, metavar="COLOR",
                      help="Flatten alpha onto this colour (a name, #rrggbb, rgb(...)): needed for JPEG and BMP."),
         click.option("--no-auto-orient", is_flag=True, help="Do not apply the EXIF orientation first."),
@@ -424,7 +424,7 @@ Examples:
 Settings from the environment: POOLCLI_JOBS, POOLCLI_QUALITY, POOLCLI_COMPRESSION,
 POOLCLI_MAX_PIXELS, POOLCLI_MEMORY_LIMIT (as -j, --quality, --compression, --max-pixels,
 --memory-limit).
-Shell completion: see 'Shell completion' in the README (bash, zsh, fish).
+Shell completion (bash, zsh, fish): docs/options.md, "Settings and shell completion".
 """
 
 
