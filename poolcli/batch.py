@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from poolcli import brief, formats, paths, storage
-from poolcli.errors import ExecutorError
+from poolcli.errors import ExecutorError, PoolcliError
 from poolcli.exits import ExitCode, exit_code, stop_message
 from poolcli.listing import ARRAY_EXTENSION, is_candidate, walk, walk_url
 from poolcli.params import PoolParams
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 ZARR_EXTENSION = ".zarr"  # Zarr stores are folders, but inputs: never walked
 
 
-class PlanError(Exception):
+class PlanError(PoolcliError):
     """A usage problem found before any file is read or written (exit code 2)."""
 
 

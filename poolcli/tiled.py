@@ -11,7 +11,7 @@ its chunks are all there (:class:`HeldMetadata`), so no reader ever opens a half
 zarr 2 (Python 3.10) and zarr 3 are both supported: the few calls that differ go through
 :func:`_zarr_format_args`.
 
-May import: NumPy, ``storage`` and ``strips`` at import time; tifffile and zarr (the only module
+May import: NumPy, ``errors``, ``storage`` and ``strips`` at import time; tifffile and zarr (the only module
 that does) inside the functions that read or write; fsspec through ``storage``; ``engine`` for its
 threads.
 """
@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from poolcli import storage
+from poolcli.errors import PoolcliError
 from poolcli.formats import is_zarr_path
 
 TILE = 256  # output TIFF tiles (a multiple of 16, as TIFF requires)
@@ -38,7 +39,7 @@ _COMPRESSION_NAMES = {1: "uncompressed", 5: "LZW", 7: "JPEG", 8: "Deflate", 3294
                       32773: "PackBits", 34925: "LZMA", 34887: "LERC", 50001: "WebP", 33003: "JPEG 2000"}
 
 
-class TiledError(Exception):
+class TiledError(PoolcliError):
     """A giant-image input or output that cannot be handled, with a one-line reason."""
 
 
