@@ -104,7 +104,7 @@ def _zarr_format_args(zarr_format: int) -> dict:
     if zarr_major() >= 3:
         return {"zarr_format": zarr_format}
     if zarr_format != 2:
-        raise TiledError("Zarr v3 needs zarr>=3 (Python 3.11 or newer)")
+        raise TiledError("Zarr v3 needs Python 3.11 or later (zarr 3); zarr 2, on this Python, reads Zarr v2 only")
     return {}
 
 
@@ -520,6 +520,8 @@ def open_zarr(path: str, storage_options: str | None = None) -> ZarrInput:
     """Open a ``.zarr`` folder or URL: an array, or an OME-Zarr image (its first, full-resolution
     level)."""
     zarr = _zarr()
+    if zarr_major() < 3 and (Path(path) / "zarr.json").is_file():  # zarr 2 would find "nothing at path ''"
+        _zarr_format_args(3)  # raises: v3 needs Python 3.11 or later
     try:
         store = open_store(path, storage_options)
         node = zarr.open(store=store, mode="r") if zarr_major() >= 3 else zarr.open(store, mode="r")
