@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, cast, overload
 
 from poolcli.errors import PoolError, PoolingError
-from poolcli.params import Pair, PoolParams
+from poolcli.params import OPS, Pair, PoolParams
 
 if TYPE_CHECKING:
     import numpy as np
@@ -75,9 +75,9 @@ def _pair(value: IntOrPair) -> Pair:
 def _params(op: Operation, kernel_size: IntOrPair, stride: IntOrPair | None, padding: IntOrPair,
             dilation: IntOrPair, ceil_mode: bool, count_include_pad: bool,
             divisor_override: int | None) -> PoolParams:
-    if op not in ("max", "avg"):
+    if op not in OPS:
         raise ValueError(f'op must be "max" or "avg", not {op!r}')
-    if op == "avg" and dilation not in (1, (1, 1)):
+    if not OPS[op].dilates and dilation not in (1, (1, 1)):
         raise ValueError("dilation applies to max pooling only")
     return PoolParams(op=op, kernel=_pair(kernel_size), stride=None if stride is None else _pair(stride),
                       padding=_pair(padding), dilation=_pair(dilation), ceil_mode=ceil_mode,

@@ -49,9 +49,9 @@ def shape_text(shape: tuple[int, ...] | None) -> str:
 def operation_text(params: PoolParams) -> str:
     """The operation in a few words: ``max k2``, ``avg k3 s2 p1 ceil exclude-pad``."""
     words = params.slug().split("-")
-    if params.op == "avg" and not params.count_include_pad:
+    if params.spec.averages and not params.count_include_pad:
         words.append("exclude-pad")
-    if params.op == "avg" and params.divisor_override is not None:
+    if params.spec.averages and params.divisor_override is not None:
         words.append(f"divisor {params.divisor_override}")
     return " ".join(words)
 
@@ -148,7 +148,7 @@ or --ceil-mode / -p
     from poolcli.engine import output_size  # the same arithmetic as the pooling itself
 
     height, width = shape[-2:]
-    dilation = params.dilation if params.op == "max" else (1, 1)
+    dilation = params.effective_dilation
     out = output_size((height, width), params.kernel, params.effective_stride, params.padding, dilation,
                       params.ceil_mode)
     assert isinstance(out, tuple)

@@ -8,7 +8,7 @@ The public ones live here and are exported by ``poolcli`` too: :class:`PoolcliEr
 :class:`PoolError` (the image functions), :class:`PoolingError` and :class:`PoolingTypeError` (the
 array functions, with torch's messages), :class:`ExecutorError` (a cluster).  The modules' own
 errors (``pipeline.JobError``, ``images.ImageError``, ``arrays.ArrayError``,
-``storage.StorageError``, ``tiled.TiledError``, ``batch.PlanError``, ``paths.OutputError``, ...)
+``storage.StorageError``, :class:`GiantImageError`, ``batch.PlanError``, ``paths.OutputError``, ...)
 derive from :class:`PoolcliError` as well, keeping their standard bases (``ValueError``,
 ``OSError``) beside it, so ``except poolcli.PoolcliError`` catches everything poolcli refuses.
 
@@ -69,3 +69,8 @@ class PoolingTypeError(PoolcliError, TypeError):
 class ExecutorError(PoolcliError):
     """The executor cannot run the work: a Dask scheduler that cannot be reached, a local cluster
     that does not start, or one that goes away mid-run (exit code 1, one line)."""
+
+
+class GiantImageError(PoolcliError):
+    """A giant-image (TIFF, Zarr, pyramid) input or output that cannot be handled, with a one-line
+    reason."""

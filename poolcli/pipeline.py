@@ -22,7 +22,7 @@ import numpy as np
 from poolcli import arrays, formats, images, paths, pixels, storage
 from poolcli.brief import window_misfit
 from poolcli.engine import PoolingError, PoolingTypeError
-from poolcli.errors import PoolcliError
+from poolcli.errors import GiantImageError, PoolcliError
 from poolcli.exits import internal_error
 from poolcli.formats import stream_byte_limit
 from poolcli.params import DEFAULT_MEMORY_LIMIT, PoolParams
@@ -210,14 +210,7 @@ def _save_npy(array: np.ndarray) -> Callable[[BinaryIO], None]:
 # User faults: what a bad file, a bad option combination or the system can cause.
 _USER_ERRORS: tuple[type[BaseException], ...] = (
     JobError, images.ImageError, arrays.ArrayError, paths.OutputError, PoolingError, PoolingTypeError,
-    storage.StorageError)
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """:data:`_USER_ERRORS`, and the giant-image modules' own once they are loaded (imported only
-    for TIFF and Zarr: a PNG's run does without them, and cannot raise their errors)."""
-    tiled = sys.modules.get("poolcli.tiled")
-    return _USER_ERRORS + ((tiled.TiledError,) if tiled is not None else ())
+    storage.StorageError, GiantImageError)
 
 
 def debug_wanted(options: Options) -> bool:
@@ -240,16 +233,16 @@ def run(job: Job, params: PoolParams, options: Options, runner: StripRunner | No
     try:
         _check_folders(job, options)
         if options.pyramid_levels:
-            from poolcli import streaming
+            from poolcli import pyramid
 
-            streaming.run_pyramid(job.source, job.output, params, options, result)
+            pyramid.run_pyramid(job.source, job.output, params, options, result)
         elif job.source != STDIO and (formats.is_zarr_path(job.source) or storage.is_zarr_url(job.source)):
-            from poolcli import streaming
+            from poolcli import giant
 
-            streaming.run_zarr(job.source, job.output, params, options, result, runner or LOCAL)
+            giant.run_zarr(job.source, job.output, params, options, result, runner or LOCAL)
         else:
-            _run_file(job, params, options, result)
-    except _user_errors() as error:
+            _run_file(job, params, options, result, runner)
+    except _USER_ERRORS as error:
         text = error.reason if isinstance(error, storage.StorageFault) and error.url == job.source else str(error)
         result.status, result.error, result.output = "error", _reason(text, error), None
     except MemoryError:
@@ -278,14 +271,15 @@ def _reason(text: str, error: BaseException) -> str:
     return text or f"failed without a message from the system ({type(error).__name__})"
 
 
-def _run_file(job: Job, params: PoolParams, options: Options, result: Result) -> None:
+def _run_file(job: Job, params: PoolParams, options: Options, result: Result,
+              runner: StripRunner | None = None) -> None:
     if storage.is_url(job.source) and not storage.is_local_url(job.source) and formats.is_tiff_name(job.source):
-        from poolcli import streaming  # a remote TIFF streams by byte ranges, as a local one does
+        from poolcli import giant  # a remote TIFF streams by byte ranges, as a local one does
 
-        info = streaming.open_if_streaming(job.source, options.memory_limit, options.max_pixels,
+        info = giant.open_if_streaming(job.source, options.memory_limit, options.max_pixels,
                                            options.storage_options)
         if info is not None:
-            streaming.run_tiff(info, job.output, params, options, result)
+            giant.run_tiff(info, job.output, params, options, result, runner or LOCAL)
             return
     source = _read_source(job.source, options.max_pixels, options.storage_options)
     if arrays.is_npy(source) or (isinstance(source, bytes) and storage.is_url(job.source)
@@ -293,11 +287,11 @@ def _run_file(job: Job, params: PoolParams, options: Options, result: Result) ->
         _run_array(source, job, params, options, result)
         return
     if isinstance(source, str) and formats.is_tiff_path(source):
-        from poolcli import streaming  # giant-image machinery: tifffile, zarr, strips
+        from poolcli import giant  # giant-image machinery: tifffile, zarr, strips
 
-        info = streaming.open_if_streaming(source, options.memory_limit, options.max_pixels)
+        info = giant.open_if_streaming(source, options.memory_limit, options.max_pixels)
         if info is not None:
-            streaming.run_tiff(info, job.output, params, options, result)
+            giant.run_tiff(info, job.output, params, options, result, runner or LOCAL)
             return
     _run_image(source, job, params, options, result)
 
@@ -431,7 +425,7 @@ def pool_picture(picture: images.Picture, params: PoolParams, options: Options,
     ``want_indices``).  The input's pixels are freed once pooled (``picture.close()``).
     """
     _check_fit(params, (picture.frames[0].shape[2], *picture.frames[0].shape[:2]), is_image=True)
-    if options.linear and params.op == "avg":
+    if options.linear and params.spec.averages:
         _check_linear(picture)
     pooled_frames: list[np.ndarray] = []
     index_frames: list[np.ndarray] = []
@@ -453,7 +447,7 @@ def pool_picture_lazily(picture: images.Picture, params: PoolParams, options: Op
     frame = picture.frames[0]
     height, width, channels = frame.shape
     _check_fit(params, (channels, height, width), is_image=True)
-    if options.linear and params.op == "avg":
+    if options.linear and params.spec.averages:
         _check_linear(picture)
     from poolcli import strips
 

@@ -15,7 +15,7 @@ import poolcli.errors
 from poolcli.api import _in_keywords
 from poolcli.arrays import ArrayError
 from poolcli.batch import PlanError
-from poolcli.errors import ExecutorError, PoolcliError, PoolError, PoolingError, PoolingTypeError
+from poolcli.errors import ExecutorError, GiantImageError, PoolcliError, PoolError, PoolingError, PoolingTypeError
 from poolcli.explain.matrix import ExplainInputError, MatrixError
 from poolcli.explain.model import ChannelError, ExplainLimit
 from poolcli.explain.picture import PictureTooLarge
@@ -26,13 +26,13 @@ from poolcli.ome import OmeError
 from poolcli.paths import OutputError
 from poolcli.pipeline import JobError
 from poolcli.storage import StorageError, StorageFault
-from poolcli.tiled import DamagedTiff, TiledError
+from poolcli.tiff_io import DamagedTiff
 from tests.oracle import avg_pool2d_ref, max_pool2d_ref
 
 # Each error and the standard base it keeps beside PoolcliError (callers catching those still work).
 ERRORS = [(PoolError, ValueError), (PoolingError, ValueError), (PoolingTypeError, TypeError),
           (ExecutorError, Exception), (JobError, Exception), (ImageError, Exception), (ArrayError, Exception),
-          (StorageError, Exception), (StorageFault, Exception), (TiledError, Exception), (DamagedTiff, Exception),
+          (StorageError, Exception), (StorageFault, Exception), (GiantImageError, Exception), (DamagedTiff, Exception),
           (PlanError, Exception), (OutputError, OSError), (StreamError, Exception), (Damaged, Exception),
           (NodataError, ValueError), (OmeError, ValueError), (MatrixError, ValueError),
           (ExplainInputError, Exception), (ExplainLimit, ValueError), (ChannelError, ValueError),

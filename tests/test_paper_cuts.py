@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from poolcli import tiled
+from poolcli import zarr_io
 from poolcli.cli import cli
 from tests.oracle import max_pool2d_ref
 
@@ -165,8 +165,8 @@ def v3_store(tmp_path):
 
 def test_a_zarr_v3_input_on_zarr_2_says_it_needs_python_3_11(tmp_path, invoke, monkeypatch):
     v3_store(tmp_path)
-    if tiled.zarr_major() >= 3:  # Python 3.11 and later: what Python 3.10's zarr 2 meets
-        monkeypatch.setattr(tiled, "zarr_major", lambda: 2)
+    if zarr_io.zarr_major() >= 3:  # Python 3.11 and later: what Python 3.10's zarr 2 meets
+        monkeypatch.setattr(zarr_io, "zarr_major", lambda: 2)
     result = invoke("max", "v3.zarr", "-k", "2")
     assert result.exit_code == 1
     assert result.stderr == ("poolcli: error: v3.zarr: Zarr v3 needs Python 3.11 or later (zarr 3); zarr 2, on "

@@ -100,7 +100,7 @@ def test_a_zarr_array_on_s3_pooled_to_s3_and_to_disk_equals_the_local_result(s3,
     to_s3 = invoke("max", f"s3://{bucket}/arr.zarr", "-k", "2", "-o", f"s3://{bucket}/out.zarr", "--json")
     assert to_s3.exit_code == 0, to_s3.stderr
     records = json_lines(to_s3.stdout)
-    assert len(records) == 1, to_s3.stderr  # today: "0 ok, 0 failed, 0 skipped", nothing done
+    assert len(records) == 1, f"one JSON line expected, got {to_s3.stdout!r} (a store taken for an empty folder?)"
     assert records[0]["status"] == "ok" and records[0]["output"] == f"s3://{bucket}/out.zarr"
     fetched = fetch(fs, f"s3://{bucket}/out.zarr", tmp_path / "fetched.zarr")
     assert (fetched / (".zarray" if zarr_format == 2 else "zarr.json")).is_file()  # the input's format
@@ -190,8 +190,9 @@ def peak_rss(*args: str, cwd: Path) -> tuple[int, str, int]:
 
 @SLOW
 @pytest.mark.xfail(reason=(
-    "a remote TIFF streams by range reads, but its peak is ~70 MiB above a tiny file's with "
-    "--memory-limit 16M (thin strips re-read tile rows; s3fs read-ahead): open"), strict=False)
+    "remote reads are bounded to one band of tile rows (chunked.Band), yet the peak stays ~50 MiB over a "
+    "tiny remote file's; botocore's models and aiohttp's buffers are the suspects, not yet measured apart"),
+    strict=False)
 def test_a_remote_tiled_tiff_streams_in_bounded_memory(s3, tmp_path, rng):
     """A 6000x5000 RGB tiled TIFF, uncompressed (a 90 MB object): the remote run's peak RSS over
     that of a tiny remote TIFF (the same imports and client) stays under half the file, as
@@ -437,7 +438,7 @@ def test_external_scheduler_giant_zarr_local_to_local(dask_processes, giant_zarr
                      cwd=tmp_path)  # relative paths: the workers run elsewhere
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    assert tasks_seen(dask_processes) > before  # the workers pooled it
+    assert tasks_seen(dask_processes) > before, "no task ran on the cluster: the client pooled it"
     assert np.array_equal(zarr.open_array(str(tmp_path / "there.zarr"), mode="r")[...], expected)
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")]
 
@@ -451,15 +452,12 @@ def test_external_scheduler_giant_zarr_s3_to_s3(dask_processes, s3, giant_zarr, 
     result = run_cli("max", f"s3://{bucket}/giant.zarr", "-k", "2", "-o", f"s3://{bucket}/out.zarr", "-q",
                      "--scheduler", dask_processes, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert tasks_seen(dask_processes) > before
+    assert tasks_seen(dask_processes) > before, "no task ran on the cluster: the client pooled it"
     fetched = fetch(fs, f"s3://{bucket}/out.zarr", tmp_path / "fetched.zarr")
     assert np.array_equal(zarr.open_array(str(fetched), mode="r")[...], expected)
     assert not [p for p in fs.find(bucket) if p.endswith(".part")]
 
 
-@pytest.mark.xfail(reason=(
-    "a TIFF output's strips are computed on the client (tifffile writes sequentially); only "
-    "Zarr outputs are written by the workers yet"), strict=False)
 def test_external_scheduler_giant_tiff_s3_to_s3(dask_processes, s3, tmp_path, rng, invoke):
     fs, bucket = s3
     data = rng.integers(0, 256, (700, 530, 3), dtype=np.uint8)
@@ -472,5 +470,5 @@ def test_external_scheduler_giant_tiff_s3_to_s3(dask_processes, s3, tmp_path, rn
     result = run_cli("max", f"s3://{bucket}/giant.tif", "-k", "2", "-o", f"s3://{bucket}/out.tif", "-q",
                      "--scheduler", dask_processes, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert tasks_seen(dask_processes) > before  # the workers pooled it
+    assert tasks_seen(dask_processes) > before, "no task ran on the cluster: the client pooled it"
     assert np.array_equal(tifffile.imread(fetch(fs, f"s3://{bucket}/out.tif", tmp_path / "fetched.tif")), expected)
