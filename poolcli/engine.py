@@ -67,7 +67,8 @@ pick the cheapest exact way for the accumulator and divisor, in this order:
 Integer results that leave the output dtype's range wrap through int64 (:func:`_may_wrap`), or
 in the unsafe cast from the accumulator, which keeps the same low bits, as torch's conversions do.
 
-May import: NumPy and the standard library only (no Pillow, Rich or Click).
+May import: NumPy, the standard library and ``errors`` (its two exception classes) only (no Pillow, Rich or
+Click).
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ from typing import Literal, NamedTuple, TypeAlias, overload
 
 import numpy as np
 import numpy.typing as npt
+
+from poolcli.errors import PoolingError, PoolingTypeError
 
 __all__ = [
     "ArrayOrRows",
@@ -102,36 +105,6 @@ __all__ = [
 
 IntOrPair = int | Sequence[int]
 
-
-class PoolingError(ValueError):
-    """Arguments or input that torch would refuse with a ``RuntimeError`` or ``IndexError``.
-
-    The message is torch's own text (docs/semantics.md §2 and its error table).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> try:
-    ...     max_pool2d(np.zeros((1, 4, 4)), 5)
-    ... except PoolingError as error:
-    ...     print(error)
-    Given input size: (1x4x4). Calculated output size: (1x0x0). Output size is too small
-    """
-
-
-class PoolingTypeError(TypeError):
-    """An argument of the wrong type, or a dtype torch does not implement (its ``TypeError`` and
-    ``NotImplementedError``, docs/semantics.md §2 step 1 and §5), with torch's message.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> try:
-    ...     avg_pool2d(np.zeros((1, 2, 2), dtype=bool), 2)
-    ... except PoolingTypeError as error:
-    ...     print(error)
-    "avg_pool2d" not implemented for 'Bool'
-    """
 
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 # Scratch slabs of about this many bytes: measured best on this project's 2-core machines

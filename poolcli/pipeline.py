@@ -22,7 +22,7 @@ import numpy as np
 from poolcli import arrays, formats, images, paths, pixels, storage
 from poolcli.brief import window_misfit
 from poolcli.engine import PoolingError, PoolingTypeError
-from poolcli.errors import GiantImageError
+from poolcli.errors import GiantImageError, PoolcliError
 from poolcli.exits import internal_error
 from poolcli.formats import stream_byte_limit
 from poolcli.params import DEFAULT_MEMORY_LIMIT, PoolParams
@@ -73,7 +73,7 @@ def local_outputs(jobs: Iterable[Job], options: Options) -> list[str]:
             if not storage.is_url(path) or storage.is_local_url(path)]
 
 
-class JobError(Exception):
+class JobError(PoolcliError):
     """A failure of one input, with the message to show."""
 
 

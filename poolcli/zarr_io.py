@@ -43,7 +43,7 @@ def zarr_format_args(zarr_format: int) -> dict:
     if zarr_major() >= 3:
         return {"zarr_format": zarr_format}
     if zarr_format != 2:
-        raise GiantImageError("Zarr v3 needs zarr>=3 (Python 3.11 or newer)")
+        raise GiantImageError("Zarr v3 needs Python 3.11 or later (zarr 3); zarr 2, on this Python, reads Zarr v2 only")
     return {}
 
 
@@ -150,6 +150,8 @@ def open_zarr(path: str, storage_options: str | None = None) -> ZarrInput:
     """Open a ``.zarr`` folder or URL: an array, or an OME-Zarr image (its first, full-resolution
     level)."""
     zarr = load_zarr()
+    if zarr_major() < 3 and (Path(path) / "zarr.json").is_file():  # zarr 2 would find "nothing at path ''"
+        zarr_format_args(3)  # raises: v3 needs Python 3.11 or later
     try:
         store = open_store(path, storage_options)
         node = zarr.open(store=store, mode="r") if zarr_major() >= 3 else zarr.open(store, mode="r")

@@ -6,7 +6,7 @@ computed here is only geometry: which cells a window covers, and why its divisor
 (the engine's public :func:`~poolcli.engine.axis_divisors`).  The panels (titled grids of styled
 text) are the one picture that the terminal (``render``), SVG and PNG (``picture``) draw.
 
-May import: NumPy, the engine and params (no Pillow, Rich or Click).
+May import: NumPy, the engine, errors and params (no Pillow, Rich or Click).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from poolcli import engine
+from poolcli.errors import PoolcliError
 from poolcli.params import PoolParams
 
 # At most this many values per side of a plane are explained (--crop picks a part).
@@ -58,7 +59,7 @@ class Panel(NamedTuple):
     caption: str
 
 
-class ExplainLimit(ValueError):
+class ExplainLimit(PoolcliError, ValueError):
     """The explanation would be too large to show; the message names the option that helps."""
 
 
@@ -109,7 +110,7 @@ class Explanation:
         return self.params.spec.padding_value
 
 
-class ChannelError(ValueError):
+class ChannelError(PoolcliError, ValueError):
     """A --channel that the input does not have."""
 
 
