@@ -78,7 +78,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, TypeAlias, overload
+from typing import Literal, NamedTuple, Protocol, TypeAlias, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -463,8 +463,24 @@ def _as_array(x: object) -> ArrayOrRows:
     return x if isinstance(x, (np.ndarray, RowSource)) else np.asarray(x)
 
 
+class Rows(Protocol):
+    """The one row protocol of poolcli's planes: a (C, H, W) image whose rows ``read(top,
+    bottom)`` gives as a (C, bottom - top, W) array (any strides).  Strips
+    (:mod:`poolcli.strips`), the TIFF and Zarr readers and :class:`RowSource` all are one; an
+    image frame (:class:`poolcli.frames.Frame`) is the same rows seen channels-last."""
+
+    @property
+    def shape(self) -> tuple[int, int, int]: ...
+
+    @property
+    def dtype(self) -> np.dtype: ...
+
+    def read(self, top: int, bottom: int) -> np.ndarray: ...
+
+
 class RowSource:
-    """A (C, H, W) input whose rows are read on demand, in strips, instead of a whole array.
+    """A :class:`Rows` made of a function: a (C, H, W) input whose rows are read on demand, in
+    strips, instead of a whole array.
 
     ``read(top, bottom)`` returns rows ``top:bottom`` as an array of shape (C, bottom - top, W)
     (any strides).  The pooling functions accept a RowSource wherever they accept an array and
@@ -499,6 +515,8 @@ class RowSource:
 
 # What the pooling functions accept: an array, or a (C, H, W) input read in row strips.
 ArrayOrRows: TypeAlias = np.ndarray | RowSource
+# The operations of pool_rows: torch's two, and the rounded average of integer pixels.
+RowsOp: TypeAlias = Literal["max", "avg", "avg_rounded"]
 
 
 class _BatchOfOne:
@@ -1560,13 +1578,16 @@ def avg_pool2d(
 
 
 def pool_rows(
-    op: str, x: np.ndarray | RowSource, output_rows: tuple[int, int] | None = None, *,
-    channels_last: bool = False, **kwargs: object
+    op: RowsOp, x: np.ndarray | RowSource, output_rows: tuple[int, int] | None = None, *,
+    kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0, dilation: IntOrPair = 1,
+    ceil_mode: bool = False, count_include_pad: bool = True, divisor_override: int | None = None,
+    channels_last: bool = False,
 ) -> np.ndarray:
     """Only output rows ``[o0, o1)`` of a pooling call (internal: the strip machinery's entry).
 
     ``op`` is ``"max"`` (:func:`max_pool2d`), ``"avg"`` (:func:`avg_pool2d`) or ``"avg_rounded"``
-    (:func:`avg_pool2d_rounded`); ``kwargs`` are that function's keyword arguments.  The rows are
+    (:func:`avg_pool2d_rounded`), with torch's keyword arguments (``dilation`` for max only;
+    ``count_include_pad`` and ``divisor_override`` for the averages only).  The rows are
     computed by the same blocks as the whole call, so concatenating the strips of any cut gives
     exactly (bit for bit) the whole result.  Validation and output size use the full input.
     With ``channels_last`` the (C, OH, OW) result is a view of an (OH, OW, C) array (the same
@@ -1581,13 +1602,15 @@ def pool_rows(
     >>> bool((np.concatenate([top, rest], axis=1) == max_pool2d(x, 3, 2, 1)).all())
     True
     """
-    args = dict(kwargs)
     if op == "max":
-        return _max_pool(x, args.pop("kernel_size"), args.pop("stride", None), args.pop("padding", 0),  # type: ignore[arg-type]
-                         args.pop("dilation", 1), args.pop("ceil_mode", False), False,  # type: ignore[arg-type]
-                         output_rows=output_rows, channels_last=channels_last, **args)  # type: ignore[return-value]
+        if count_include_pad is not True or divisor_override is not None:
+            raise TypeError("max pooling takes neither count_include_pad nor divisor_override")
+        values = _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, False, output_rows=output_rows,
+                           channels_last=channels_last)
+        assert isinstance(values, np.ndarray)  # no indices asked for
+        return values
+    if dilation not in (1, (1, 1)):
+        raise TypeError("average pooling takes no dilation")
     finish = {"avg": _finish_truncated, "avg_rounded": _finish_rounded}[op]
-    return _avg_pool(x, args.pop("kernel_size"), args.pop("stride", None), args.pop("padding", 0),  # type: ignore[arg-type]
-                     args.pop("ceil_mode", False), args.pop("count_include_pad", True),  # type: ignore[arg-type]
-                     args.pop("divisor_override", None), finish, output_rows=output_rows,  # type: ignore[arg-type]
-                     channels_last=channels_last, **args)
+    return _avg_pool(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, finish,
+                     output_rows=output_rows, channels_last=channels_last)

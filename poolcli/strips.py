@@ -44,13 +44,8 @@ from poolcli.params import DEFAULT_MEMORY_LIMIT, PoolParams
 _RESERVE = 48 << 20
 
 
-class Reader(Protocol):
-    """Input rows on demand: ``read(top, bottom)`` gives a (C, bottom - top, W) array."""
-
-    shape: tuple[int, int, int]
-    dtype: np.dtype
-
-    def read(self, top: int, bottom: int) -> np.ndarray: ...
+# A reader is the engine's one row protocol: ``shape`` (C, H, W), ``dtype``, ``read(top, bottom)``.
+Reader = engine.Rows
 
 
 class ArrayReader:
