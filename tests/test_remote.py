@@ -189,10 +189,6 @@ def peak_rss(*args: str, cwd: Path) -> tuple[int, str, int]:
 
 
 @SLOW
-@pytest.mark.xfail(reason=(
-    "remote reads are bounded to one band of tile rows (chunked.Band), yet the peak stays ~50 MiB over a "
-    "tiny remote file's; botocore's models and aiohttp's buffers are the suspects, not yet measured apart"),
-    strict=False)
 def test_a_remote_tiled_tiff_streams_in_bounded_memory(s3, tmp_path, rng):
     """A 6000x5000 RGB tiled TIFF, uncompressed (a 90 MB object): the remote run's peak RSS over
     that of a tiny remote TIFF (the same imports and client) stays under half the file, as
