@@ -38,6 +38,7 @@ from poolcli.results import Result
 from poolcli.tiff_io import TILE, DamagedTiff, TiffInput, TiffLayout, channel_passes, open_tiff, write_tiff
 from poolcli.zarr_io import (
     ZARR_CHUNK,
+    ZarrInput,
     ZarrTarget,
     base_transform,
     create_array,
@@ -246,6 +247,33 @@ def ome_description(info: TiffInput, params: PoolParams | None, shape: tuple[int
         return None
 
 
+def ngff_levels(z: ZarrInput | None, tiff: TiffInput | None, axes: tuple[str, ...], params: PoolParams,
+                 count: int, dtype: np.dtype, notes: list[str]) -> tuple[list[dict], list, PoolParams, dict | None]:
+    """NGFF axes, level transforms, parameters and ``omero`` of a pyramid: units, physical pixel
+    size, channel labels and colours from an OME-TIFF's OME-XML or an OME-Zarr input's own."""
+    names = "".join(axes)
+    axes_meta: list[dict] = ngff_axes(names)
+    scale, translation = [1.0] * len(axes), [0.0] * len(axes)
+    omero = None
+    if z is not None and z.ome is not None:
+        base = base_transform(z.ome, z.axes)
+        keep = [z.axes.index(a) for a in axes]
+        scale, translation = [base[0][i] for i in keep], [base[1][i] for i in keep]
+        axes_meta = input_axes(z, axes) or axes_meta
+        omero = z.omero
+    elif tiff is not None and tiff.ome_xml is not None:
+        try:
+            image = OmeImage.from_xml(tiff.ome_xml)
+            axes_meta, scale = image.ngff_axes(names), image.ngff_scale(names)
+            value_range = (np.iinfo(dtype).min, np.iinfo(dtype).max) if dtype.kind in "ui" else (0.0, 1.0)
+            omero = image.omero(value_range)
+            if len(omero["channels"]) != (tiff.shape[0] if "c" in axes else 1):
+                omero = None
+        except OmeError as error:
+            notes.append(f"the input's OME-XML is not carried over: {error}")
+    return axes_meta, level_transforms(names, scale, translation, params, count), params, omero
+
+
 def pass_plan(reader: Any, rule: strips.Rule, picks: list[int] | None,
                channels: int) -> tuple[Any, strips.Rule, int | None]:
     """What one channel pass reads and how: all channels, or one plane of a planar TIFF (with
@@ -345,9 +373,16 @@ def run_tiff(info: TiffInput, output: str, params: PoolParams, options: Any, res
                                 f"{'s' if channels > 1 else ''}, {TILE}x{TILE} tiles, "
                                 f"{compression}{arrangement}")
         else:
+            ome = None
+            if kind == "ZARR" and info.ome_xml is not None:  # an OME-TIFF gives an OME-Zarr image
+                version = ngff_version(getattr(options, "ngff", None))
+                levels = ngff_levels(None, info, ("c", "y", "x"), params, 2, info.dtype, result.notes)
+                pooled = levels[1][1]
+                ome = (version, ngff_attributes(version, Path(info.path).name, levels[0], [pooled], params, levels[3]))
+                result.notes.append(f"written as an OME-Zarr image (NGFF {version})")
             _write_arrays(output, kind, out_shape, info.dtype,
                           strips.iter_strips(reader, rule, options.memory_limit, align=ZARR_CHUNK),
-                          options.storage_options)
+                          options.storage_options, ome)
     finally:
         info.close()
 
@@ -370,8 +405,10 @@ def write_file(output: str, write: Any, storage_options: str | None = None) -> N
 
 
 def _write_arrays(output: str, kind: str, shape: tuple[int, int, int], dtype: np.dtype,
-                  pooled: Iterator[tuple[int, int, np.ndarray]], storage_options: str | None) -> None:
-    """One (C, OH, OW) image into a .npy (memory-mapped) or a Zarr v2 array."""
+                  pooled: Iterator[tuple[int, int, np.ndarray]], storage_options: str | None,
+                  ome: tuple[str, dict] | None = None) -> None:
+    """One (C, OH, OW) image into a .npy (memory-mapped), a Zarr v2 array, or with ``ome``
+    (NGFF version, group attributes) an OME-Zarr image of one level."""
     if kind == "NPY":
         def write(path: Path) -> None:
             target = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
@@ -383,8 +420,16 @@ def _write_arrays(output: str, kind: str, shape: tuple[int, int, int], dtype: np
         write_file(output, write, storage_options)
         return
     with zarr_output(output, storage_options) as out:
-        target = create_array(None, None, shape, dtype, output_chunks(("c", "y", "x"), shape, False), 2,
-                                    path=out.store())
+        if ome is None:
+            target = create_array(None, None, shape, dtype, output_chunks(("c", "y", "x"), shape, False), 2,
+                                  path=out.store())
+        else:
+            zarr_format = 3 if ome[0] == "0.5" else 2
+            with storage.translated(output):
+                group = open_group(out.store(), zarr_format)
+                group.attrs.update(ome[1])
+                target = create_array(group, "0", shape, dtype, output_chunks(("c", "y", "x"), shape, True),
+                                      zarr_format, dimension_names=("c", "y", "x"))
         for o0, o1, rows in pooled:
             with storage.translated(output):
                 target[:, o0:o1] = rows

@@ -24,17 +24,25 @@ from poolcli import paths, storage, strips
 from poolcli.chunked import ChunkedReader
 from poolcli.errors import GiantImageError
 from poolcli.formats import is_tiff_name, is_tiff_path, is_zarr_path, stream_byte_limit
-from poolcli.giant import STDIO, check_target, geo_output, guard, ome_description, pixel_rule, with_nodata, write_file
-from poolcli.ome import OmeError, OmeImage, level_transforms, ngff_attributes, ngff_axes
+from poolcli.giant import (
+    STDIO,
+    check_target,
+    geo_output,
+    guard,
+    ngff_levels,
+    ome_description,
+    pixel_rule,
+    with_nodata,
+    write_file,
+)
+from poolcli.ome import ngff_attributes
 from poolcli.params import PoolParams
 from poolcli.results import Result
 from poolcli.tiff_io import TILE, TiffInput, TiffLayout, channel_passes, open_tiff, write_tiff
 from poolcli.zarr_io import (
     ZARR_CHUNK,
     ZarrInput,
-    base_transform,
     create_array,
-    input_axes,
     ngff_version,
     open_group,
     open_zarr,
@@ -212,7 +220,7 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
         version = ngff_version(getattr(options, "ngff", None))
         zarr_format = 3 if version == "0.5" else 2
         name = Path(source.rstrip("/")).name
-        attributes = ngff_attributes(version, name, *_ngff_levels(z, tiff, axes, params, len(shapes),
+        attributes = ngff_attributes(version, name, *ngff_levels(z, tiff, axes, params, len(shapes),
                                                                   dtype, result.notes))
         with zarr_output(output, options.storage_options) as out, storage.translated(output):
             group = open_group(out.store(), zarr_format)
@@ -251,29 +259,3 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
     what = "GeoTIFF (BigTIFF, levels as overviews)" if geo is not None else "OME-TIFF (BigTIFF, SubIFDs)"
     result.notes.append(f"written as a pyramidal tiled {what}, levels " + " → ".join(str(tuple(s)) for s in shapes))
 
-
-def _ngff_levels(z: ZarrInput | None, tiff: TiffInput | None, axes: tuple[str, ...], params: PoolParams,
-                 count: int, dtype: np.dtype, notes: list[str]) -> tuple[list[dict], list, PoolParams, dict | None]:
-    """NGFF axes, level transforms, parameters and ``omero`` of a pyramid: units, physical pixel
-    size, channel labels and colours from an OME-TIFF's OME-XML or an OME-Zarr input's own."""
-    names = "".join(axes)
-    axes_meta: list[dict] = ngff_axes(names)
-    scale, translation = [1.0] * len(axes), [0.0] * len(axes)
-    omero = None
-    if z is not None and z.ome is not None:
-        base = base_transform(z.ome, z.axes)
-        keep = [z.axes.index(a) for a in axes]
-        scale, translation = [base[0][i] for i in keep], [base[1][i] for i in keep]
-        axes_meta = input_axes(z, axes) or axes_meta
-        omero = z.omero
-    elif tiff is not None and tiff.ome_xml is not None:
-        try:
-            image = OmeImage.from_xml(tiff.ome_xml)
-            axes_meta, scale = image.ngff_axes(names), image.ngff_scale(names)
-            value_range = (np.iinfo(dtype).min, np.iinfo(dtype).max) if dtype.kind in "ui" else (0.0, 1.0)
-            omero = image.omero(value_range)
-            if len(omero["channels"]) != (tiff.shape[0] if "c" in axes else 1):
-                omero = None
-        except OmeError as error:
-            notes.append(f"the input's OME-XML is not carried over: {error}")
-    return axes_meta, level_transforms(names, scale, translation, params, count), params, omero

@@ -139,25 +139,28 @@ def test_rgb_stays_interleaved_and_multichannel_planar_becomes_pages(invoke, tmp
 # --------------------------------------------------------------------------- OME-Zarr
 
 
-def validate(path: Path, version: str) -> None:
+NGFF = ["0.4", pytest.param("0.5", marks=pytest.mark.skipif(not V3, reason="NGFF 0.5 is Zarr v3 (zarr>=3)"))]
+
+
+def ngff_metadata(path: Path, version: str) -> dict:
+    """An OME-Zarr image's NGFF metadata (``multiscales``, ``omero``), once ome-zarr-models
+    has validated the group."""
     models = pytest.importorskip(f"ome_zarr_models.v0{version[-1]}.image")
     group = zarr.open_group(str(path), mode="r")
     models.Image.from_zarr(group)
+    attrs = group.attrs.asdict()
+    return attrs["ome"] if version == "0.5" else attrs
 
 
-@pytest.mark.parametrize("ngff", ["0.4", "0.5"])
+@pytest.mark.parametrize("ngff", NGFF)
 def test_an_ome_tiff_pyramid_as_ome_zarr_has_units_scale_and_omero(invoke, tmp_path, rng, ngff):
-    if ngff == "0.5" and not V3:
-        pytest.skip("NGFF 0.5 is Zarr v3 (zarr>=3)")
     data = rng.integers(0, 65536, (3, 48, 40), dtype=np.uint16)
     write_ome(tmp_path / "cells.ome.tif", data)
     result = invoke("pyramid", "avg", "cells.ome.tif", "-o", "cells.ome.zarr", "--levels", "2", "--ngff", ngff,
                     "-k", "3", "-s", "2", "-p", "1", "-q")
     assert result.exit_code == 0, result.stderr
     out = tmp_path / "cells.ome.zarr"
-    validate(out, ngff)
-    attrs = zarr.open_group(str(out), mode="r").attrs.asdict()
-    ome = attrs["ome"] if ngff == "0.5" else attrs
+    ome = ngff_metadata(out, ngff)
     image = ome["multiscales"][0]
     assert [(a["name"], a.get("unit")) for a in image["axes"]] == [("c", None), ("y", "micrometer"),
                                                                     ("x", "micrometer")]
@@ -179,10 +182,8 @@ def test_an_ome_tiff_pyramid_as_ome_zarr_has_units_scale_and_omero(invoke, tmp_p
         level = avg_pool2d_ref(level[None], (3, 3), (2, 2), (1, 1), False, True, None, rounded=True)[0]
 
 
-@pytest.mark.parametrize("ngff", ["0.4", "0.5"])
+@pytest.mark.parametrize("ngff", NGFF)
 def test_an_ome_zarr_input_keeps_omero_and_units(invoke, tmp_path, rng, ngff):
-    if ngff == "0.5" and not V3:
-        pytest.skip("NGFF 0.5 is Zarr v3 (zarr>=3)")
     from poolcli.ome import ngff_attributes
 
     data = rng.normal(0, 1, (2, 32, 24)).astype(np.float32)
@@ -197,9 +198,7 @@ def test_an_ome_zarr_input_keeps_omero_and_units(invoke, tmp_path, rng, ngff):
     group.attrs.update(ngff_attributes("0.4", "in", axes, [([1.0, 5.0, 5.0], [0.0, 0.0, 0.0])], omero=omero))
     result = invoke("max", "in.ome.zarr", "-k", "2", "-o", "out.ome.zarr", "--ngff", ngff, "-q")
     assert result.exit_code == 0, result.stderr
-    validate(tmp_path / "out.ome.zarr", ngff)
-    attrs = zarr.open_group(str(tmp_path / "out.ome.zarr"), mode="r").attrs.asdict()
-    ome = attrs["ome"] if ngff == "0.5" else attrs
+    ome = ngff_metadata(tmp_path / "out.ome.zarr", ngff)
     assert ome["omero"] == omero
     image = ome["multiscales"][0]
     assert image["axes"] == axes
@@ -306,3 +305,32 @@ def test_nodata_mistakes_are_one_line(invoke, tmp_path, rng):
     assert indices.exit_code == 2 and "--return-indices and --nodata do not go together" in indices.stderr
     word = invoke("max", "a.npy", "-k", "2", "--nodata", "lots")
     assert word.exit_code == 2 and "nodata 'lots' is not a number" in word.stderr
+
+
+@pytest.mark.parametrize("ngff", NGFF)
+def test_an_ome_tiff_pooled_into_zarr_is_an_ome_zarr_image(invoke, tmp_path, rng, ngff):
+    data = rng.integers(0, 65536, (3, 40, 32), dtype=np.uint16)
+    write_ome(tmp_path / "cells.ome.tif", data)
+    result = invoke("max", "cells.ome.tif", "-k", "2", "-o", "cells.ome.zarr", "--ngff", ngff, "-q")
+    assert result.exit_code == 0, result.stderr
+    ome = ngff_metadata(tmp_path / "cells.ome.zarr", ngff)
+    assert ome["multiscales"][0]["datasets"][0]["coordinateTransformations"] == [
+        {"type": "scale", "scale": [1.0, 0.65, 0.65]}, {"type": "translation", "translation": [0.0, 0.1625, 0.1625]}]
+    assert [c["label"] for c in ome["omero"]["channels"]] == NAMES
+    assert np.array_equal(zarr.open_array(str(tmp_path / "cells.ome.zarr" / "0"), mode="r")[...], max2(data))
+
+
+def test_a_geotiff_pyramid_pools_every_level_without_nodata(invoke, tmp_path, rng):
+    rasterio = pytest.importorskip("rasterio")
+    data = rng.integers(0, 100, (1, 32, 32)).astype(np.int16)
+    data[0, rng.random((32, 32)) < 0.5] = -9999
+    write_geotiff(tmp_path / "nd.tif", data)
+    assert invoke("pyramid", "avg", "nd.tif", "-o", "nd.pyramid.tif", "--levels", "2", "-q").exit_code == 0
+    level = data
+    with tifffile.TiffFile(tmp_path / "nd.pyramid.tif") as tif:
+        for page in tif.pages:
+            assert page.tags["GDAL_NODATA"].value == "-9999"
+            assert np.array_equal(page.asarray(), level[0])
+            level = avg_ref(level, np.int16(-9999), (2, 2), (2, 2), (0, 0), False, True, None)
+    with rasterio.open(tmp_path / "nd.pyramid.tif") as src:
+        assert src.overviews(1) == [2, 4] and src.nodata == -9999
