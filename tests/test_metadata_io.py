@@ -254,6 +254,12 @@ def test_nodata_none_pools_every_pixel_and_drops_the_tag(invoke, tmp_path, rng):
     with rasterio.open(tmp_path / "plain.tif") as src:
         assert src.nodata is None and src.count == 2 and src.crs.to_epsg() == 32633
         assert np.array_equal(src.read(), max2(data))
+    tif, records = read_quietly(tmp_path / "plain.tif")  # two bands in one interleaved page
+    with tif:
+        assert records == [] and len(tif.pages) == 1 and tif.pages[0].samplesperpixel == 2
+    pyvips = pytest.importorskip("pyvips")
+    assert np.array_equal(pyvips.Image.new_from_file(str(tmp_path / "plain.tif")).numpy().transpose(2, 0, 1),
+                          max2(data))
     with rasterio.open(tmp_path / "other.tif") as src:
         assert src.nodata == 5
         expected = max_ref(data, np.int16(5), (2, 2), (2, 2), (0, 0), (1, 1), False)
@@ -271,8 +277,13 @@ def test_a_geotiff_pyramid_has_gdal_overviews_georeferenced(invoke, tmp_path, rn
         assert tuple(src.transform)[:6] == (10.0, 0.0, 500000.0, 0.0, -10.0, 4600000.0)
         assert np.array_equal(src.read(1), data[0])
         assert np.array_equal(src.read(1, out_shape=(16, 12)), max2(max2(data))[0])
-    with tifffile.TiffFile(tmp_path / "img.pyramid.tif") as tif:  # every level carries its own placement
+    tif, records = read_quietly(tmp_path / "img.pyramid.tif")
+    with tif:  # every level carries its own placement
+        assert records == [] and not tif.is_ome
         assert [page.tags["ModelPixelScaleTag"].value[:2] for page in tif.pages] == [(10, 10), (20, 20), (40, 40)]
+    pyvips = pytest.importorskip("pyvips")
+    assert np.array_equal(pyvips.Image.new_from_file(str(tmp_path / "img.pyramid.tif"), page=2).numpy(),
+                          max2(max2(data))[0])
 
 
 def test_nodata_for_arrays_only_when_given(invoke, tmp_path):
