@@ -269,6 +269,8 @@ def ngff_levels(z: ZarrInput | None, tiff: TiffInput | None, axes: tuple[str, ..
             omero = image.omero(value_range)
             if len(omero["channels"]) != (tiff.shape[0] if "c" in axes else 1):
                 omero = None
+            if image.sizes["Z"] * image.sizes["T"] > 1:
+                notes.append("the OME-TIFF's Z and T planes are stacked along the c axis, in page order")
         except OmeError as error:
             notes.append(f"the input's OME-XML is not carried over: {error}")
     return axes_meta, level_transforms(names, scale, translation, params, count), params, omero

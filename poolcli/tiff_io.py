@@ -181,6 +181,23 @@ class TiffPageReader:
         return Picked()
 
 
+class PlanesReader:
+    """Planes that are pages of their own (an OME-TIFF's C, Z and T planes), read as the
+    channels of one (C, H, W) image, each page through its own :class:`TiffPageReader` (so each
+    keeps its current band of tiles decoded)."""
+
+    def __init__(self, readers: list[TiffPageReader]):
+        self.readers = readers
+        self.shape: tuple[int, int, int] = (len(readers), *readers[0].shape[1:])
+        self.dtype = readers[0].dtype
+
+    def read(self, top: int, bottom: int) -> np.ndarray:
+        return np.concatenate([reader.read(top, bottom) for reader in self.readers])
+
+    def channels(self, picks: list[int]) -> PlanesReader:
+        return PlanesReader([self.readers[c] for c in picks])
+
+
 @dataclass
 
 
@@ -202,7 +219,7 @@ class TiffInput:
     handle: Any = field(default=None, repr=False)
     ome_xml: str | None = field(default=None, repr=False)  # the OME-XML of an OME-TIFF
     geo: GeoReference | None = None  # a GeoTIFF's georeferencing
-    reader: ChunkedReader | TiffPageReader | None = field(default=None, repr=False)
+    reader: ChunkedReader | TiffPageReader | PlanesReader | None = field(default=None, repr=False)
 
     @property
     def has_alpha(self) -> bool:
@@ -225,9 +242,16 @@ class TiffInput:
         plural = "s" if channels != 1 else ""
         return f"{self.dtype}, {channels} channel{plural}, {kind} ({', '.join(extras)})"
 
-    def open(self) -> ChunkedReader | TiffPageReader:
+    def open(self) -> ChunkedReader | TiffPageReader | PlanesReader:
         series = self.handle.series[0]
         page = series.levels[0].keyframe
+        pages = series.levels[0].pages
+        if len(pages) > 1 and len(pages) == self.shape[0] and page.samplesperpixel == 1 and not page.is_subsampled:
+            # one page per plane (OME's C, Z, T): each read by its own page reader
+            readers = [TiffPageReader(p.aspage() if hasattr(p, "aspage") else p, (1, *self.shape[1:]), False)
+                       for p in pages]
+            self.reader = PlanesReader(readers)
+            return self.reader
         if len(series.levels[0].pages) == 1 and page.dataoffsets and not page.is_subsampled:
             self.reader = TiffPageReader(page, self.shape, self.planar)
             return self.reader
@@ -287,12 +311,16 @@ def open_tiff(path: str, storage_options: str | None = None) -> TiffInput | None
         axes, shape = level.axes, level.shape
         others = [(a, n) for a, n in zip(axes, shape, strict=True) if a not in "YX"]
         big = [n for a, n in others if n > 1]
-        # Samples or channels only: pages, Z, T, ... stay frames (Pillow's path, or an error there).
-        if ("Y" not in axes or "X" not in axes or len(big) > 1 or any(n > 1 and a not in "SC" for a, n in others)
+        # An OME-TIFF's planes (C, Z, T: one page of one sample each) are pooled as channels, in
+        # page order; elsewhere samples or channels only: pages, Z, T, ... stay frames (Pillow's path).
+        planes = (handle.is_ome and "S" not in axes and len(level.pages) == int(np.prod(big, dtype=np.int64)) > 1
+                  and (len(big) > 1 or any(n > 1 and a not in "SC" for a, n in others)))
+        if ("Y" not in axes or "X" not in axes or (not planes and len(big) > 1)
+                or (not planes and any(n > 1 and a not in "SC" for a, n in others))
                 or (len(handle.series) > 1 and not series.is_pyramidal)):
             handle.close()
             return None
-        channels = big[0] if big else 1
+        channels = int(np.prod(big, dtype=np.int64)) if big else 1
         check_segments(page, handle.filehandle.size)
         if page.dtype is None or np.dtype(page.dtype).kind not in "uif":
             handle.close()

@@ -83,6 +83,34 @@ def test_an_ome_tiff_gives_an_ome_tiff_one_page_per_channel(invoke, tmp_path, rn
                               max2(data)[c])
 
 
+@pytest.mark.parametrize("axes", ["ZCYX", "CZYX", "TCYX"])
+def test_ome_planes_of_z_and_t_are_pooled_page_by_page_in_their_order(invoke, tmp_path, rng, axes):
+    pyvips = pytest.importorskip("pyvips")
+    shape = {"C": 3, "Z": 2, "T": 2}
+    data = rng.integers(0, 65536, (shape[axes[0]], shape[axes[1]], 36, 28), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "stack.ome.tif", data, ome=True, photometric="minisblack", tile=(16, 16),
+                     metadata={"axes": axes, "PhysicalSizeX": 0.5, "PhysicalSizeZ": 2.0, "Channel": {"Name": NAMES}})
+    result = invoke("max", "stack.ome.tif", "-k", "2", "-o", "out.ome.tif", "-q")
+    assert result.exit_code == 0, result.stderr
+    expected = max2(data.reshape(-1, 36, 28)).reshape(*data.shape[:2], 18, 14)
+    tif, records = read_quietly(tmp_path / "out.ome.tif")
+    with tif:
+        assert records == [] and tif.is_ome and len(tif.pages) == 6
+        assert tif.series[0].axes == axes and np.array_equal(tif.series[0].asarray(), expected)
+        from poolcli.ome import OmeImage
+
+        image = OmeImage.from_xml(tif.ome_metadata)
+        assert [c.name for c in image.channels] == NAMES
+        assert image.physical["X"].value == 1.0 and image.physical["Z"].value == 2.0
+    for n, plane in enumerate(expected.reshape(-1, 18, 14)):
+        assert np.array_equal(pyvips.Image.new_from_file(str(tmp_path / "out.ome.tif"), page=n).numpy(), plane)
+    pyramid = invoke("pyramid", "max", "stack.ome.tif", "--levels", "1", "-o", "p.ome.tif", "-q")
+    assert pyramid.exit_code == 0, pyramid.stderr
+    with tifffile.TiffFile(tmp_path / "p.ome.tif") as tif:
+        assert tif.series[0].axes == axes and len(tif.pages[5].subifds) == 1
+        assert np.array_equal(tif.series[0].levels[1].asarray(), expected)
+
+
 def test_an_ome_tiff_pyramid_keeps_levels_in_subifds_and_its_ome_xml(invoke, tmp_path, rng):
     pyvips = pytest.importorskip("pyvips")
     data = rng.integers(0, 65536, (3, 64, 40), dtype=np.uint16)
