@@ -279,6 +279,29 @@ divisor_options = _options(
 return_indices_option = click.option(
     "--return-indices", "indices_path", type=click.Path(dir_okay=False), default=None, metavar="FILE.npy",
     help="Also save torch's int64 indices of each maximum (one input).")
+
+
+def _nodata_text(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--nodata``: a number (or nan) or ``none``, checked before any file is read."""
+    if value is None:
+        return None
+    from poolcli.nodata import NodataError, parse_nodata
+
+    try:
+        parse_nodata(value)
+    except NodataError as error:
+        raise click.BadParameter(str(error), ctx=ctx, param=param) from None
+    return value
+
+
+nodata_option = click.option(
+    "--nodata", default=None, metavar="V|none", callback=_nodata_text,
+    help="Leave pixels equal to V out of every window; a window of only V gives V [default: a GeoTIFF's "
+         "GDAL_NODATA]; none: pool every pixel as a number.")
+ngff_option = click.option(
+    "--ngff", type=click.Choice(["0.4", "0.5"]), default=None,
+    help="OME-Zarr version written: 0.5 (Zarr v3) or 0.4 (Zarr v2, older readers) [default: 0.5 where "
+         "zarr 3 is installed; an OME-Zarr input's own version].")
 pixel_options = _options(
     click.option("--premultiply/--no-premultiply", default=True, show_default=True,
                  help="Weight colour by alpha when averaging (no dark fringes); off gives torch's "
@@ -299,6 +322,7 @@ files_options = _options(
         click.option("--format", "file_format", type=click.Choice(FORMATS, case_sensitive=False), default=None,
                      metavar="FMT", help="Output format: " + ", ".join(FORMATS) + " (for stdout, or to "
                                          "override the extension)."),
+        ngff_option,
     ),
     section(
         "Folders",
@@ -476,7 +500,7 @@ def _checked(ctx: click.Context, params: PoolParams) -> PoolParams:
 
 @cli.command("max", cls=GroupedCommand, epilog=EPILOG_MAX, no_args_is_help=True,
              short_help="Max pooling (torch's MaxPool2d) of images, .npy arrays or folders.")
-@section("Pooling", window_options, dilation_option, return_indices_option)
+@section("Pooling", window_options, dilation_option, return_indices_option, nodata_option)
 @files_options
 @click.pass_context
 def max_command(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: Pair, ceil_mode: bool,
@@ -489,7 +513,7 @@ def max_command(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: 
 
 @cli.command("avg", cls=GroupedCommand, epilog=EPILOG_AVG, no_args_is_help=True,
              short_help="Average pooling (torch's AvgPool2d) of images, .npy arrays or folders.")
-@section("Pooling", window_options, divisor_options)
+@section("Pooling", window_options, divisor_options, nodata_option)
 @section("Pixels", pixel_options)
 @files_options
 @click.pass_context
@@ -508,10 +532,14 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
                no_auto_orient: bool, max_pixels: int | None, max_frames: int | None,
                background: tuple[int, int, int] | None, memory_limit: int | None, verbose: bool, as_json: bool,
                quiet: bool, scheduler: str | None, storage_options: str | None, retries: int,
-               indices_path: str | None = None, premultiply: bool = True, linear: bool = False) -> None:
+               indices_path: str | None = None, premultiply: bool = True, linear: bool = False,
+               nodata: str | None = None, ngff: str | None = None) -> None:
     """The one implementation behind ``poolcli max`` and ``poolcli avg``: plan, run, exit."""
     if indices_path is not None and not indices_path.lower().endswith(".npy"):
         raise click.BadParameter("the indices file must end in .npy", ctx=ctx, param_hint="'--return-indices'")
+    if indices_path is not None and nodata is not None and nodata.strip().lower() != "none":
+        raise click.UsageError("--return-indices and --nodata do not go together: a window of nodata has no "
+                               "maximum to point at", ctx=ctx)
     if output is not None and output_dir is not None:
         raise click.UsageError("give -o/--output or -O/--output-dir, not both", ctx=ctx)
     _check_not_empty(ctx, output, "'-o/--output'", "give a file name, or - for standard output")
@@ -532,7 +560,7 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
         max_pixels=formats.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels, indices_path=indices_path,
         max_frames=formats.DEFAULT_MAX_FRAMES if max_frames is None else max_frames, background=background,
         memory_limit=DEFAULT_MEMORY_LIMIT if memory_limit is None else memory_limit,
-        debug=debug, storage_options=storage_options,
+        debug=debug, storage_options=storage_options, nodata=nodata, ngff=ngff,
     )
     address = _scheduler_address(ctx, scheduler, storage_options, inputs)
     try:
@@ -659,8 +687,8 @@ def pyramid_group() -> None:
 
 
 @pyramid_group.command("max", cls=GroupedCommand, epilog=EPILOG_PYRAMID, no_args_is_help=True)
-@section("Pooling", pyramid_window_options, dilation_option)
-@section("Pyramid", pyramid_files_options)
+@section("Pooling", pyramid_window_options, dilation_option, nodata_option)
+@section("Pyramid", pyramid_files_options, ngff_option)
 @click.pass_context
 def pyramid_max(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: Pair, ceil_mode: bool,
                 dilation: Pair, **files: Any) -> None:
@@ -671,9 +699,9 @@ def pyramid_max(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: 
 
 
 @pyramid_group.command("avg", cls=GroupedCommand, epilog=EPILOG_PYRAMID, no_args_is_help=True)
-@section("Pooling", pyramid_window_options, divisor_options)
+@section("Pooling", pyramid_window_options, divisor_options, nodata_option)
 @section("Pixels", pixel_options)
-@section("Pyramid", pyramid_files_options)
+@section("Pyramid", pyramid_files_options, ngff_option)
 @click.pass_context
 def pyramid_avg(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: Pair, ceil_mode: bool,
                 count_include_pad: bool, divisor_override: int | None, premultiply: bool, linear: bool,
@@ -686,7 +714,8 @@ def pyramid_avg(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: 
 
 def pyramid_files(ctx: click.Context, params: PoolParams, *, input_path: str, output: str, levels: int,
                   memory_limit: int | None, no_auto_orient: bool, max_pixels: int | None, as_json: bool,
-                  quiet: bool, premultiply: bool = True, linear: bool = False) -> None:
+                  quiet: bool, premultiply: bool = True, linear: bool = False, nodata: str | None = None,
+                  ngff: str | None = None) -> None:
     """The one implementation behind ``poolcli pyramid max`` and ``avg``: check, run, exit."""
     if not output.lower().rstrip("/").endswith((".zarr", ".tif", ".tiff")):
         raise click.BadParameter("a pyramid is written as .zarr / .ome.zarr (OME-Zarr) or .tif / .tiff "
@@ -702,7 +731,7 @@ def pyramid_files(ctx: click.Context, params: PoolParams, *, input_path: str, ou
     options = Options(
         auto_orient=not no_auto_orient, premultiply=premultiply, linear=linear, pyramid_levels=levels,
         max_pixels=formats.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
-        memory_limit=DEFAULT_MEMORY_LIMIT if memory_limit is None else memory_limit,
+        memory_limit=DEFAULT_MEMORY_LIMIT if memory_limit is None else memory_limit, nodata=nodata, ngff=ngff,
     )
     code = batch.execute([Job(input_path, output)], params, options, progress=False, as_json=as_json, quiet=quiet)
     ctx.exit(code)

@@ -4,15 +4,22 @@ pooled strip by strip and written (TIFF, Zarr or ``.npy``), here or on a strip r
 A TIFF streams (tifffile, chunk by chunk, :mod:`poolcli.strips`) when it is tiled, BigTIFF, OME,
 planar, has more than 4 samples, 16-bit colour or float colour, or is larger than the memory
 limit or the pixel limit; other TIFFs keep Pillow's path and its metadata handling.  A ``.zarr``
-always streams.  Pixels (TIFF) follow :mod:`poolcli.pixels`; Zarr arrays follow torch.  The units
-of work (:class:`StripTask`, :class:`PassTask`) open their input and output themselves, so a
-Dask worker runs them as they run here.
+always streams.  Pixels (TIFF) follow :mod:`poolcli.pixels`; Zarr arrays follow torch; with a
+nodata value (``--nodata``, or a GeoTIFF's GDAL_NODATA) both follow :mod:`poolcli.nodata`.  The
+units of work (:class:`StripTask`, :class:`PassTask`) open their input and output themselves, so
+a Dask worker runs them as they run here.
 
-May import: NumPy, ``strips``, ``tiff_io``, ``zarr_io``, ``paths`` and ``storage`` at import time.
+A GeoTIFF written as a TIFF, ``.npy`` or Zarr streams too, so that its georeferencing
+(:mod:`poolcli.geo`) and nodata value go through one writer; an OME-TIFF's OME-XML
+(:mod:`poolcli.ome`) describes the pooled pages.
+
+May import: NumPy, ``strips``, ``tiff_io``, ``zarr_io``, ``geo``, ``ome``, ``nodata``, ``paths``
+and ``storage`` at import time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,21 +28,22 @@ from typing import Any
 
 import numpy as np
 
-from poolcli import paths, storage, strips
+from poolcli import nodata, paths, storage, strips
 from poolcli.errors import GiantImageError
 from poolcli.formats import is_zarr_path
+from poolcli.geo import GeoReference
+from poolcli.ome import OmeError, OmeImage, level_transforms, ngff_attributes, ngff_axes
 from poolcli.params import PoolParams
 from poolcli.results import Result
 from poolcli.tiff_io import TILE, DamagedTiff, TiffInput, TiffLayout, channel_passes, open_tiff, write_tiff
 from poolcli.zarr_io import (
-    NGFF_VERSION,
     ZARR_CHUNK,
+    ZarrInput,
     ZarrTarget,
     base_transform,
     create_array,
     input_axes,
-    next_transform,
-    ome_attributes,
+    ngff_version,
     open_group,
     open_zarr,
     output_chunks,
@@ -122,9 +130,10 @@ def format_size(size: int) -> str:
 
 
 def open_if_streaming(source: str, memory_limit: int, max_pixels: int | None,
-                      storage_options: str | None = None) -> TiffInput | None:
+                      storage_options: str | None = None, output: str | None = None) -> TiffInput | None:
     """The TIFF (a path or a URL) opened for streaming, or ``None`` when Pillow's path should
-    take it."""
+    take it.  A GeoTIFF streams when ``output`` is a TIFF, ``.npy`` or Zarr (its georeferencing
+    and nodata value are carried there)."""
     try:
         info = open_tiff(source, storage_options)
     except DamagedTiff:
@@ -138,7 +147,9 @@ def open_if_streaming(source: str, memory_limit: int, max_pixels: int | None,
     streams = (info.tiled or info.bigtiff or info.ome or info.planar or channels > 4
                or (channels >= 3 and info.dtype.itemsize > 1) or (channels > 1 and info.dtype.kind == "f")
                or whole > memory_limit
-               or bool(max_pixels and height * width > max_pixels))
+               or bool(max_pixels and height * width > max_pixels)
+               or (info.geo is not None and output is not None
+                   and Path(output.rstrip("/")).suffix.lower() in (".tif", ".tiff", ".npy", ".zarr")))
     if not streams:
         info.close()
         return None
@@ -185,6 +196,86 @@ def pixel_rule(info: TiffInput, params: PoolParams, premultiply: bool, linear: b
                        premultiply=premultiply, linear=linear and params.spec.averages)
 
 
+def with_nodata(rule: strips.Rule, option: str | None, declared: str | None, dtype: np.dtype) -> strips.Rule:
+    """``rule`` with the nodata value of ``--nodata`` (``option``; ``"none"``: no nodata) or else
+    the input's own (``declared``: GDAL_NODATA's text); refused before any pixel is read when
+    the dtype cannot hold it.
+
+    Examples
+    --------
+    >>> from poolcli.params import PoolParams
+    >>> with_nodata(strips.Rule(PoolParams("avg", (2, 2))), None, "-9999", np.dtype(np.int16)).nodata
+    -9999
+    >>> with_nodata(strips.Rule(PoolParams("avg", (2, 2))), "none", "-9999", np.dtype(np.int16)).nodata is None
+    True
+    """
+    try:
+        value = nodata.checked(option if option is not None else declared, dtype)
+    except nodata.NodataError as error:
+        where = "--nodata" if option is not None else "the GDAL_NODATA tag"
+        raise GiantImageError(f"{error} (from {where})") from None
+    if value is not None and rule.linear:
+        raise GiantImageError("--linear and a nodata value do not go together; give --nodata none")
+    return dataclasses.replace(rule, nodata=value)
+
+
+def geo_output(geo: GeoReference | None, rule: strips.Rule, pooled: bool = True) -> GeoReference | None:
+    """The georeferencing of the output: placed by :meth:`GeoReference.pooled` (unless ``pooled``
+    is False: a pyramid's levels are placed already), with the nodata value that pooling honoured
+    (none when ``--nodata none`` mixed the input's nodata into the values)."""
+    if geo is None:
+        return None
+    nodata = None if rule.nodata is None else repr(rule.nodata) if isinstance(rule.nodata, float) else str(rule.nodata)
+    return dataclasses.replace(geo.pooled(rule.params) if pooled else geo, gdal_nodata=nodata)
+
+
+def ome_description(info: TiffInput, params: PoolParams | None, shape: tuple[int, int, int], pages: int,
+                    notes: list[str]) -> str | None:
+    """The OME-XML of an OME-TIFF input, pooled (or as it is, ``params`` None) to ``shape``, when
+    it describes the ``pages`` written; else None, with a note saying what was not carried."""
+    if info.ome_xml is None:
+        return None
+    try:
+        image = OmeImage.from_xml(info.ome_xml)
+        if params is not None:
+            image = image.pooled(params, shape[1], shape[2])
+        if len(image.planes()) != pages:
+            raise OmeError(f"it describes {len(image.planes())} planes, not the {pages} pages written")
+        return image.to_xml()
+    except OmeError as error:
+        notes.append(f"the input's OME-XML is not carried over: {error}")
+        return None
+
+
+def ngff_levels(z: ZarrInput | None, tiff: TiffInput | None, axes: tuple[str, ...], params: PoolParams,
+                 count: int, dtype: np.dtype, notes: list[str]) -> tuple[list[dict], list, PoolParams, dict | None]:
+    """NGFF axes, level transforms, parameters and ``omero`` of a pyramid: units, physical pixel
+    size, channel labels and colours from an OME-TIFF's OME-XML or an OME-Zarr input's own."""
+    names = "".join(axes)
+    axes_meta: list[dict] = ngff_axes(names)
+    scale, translation = [1.0] * len(axes), [0.0] * len(axes)
+    omero = None
+    if z is not None and z.ome is not None:
+        base = base_transform(z.ome, z.axes)
+        keep = [z.axes.index(a) for a in axes]
+        scale, translation = [base[0][i] for i in keep], [base[1][i] for i in keep]
+        axes_meta = input_axes(z, axes) or axes_meta
+        omero = z.omero
+    elif tiff is not None and tiff.ome_xml is not None:
+        try:
+            image = OmeImage.from_xml(tiff.ome_xml)
+            axes_meta, scale = image.ngff_axes(names), image.ngff_scale(names)
+            value_range = (np.iinfo(dtype).min, np.iinfo(dtype).max) if dtype.kind in "ui" else (0.0, 1.0)
+            omero = image.omero(value_range)
+            if len(omero["channels"]) != (tiff.shape[0] if "c" in axes else 1):
+                omero = None
+            if image.sizes["Z"] * image.sizes["T"] > 1:
+                notes.append("the OME-TIFF's Z and T planes are stacked along the c axis, in page order")
+        except OmeError as error:
+            notes.append(f"the input's OME-XML is not carried over: {error}")
+    return axes_meta, level_transforms(names, scale, translation, params, count), params, omero
+
+
 def pass_plan(reader: Any, rule: strips.Rule, picks: list[int] | None,
                channels: int) -> tuple[Any, strips.Rule, int | None]:
     """What one channel pass reads and how: all channels, or one plane of a planar TIFF (with
@@ -197,8 +288,8 @@ def pass_plan(reader: Any, rule: strips.Rule, picks: list[int] | None,
     weighted = rule.has_alpha and rule.params.spec.averages and (rule.premultiply or rule.linear)
     if weighted and channel != alpha:
         return reader.channels([channel, alpha]), rule, 1
-    single = strips.Rule(rule.params, rule.pixels, has_alpha=False, premultiply=rule.premultiply,
-                         linear=rule.linear and not (rule.has_alpha and channel == alpha))
+    single = dataclasses.replace(rule, has_alpha=False,
+                                 linear=rule.linear and not (rule.has_alpha and channel == alpha))
     return reader.channels([channel]), single, None
 
 
@@ -252,6 +343,10 @@ def run_tiff(info: TiffInput, output: str, params: PoolParams, options: Any, res
             raise GiantImageError("--background is not available for streamed TIFF images; write a .tif (alpha kept)")
         guard(info, options.memory_limit, options.max_pixels)
         rule = pixel_rule(info, params, options.premultiply, options.linear)
+        rule = with_nodata(rule, getattr(options, "nodata", None), info.geo.gdal_nodata if info.geo else None,
+                           info.dtype)
+        if rule.nodata is not None:
+            result.notes.append(f"nodata {rule.nodata} left out of every window")
         out_shape = strips.output_shape(info.shape, params)
         result.output_shape = out_shape
         orientation = info.handle.pages[0].tags.get(274)  # Orientation
@@ -267,17 +362,29 @@ def run_tiff(info: TiffInput, output: str, params: PoolParams, options: Any, res
                 ranges = strips.plan_strips(out_shape[1], TILE)
                 passes = [runner.map(PassTask(absolute(info.path), options.storage_options, rule, picks, channels),
                                      ranges) for picks in channel_passes(layout, channels)]
-            write_file(output, lambda path: write_tiff(path, out_shape, info.dtype, layout, passes),
+            pages = channels if layout.planar and channels > 1 else 1
+            description = ome_description(info, params, out_shape, pages, result.notes)
+            geo = geo_output(info.geo, rule)
+            write_file(output, lambda path: write_tiff(path, out_shape, info.dtype, layout, passes,
+                                                       ome=pages > 1, description=description, geo=[geo]),
                         options.storage_options)
             compression = layout.compression or "uncompressed"
-            arrangement = (", planar" if layout.planar else ", interleaved") if channels > 1 else ""
-            result.notes.append(f"written as a tiled BigTIFF: {info.dtype}, {channels} channel"
+            arrangement = (", a page per channel" if pages > 1 else ", interleaved") if channels > 1 else ""
+            kind_name = "OME-TIFF" if description is not None or pages > 1 else "GeoTIFF" if geo else "BigTIFF"
+            result.notes.append(f"written as a tiled {kind_name}: {info.dtype}, {channels} channel"
                                 f"{'s' if channels > 1 else ''}, {TILE}x{TILE} tiles, "
                                 f"{compression}{arrangement}")
         else:
+            ome = None
+            if kind == "ZARR" and info.ome_xml is not None:  # an OME-TIFF gives an OME-Zarr image
+                version = ngff_version(getattr(options, "ngff", None))
+                levels = ngff_levels(None, info, ("c", "y", "x"), params, 2, info.dtype, result.notes)
+                pooled = levels[1][1]
+                ome = (version, ngff_attributes(version, Path(info.path).name, levels[0], [pooled], params, levels[3]))
+                result.notes.append(f"written as an OME-Zarr image (NGFF {version})")
             _write_arrays(output, kind, out_shape, info.dtype,
                           strips.iter_strips(reader, rule, options.memory_limit, align=ZARR_CHUNK),
-                          options.storage_options)
+                          options.storage_options, ome)
     finally:
         info.close()
 
@@ -300,8 +407,10 @@ def write_file(output: str, write: Any, storage_options: str | None = None) -> N
 
 
 def _write_arrays(output: str, kind: str, shape: tuple[int, int, int], dtype: np.dtype,
-                  pooled: Iterator[tuple[int, int, np.ndarray]], storage_options: str | None) -> None:
-    """One (C, OH, OW) image into a .npy (memory-mapped) or a Zarr v2 array."""
+                  pooled: Iterator[tuple[int, int, np.ndarray]], storage_options: str | None,
+                  ome: tuple[str, dict] | None = None) -> None:
+    """One (C, OH, OW) image into a .npy (memory-mapped), a Zarr v2 array, or with ``ome``
+    (NGFF version, group attributes) an OME-Zarr image of one level."""
     if kind == "NPY":
         def write(path: Path) -> None:
             target = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
@@ -313,8 +422,16 @@ def _write_arrays(output: str, kind: str, shape: tuple[int, int, int], dtype: np
         write_file(output, write, storage_options)
         return
     with zarr_output(output, storage_options) as out:
-        target = create_array(None, None, shape, dtype, output_chunks(("c", "y", "x"), shape, False), 2,
-                                    path=out.store())
+        if ome is None:
+            target = create_array(None, None, shape, dtype, output_chunks(("c", "y", "x"), shape, False), 2,
+                                  path=out.store())
+        else:
+            zarr_format = 3 if ome[0] == "0.5" else 2
+            with storage.translated(output):
+                group = open_group(out.store(), zarr_format)
+                group.attrs.update(ome[1])
+                target = create_array(group, "0", shape, dtype, output_chunks(("c", "y", "x"), shape, True),
+                                      zarr_format, dimension_names=("c", "y", "x"))
         for o0, o1, rows in pooled:
             with storage.translated(output):
                 target[:, o0:o1] = rows
@@ -337,6 +454,8 @@ def run_zarr(source: str, output: str, params: PoolParams, options: Any, result:
     if options.linear:
         raise GiantImageError("--linear applies to images, not to arrays")
     rule = strips.Rule(params)
+    if getattr(options, "nodata", None) is not None:  # arrays stay torch-exact unless told
+        rule = with_nodata(rule, options.nodata, None, z.dtype)
     out_image = strips.output_shape(z.image_shape, params)
     result.output_shape = out_image
     sizes = {"y": out_image[1], "x": out_image[2]}
@@ -361,19 +480,25 @@ def run_zarr(source: str, output: str, params: PoolParams, options: Any, result:
     height = ZARR_CHUNK if runner is not strips.LOCAL else strips.strip_height(
         z.image_shape, z.dtype, params, options.memory_limit, align=ZARR_CHUNK)
     ranges = strips.plan_strips(out_image[1], height)
+    version = zarr_format = None
+    if z.ome is not None:  # the input's NGFF version unless --ngff says otherwise
+        given = getattr(options, "ngff", None)
+        version = ngff_version(given or (z.ome_version if z.ome_version in ("0.4", "0.5") else None))
+        zarr_format = 3 if version == "0.5" else 2
     with zarr_output(output, options.storage_options) as out:
         chunks = output_chunks(z.axes, out_full, z.ome is not None)
         with storage.translated(output):
-            if z.ome is None:
+            if z.ome is None or version is None or zarr_format is None:
                 create_array(None, None, out_full, z.dtype, chunks, z.zarr_format, path=out.store())
                 name = ""
             else:
-                group = open_group(out.store(), z.zarr_format)
-                base = base_transform(z.ome, z.axes)
-                group.attrs.update(ome_attributes(
-                    z.ome_version or NGFF_VERSION, str(z.ome.get("name", Path(source.rstrip("/")).stem)), z.axes,
-                    [next_transform(z.axes, *base, params)], params, input_axes(z)))
-                create_array(group, "0", out_full, z.dtype, chunks, z.zarr_format)
+                group = open_group(out.store(), zarr_format)
+                names = "".join(z.axes)
+                pooled = level_transforms(names, *base_transform(z.ome, z.axes), params, 2)[1]
+                group.attrs.update(ngff_attributes(
+                    version, str(z.ome.get("name", Path(source.rstrip("/")).stem)),
+                    input_axes(z) or ngff_axes(names), [pooled], params, z.omero))
+                create_array(group, "0", out_full, z.dtype, chunks, zarr_format, dimension_names=z.axes)
                 name = "0"
         for batch in z.batches():
             task = StripTask(absolute(source), options.storage_options, batch, rule, out, name, z.axes)
@@ -382,7 +507,7 @@ def run_zarr(source: str, output: str, params: PoolParams, options: Any, result:
                     pass
             finally:
                 task.close()
-    what = f"an OME-Zarr {z.ome_version} image" if z.ome is not None else f"a Zarr v{z.zarr_format} array"
+    what = f"an OME-Zarr {version} image" if z.ome is not None else f"a Zarr v{z.zarr_format} array"
     result.notes.append(f"written as {what} of {z.dtype}, shape {out_full}")
 
 

@@ -134,7 +134,10 @@ _LAYOUT_TAGS = {int(tag) for tag in (
     _B.SMinSampleValue, _B.SMaxSampleValue)} | {
     292, 293,  # T4Options, T6Options: fax compression
     346, 347, 512, 513, 514, 515, 517, 518, 519, 520, 521,  # Indexed, JPEG tables and old-style JPEG
-    529, 530, 531, 532}  # YCbCr coefficients, subsampling, positioning; ReferenceBlackWhite
+    529, 530, 531, 532,  # YCbCr coefficients, subsampling, positioning; ReferenceBlackWhite
+    # GeoTIFF's placement and GDAL's statistics/nodata describe the input's pixel grid: a GeoTIFF
+    # written as a TIFF streams and gets them transformed (poolcli.geo); elsewhere they would lie.
+    33550, 33922, 34264, 34735, 34736, 34737, 42112, 42113}
 # Image descriptions that libraries write to describe a file's layout (tifffile's {"shape": ...},
 # ImageJ's, OME-XML): stale once the pixels are pooled.
 _LAYOUT_DESCRIPTION = re.compile(r'\s*(\{\s*"shape"\s*:|ImageJ=|<\?xml[^>]*>\s*<OME\b|<OME\b)')

@@ -96,6 +96,19 @@ def nodata_value(value: Number, dtype: np.dtype | type) -> np.generic:
     raise NodataError(f"nodata does not apply to {dtype} data")
 
 
+def checked(text: str | None, dtype: np.dtype | type) -> Number | None:
+    """The nodata value that ``text`` (``--nodata`` or GDAL_NODATA) gives data of ``dtype``:
+    None for no text or ``none``; refused (:class:`NodataError`) when the dtype cannot hold it.
+
+    >>> checked("-9999", np.int16), checked("none", np.int16), checked(None, np.uint8)
+    (-9999, None, None)
+    """
+    value = parse_nodata(text) if text is not None else None
+    if value is not None:
+        nodata_value(value, dtype)
+    return value
+
+
 def valid_mask(values: np.ndarray, nodata: np.generic) -> np.ndarray:
     """True where a pixel holds data: not equal to ``nodata`` (for a NaN nodata: not NaN).
 

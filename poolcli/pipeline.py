@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from poolcli import arrays, formats, images, paths, pixels, storage
+from poolcli import arrays, formats, images, paths, pixels, storage, strips
 from poolcli.brief import window_misfit
 from poolcli.engine import PoolingError, PoolingTypeError
 from poolcli.errors import GiantImageError, PoolcliError
@@ -49,6 +49,8 @@ class Options:
     pyramid_levels: int = 0  # > 0: ``poolcli pyramid`` (level 0 plus this many pooled levels)
     background: tuple[int, int, int] | None = None  # flatten alpha onto this RGB colour
     debug: bool = False  # an internal error also prints its traceback
+    nodata: str | None = None  # --nodata: a number's text or "none"; None: a GeoTIFF's GDAL_NODATA, else no nodata
+    ngff: str | None = None  # --ngff "0.4" or "0.5"; None: 0.5 where zarr writes v3 (an OME-Zarr input: its own)
     # --storage-options (JSON) for URLs; may hold secrets, so never shown in a repr
     storage_options: str | None = field(default=None, repr=False)
 
@@ -288,7 +290,7 @@ def _pool_streamed_tiff(job: Job, params: PoolParams, options: Options, result: 
     from poolcli import giant  # giant-image machinery: tifffile, zarr, strips
 
     info = giant.open_if_streaming(source or job.source, options.memory_limit, options.max_pixels,
-                                   options.storage_options)
+                                   options.storage_options, output=job.output)
     if info is None:
         return False
     giant.run_tiff(info, job.output, params, options, result, runner)
@@ -353,7 +355,12 @@ def _run_array(source: bytes | str, job: Job, params: PoolParams, options: Optio
         raise JobError(f"an array input is written as .npy, not {file_format}")
     if options.linear:
         raise JobError("--linear applies to images, not to arrays")
-    values, indices = pixels.pool_array(array, params, want_indices=options.indices_path is not None)
+    value = _nodata(options, array.dtype)
+    if value is not None:  # arrays stay torch-exact unless --nodata is given
+        planes = strips.Rule(params, nodata=value).pool(array.reshape(-1, *array.shape[-2:]))
+        values, indices = planes.reshape(*array.shape[:-2], *planes.shape[-2:]), None
+    else:
+        values, indices = pixels.pool_array(array, params, want_indices=options.indices_path is not None)
     result.full_output_shape = tuple(values.shape)
     result.output_shape = _chw(values.shape)
     if array.shape[-1] <= GRID_LIMIT and array.shape[-2] <= GRID_LIMIT:
@@ -413,7 +420,7 @@ def _pool_picture(picture: images.Picture, job: Job, params: PoolParams, options
     if options.compression is not None and file_format not in ("PNG", "TIFF"):
         result.notes.append(f"--compression has no effect on {file_format}")
 
-    if file_format == "PNG" and len(picture.frames) == 1 and not options.indices_path \
+    if file_format == "PNG" and len(picture.frames) == 1 and not options.indices_path and options.nodata is None \
             and (picture.mode, file_format) not in formats.NARROWED_MODES:
         # Pooled band by band as the PNG writer reads it, while the input may still be decoding.
         pooled_picture, index_frames = pool_picture_lazily(picture, params, options), list[np.ndarray]()
@@ -462,7 +469,14 @@ def pool_picture(picture: images.Picture, params: PoolParams, options: Options,
         _check_linear(picture)
     pooled_frames: list[np.ndarray] = []
     index_frames: list[np.ndarray] = []
+    value = _nodata(options, picture.frames[0].dtype)
+    if value is not None and options.linear and params.spec.averages:
+        raise JobError("--linear and a nodata value do not go together; give --nodata none")
     for frame in picture.frames:
+        if value is not None:  # --nodata: the nodata rule, channel by channel (alpha is a channel too)
+            planes = np.ascontiguousarray(frame.to_array().transpose(2, 0, 1))
+            pooled_frames.append(strips.Rule(params, nodata=value).pool(planes).transpose(1, 2, 0))
+            continue
         pooled, indices = pixels.pool_pixels(
             frame, params, has_alpha=picture.has_alpha, premultiply=options.premultiply,
             linear=options.linear, want_indices=want_indices)
@@ -482,12 +496,21 @@ def pool_picture_lazily(picture: images.Picture, params: PoolParams, options: Op
     _check_fit(params, (channels, height, width), is_image=True)
     if options.linear and params.spec.averages:
         _check_linear(picture)
-    from poolcli import strips
-
     _, out_h, out_w = strips.output_shape((channels, height, width), params)
     pooled = pixels.PooledFrame(frame, params, (out_h, out_w, channels), has_alpha=picture.has_alpha,
                                 premultiply=options.premultiply, linear=options.linear)
     return replace(picture, frames=[pooled])
+
+
+def _nodata(options: Options, dtype: np.dtype) -> int | float | None:
+    """``--nodata``'s value for data of ``dtype`` (None: not given, or ``none``); a value the
+    dtype cannot hold is the job's one-line reason, before any pooling."""
+    from poolcli import nodata
+
+    try:
+        return nodata.checked(options.nodata, dtype)
+    except nodata.NodataError as error:
+        raise JobError(str(error)) from None
 
 
 def _check_fit(params: PoolParams, shape: tuple[int, ...], is_image: bool) -> None:

@@ -1,8 +1,13 @@
 """``poolcli pyramid``: level 0 (the input) and pooled levels, each from the one above, strip by
-strip, into an OME-Zarr (NGFF 0.4) or a pyramidal OME-TIFF (levels in SubIFDs).
+strip, into an OME-Zarr (NGFF 0.5 on Zarr v3, or 0.4 on Zarr v2) or a pyramidal OME-TIFF (levels
+in SubIFDs); a GeoTIFF's pyramid is a GeoTIFF with its levels as GDAL overviews.
 
-May import: NumPy, ``giant``, ``strips``, ``tiff_io``, ``zarr_io``, ``paths`` and ``storage`` at
-import time; Pillow through ``images`` only for a pyramid of an ordinary image.
+What the input says about its pixels is kept: an OME-TIFF's or OME-Zarr's channels, units and
+physical pixel size (:mod:`poolcli.ome`), a GeoTIFF's georeferencing on every level
+(:mod:`poolcli.geo`) and its nodata value.
+
+May import: NumPy, ``giant``, ``strips``, ``tiff_io``, ``zarr_io``, ``ome``, ``paths`` and
+``storage`` at import time; Pillow through ``images`` only for a pyramid of an ordinary image.
 """
 
 from __future__ import annotations
@@ -19,18 +24,26 @@ from poolcli import paths, storage, strips
 from poolcli.chunked import ChunkedReader
 from poolcli.errors import GiantImageError
 from poolcli.formats import is_tiff_name, is_tiff_path, is_zarr_path, stream_byte_limit
-from poolcli.giant import STDIO, check_target, guard, pixel_rule, write_file
+from poolcli.giant import (
+    STDIO,
+    check_target,
+    geo_output,
+    guard,
+    ngff_levels,
+    ome_description,
+    pixel_rule,
+    with_nodata,
+    write_file,
+)
+from poolcli.ome import ngff_attributes
 from poolcli.params import PoolParams
 from poolcli.results import Result
 from poolcli.tiff_io import TILE, TiffInput, TiffLayout, channel_passes, open_tiff, write_tiff
 from poolcli.zarr_io import (
-    NGFF_VERSION,
     ZARR_CHUNK,
-    base_transform,
+    ZarrInput,
     create_array,
-    input_axes,
-    next_transform,
-    ome_attributes,
+    ngff_version,
     open_group,
     open_zarr,
     output_chunks,
@@ -57,7 +70,7 @@ def _copy_strips(reader: Any, memory_limit: int, align: int) -> Iterator[tuple[i
 
 def _pyramid_input(source: str, params: PoolParams, options: Any, result: Result,
                    closers: list[Any]) -> tuple[Any, strips.Rule, bool, Any, Any]:
-    """(reader, rule, input has a channel axis, TIFF layout or None, OME image metadata or None)."""
+    """(reader, rule, input has a channel axis, TIFF layout or None, the Zarr or TIFF input or None)."""
     from poolcli import images
 
     remote = storage.is_url(source) and not storage.is_local_url(source)
@@ -67,7 +80,10 @@ def _pyramid_input(source: str, params: PoolParams, options: Any, result: Result
         if len(z.batches()) > 1:
             raise GiantImageError(f"a pyramid is built from one image; this array holds {len(z.batches())} "
                              f"(shape {z.full_shape}, axes {', '.join(z.axes)})")
-        return z.reader(z.batches()[0]), strips.Rule(params), "c" in z.axes, None, z
+        rule = strips.Rule(params)
+        if getattr(options, "nodata", None) is not None:  # arrays stay torch-exact unless told
+            rule = with_nodata(rule, options.nodata, None, z.dtype)
+        return z.reader(z.batches()[0]), rule, "c" in z.axes, None, z
     if remote and is_tiff_name(source):
         info = open_tiff(source, options.storage_options)
         if info is not None:
@@ -117,8 +133,10 @@ def _tiff_pyramid_input(info: TiffInput, params: PoolParams, options: Any, resul
     guard(info, options.memory_limit, options.max_pixels)
     result.description, result.dtype = info.describe(), str(info.dtype)
     rule = pixel_rule(info, params, options.premultiply, options.linear)
+    rule = with_nodata(rule, getattr(options, "nodata", None), info.geo.gdal_nodata if info.geo else None,
+                       info.dtype)
     closers.append(info.close)
-    return info.open(), rule, True, TiffLayout.like(info), None
+    return info.open(), rule, True, TiffLayout.like(info), info
 
 
 @contextlib.contextmanager
@@ -153,7 +171,9 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
     kind = check_target(output, None, ("ZARR", "TIFF"), "a pyramid")
     if options.indices_path:
         raise GiantImageError("--return-indices is not available for pyramids")
-    reader, rule, has_channel_axis, layout, z = _pyramid_input(source, params, options, result, closers)
+    reader, rule, has_channel_axis, layout, given = _pyramid_input(source, params, options, result, closers)
+    z = given if isinstance(given, ZarrInput) else None
+    tiff = given if isinstance(given, TiffInput) else None
     shapes = [tuple(reader.shape)]
     for level in range(1, options.pyramid_levels + 1):
         try:
@@ -167,12 +187,13 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
     dtype = np.dtype(reader.dtype)
     limit = options.memory_limit
 
-    def level_arrays(group: Any, zarr_format: int, first: int, compress: bool = True) -> list[Any]:
+    def level_arrays(group: Any, zarr_format: int, first: int, compress: bool = True, ome: bool = False) -> list[Any]:
         arrays = []
         for n in range(first, len(shapes)):
             shape = shapes[n] if has_channel_axis else shapes[n][1:]
             chunks = output_chunks(axes, shape, ome=True)
-            arrays.append(create_array(group, str(n), shape, dtype, chunks, zarr_format, compress=compress))
+            arrays.append(create_array(group, str(n), shape, dtype, chunks, zarr_format, compress=compress,
+                                       dimension_names=axes if ome else None))
         return arrays
 
     def as_reader(array: Any) -> ChunkedReader:
@@ -195,30 +216,32 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
             store(array, strips.iter_strips(previous, rule, limit, align=ZARR_CHUNK))
             previous = as_reader(array)
 
-    base = base_transform(z.ome if z is not None else None, z.axes if z is not None else axes)
-    if z is not None:
-        keep = [z.axes.index(a) for a in axes]
-        base = ([base[0][i] for i in keep], [base[1][i] for i in keep])
-    transforms = [base]
-    for _ in range(options.pyramid_levels):
-        transforms.append(next_transform(axes, *transforms[-1], params))
-
     if kind == "ZARR":
+        version = ngff_version(getattr(options, "ngff", None))
+        zarr_format = 3 if version == "0.5" else 2
+        name = Path(source.rstrip("/")).name
+        attributes = ngff_attributes(version, name, *ngff_levels(z, tiff, axes, params, len(shapes),
+                                                                  dtype, result.notes))
         with zarr_output(output, options.storage_options) as out, storage.translated(output):
-            group = open_group(out.store(), 2)
-            name = Path(source.rstrip("/")).name
-            group.attrs.update(ome_attributes(NGFF_VERSION, name, axes, transforms, params,
-                                              input_axes(z, axes) if z is not None else None))
-            arrays = level_arrays(group, 2, 0)
+            group = open_group(out.store(), zarr_format)
+            group.attrs.update(attributes)
+            arrays = level_arrays(group, zarr_format, 0, ome=True)
             store(arrays[0], _copy_strips(reader, limit, ZARR_CHUNK))
             pool_levels(arrays[1:], as_reader(arrays[0]))
-        result.notes.append(f"written as an OME-Zarr image (NGFF {NGFF_VERSION}, Zarr v2), levels "
+        result.notes.append(f"written as an OME-Zarr image (NGFF {version}, Zarr v{zarr_format}), levels "
                             + " → ".join(str(tuple(s)) for s in shapes))
         return
 
     if layout is None:  # arrays into a TIFF: planes, as OME-TIFF's CYX
         channels = shapes[0][0]
         layout = TiffLayout(channels > 1, "minisblack", (), "zlib")
+    pages = shapes[0][0] if layout.planar and shapes[0][0] > 1 else 1
+    description = ome_description(tiff, None, shapes[0], pages, result.notes) if tiff is not None else None
+    geo = tiff.geo if tiff is not None and description is None else None
+    # A GeoTIFF's levels are reduced-resolution pages, GDAL's overviews; others go in SubIFDs (OME).
+    subifds = 0 if geo is not None else options.pyramid_levels
+    georeferences = [geo_output(level, rule, pooled=False) for level in geo.levels(params, len(shapes))
+                     ] if geo is not None else []
     with _scratch(output) as scratch:
         group = open_group(scratch / "levels.zarr", 2)
         arrays = level_arrays(group, 2, 1, compress=False)  # scratch, read back once into the TIFF
@@ -231,7 +254,8 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
 
         levels = [(shapes[n], passes(as_reader(arrays[n - 1]))) for n in range(1, len(shapes))]
         write_file(output, lambda path: write_tiff(
-            path, shapes[0], dtype, layout, passes(reader), levels=levels,
-            subifds=options.pyramid_levels, ome=True), options.storage_options)
-    result.notes.append("written as a pyramidal tiled OME-TIFF (BigTIFF, SubIFDs), levels "
-                        + " → ".join(str(tuple(s)) for s in shapes))
+            path, shapes[0], dtype, layout, passes(reader), levels=levels, subifds=subifds, ome=geo is None,
+            description=description, geo=georeferences), options.storage_options)
+    what = "GeoTIFF (BigTIFF, levels as overviews)" if geo is not None else "OME-TIFF (BigTIFF, SubIFDs)"
+    result.notes.append(f"written as a pyramidal tiled {what}, levels " + " → ".join(str(tuple(s)) for s in shapes))
+

@@ -15,7 +15,7 @@ and an output row range computes that range alone; :func:`input_rows` says which
 which input chunks) it needs.  Who runs the strips is a :class:`StripRunner`: :data:`LOCAL` runs
 them here, in order; the Dask executor submits them as tasks (:mod:`poolcli.cluster`).
 
-May import: NumPy, ``engine``, ``pixels`` and ``params``; no file formats (readers come in).
+May import: NumPy, ``engine``, ``pixels``, ``nodata`` and ``params``; no file formats (readers come in).
 
 Examples
 --------
@@ -99,16 +99,24 @@ LOCAL: StripRunner = LocalRunner()
 @dataclass(frozen=True)
 class Rule:
     """How values are pooled: ``pixels=False`` is torch's semantics (arrays); ``pixels=True`` the
-    pixel rules of :mod:`poolcli.pixels` (rounded integer averages, alpha, linear light)."""
+    pixel rules of :mod:`poolcli.pixels` (rounded integer averages, alpha, linear light); a
+    ``nodata`` value: :mod:`poolcli.nodata`'s rule (docs/semantics.md §10.1), which leaves that
+    value out of every window, for arrays and pixels alike."""
 
     params: PoolParams
     pixels: bool = False
     has_alpha: bool = False
     premultiply: bool = True
     linear: bool = False
+    nodata: int | float | None = None
 
     def pool(self, planes: np.ndarray | engine.RowSource, output_rows: tuple[int, int] | None = None) -> np.ndarray:
         """Pool (C, H, W) planes; only output rows ``[o0, o1)`` with ``output_rows``."""
+        if self.nodata is not None:
+            from poolcli import nodata
+
+            pool = nodata.avg_pool if self.params.spec.averages else nodata.max_pool
+            return pool(planes, self.params, self.nodata, output_rows)
         if self.pixels:
             return pixels.pool_pixel_planes(planes, self.params, has_alpha=self.has_alpha,
                                             premultiply=self.premultiply, linear=self.linear,

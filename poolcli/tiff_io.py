@@ -2,14 +2,19 @@
 (:class:`TiffInput`, :class:`TiffPageReader`: a local path, or a URL read by byte ranges) and the
 tiled BigTIFF writer (:func:`write_tiff`), which takes strips in order.
 
-May import: NumPy, ``chunked``, ``storage`` and ``zarr_io`` (for ``aszarr``) at import time;
-tifffile (this module and ``zarr_io`` alone) inside the functions that read or write; ``engine``
-for its threads.
+What the pixels mean travels with them: an OME-TIFF's OME-XML (:mod:`poolcli.ome`) and a
+GeoTIFF's georeferencing (:mod:`poolcli.geo`) are read here as plain values and written back by
+the caller's choice.  Several channels that are not RGB(A) are written one page per channel
+(SamplesPerPixel 1): libvips cannot read tiled planar-separate pages, and OME lays planes out so.
+
+May import: NumPy, ``chunked``, ``storage``, ``geo`` and ``zarr_io`` (for ``aszarr``) at import
+time; tifffile (this module and ``zarr_io`` alone) inside the functions that read or write;
+``engine`` for its threads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +24,7 @@ import numpy as np
 from poolcli import storage
 from poolcli.chunked import Band, ChannelPick, ChunkedReader, Strips
 from poolcli.errors import GiantImageError
+from poolcli.geo import GeoReference
 from poolcli.zarr_io import load_zarr, zarr_major
 
 TILE = 256  # output TIFF tiles (a multiple of 16, as TIFF requires)
@@ -175,6 +181,23 @@ class TiffPageReader:
         return Picked()
 
 
+class PlanesReader:
+    """Planes that are pages of their own (an OME-TIFF's C, Z and T planes), read as the
+    channels of one (C, H, W) image, each page through its own :class:`TiffPageReader` (so each
+    keeps its current band of tiles decoded)."""
+
+    def __init__(self, readers: list[TiffPageReader]):
+        self.readers = readers
+        self.shape: tuple[int, int, int] = (len(readers), *readers[0].shape[1:])
+        self.dtype = readers[0].dtype
+
+    def read(self, top: int, bottom: int) -> np.ndarray:
+        return np.concatenate([reader.read(top, bottom) for reader in self.readers])
+
+    def channels(self, picks: list[int]) -> PlanesReader:
+        return PlanesReader([self.readers[c] for c in picks])
+
+
 @dataclass
 
 
@@ -194,7 +217,9 @@ class TiffInput:
     chunk_rows: int  # rows of one tile or strip: the least that can be decoded
     pages: int
     handle: Any = field(default=None, repr=False)
-    reader: ChunkedReader | TiffPageReader | None = field(default=None, repr=False)
+    ome_xml: str | None = field(default=None, repr=False)  # the OME-XML of an OME-TIFF
+    geo: GeoReference | None = None  # a GeoTIFF's georeferencing
+    reader: ChunkedReader | TiffPageReader | PlanesReader | None = field(default=None, repr=False)
 
     @property
     def has_alpha(self) -> bool:
@@ -217,9 +242,16 @@ class TiffInput:
         plural = "s" if channels != 1 else ""
         return f"{self.dtype}, {channels} channel{plural}, {kind} ({', '.join(extras)})"
 
-    def open(self) -> ChunkedReader | TiffPageReader:
+    def open(self) -> ChunkedReader | TiffPageReader | PlanesReader:
         series = self.handle.series[0]
         page = series.levels[0].keyframe
+        pages = series.levels[0].pages
+        if len(pages) > 1 and len(pages) == self.shape[0] and page.samplesperpixel == 1 and not page.is_subsampled:
+            # one page per plane (OME's C, Z, T): each read by its own page reader
+            readers = [TiffPageReader(p.aspage() if hasattr(p, "aspage") else p, (1, *self.shape[1:]), False)
+                       for p in pages]
+            self.reader = PlanesReader(readers)
+            return self.reader
         if len(series.levels[0].pages) == 1 and page.dataoffsets and not page.is_subsampled:
             self.reader = TiffPageReader(page, self.shape, self.planar)
             return self.reader
@@ -279,12 +311,16 @@ def open_tiff(path: str, storage_options: str | None = None) -> TiffInput | None
         axes, shape = level.axes, level.shape
         others = [(a, n) for a, n in zip(axes, shape, strict=True) if a not in "YX"]
         big = [n for a, n in others if n > 1]
-        # Samples or channels only: pages, Z, T, ... stay frames (Pillow's path, or an error there).
-        if ("Y" not in axes or "X" not in axes or len(big) > 1 or any(n > 1 and a not in "SC" for a, n in others)
+        # An OME-TIFF's planes (C, Z, T: one page of one sample each) are pooled as channels, in
+        # page order; elsewhere samples or channels only: pages, Z, T, ... stay frames (Pillow's path).
+        planes = (handle.is_ome and "S" not in axes and len(level.pages) == int(np.prod(big, dtype=np.int64)) > 1
+                  and (len(big) > 1 or any(n > 1 and a not in "SC" for a, n in others)))
+        if ("Y" not in axes or "X" not in axes or (not planes and len(big) > 1)
+                or (not planes and any(n > 1 and a not in "SC" for a, n in others))
                 or (len(handle.series) > 1 and not series.is_pyramidal)):
             handle.close()
             return None
-        channels = big[0] if big else 1
+        channels = int(np.prod(big, dtype=np.int64)) if big else 1
         check_segments(page, handle.filehandle.size)
         if page.dtype is None or np.dtype(page.dtype).kind not in "uif":
             handle.close()
@@ -299,7 +335,8 @@ def open_tiff(path: str, storage_options: str | None = None) -> TiffInput | None
             photometric=int(page.photometric),
             extrasamples=extrasamples, compression=int(page.compression), tiled=page.is_tiled,
             bigtiff=handle.is_bigtiff, ome=handle.is_ome, chunk_rows=int(chunk_rows), pages=len(handle.pages),
-            handle=handle)
+            handle=handle, ome_xml=handle.ome_metadata if handle.is_ome else None,
+            geo=GeoReference.from_tags({tag.code: tag.value for tag in page.tags}))
     except DamagedTiff:
         handle.close()
         raise
@@ -341,7 +378,10 @@ def _tiles(strips: Strips, shape: tuple[int, int, int], contig: bool, tile: int 
 
 
 class TiffLayout:
-    """How a TIFF output stores its pixels (copied from the input where it can be)."""
+    """How a TIFF output stores its pixels (copied from the input where it can be).
+
+    ``planar``: one page per channel, each of one sample (written channel after channel, as
+    OME-TIFF does); else one page of interleaved samples."""
 
     planar: bool = False
     photometric: str | int = "minisblack"
@@ -350,24 +390,29 @@ class TiffLayout:
 
     @classmethod
     def like(cls, source: TiffInput) -> TiffLayout:
+        """The input's layout, except: RGB(A) stays (or becomes) interleaved, other planar
+        channels become one page each, and a GeoTIFF stays one page (GDAL reads the samples
+        of one page as its bands, and further pages as other images)."""
         photometric: str | int = source.photometric
         if source.photometric in (6, 7):  # YCbCr/JPEG: pixels come out as RGB
             photometric = "rgb"
         if source.photometric == 3:  # palette: indices pooled as numbers, written as gray
             photometric = "minisblack"
+        colours = source.shape[0] - len(source.extrasamples)
+        rgb = photometric in (2, "rgb") and colours == 3
         compression = _KEEP_COMPRESSION.get(source.compression, "zlib")
-        return cls(source.planar, photometric, source.extrasamples, compression)
+        planar = source.planar and not rgb and source.geo is None
+        return cls(planar, photometric, source.extrasamples, compression)
 
     def write_args(self, shape: tuple[int, int, int], dtype: np.dtype) -> dict[str, Any]:
         channels, height, width = shape
-        if self.planar:
-            full: tuple[int, ...] = shape
-        else:
-            full = (height, width, channels) if channels > 1 else (height, width)
-        args: dict[str, Any] = dict(shape=full, dtype=dtype, tile=(TILE, TILE), photometric=self.photometric,
-                                    compression=self.compression)
+        args: dict[str, Any] = dict(dtype=dtype, tile=(TILE, TILE), compression=self.compression)
+        if self.planar and channels > 1:  # one page of one sample per channel
+            return dict(args, shape=shape, photometric="minisblack")
+        args.update(shape=(height, width, channels) if channels > 1 else (height, width),
+                    photometric=self.photometric)
         if channels > 1:
-            args["planarconfig"] = "separate" if self.planar else "contig"
+            args["planarconfig"] = "contig"
         if self.extrasamples:
             args["extrasamples"] = self.extrasamples
         return args
@@ -380,9 +425,16 @@ def channel_passes(layout: TiffLayout, channels: int) -> list[list[int] | None]:
 
 def write_tiff(path: str | Path, shape: tuple[int, int, int], dtype: np.dtype, layout: TiffLayout,
                passes: Iterable[Strips], *, levels: Iterable[tuple[tuple[int, int, int], Iterable[Strips]]] = (),
-               subifds: int = 0, ome: bool = False) -> None:
+               subifds: int = 0, ome: bool = False, description: str | None = None,
+               geo: Sequence[GeoReference | None] = ()) -> None:
     """Write a tiled BigTIFF from strips (one strip sequence per channel pass), then optionally
-    pyramid levels into SubIFDs.  ``path`` is written directly: callers use a temporary name."""
+    pyramid levels: into SubIFDs with ``subifds``, else as reduced-resolution pages (GDAL's
+    overviews).  ``path`` is written directly: callers use a temporary name.
+
+    ``description`` is the first page's ImageDescription (an OME-XML document: tifffile writes
+    none of its own); else ``ome`` has tifffile describe the channels in OME-XML, which keeps
+    pages of one channel each one image for every reader.  ``geo`` holds the georeferencing of
+    the image and of each level, in order."""
     tifffile = load_tifffile()
 
     def all_tiles(strip_passes: Iterable[Strips], level_shape: tuple[int, int, int]) -> Iterator[np.ndarray]:
@@ -392,6 +444,13 @@ def write_tiff(path: str | Path, shape: tuple[int, int, int], dtype: np.dtype, l
     if isinstance(layout.photometric, int) and layout.photometric not in set(tifffile.PHOTOMETRIC):
         raise GiantImageError(f"unsupported TIFF photometric {layout.photometric}: a TIFF output cannot say what its "
                          "pixels are; write .npy or .zarr")
+    references = [*geo]
+
+    def tags(level: int) -> dict[str, Any]:
+        reference = references[level] if level < len(references) else None
+        return {"extratags": reference.tags()} if reference is not None else {}
+
+    ome = ome and description is None
     with tifffile.TiffWriter(path, bigtiff=True, ome=ome) as tif:
         args = layout.write_args(shape, dtype)
         extra: dict[str, Any] = {"subifds": subifds} if subifds else {}
@@ -400,7 +459,9 @@ def write_tiff(path: str | Path, shape: tuple[int, int, int], dtype: np.dtype, l
             extra["metadata"] = {"axes": axes}
         else:
             extra["metadata"] = None
-        tif.write(all_tiles(passes, shape), **args, **extra)
-        for level_shape, level_passes in levels:
+        if description is not None:
+            extra["description"] = description
+        tif.write(all_tiles(passes, shape), **args, **extra, **tags(0))
+        for n, (level_shape, level_passes) in enumerate(levels, start=1):
             tif.write(all_tiles(level_passes, level_shape), **layout.write_args(level_shape, dtype), subfiletype=1,
-                      metadata=None)
+                      metadata=None, **tags(n))

@@ -1,7 +1,8 @@
 """Zarr in and out, local or on any fsspec store, with zarr 2 or 3 (imported lazily): stores
 (:func:`open_store`), inputs (:class:`ZarrInput`, also an OME-Zarr image's full resolution),
 new arrays, outputs that appear whole (:func:`zarr_output`: a staged folder, or on object storage
-metadata held back until every chunk is there), and the NGFF metadata of pooled levels.
+metadata held back until every chunk is there); an OME-Zarr input's NGFF metadata is read here,
+an output's is written by :mod:`poolcli.ome`.
 
 zarr 2 (Python 3.10) and zarr 3 are both supported: the few calls that differ go through
 :func:`zarr_format_args`.
@@ -24,7 +25,6 @@ import numpy as np
 from poolcli import paths, storage
 from poolcli.chunked import ChunkedReader
 from poolcli.errors import GiantImageError
-from poolcli.params import PoolParams
 
 ZARR_CHUNK = 256  # output Zarr chunks along y and x (strips are cut at multiples of it)
 
@@ -53,12 +53,23 @@ def format_of(node: Any) -> int:
 
 
 def create_array(root: Any, name: str | None, shape: tuple[int, ...], dtype: np.dtype, chunks: tuple[int, ...],
-                 zarr_format: int, path: Any = None, compress: bool = True) -> Any:
+                 zarr_format: int, path: Any = None, compress: bool = True,
+                 dimension_names: tuple[str, ...] | None = None) -> Any:
     """A new Zarr array, in group ``root`` under ``name`` or alone at ``path`` (a folder or a
     store, :meth:`ZarrTarget.store`); zarr's default
-    compressor, or none (``compress=False``: scratch levels read back once)."""
+    compressor, or none (``compress=False``: scratch levels read back once).
+
+    ``dimension_names`` (an OME-Zarr image's level) also gives NGFF's ``/`` chunk keys, and in
+    Zarr v3 the names themselves, as NGFF 0.5 requires."""
     zarr = load_zarr()
     kwargs: dict[str, Any] = dict(shape=shape, dtype=dtype, chunks=chunks, fill_value=0)
+    if dimension_names is not None:
+        if zarr_major() < 3:
+            kwargs["dimension_separator"] = "/"
+        elif zarr_format == 2:
+            kwargs["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
+        else:
+            kwargs["dimension_names"] = list(dimension_names)  # v3's default chunk keys are "/" already
     if not compress:
         kwargs["compressors" if zarr_major() >= 3 else "compressor"] = None
     if root is not None:
@@ -84,6 +95,7 @@ class ZarrInput:
     zarr_format: int
     ome: dict | None = None  # the multiscales entry of an OME-Zarr image
     ome_version: str | None = None
+    ome_attributes: dict | None = field(default=None, repr=False)  # its group's NGFF attributes
 
     @property
     def dtype(self) -> np.dtype:
@@ -116,6 +128,11 @@ class ZarrInput:
         rows = int(self.array.chunks[self.axes.index("y")])
         return ChunkedReader(self.array, lambda channels, rows: self.selection(batch, channels, rows),
                              self.image_shape, channels_last=False, band_rows=rows)
+
+    @property
+    def omero(self) -> dict | None:
+        """An OME-Zarr image's ``omero`` block (channel labels, colours, windows), kept as it is."""
+        return self.ome_attributes.get("omero") if self.ome_attributes else None
 
     def describe(self) -> str:
         kind = f"OME-Zarr {self.ome_version} image" if self.ome is not None else f"Zarr v{self.zarr_format} array"
@@ -179,7 +196,7 @@ def open_zarr(path: str, storage_options: str | None = None) -> ZarrInput:
     axes = tuple(str(a["name"] if isinstance(a, dict) else a).lower() for a in axes_meta)
     if "y" not in axes or "x" not in axes or len(axes) != len(array.shape):
         raise GiantImageError(f"OME-Zarr axes {axes} do not name y and x for shape {array.shape}")
-    return ZarrInput(path, array, axes, format_of(node), ome=image, ome_version=version)
+    return ZarrInput(path, array, axes, format_of(node), ome=image, ome_version=version, ome_attributes=ome)
 
 
 def output_chunks(axes: tuple[str, ...], shape: tuple[int, ...], ome: bool) -> tuple[int, ...]:
@@ -300,19 +317,14 @@ def zarr_output(output: str, storage_options: str | None, make_folders: bool = T
             fs.rm(root, recursive=True)
         raise
 
-NGFF_VERSION = "0.4"  # OME-Zarr written by pyramid: zarr v2, read by napari/ome-zarr-py and QuPath
-
-
-def plain_axes(axes: tuple[str, ...]) -> list[dict]:
-    kinds = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
-    return [{"name": a, "type": kinds[a]} if a in kinds else {"name": a} for a in axes]
-
-
-def level_transform(axes: tuple[str, ...], scale: list[float], translation: list[float]) -> list[dict]:
-    transform: list[dict] = [{"type": "scale", "scale": scale}]
-    if any(translation):
-        transform.append({"type": "translation", "translation": translation})
-    return transform
+def ngff_version(option: str | None) -> str:
+    """The NGFF version an OME-Zarr output is written in: ``--ngff``'s, else 0.5 (Zarr v3) where
+    the installed zarr writes v3, else 0.4 (Zarr v2)."""
+    if option is not None:
+        if option == "0.5" and zarr_major() < 3:
+            raise GiantImageError("NGFF 0.5 is Zarr v3, which needs zarr>=3 (Python 3.11 or newer); give --ngff 0.4")
+        return option
+    return "0.5" if zarr_major() >= 3 else "0.4"
 
 
 def base_transform(image: dict | None, axes: tuple[str, ...]) -> tuple[list[float], list[float]]:
@@ -325,38 +337,6 @@ def base_transform(image: dict | None, axes: tuple[str, ...]) -> tuple[list[floa
             elif item.get("type") == "translation":
                 translation = [float(v) for v in item["translation"]]
     return scale, translation
-
-
-def next_transform(axes: tuple[str, ...], scale: list[float], translation: list[float],
-                    params: PoolParams) -> tuple[list[float], list[float]]:
-    """A pooled level's pixel size and the position of its first pixel's centre."""
-    scale, translation = list(scale), list(translation)
-    dilation = params.effective_dilation
-    for axis, a in ((0, "y"), (1, "x")):
-        i = axes.index(a)
-        effective = dilation[axis] * (params.kernel[axis] - 1) + 1
-        translation[i] += scale[i] * ((effective - 1) / 2 - params.padding[axis])
-        scale[i] *= params.effective_stride[axis]
-    return scale, translation
-
-
-def ome_attributes(version: str, name: str, axes: tuple[str, ...],
-                   transforms: list[tuple[list[float], list[float]]], params: PoolParams | None,
-                   axes_metadata: list[dict] | None = None) -> dict:
-    """Group attributes of an OME-Zarr image with levels "0", "1", ... (NGFF 0.4 or 0.5);
-    ``axes_metadata`` (an input's, with its units) replaces the plain axes."""
-    image: dict[str, Any] = {
-        "name": name,
-        "axes": axes_metadata or plain_axes(axes),
-        "datasets": [{"path": str(n), "coordinateTransformations": level_transform(axes, s, t)}
-                     for n, (s, t) in enumerate(transforms)],
-    }
-    if params is not None:
-        image["type"] = f"{params.op} pooling"
-        image["metadata"] = {"method": "poolcli", "parameters": params.as_json()}
-    if version == "0.4":
-        return {"multiscales": [{"version": "0.4", **image}]}
-    return {"ome": {"version": version, "multiscales": [image]}}
 
 
 def input_axes(z: ZarrInput, keep: tuple[str, ...] | None = None) -> list[dict] | None:
