@@ -48,6 +48,7 @@ IMPORT_TIME = {
     "poolcli.frames": _but("numpy"),
     "poolcli.png": _but("numpy"),
     "poolcli.inflate": HEAVY,
+    "poolcli.pillowcore": _but("numpy", "PIL"),
     "poolcli.report": _but("numpy", "rich"),
     "poolcli.images": ("rich", "click"),
     "poolcli.pipeline": ("rich", "click"),
@@ -74,7 +75,7 @@ IMPORT_TIME = {
 OWNERS = {
     "rich": {"poolcli.report", "poolcli.explain.render"},
     "click": {"poolcli.cli", "poolcli.manpage"},  # manpage: the man page is generated from the commands
-    "PIL": {"poolcli.images", "poolcli.explain.picture", "poolcli.cli"},  # cli: ImageColor for --background
+    "PIL": {"poolcli.images", "poolcli.pillowcore", "poolcli.explain.picture", "poolcli.cli"},  # cli: ImageColor for --background
     "tifffile": {"poolcli.tiled"},
     "zarr": {"poolcli.tiled"},
     "fsspec": {"poolcli.storage"},
