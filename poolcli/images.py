@@ -1122,9 +1122,9 @@ def encode(picture: Picture, stream: BinaryIO, file_format: str, *, quality: int
             options["duration"] = picture.durations
         if picture.loop is not None and file_format != "TIFF":
             options["loop"] = picture.loop
-    library: list[str] = []  # what libtiff prints while encoding
+    library: list[str] = []  # what libtiff prints while encoding (no other encoder prints)
     try:
-        with _captured_stderr(library):
+        with _captured_stderr(library) if file_format == "TIFF" else contextlib.nullcontext():
             images[0].save(stream, format=file_format, **options)
     except (OSError, ValueError, OverflowError, struct.error) as error:
         said = "".join(f"; {line}" for line in library if line not in str(error))

@@ -75,7 +75,8 @@ IMPORT_TIME = {
 OWNERS = {
     "rich": {"poolcli.report", "poolcli.explain.render"},
     "click": {"poolcli.cli", "poolcli.manpage"},  # manpage: the man page is generated from the commands
-    "PIL": {"poolcli.images", "poolcli.pillowcore", "poolcli.explain.picture", "poolcli.cli"},  # cli: ImageColor for --background
+    # cli: ImageColor for --background; pillowcore: the Pillow internals the readers use
+    "PIL": {"poolcli.images", "poolcli.pillowcore", "poolcli.explain.picture", "poolcli.cli"},
     "tifffile": {"poolcli.tiled"},
     "zarr": {"poolcli.tiled"},
     "fsspec": {"poolcli.storage"},
