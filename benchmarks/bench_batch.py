@@ -102,8 +102,9 @@ def main() -> int:
             "poolcli -j 2": [*poolcli, "-j", "2"],
             "Pillow loop": [python, "-c", PILLOW_LOOP, str(source), str(out), str(setting)],
         }
-        if args.before:  # its package first on the path (the child's PYTHONPATH names this checkout)
-            before = ["env", f"PYTHONPATH={args.before.resolve()}", *poolcli]
+        if args.before:  # run inside it: python -m puts the current folder first on the path
+            place = str(args.before.resolve())
+            before = ["env", "-C", place, f"PYTHONPATH={place}", *poolcli]
             commands.update({"before -j 1": [*before, "-j", "1"], "before -j 2": [*before, "-j", "2"]})
         suffix = f"[Q={setting}]" if args.format == "jpeg" else f"[compression={setting}]"
         if common.tool("vips"):

@@ -27,6 +27,7 @@ import contextlib
 import io
 import logging
 import math
+import mmap
 import os
 import re
 import struct
@@ -195,8 +196,9 @@ class StreamedFrame:
     own pixel layout (RGB as RGBX, gray with alpha as L, L, L, A): rows are views of it, read as
     soon as the decoder has written them, without a copy."""
 
-    def __init__(self, stream: png.RowStream, buffer: np.ndarray, mode: str):
-        self._stream, self._buffer, self.mode = stream, buffer, mode
+    def __init__(self, stream: png.RowStream, buffer: np.ndarray, mode: str, pages: mmap.mmap | None = None):
+        self._stream, self._buffer, self.mode, self._pages = stream, buffer, mode, pages
+        self._given_back = 0  # bytes at the start of the buffer whose pages went back to the system
         self.dtype = MODE_DTYPES[mode]
         channels = formats.MODES[mode].channels
         self.shape = (buffer.shape[0], buffer.shape[1], channels)
@@ -220,6 +222,22 @@ class StreamedFrame:
         array = self.rows(0, self.shape[0])
         self.verify()
         return (array.min().item(), array.max().item()) if array.size else (0, 0)
+
+    def release(self, rows: int) -> None:
+        """Rows above ``rows`` will not be read again (the caller's promise): the decoder keeps
+        only a band ahead of them, and the memory of those it has written goes back to the
+        system, so that a PNG's memory does not grow with its height.  Reading a released row
+        afterwards gives zeros."""
+        self._stream.release(rows)
+        if self._pages is None:
+            return
+        row_bytes = self._buffer.strides[0]
+        done = min(rows, self._stream.rows - 1)  # rows the decoder has finished writing
+        end = done * row_bytes // mmap.PAGESIZE * mmap.PAGESIZE
+        if end > self._given_back:
+            with contextlib.suppress(OSError, ValueError):
+                self._pages.madvise(mmap.MADV_DONTNEED, self._given_back, end - self._given_back)
+                self._given_back = end
 
     def verify(self) -> None:
         """Wait until the rest of the image data is read and checked; raise ImageError if damaged."""
@@ -819,7 +837,14 @@ def _png_stream(img: Image.Image, source: str | bytes) -> StreamedFrame | None:
     width, height = img.size
     mode, mapped, samples = _STREAMED_PNG[raw]
     dtype = np.dtype("<u2") if mode == "I;16" else np.dtype(np.uint8)  # Pillow's I;16 is little-endian
-    buffer = np.empty((height, width, samples) if samples > 1 else (height, width), dtype=dtype)
+    shape = (height, width, samples) if samples > 1 else (height, width)
+    # Anonymous pages of our own, so that rows pooled already can be given back (StreamedFrame.release).
+    # Private: MADV_DONTNEED then frees them (a shared mapping's pages would stay in memory).
+    private = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
+    pages = mmap.mmap(-1, max(1, math.prod(shape) * dtype.itemsize), flags=private) \
+        if hasattr(mmap, "MADV_DONTNEED") and hasattr(mmap, "MAP_ANONYMOUS") else None
+    buffer = np.frombuffer(pages, dtype=dtype, count=math.prod(shape)).reshape(shape) if pages is not None \
+        else np.empty(shape, dtype=dtype)
     decoder = pillowcore.row_decoder(mode, "zip", raw, buffer, mapped)
     if decoder is None or not pillowcore.forget_pixels(img):
         return None
@@ -834,7 +859,7 @@ def _png_stream(img: Image.Image, source: str | bytes) -> StreamedFrame | None:
         return False
 
     row_bytes = 1 + width * formats.MODES[mode].channels * dtype.itemsize
-    return StreamedFrame(png.RowStream(source, spans, row_bytes, height, feed), buffer, mode)
+    return StreamedFrame(png.RowStream(source, spans, row_bytes, height, feed), buffer, mode, pages)
 
 
 def _streamed_picture(img: Image.Image, frame: StreamedFrame, auto_orient: bool) -> Picture:

@@ -502,7 +502,38 @@ def pool_picture_lazily(picture: images.Picture, params: PoolParams, options: Op
     _, out_h, out_w = strips.output_shape((channels, height, width), params)
     pooled = pixels.PooledFrame(frame, params, (out_h, out_w, channels), has_alpha=picture.has_alpha,
                                 premultiply=options.premultiply, linear=options.linear)
+    if isinstance(frame, images.StreamedFrame):
+        return replace(picture, frames=[_ReleasingFrame(pooled, frame, params)])
     return replace(picture, frames=[pooled])
+
+
+class _ReleasingFrame:
+    """A pooled frame read in order (the PNG writer's bands): once output rows up to ``bottom``
+    are pooled, the input rows above the first that any later window reads are released
+    (:meth:`poolcli.images.StreamedFrame.release`), so that a streamed PNG's memory stays a
+    band however tall the image is."""
+
+    def __init__(self, pooled: pixels.PooledFrame, source: images.StreamedFrame, params: PoolParams):
+        self.pooled, self.source = pooled, source
+        self.shape, self.dtype = pooled.shape, pooled.dtype
+        self._stride, self._padding = params.effective_stride[0], params.padding[0]
+
+    def rows(self, top: int, bottom: int) -> np.ndarray:
+        out = self.pooled.rows(top, bottom)  # computed into new memory: nothing of the input is kept
+        self.source.release(max(0, bottom * self._stride - self._padding))  # output row o starts at o*s - p
+        return out
+
+    def to_array(self) -> np.ndarray:
+        return np.ascontiguousarray(self.rows(0, self.shape[0]))
+
+    def planes(self) -> np.ndarray:
+        return self.to_array().transpose(2, 0, 1)
+
+    def value_range(self) -> tuple[float, float]:
+        return self.pooled.value_range()
+
+    def close(self) -> None:
+        self.pooled.close()
 
 
 def _check_fit(params: PoolParams, shape: tuple[int, ...], is_image: bool) -> None:

@@ -187,3 +187,27 @@ def test_a_png_stream_is_still_checked_whole(tmp_path, rng):
             picture.verify()
     finally:
         picture.close()
+
+
+@pytest.mark.parametrize("op, args", [
+    ("max", ["-k", "3", "-s", "1", "-p", "1"]),
+    ("avg", ["-k", "5", "-s", "3", "-p", "2", "--ceil-mode"]),
+    ("max", ["-k", "3", "-s", "2", "-d", "3"]),
+])
+def test_a_tall_png_gives_its_rows_back_and_pools_exactly(invoke, tmp_path, rng, op, args):
+    """A streamed PNG written as PNG releases input rows as the output bands are pooled (their
+    pages go back to the system, and a released row would read as zeros): overlapping windows,
+    padding, ceil mode and dilation still see every row they need."""
+    pixels = rng.integers(0, 256, (1500, 333, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "tall.png", compress_level=1)
+    result = invoke(op, "tall.png", "-o", "out.png", *args)
+    assert result.exit_code == 0, result.stderr
+    k, s, p = int(args[1]), int(args[3]), int(args[5]) if args[4] == "-p" else 0
+    d = int(args[5]) if args[4] == "-d" else 1
+    x = pixels.transpose(2, 0, 1)[None]
+    if op == "max":
+        expected, _ = oracle.max_pool2d_ref(x, (k, k), (s, s), (p, p), (d, d), "--ceil-mode" in args)
+    else:
+        expected = oracle.avg_pool2d_ref(x, (k, k), (s, s), (p, p), "--ceil-mode" in args, True, None, rounded=True)
+    with Image.open(tmp_path / "out.png") as out:
+        assert np.array_equal(np.asarray(out).transpose(2, 0, 1), expected[0])
