@@ -4,7 +4,7 @@ The header is read and checked before any data is allocated: a damaged header, a
 claims more bytes than the file holds, an unsupported dtype or a pickled object array is refused
 with one line saying what is wrong with the file (:class:`ArrayError`), never a Python traceback.
 
-May import: NumPy and the standard library (no Pillow, Rich or Click).
+May import: NumPy, the standard library and ``errors`` (no Pillow, Rich or Click).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from typing import BinaryIO
 import numpy as np
 import numpy.lib.format as npy_format
 
+from poolcli.errors import PoolcliError
+
 NPY_MAGIC = b"\x93NUMPY"
 
 # The dtypes the engine pools (torch's integer and float types; bool and complex are not).
@@ -27,7 +29,7 @@ SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint
 MAX_HEADER_BYTES = 10_000
 
 
-class ArrayError(Exception):
+class ArrayError(PoolcliError):
     """A ``.npy`` input that cannot be pooled; the message says what is wrong with the file."""
 
 

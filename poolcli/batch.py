@@ -11,7 +11,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from stat import S_ISREG
@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from poolcli import brief, formats, paths, storage
-from poolcli.errors import ExecutorError
+from poolcli.errors import ExecutorError, PoolcliError
 from poolcli.exits import ExitCode, exit_code, stop_message
 from poolcli.listing import ARRAY_EXTENSION, is_candidate, walk, walk_url
 from poolcli.params import PoolParams
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 ZARR_EXTENSION = ".zarr"  # Zarr stores are folders, but inputs: never walked
 
 
-class PlanError(Exception):
+class PlanError(PoolcliError):
     """A usage problem found before any file is read or written (exit code 2)."""
 
 
@@ -97,26 +97,29 @@ def _is_folder_input(raw: str, storage_options: str | None) -> bool:
     return Path(raw).is_dir() and not formats.is_zarr_path(raw)  # a Zarr store is one input
 
 
-def iter_sources(inputs: list[str], recursive: bool, storage_options: str | None = None) -> Iterator[Source]:
-    """The command line's inputs as files, folders (and URL prefixes) walked lazily in order."""
+def iter_sources(inputs: list[str], recursive: bool, storage_options: str | None = None,
+                 unwalked: set[str] | None = None) -> Iterator[Source]:
+    """The command line's inputs as files, folders (and URL prefixes) walked lazily in order; the
+    subfolders a walk without ``recursive`` leaves alone go into ``unwalked``."""
     for raw in inputs:
         if raw == STDIO:
             yield Source(None)
         elif storage.is_url(raw):
             if _is_folder_input(raw, storage_options):
-                for found in walk_url(raw, recursive, None, storage_options):
+                for found in walk_url(raw, recursive, None, storage_options, unwalked):
                     yield Source(None, url=found, root_url=raw)
             else:
                 yield Source(None, url=raw)
         elif _is_folder_input(raw, storage_options):
-            yield from (Source(Path(found), Path(raw), found) for found in walk(raw, recursive))
+            yield from (Source(Path(found), Path(raw), found) for found in walk(raw, recursive, unwalked))
         else:
             yield Source(Path(raw))  # a missing file is reported when it is processed
 
 
-def collect(inputs: list[str], recursive: bool, storage_options: str | None = None) -> tuple[list[Source], bool]:
+def collect(inputs: list[str], recursive: bool, storage_options: str | None = None,
+            unwalked: set[str] | None = None) -> tuple[list[Source], bool]:
     """Expand the command line's inputs into files; also say whether any input was a folder."""
-    sources = list(iter_sources(inputs, recursive, storage_options))
+    sources = list(iter_sources(inputs, recursive, storage_options, unwalked))
     return sources, any(_is_folder_input(raw, storage_options) for raw in inputs)
 
 
@@ -163,12 +166,13 @@ def _job(source: Source, target: _Target, params: PoolParams, options: Options) 
 
 
 def plan(inputs: list[str], output: str | None, params: PoolParams, options: Options,
-         recursive: bool = False, output_dir: str | None = None) -> list[Job]:
+         recursive: bool = False, output_dir: str | None = None, unwalked: set[str] | None = None) -> list[Job]:
     """Decide every output path before anything is written, and refuse what would lose data.
 
     ``-o`` ending in ``/`` or naming an existing folder is a folder, also for one input;
     ``output_dir`` (``-O``) always is.  ``/dev/stdout`` is ``-``.  Inputs and outputs may be
-    fsspec URLs (:mod:`poolcli.storage`).
+    fsspec URLs (:mod:`poolcli.storage`).  Subfolders left alone without ``recursive`` are added
+    to ``unwalked``.
 
     Raises
     ------
@@ -177,7 +181,7 @@ def plan(inputs: list[str], output: str | None, params: PoolParams, options: Opt
         an output that is an input, two outputs that are one file.
     """
     try:
-        sources, any_folder = collect(inputs, recursive, options.storage_options)
+        sources, any_folder = collect(inputs, recursive, options.storage_options, unwalked)
         target = _target(inputs, output, output_dir, options, any_folder,
                          sum(s.path is None and s.url is None for s in sources))
         jobs = [_job(source, target, params, options) for source in sources]
@@ -207,7 +211,8 @@ class JobStream:
 
 
 def plan_stream(inputs: list[str], output: str | None, params: PoolParams, options: Options,
-                recursive: bool = False, output_dir: str | None = None) -> JobStream:
+                recursive: bool = False, output_dir: str | None = None,
+                unwalked: set[str] | None = None) -> JobStream:
     """:func:`plan` for very many files (a cluster run): the same outputs and refusals, in memory
     that does not grow with the number of files in a folder.
 
@@ -225,7 +230,7 @@ def plan_stream(inputs: list[str], output: str | None, params: PoolParams, optio
     exclude = _key(target.folder).rstrip("/") + "/" if target.folder is not None else None
 
     def make() -> Iterator[Job]:
-        for source in iter_sources(inputs, recursive, options.storage_options):
+        for source in iter_sources(inputs, recursive, options.storage_options, unwalked):
             if exclude and _key(source.location).startswith(exclude):
                 continue  # this run's own outputs
             yield _job(source, target, params, options)
@@ -416,12 +421,13 @@ def stderr_is_terminal() -> bool:
 
 def execute(jobs: list[Job] | JobStream, params: PoolParams, options: Options, executor: Executor | None = None, *,
             skip_existing: bool = False, progress: bool = True, as_json: bool = False, quiet: bool = False,
-            verbose: bool = False) -> int:
+            verbose: bool = False, unwalked: int = 0) -> int:
     """Run every job on ``executor``, report as each finishes, and return the exit code (0, 1, or
     128 + a signal).
 
     The report is one line per input (``brief``), the full Rich report with ``verbose``, nothing
-    with ``quiet`` or ``as_json``.  A failure is printed once, as ``poolcli: error: FILE: reason``.
+    with ``quiet`` or ``as_json``; a run that finishes ends it with the hint that ``unwalked``
+    subfolders were left alone (no -r).  A failure is printed once, as ``poolcli: error: FILE: reason``.
     Temporary files that an earlier, killed run left for these outputs are removed first.
 
     ``executor`` (chosen by the caller; default: this process) runs several jobs; a single job
@@ -440,7 +446,7 @@ def execute(jobs: list[Job] | JobStream, params: PoolParams, options: Options, e
     image_to_stdout = single and any(job.output == STDIO for job in jobs)
     json_stream = sys.stderr if image_to_stdout else sys.stdout
     results: list[Result] | _Tally = _Tally() if isinstance(jobs, JobStream) else []
-    started = time.perf_counter()
+    started, started_wall = time.perf_counter(), time.time()
     if not isinstance(jobs, JobStream):  # (a stream is not walked again for this)
         paths.remove_temp_files(local_outputs(jobs, options), older_than=time.time())
 
@@ -507,9 +513,14 @@ def execute(jobs: list[Job] | JobStream, params: PoolParams, options: Options, e
         return ExitCode.FAILED
     if not single and wants_report:
         print(brief.summary_line(results, time.perf_counter() - started), file=sys.stderr, flush=True)
+    if unwalked and wants_report and interrupt is None:  # last, where it is seen
+        print(brief.unwalked_line(unwalked), file=sys.stderr, flush=True)
     if interrupt is not None:
         to_files = any(job.output != STDIO for job in jobs)
-        print(brief.interrupted_line(len(results), len(jobs), skip_existing, to_files,
+        done = len(results)
+        if executor.checks_existing and to_files:  # its workers commit outputs the client never heard of
+            done = max(done, _written_since(jobs, options, started_wall))
+        print(brief.interrupted_line(done, len(jobs), skip_existing, to_files,
                                      stopped=stop_message(interrupt)), file=sys.stderr, flush=True)
         return exit_code(interrupt)
     return ExitCode.FAILED if any(r.status == "error" for r in results) else ExitCode.OK
@@ -544,6 +555,20 @@ def _output_exists(output: str, options: Options) -> bool:
     if storage.is_url(output):
         return storage.exists(output, options.storage_options)
     return is_whole_output(output)
+
+
+def _written_since(jobs: Iterable[Job], options: Options, since: float) -> int:
+    """How many of the jobs' outputs are whole and were written since ``since`` (a time.time()):
+    what a run stopped on a cluster did, whether or not each result reached the client."""
+    count = 0
+    for job in jobs:
+        if job.output == STDIO or (storage.is_url(job.output) and not storage.is_local_url(job.output)):
+            continue
+        path = storage.local_path(job.output) if storage.is_url(job.output) else job.output
+        with contextlib.suppress(OSError):
+            if is_whole_output(path) and os.stat(path).st_mtime >= since:
+                count += 1
+    return count
 
 
 def is_whole_output(path: str) -> bool:

@@ -49,9 +49,9 @@ def shape_text(shape: tuple[int, ...] | None) -> str:
 def operation_text(params: PoolParams) -> str:
     """The operation in a few words: ``max k2``, ``avg k3 s2 p1 ceil exclude-pad``."""
     words = params.slug().split("-")
-    if params.op == "avg" and not params.count_include_pad:
+    if params.spec.averages and not params.count_include_pad:
         words.append("exclude-pad")
-    if params.op == "avg" and params.divisor_override is not None:
+    if params.spec.averages and params.divisor_override is not None:
         words.append(f"divisor {params.divisor_override}")
     return " ".join(words)
 
@@ -73,7 +73,49 @@ def result_lines(result: Result, params: PoolParams) -> list[str]:
         before = f"{shape_text(result.full_input_shape or result.input_shape)} {result.dtype}".rstrip()
         after = shape_text(result.full_output_shape or result.output_shape)
     line = f"{source} {before} -> {target} {after}  {operation_text(params)}  {result.seconds:.2f} s"
-    return [line, *(f"note: {note}" for note in result.notes)]
+    dropped = floor_mode_drops(params, result.input_shape) if result.mode else None
+    return [line, *(f"note: {note}" for note in [*result.notes, *([dropped] if dropped else [])])]
+
+
+def floor_mode_drops(params: PoolParams, shape: tuple[int, ...] | None) -> str | None:
+    """The rows and columns of an image that no window reaches in floor mode, when ceil mode
+    would pool them (vips and ImageMagick keep them); None when nothing is dropped.
+
+    >>> floor_mode_drops(PoolParams("max", (2, 2)), (3, 300, 451))
+    'floor mode drops the last column (451 wide): --ceil-mode keeps it'
+    >>> floor_mode_drops(PoolParams("avg", (4, 4)), (1, 303, 455))
+    'floor mode drops the last 3 rows (303 high) and the last 3 columns (455 wide): --ceil-mode keeps them'
+    >>> floor_mode_drops(PoolParams("max", (2, 2), ceil_mode=True), (3, 300, 451)) is None
+    True
+    """
+    from poolcli.engine import output_size  # the same arithmetic as the pooling itself
+
+    if not shape or params.ceil_mode:
+        return None
+    dilation = params.dilation if params.op == "max" else (1, 1)
+    parts, count = [], 0
+    for axis, size, (one, many), unit in ((0, shape[-2], ("row", "rows"), "high"),
+                                          (1, shape[-1], ("column", "columns"), "wide")):
+        k, s, p, d = params.kernel[axis], params.effective_stride[axis], params.padding[axis], dilation[axis]
+        floor = output_size(size, k, s, p, d, False)
+        if not isinstance(floor, int) or floor < 1 or output_size(size, k, s, p, d, True) == floor:
+            continue
+        dropped = size - ((floor - 1) * s - p + d * (k - 1) + 1)  # input past the last window's end
+        if dropped > 0:
+            parts.append(f"the last {one if dropped == 1 else f'{dropped} {many}'} ({size} {unit})")
+            count += dropped
+    if not parts:
+        return None
+    return f"floor mode drops {' and '.join(parts)}: --ceil-mode keeps {'it' if count == 1 else 'them'}"
+
+
+def unwalked_line(unwalked: int) -> str:
+    """What a folder run without -r left alone, said once.
+
+    >>> unwalked_line(3)
+    'poolcli: 3 subfolders not walked; add -r'
+    """
+    return f"poolcli: {unwalked} subfolder{'' if unwalked == 1 else 's'} not walked; add -r"
 
 
 def summary_line(results: Iterable[Result], seconds: float) -> str:
@@ -106,7 +148,7 @@ or --ceil-mode / -p
     from poolcli.engine import output_size  # the same arithmetic as the pooling itself
 
     height, width = shape[-2:]
-    dilation = params.dilation if params.op == "max" else (1, 1)
+    dilation = params.effective_dilation
     out = output_size((height, width), params.kernel, params.effective_stride, params.padding, dilation,
                       params.ceil_mode)
     assert isinstance(out, tuple)

@@ -326,7 +326,7 @@ files_options = _options(
                      show_envvar=True, help="JPEG/WebP quality, 0-100 [default: 92 JPEG, 90 WebP]."),
         click.option("--compression", type=Bounded(0, 9), default=None, metavar="0-9", envvar=ENV["compression"],
                      show_envvar=True, help="PNG deflate level (0 stored, 9 smallest) [default: 1, measured: "
-                                            "see README]; TIFF: 1-9 deflate, 0 none [default: none]."),
+                                            "docs/performance.md]; TIFF: 1-9 deflate, 0 none [default: none]."),
         click.option("--background", type=COLOUR, default=None, metavar="COLOR",
                      help="Flatten alpha onto this colour (a name, #rrggbb, rgb(...)): needed for JPEG and BMP."),
         click.option("--no-auto-orient", is_flag=True, help="Do not apply the EXIF orientation first."),
@@ -348,9 +348,19 @@ files_options = _options(
                      help="Print the traceback of an internal error (also POOLCLI_DEBUG=1)."),
     ),
 )
+
+
+def _complete_paths(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """The shell's file names, as ``click.Path`` completes them, for a parameter that poolcli reads
+    itself (MATRIX may also be a literal; pyramid checks its INPUT and -o)."""
+    from click.shell_completion import CompletionItem
+
+    return [CompletionItem(incomplete, type="file")]
+
+
 # What explain shows, and where it saves its picture.
 explain_options = _options(
-    click.argument("matrix", metavar="MATRIX"),
+    click.argument("matrix", metavar="MATRIX", shell_complete=_complete_paths),
     click.option("--crop", type=BOX, default=None,
                  help="Explain this part of an image or array (left, top, width, height)."),
     click.option("--channel", "channels", type=CHANNELS, multiple=True,
@@ -424,7 +434,7 @@ Examples:
 Settings from the environment: POOLCLI_JOBS, POOLCLI_QUALITY, POOLCLI_COMPRESSION,
 POOLCLI_MAX_PIXELS, POOLCLI_MEMORY_LIMIT (as -j, --quality, --compression, --max-pixels,
 --memory-limit).
-Shell completion: see 'Shell completion' in the README (bash, zsh, fish).
+Shell completion (bash, zsh, fish): docs/options.md, "Settings and shell completion".
 """
 
 
@@ -528,7 +538,9 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
     try:
         # On a cluster the folders are walked lazily (twice), never held: folders of millions of files.
         make_plan = batch.plan if address is None else batch.plan_stream
-        planned = make_plan(list(inputs), output, params, options, recursive=recursive, output_dir=output_dir)
+        unwalked: set[str] = set()  # subfolders a folder input has, left alone without -r
+        planned = make_plan(list(inputs), output, params, options, recursive=recursive, output_dir=output_dir,
+                            unwalked=unwalked)
     except batch.PlanError as error:
         raise click.UsageError(str(error), ctx=ctx) from None
     except batch.storage.StorageFault as error:  # a missing bucket, no credentials, ...: exit 1
@@ -551,7 +563,8 @@ def pool_files(ctx: click.Context, params: PoolParams, *, inputs: tuple[str, ...
     executor = _executor(address, jobs, retries)
     try:
         code = batch.execute(planned, params, options, executor, skip_existing=skip_existing,
-                             progress=not no_progress, as_json=as_json, quiet=quiet, verbose=verbose)
+                             progress=not no_progress, as_json=as_json, quiet=quiet, verbose=verbose,
+                             unwalked=len(unwalked))
     finally:
         close = getattr(executor, "close", None)
         if close is not None:
@@ -621,8 +634,8 @@ pyramid_window_options = _options(
     click.option("--ceil-mode", is_flag=True, help="Round the output size up (torch's ceil_mode)."),
 )
 pyramid_files_options = _options(
-    click.argument("input_path", metavar="INPUT"),
-    click.option("-o", "--output", required=True, metavar="PATH",
+    click.argument("input_path", metavar="INPUT", shell_complete=_complete_paths),
+    click.option("-o", "--output", required=True, metavar="PATH", shell_complete=_complete_paths,
                  help="x.zarr / x.ome.zarr (OME-Zarr, NGFF 0.4) or x.tif / x.tiff (pyramidal OME-TIFF)."),
     click.option("--levels", type=Bounded(1), required=True, metavar="N",
                  help="Pooled levels below the input (level 0)."),

@@ -131,7 +131,9 @@ def _quiet_logs() -> None:
     """Dask's own log lines (worker restarts, closing connections) would break poolcli's one
     line per problem; the results say what happened."""
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "critical")
-    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+    for name in ("distributed", "distributed.client", "distributed.scheduler", "distributed.worker",
+                 "distributed.nanny", "distributed.core", "distributed.comm"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     # Connections closed under a pending read at Ctrl-C are logged by tornado with a traceback.
     logging.getLogger("tornado.application").setLevel(logging.CRITICAL)
 
@@ -230,6 +232,12 @@ def run_on_cluster(jobs: Iterable[Job], params: PoolParams, options: Options, ad
 
     started = time.time()
     client, cluster = connect(address, workers, retries)
+    done = [0]  # results handed on: what a lost scheduler's message counts
+
+    def report(result: Result) -> None:
+        done[0] += 1
+        finished(result)
+
     pending: dict[Any, list[Job]] = {}
     completed = None
     prefix = getattr(task, "__name__", "pool_one")  # the task prefix on the dashboard names the per-file work
@@ -263,9 +271,10 @@ def run_on_cluster(jobs: Iterable[Job], params: PoolParams, options: Options, ad
         suspects: list[Job] = []  # their workers died: perhaps their fault, perhaps a neighbour's
         for future, outcome in completed:
             files = pending.pop(future)
+            _check_connected(client, outcome, address, done=done)
             if isinstance(outcome, list) and len(outcome) == len(files):
                 for job, one in zip(files, outcome, strict=True):
-                    finished(_result(job, one, KilledWorker, final=False))  # type: ignore[arg-type]
+                    report(_result(job, one, KilledWorker, final=False))  # type: ignore[arg-type]
             elif len(files) > 1:  # the batch failed as a whole: each file on its own, below
                 suspects.extend(files)
             else:
@@ -273,17 +282,18 @@ def run_on_cluster(jobs: Iterable[Job], params: PoolParams, options: Options, ad
                 if result is None:
                     suspects.extend(files)
                 else:
-                    finished(result)
+                    report(result)
             submit(1)
         # Alone on the cluster, a file that kills workers is found out, and a neighbour is not blamed.
         for job in suspects:
             future = submit_one([job])
             try:  # (future.result, not distributed.wait: that needs a default client)
-                outcome = future.result()[0]
-            except Exception as error:  # the task's error, or KilledWorker
+                outcome = future.result(timeout=None if _connected(client) else 0)[0]
+            except Exception as error:  # the task's error, KilledWorker, or a lost scheduler
                 outcome = error
+            _check_connected(client, outcome, address, done=done)
             pending.pop(future)
-            finished(_result(job, outcome, KilledWorker, final=True))  # type: ignore[arg-type]
+            report(_result(job, outcome, KilledWorker, final=True))  # type: ignore[arg-type]
     except BaseException as error:
         stopped = [job for files in pending.values() for job in files]
         with contextlib.suppress(Exception):  # the cluster may already be gone; stopping matters more
@@ -294,11 +304,30 @@ def run_on_cluster(jobs: Iterable[Job], params: PoolParams, options: Options, ad
         _close(client, cluster)
         if cluster is not None:  # its workers are gone: what they were writing is not whole
             paths.remove_temp_files(local_outputs(stopped, options))
+        if isinstance(error, ExecutorError):
+            raise
         if isinstance(error, Exception):  # Dask's own failure (a lost scheduler, say): one line
             detail = storage.redact(str(error)) or type(error).__name__
             raise ExecutorError(f"{storage.redact(address)}: the Dask cluster failed ({detail})") from None
         raise
     _close(client, cluster)
+
+
+def _connected(client: Any) -> bool:
+    return getattr(client, "status", "running") in ("running", "connecting", "newly-created")
+
+
+def _check_connected(client: Any, outcome: Any, address: str, done: list[int]) -> None:
+    """A scheduler that went away ends the run with one line (not one per file, and never a wait
+    for results that cannot come); the outputs already written are whole (each was committed by
+    its worker), so ``--skip-existing`` resumes."""
+    if isinstance(outcome, tuple) and len(outcome) == 3 and isinstance(outcome[1], BaseException):
+        outcome = outcome[1]
+    lost = isinstance(outcome, BaseException) and (
+        "connection-lost" in str(outcome) or ("cancelled" in str(outcome).lower() and not _connected(client)))
+    if lost or not _connected(client):
+        raise ExecutorError(f"{storage.redact(address)}: lost the Dask scheduler after {done[0]} results; the "
+                            "outputs already written are whole: run again with --skip-existing to finish")
 
 
 def _result(job: Job, outcome: Any, killed: type[Exception], final: bool) -> Result | None:

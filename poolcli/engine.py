@@ -7,15 +7,23 @@ those of ``docs/semantics.md``; the section (§) and table-row (T) numbers in co
 How it is fast
 --------------
 Work is cut into blocks of whole output rows (and of channels when planes are small) whose input
-rows fit in the L2 cache.  Each block copies its input rows once into a padded, planar scratch
-slab (this is also what turns a channels-last view such as Pillow's ``(H, W, C)`` buffer into
-planes, without an up-front copy of the whole input) and pools it with vectorised NumPy passes:
+rows fit in the L2 cache.  Each block copies its input rows once into a padded scratch slab (or
+reads the input itself when it needs no padding or cast) and pools it with vectorised NumPy
+passes:
 
 * max is separable: one pass over rows, then one over columns; long stride-1 windows use the
   doubling trick (max of 7 = max of two overlapping maxes of 4), so k=7 costs 3 passes, not 6;
 * integer sums are separable too (exact in any order), with binary decomposition for long windows;
 * float sums keep torch's exact row-major, sequential addition order (bit-exact results), as one
-  vectorised pass per kernel tap.
+  vectorised pass per kernel tap; strided windows first copy the slab's column phases (every
+  s-th column) so that every tap is a contiguous view.
+
+Integer pixels that arrive channels-last (Pillow's ``(H, W, C)`` buffer seen as ``(C, H, W)``)
+are pooled on their interleaved rows, all channels at once, with no planar copy: along a row, a
+window tap is the row shifted by whole pixels, a contiguous view.  Strided columns pick every
+s-th pixel, which NumPy walks best channel by channel.  ``pool_rows(channels_last=True)`` (what
+:mod:`poolcli.pixels` asks for) returns such results interleaved, as a ``(C, OH, OW)`` view of
+``(OH, OW, C)`` memory; the public functions return C-contiguous planes.
 
 Blocks run on a small thread pool (NumPy releases the GIL); every output element is computed by
 the same code whatever the thread count, so results never depend on it.
@@ -42,9 +50,13 @@ truncating one (:func:`_finish_truncated`, torch's C++ division toward zero), an
 pick the cheapest exact way for the accumulator and divisor, in this order:
 
 1. **Shift** (:func:`_power_of_two_shift`): unsigned sums and a power-of-two divisor (8-bit
-   k2, k4): ``sum >> m``; the rounding finisher adds bit ``m - 1`` (the half) back.
-2. **Lookup table** (``divide`` in :func:`_avg_pool`): uint16 sums and any other divisor: the
-   finisher is run once on all 65536 possible sums, then each output is one table lookup.
+   k2, k4): ``sum >> m``; the rounding finisher first adds half the divisor when the sums leave
+   room for it, else adds bit ``m - 1`` (the half) back after the shift.
+2. **Integer division** (:func:`_integer_divisor`): sums that cannot be negative (unsigned
+   input, bounded by :func:`_sum_range`) and a positive divisor: NumPy's integer division by a
+   scalar (SIMD, a multiply by the divisor's reciprocal and a shift, exact for every sum);
+   rounding adds ``d // 2`` first (``floor((2s + d) / 2d) == (s + d // 2) // d``) when that
+   cannot overflow the accumulator.
 3. **Float quotient**: float accumulators divide once in their own type, then round to the
    output dtype and add ``+0.0`` (torch's ``out = 0; out += q``: no ``-0.0``).  int32 sums
    (``|sum| < 2**31``) divide in float64, where the quotient is close enough that ``trunc`` (or
@@ -52,10 +64,11 @@ pick the cheapest exact way for the accumulator and divisor, in this order:
 4. **Exact int64**: int64 sums use integer floor division corrected toward zero (truncating) or
    :func:`rounded_quotient` (rounding), with no intermediate that could overflow.
 
-Integer results that leave the output dtype's range wrap through int64 (:func:`_may_wrap`), as
-torch's conversions do.
+Integer results that leave the output dtype's range wrap through int64 (:func:`_may_wrap`), or
+in the unsafe cast from the accumulator, which keeps the same low bits, as torch's conversions do.
 
-May import: NumPy and the standard library only (no Pillow, Rich or Click).
+May import: NumPy, the standard library and ``errors`` (its two exception classes) only (no Pillow, Rich or
+Click).
 """
 
 from __future__ import annotations
@@ -65,10 +78,12 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, TypeAlias, overload
+from typing import Literal, NamedTuple, Protocol, TypeAlias, overload
 
 import numpy as np
 import numpy.typing as npt
+
+from poolcli.errors import PoolingError, PoolingTypeError
 
 __all__ = [
     "ArrayOrRows",
@@ -90,36 +105,6 @@ __all__ = [
 
 IntOrPair = int | Sequence[int]
 
-
-class PoolingError(ValueError):
-    """Arguments or input that torch would refuse with a ``RuntimeError`` or ``IndexError``.
-
-    The message is torch's own text (docs/semantics.md §2 and its error table).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> try:
-    ...     max_pool2d(np.zeros((1, 4, 4)), 5)
-    ... except PoolingError as error:
-    ...     print(error)
-    Given input size: (1x4x4). Calculated output size: (1x0x0). Output size is too small
-    """
-
-
-class PoolingTypeError(TypeError):
-    """An argument of the wrong type, or a dtype torch does not implement (its ``TypeError`` and
-    ``NotImplementedError``, docs/semantics.md §2 step 1 and §5), with torch's message.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> try:
-    ...     avg_pool2d(np.zeros((1, 2, 2), dtype=bool), 2)
-    ... except PoolingTypeError as error:
-    ...     print(error)
-    "avg_pool2d" not implemented for 'Bool'
-    """
 
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 # Scratch slabs of about this many bytes: measured best on this project's 2-core machines
@@ -478,8 +463,24 @@ def _as_array(x: object) -> ArrayOrRows:
     return x if isinstance(x, (np.ndarray, RowSource)) else np.asarray(x)
 
 
+class Rows(Protocol):
+    """The one row protocol of poolcli's planes: a (C, H, W) image whose rows ``read(top,
+    bottom)`` gives as a (C, bottom - top, W) array (any strides).  Strips
+    (:mod:`poolcli.strips`), the TIFF and Zarr readers and :class:`RowSource` all are one; an
+    image frame (:class:`poolcli.frames.Frame`) is the same rows seen channels-last."""
+
+    @property
+    def shape(self) -> tuple[int, int, int]: ...
+
+    @property
+    def dtype(self) -> np.dtype: ...
+
+    def read(self, top: int, bottom: int) -> np.ndarray: ...
+
+
 class RowSource:
-    """A (C, H, W) input whose rows are read on demand, in strips, instead of a whole array.
+    """A :class:`Rows` made of a function: a (C, H, W) input whose rows are read on demand, in
+    strips, instead of a whole array.
 
     ``read(top, bottom)`` returns rows ``top:bottom`` as an array of shape (C, bottom - top, W)
     (any strides).  The pooling functions accept a RowSource wherever they accept an array and
@@ -514,6 +515,8 @@ class RowSource:
 
 # What the pooling functions accept: an array, or a (C, H, W) input read in row strips.
 ArrayOrRows: TypeAlias = np.ndarray | RowSource
+# The operations of pool_rows: torch's two, and the rounded average of integer pixels.
+RowsOp: TypeAlias = Literal["max", "avg", "avg_rounded"]
 
 
 class _BatchOfOne:
@@ -759,12 +762,15 @@ def _interleaved_blocks(x4: _Input4D, plan: _Plan, itemsize: int, rows: tuple[in
 
 def _interleaved_slab(x4: _Input4D, block: _Block, plan: _Plan, dtype: np.dtype, pad_value: object) -> np.ndarray:
     """A block's padded input rows as (rows, columns, channels): the input itself when it needs no
-    padding or cast, else a channels-innermost scratch copy (:func:`_fill_slab`)."""
+    padding or cast and its pixels are packed (the channels of one pixel, then the next), else a
+    channels-innermost scratch copy (:func:`_fill_slab`)."""
     (sh, _), (ph, pw) = plan.stride, plan.padding
     top = block.r0 * sh - ph
     if (
         isinstance(x4, np.ndarray)
         and x4.dtype == dtype
+        and x4.strides[1] == x4.itemsize
+        and x4.strides[3] == x4.shape[1] * x4.itemsize
         and pw == 0
         and top >= 0
         and top + plan.span(0, block.r1 - block.r0) <= plan.in_size[0]
@@ -873,17 +879,17 @@ def _window_sum(a: np.ndarray, axis: int, k: int, s: int, n_out: int, out: np.nd
             length = prev.shape[axis] - span
             powers[span * 2] = _slice_along(prev, axis, 0, length) + _slice_along(prev, axis, span, span + length)
             span *= 2
-        total: np.ndarray | None = None
+        parts = []
         offset = 0
         for p in sorted(powers, reverse=True):
             if k - offset >= p:
-                part = _slice_along(powers[p], axis, offset, offset + n_out)
-                if total is None:
-                    total = part.copy() if out is None else _copy_into(out, part)
-                else:
-                    np.add(total, part, out=total)
+                parts.append(_slice_along(powers[p], axis, offset, offset + n_out))
                 offset += p
-        assert total is not None
+        if len(parts) == 1:
+            return parts[0].copy() if out is None else _copy_into(out, parts[0])
+        total = np.add(parts[0], parts[1], out=out)  # the first two parts in one pass, no copy
+        for part in parts[2:]:
+            np.add(total, part, out=total)
         return total
     views = _taps(a, axis, k, 1, s, n_out)
     out = np.add(views[0], views[1], out=out)
@@ -1230,13 +1236,35 @@ def _avg_block_sums(slab: np.ndarray, plan: _Plan, n_rows: int) -> np.ndarray:
         return _window_sum(rows, 2, kw, sw, out_w)
     # Floats: torch's exact order, rows outer, columns inner, one vectorised pass per tap.
     # (torch starts from +0.0; the sign of a zero sum is irrelevant, see _finish_truncated.)
-    views = [tap for row in _taps(slab, 1, kh, 1, sh, n_rows) for tap in _taps(row, 2, kw, 1, sw, out_w)]
+    if sw > 1 and kw > 1 and slab.strides[2] == slab.itemsize:
+        columns = _column_phases(slab, kw, sw, out_w)
+        views = [_slice_along(tap, 1, i, i + (n_rows - 1) * sh + 1, sh) for i in range(kh) for tap in columns]
+    else:
+        views = [tap for row in _taps(slab, 1, kh, 1, sh, n_rows) for tap in _taps(row, 2, kw, 1, sw, out_w)]
     if len(views) == 1:
         return views[0] + slab.dtype.type(0)
     acc = np.add(views[0], views[1])
     for view in views[2:]:
         np.add(acc, view, out=acc)
     return acc
+
+
+def _column_phases(slab: np.ndarray, k: int, s: int, n_out: int) -> list[np.ndarray]:
+    """Views of the k column taps (windows every s columns) of a (C, rows, columns) slab, every
+    one contiguous: tap j is phase ``j % s`` (columns ``j % s``, ``j % s + s``, ...), copied once
+    into this thread's scratch, from column ``j // s``.  One strided copy per block instead of
+    k * kh strided reads; the taps and their order are unchanged."""
+    phases: dict[int, np.ndarray] = {}
+    views = []
+    for j in range(k):
+        phase, offset = j % s, j // s
+        if phase not in phases:
+            length = (k - 1 - phase) // s + n_out  # the columns this phase's taps reach
+            copy = _scratch(slab.shape[:2] + (length,), slab.dtype, f"phase {phase}")
+            np.copyto(copy, slab[:, :, phase::s][:, :, :length])
+            phases[phase] = copy
+        views.append(phases[phase][:, :, offset: offset + n_out])
+    return views
 
 
 def _runs(values: np.ndarray) -> list[tuple[int, int, int]]:
@@ -1550,13 +1578,16 @@ def avg_pool2d(
 
 
 def pool_rows(
-    op: str, x: np.ndarray | RowSource, output_rows: tuple[int, int] | None = None, *,
-    channels_last: bool = False, **kwargs: object
+    op: RowsOp, x: np.ndarray | RowSource, output_rows: tuple[int, int] | None = None, *,
+    kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0, dilation: IntOrPair = 1,
+    ceil_mode: bool = False, count_include_pad: bool = True, divisor_override: int | None = None,
+    channels_last: bool = False,
 ) -> np.ndarray:
     """Only output rows ``[o0, o1)`` of a pooling call (internal: the strip machinery's entry).
 
     ``op`` is ``"max"`` (:func:`max_pool2d`), ``"avg"`` (:func:`avg_pool2d`) or ``"avg_rounded"``
-    (:func:`avg_pool2d_rounded`); ``kwargs`` are that function's keyword arguments.  The rows are
+    (:func:`avg_pool2d_rounded`), with torch's keyword arguments (``dilation`` for max only;
+    ``count_include_pad`` and ``divisor_override`` for the averages only).  The rows are
     computed by the same blocks as the whole call, so concatenating the strips of any cut gives
     exactly (bit for bit) the whole result.  Validation and output size use the full input.
     With ``channels_last`` the (C, OH, OW) result is a view of an (OH, OW, C) array (the same
@@ -1571,13 +1602,15 @@ def pool_rows(
     >>> bool((np.concatenate([top, rest], axis=1) == max_pool2d(x, 3, 2, 1)).all())
     True
     """
-    args = dict(kwargs)
     if op == "max":
-        return _max_pool(x, args.pop("kernel_size"), args.pop("stride", None), args.pop("padding", 0),  # type: ignore[arg-type]
-                         args.pop("dilation", 1), args.pop("ceil_mode", False), False,  # type: ignore[arg-type]
-                         output_rows=output_rows, channels_last=channels_last, **args)  # type: ignore[return-value]
+        if count_include_pad is not True or divisor_override is not None:
+            raise TypeError("max pooling takes neither count_include_pad nor divisor_override")
+        values = _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, False, output_rows=output_rows,
+                           channels_last=channels_last)
+        assert isinstance(values, np.ndarray)  # no indices asked for
+        return values
+    if dilation not in (1, (1, 1)):
+        raise TypeError("average pooling takes no dilation")
     finish = {"avg": _finish_truncated, "avg_rounded": _finish_rounded}[op]
-    return _avg_pool(x, args.pop("kernel_size"), args.pop("stride", None), args.pop("padding", 0),  # type: ignore[arg-type]
-                     args.pop("ceil_mode", False), args.pop("count_include_pad", True),  # type: ignore[arg-type]
-                     args.pop("divisor_override", None), finish, output_rows=output_rows,  # type: ignore[arg-type]
-                     channels_last=channels_last, **args)
+    return _avg_pool(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, finish,
+                     output_rows=output_rows, channels_last=channels_last)

@@ -2,7 +2,7 @@
 imagecodecs' PNG codec); ``explain.picture`` only draws explain's PNG with it.
 
 May import: NumPy, Pillow, imagecodecs (reading 16-bit colour PNG only, on first use), ``engine``,
-``formats``, ``frames``, ``inflate`` and ``png`` (which read plain PNGs as they are pooled and write
+``errors``, ``formats``, ``frames``, ``inflate`` and ``png`` (which read plain PNGs as they are pooled and write
 every single-frame PNG) and the standard library.
 
 Decoding gives a :class:`Picture`: its frames (:class:`~poolcli.frames.Frame`, shape (H, W, C))
@@ -42,6 +42,7 @@ import numpy as np
 from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
 
 from poolcli import engine, formats, inflate, pillowcore, png
+from poolcli.errors import PoolcliError
 from poolcli.formats import (  # re-exported: the names callers used before formats.py existed
     DEFAULT_COMPRESSION,
     DEFAULT_MAX_FRAMES,
@@ -145,7 +146,7 @@ _XMP_TIFF_TAG = 700
 _PNG_16BIT_COLOUR = {"LA;16B": "LA;16", "RGB;16B": "RGB;16", "RGBA;16B": "RGBA;16"}
 
 
-class ImageError(Exception):
+class ImageError(PoolcliError):
     """A file that cannot be read or written as an image; the message names the cause."""
 
 

@@ -1,8 +1,8 @@
 """A plain PNG's image data, inflated on a thread of its own.
 
-May import: the standard library only, so that the CLI can start inflating the one PNG it was
-given (:func:`prefetch`) while NumPy, Pillow and the pipeline are still being imported;
-:class:`poolcli.png.RowStream` then takes the inflater over (:func:`take`) and unfilters its
+May import: the standard library and ``errors`` (its exception base) only, so that the CLI can
+start inflating the one PNG it was given (:func:`prefetch`) while NumPy, Pillow and the pipeline
+are still being imported; :class:`poolcli.png.RowStream` then takes the inflater over (:func:`take`) and unfilters its
 pieces.  Inflating is most of the time of decoding a PNG, and zlib's inflate is one thread.
 """
 
@@ -18,6 +18,8 @@ from collections import deque
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from poolcli.errors import PoolcliError
+
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # The PNGs whose rows stream, by their header's (bit depth, colour type): Pillow's raw mode for
 # them, the Pillow mode they open as (poolcli's own: nothing to convert), and the Pillow mode and
@@ -29,7 +31,7 @@ STREAMED: dict[tuple[int, int], tuple[str, str, str, int]] = {
 _SAMPLES = {0: 1, 2: 3, 4: 2, 6: 4}  # PNG colour type -> samples per pixel in the file
 
 
-class StreamError(Exception):
+class StreamError(PoolcliError):
     """The image data of a PNG is damaged or cut short; the message says how (Pillow's words)."""
 
 

@@ -35,9 +35,10 @@ def is_candidate(path: Path) -> bool:
     return suffix in formats.READ_EXTENSIONS or suffix == ARRAY_EXTENSION
 
 
-def walk(folder: str, recursive: bool) -> Iterator[str]:
+def walk(folder: str, recursive: bool, unwalked: set[str] | None = None) -> Iterator[str]:
     """Candidate files under ``folder`` in sorted order, as paths joined onto ``folder`` as given
-    (``./photos`` gives ``./photos/a.png``); hidden files and folders are skipped.
+    (``./photos`` gives ``./photos/a.png``); hidden files and folders are skipped.  Without
+    ``recursive``, the subfolders left alone are added to ``unwalked`` (for the hint to add -r).
 
     Symlinked folders are not followed, so a link loop cannot hang the walk; each real folder is
     visited once.  The walk keeps its own stack, so a tree of any depth is fine.
@@ -73,6 +74,8 @@ def walk(folder: str, recursive: bool) -> Iterator[str]:
                     yield entry.path  # a Zarr store is one input, not a folder to walk
                 elif recursive:
                     stack.append(entries(entry.path))
+                elif unwalked is not None:
+                    unwalked.add(entry.path)
             elif entry.is_file() and is_candidate(Path(entry.name)):
                 yield entry.path
         except OSError:
@@ -85,9 +88,9 @@ def is_candidate_name(name: str) -> bool:
 
 
 def walk_url(folder: str, recursive: bool, candidate: Callable[[str], bool] | None = None,
-             storage_options: str | None = None) -> Iterator[str]:
+             storage_options: str | None = None, unwalked: set[str] | None = None) -> Iterator[str]:
     """Files under a folder URL for which ``candidate(name)`` holds, sorted as
-    :func:`walk` sorts, as URLs joined onto ``folder`` as typed.
+    :func:`walk` sorts, as URLs joined onto ``folder`` as typed; ``unwalked`` as :func:`walk`'s.
 
     Lazy: a level is read page by page where the store allows it (S3), so memory does not grow
     with the number of files in the folder.
@@ -95,8 +98,11 @@ def walk_url(folder: str, recursive: bool, candidate: Callable[[str], bool] | No
     candidate = candidate or is_candidate_name
     if is_local_url(folder):
         base = local_path(folder)
-        for found in walk(base, recursive):
+        skipped: set[str] = set()
+        for found in walk(base, recursive, skipped):
             yield join(folder, os.path.relpath(found, base).replace(os.sep, "/"))
+        if unwalked is not None:
+            unwalked.update(join(folder, os.path.relpath(path, base).replace(os.sep, "/")) for path in skipped)
         return
     fs, root = filesystem(folder, storage_options)
     lister = _s3_level if is_s3(fs) else _plain_level
@@ -109,6 +115,8 @@ def walk_url(folder: str, recursive: bool, candidate: Callable[[str], bool] | No
             if is_dir:
                 if recursive:
                     yield from visit(f"{path.rstrip('/')}/{name}", inner + "/")
+                elif unwalked is not None:
+                    unwalked.add(join(folder, inner))
             elif candidate(name):
                 yield join(folder, inner)
 

@@ -1,6 +1,6 @@
 """Nodata-aware max and average pooling (docs/semantics.md §10.1), built on the engine.
 
-May import: NumPy, ``engine``, ``params`` and ``pixels`` (no Pillow, tifffile or Zarr: planes come
+May import: NumPy, ``engine``, ``errors``, ``params`` and ``pixels`` (no Pillow, tifffile or Zarr: planes come
 in as arrays or :class:`~poolcli.engine.RowSource`, nodata values as numbers).
 
 Each nodata pixel is taken out of its window; a window without a valid pixel gives the nodata
@@ -25,13 +25,14 @@ import math
 import numpy as np
 
 from poolcli import engine
+from poolcli.errors import PoolcliError
 from poolcli.params import PoolParams
 from poolcli.pixels import _derived
 
 Number = int | float
 
 
-class NodataError(ValueError):
+class NodataError(PoolcliError, ValueError):
     """A nodata value that the data's dtype cannot hold (the message is the one-line reason)."""
 
 

@@ -1,6 +1,6 @@
 """OME metadata through pooling: OME-XML in and out (OME-TIFF), NGFF attributes (OME-Zarr 0.4, 0.5).
 
-May import: the standard library (``xml.etree``), ``params`` and ``placement`` only (no NumPy and
+May import: the standard library (``xml.etree``), ``params``, ``placement`` and ``errors`` only (no NumPy and
 no tifffile: OME-XML comes in as text, ``tifffile.TiffFile.ome_metadata``, and goes out as text
 for the first page's ImageDescription; NGFF attributes are plain dicts for Zarr).
 
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from poolcli import __version__
+from poolcli.errors import PoolcliError
 from poolcli.params import PoolParams
 from poolcli.placement import axis_maps
 
@@ -42,7 +43,7 @@ _DEFAULT_UNITS = {"X": "µm", "Y": "µm", "Z": "µm", "T": "s"}  # OME's default
 _PIXEL_SIZE = {"X": "PhysicalSizeX", "Y": "PhysicalSizeY", "Z": "PhysicalSizeZ", "T": "TimeIncrement"}
 
 
-class OmeError(ValueError):
+class OmeError(PoolcliError, ValueError):
     """OME-XML that poolcli cannot carry through (the message is the one-line reason)."""
 
 

@@ -42,6 +42,35 @@ def parse_size(text: str) -> int:
 Op = Literal["max", "avg"]
 
 
+@dataclass(frozen=True)
+class OpSpec:
+    """What one pooling operation is, in one place: which torch parameters it takes, what its
+    padding stands for, and which engine function computes it.  :data:`OPS` holds every op;
+    code asks ``params.spec`` instead of testing the op's name.
+
+    Examples
+    --------
+    >>> OPS["max"].dilates, OPS["avg"].averages, OPS["avg"].padding_value
+    (True, True, '0')
+    """
+
+    name: Op
+    engine_function: str  # the engine's torch-named function: "max_pool2d" / "avg_pool2d"
+    dilates: bool  # takes torch's dilation (max); otherwise the taps are contiguous
+    averages: bool  # divides a window sum: divisors, count_include_pad, divisor_override, --linear, alpha weights
+    indices: bool  # can return torch's flat indices of the maxima
+    padding_value: str  # what implicit padding stands for, as explain draws it
+    description: str  # the torch module it matches
+
+
+OPS: dict[str, OpSpec] = {
+    "max": OpSpec("max", "max_pool2d", dilates=True, averages=False, indices=True, padding_value="-inf",
+                  description="nn.MaxPool2d"),
+    "avg": OpSpec("avg", "avg_pool2d", dilates=False, averages=True, indices=False, padding_value="0",
+                  description="nn.AvgPool2d"),
+}
+
+
 def format_pair(pair: Pair) -> str:
     """A (height, width) pair as the package writes it everywhere: ``2`` when both are equal, else
     ``2x3`` (the CLI reads both forms back).
@@ -71,6 +100,24 @@ class PoolParams:
     def effective_stride(self) -> Pair:
         return self.stride if self.stride is not None else self.kernel
 
+    @property
+    def spec(self) -> OpSpec:
+        """The operation's entry in :data:`OPS`."""
+        return OPS[self.op]
+
+    @property
+    def effective_dilation(self) -> Pair:
+        """The spacing of a window's taps: the dilation where the op takes one, else (1, 1).
+
+        >>> PoolParams("avg", (3, 3), dilation=(2, 2)).effective_dilation
+        (1, 1)
+        """
+        return self.dilation if self.spec.dilates else (1, 1)
+
+    def engine_args(self) -> dict:
+        """Keyword arguments for the op's engine function (:meth:`max_args` or :meth:`avg_args`)."""
+        return self.avg_args() if self.spec.averages else self.max_args()
+
     def max_args(self) -> dict:
         """Keyword arguments for ``engine.max_pool2d``."""
         return dict(kernel_size=self.kernel, stride=self.effective_stride, padding=self.padding,
@@ -88,10 +135,10 @@ class PoolParams:
             "kernel_size": list(self.kernel),
             "stride": list(self.effective_stride),
             "padding": list(self.padding),
-            "dilation": list(self.dilation) if self.op == "max" else [1, 1],
+            "dilation": list(self.effective_dilation),
             "ceil_mode": self.ceil_mode,
-            "count_include_pad": self.count_include_pad if self.op == "avg" else None,
-            "divisor_override": self.divisor_override if self.op == "avg" else None,
+            "count_include_pad": self.count_include_pad if self.spec.averages else None,
+            "divisor_override": self.divisor_override if self.spec.averages else None,
         }
 
     def slug(self) -> str:
@@ -101,7 +148,7 @@ class PoolParams:
             parts.append(f"s{format_pair(self.stride)}")
         if self.padding != (0, 0):
             parts.append(f"p{format_pair(self.padding)}")
-        if self.op == "max" and self.dilation != (1, 1):
+        if self.effective_dilation != (1, 1):
             parts.append(f"d{format_pair(self.dilation)}")
         if self.ceil_mode:
             parts.append("ceil")

@@ -1,7 +1,7 @@
 """Where outputs land and how they are written, so that nothing the user pointed at is destroyed.
 
-May import: the standard library and ``formats`` only (no NumPy, Pillow, Rich or Click), so that the command line,
-the pipeline, ``batch`` and ``explain`` can all share it.
+May import: the standard library, ``formats`` and ``errors`` only (no NumPy, Pillow, Rich or Click), so
+that the command line, the pipeline, ``batch`` and ``explain`` can all share it.
 
 - A regular file (or a new name) is replaced atomically: every output of one input is written to a
   temporary file in its folder, flushed to disk, and only then are all renamed over their targets
@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 
+from poolcli.errors import PoolcliError
 from poolcli.formats import is_zarr_store
 
 STDIO = "-"
@@ -51,7 +52,7 @@ _HASH_PREFIX = ".poolcli-"
 Writer = Callable[[BinaryIO], object]
 
 
-class OutputError(OSError):
+class OutputError(PoolcliError, OSError):
     """An output that cannot be written, with the reason to show (never a temporary name).
 
     An ``OSError`` (with ``filename``, the output as given) so that callers catching OS errors

@@ -25,6 +25,7 @@ import numpy as np
 from poolcli import arrays, engine, formats, images, paths, pixels, storage
 from poolcli.brief import window_misfit
 from poolcli.engine import PoolingError, PoolingTypeError
+from poolcli.errors import GiantImageError, PoolcliError
 from poolcli.exits import internal_error
 from poolcli.formats import stream_byte_limit
 from poolcli.frames import ArrayFrame
@@ -76,7 +77,7 @@ def local_outputs(jobs: Iterable[Job], options: Options) -> list[str]:
             if not storage.is_url(path) or storage.is_local_url(path)]
 
 
-class JobError(Exception):
+class JobError(PoolcliError):
     """A failure of one input, with the message to show."""
 
 
@@ -213,14 +214,7 @@ def _save_npy(array: np.ndarray) -> Callable[[BinaryIO], None]:
 # User faults: what a bad file, a bad option combination or the system can cause.
 _USER_ERRORS: tuple[type[BaseException], ...] = (
     JobError, images.ImageError, arrays.ArrayError, paths.OutputError, PoolingError, PoolingTypeError,
-    storage.StorageError)
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """:data:`_USER_ERRORS`, and the giant-image modules' own once they are loaded (imported only
-    for TIFF and Zarr: a PNG's run does without them, and cannot raise their errors)."""
-    tiled = sys.modules.get("poolcli.tiled")
-    return _USER_ERRORS + ((tiled.TiledError,) if tiled is not None else ())
+    storage.StorageError, GiantImageError)
 
 
 def debug_wanted(options: Options) -> bool:
@@ -242,17 +236,9 @@ def run(job: Job, params: PoolParams, options: Options, runner: StripRunner | No
     result = Result(input=job.name, output=storage.redact(job.output))
     try:
         _check_folders(job, options)
-        if options.pyramid_levels:
-            from poolcli import streaming
-
-            streaming.run_pyramid(job.source, job.output, params, options, result)
-        elif job.source != STDIO and (formats.is_zarr_path(job.source) or storage.is_zarr_url(job.source)):
-            from poolcli import streaming
-
-            streaming.run_zarr(job.source, job.output, params, options, result, runner or LOCAL)
-        else:
-            _run_file(job, params, options, result)
-    except _user_errors() as error:
+        next(route for route in ROUTES if route.takes(job, options) and route.run(job, params, options, result,
+                                                                                   runner or LOCAL))
+    except _USER_ERRORS as error:
         text = error.reason if isinstance(error, storage.StorageFault) and error.url == job.source else str(error)
         result.status, result.error, result.output = "error", _reason(text, error), None
     except MemoryError:
@@ -287,28 +273,70 @@ def _reason(text: str, error: BaseException) -> str:
     return text or f"failed without a message from the system ({type(error).__name__})"
 
 
-def _run_file(job: Job, params: PoolParams, options: Options, result: Result) -> None:
-    if storage.is_url(job.source) and not storage.is_local_url(job.source) and formats.is_tiff_name(job.source):
-        from poolcli import streaming  # a remote TIFF streams by byte ranges, as a local one does
+def _is_remote(location: str) -> bool:
+    return storage.is_url(location) and not storage.is_local_url(location)
 
-        info = streaming.open_if_streaming(job.source, options.memory_limit, options.max_pixels,
-                                           options.storage_options)
-        if info is not None:
-            streaming.run_tiff(info, job.output, params, options, result)
-            return
+
+def _pool_pyramid(job: Job, params: PoolParams, options: Options, result: Result, runner: StripRunner) -> bool:
+    from poolcli import pyramid
+
+    pyramid.run_pyramid(job.source, job.output, params, options, result)
+    return True
+
+
+def _pool_zarr(job: Job, params: PoolParams, options: Options, result: Result, runner: StripRunner) -> bool:
+    from poolcli import giant
+
+    giant.run_zarr(job.source, job.output, params, options, result, runner)
+    return True
+
+
+def _pool_streamed_tiff(job: Job, params: PoolParams, options: Options, result: Result, runner: StripRunner,
+                        source: str | None = None) -> bool:
+    """A TIFF that streams (tiled, BigTIFF, OME, planar, larger than the limits), local or read by
+    byte ranges; False for one that Pillow's path reads better (its metadata handling)."""
+    from poolcli import giant  # giant-image machinery: tifffile, zarr, strips
+
+    info = giant.open_if_streaming(source or job.source, options.memory_limit, options.max_pixels,
+                                   options.storage_options)
+    if info is None:
+        return False
+    giant.run_tiff(info, job.output, params, options, result, runner)
+    return True
+
+
+def _pool_file(job: Job, params: PoolParams, options: Options, result: Result, runner: StripRunner) -> bool:
+    """A file, a stream or a URL's whole object, by what its bytes are: an array, a streamed
+    TIFF, else an image for Pillow (and imagecodecs)."""
     source = _read_source(job.source, options.max_pixels, options.storage_options)
-    if arrays.is_npy(source) or (isinstance(source, bytes) and storage.is_url(job.source)
+    if arrays.is_npy(source) or (isinstance(source, bytes) and _is_remote(job.source)
                                  and job.source.lower().endswith(".npy")):
         _run_array(source, job, params, options, result)
-        return
-    if isinstance(source, str) and formats.is_tiff_path(source):
-        from poolcli import streaming  # giant-image machinery: tifffile, zarr, strips
+    elif not (isinstance(source, str) and formats.is_tiff_path(source)
+              and _pool_streamed_tiff(job, params, options, result, runner, source)):
+        _run_image(source, job, params, options, result)
+    return True
 
-        info = streaming.open_if_streaming(source, options.memory_limit, options.max_pixels)
-        if info is not None:
-            streaming.run_tiff(info, job.output, params, options, result)
-            return
-    _run_image(source, job, params, options, result)
+
+@dataclass(frozen=True)
+class Route:
+    """One way in: which inputs it takes (by the store and the name, before anything is read) and
+    how it pools them; ``run`` returns False to hand the input on to the next route."""
+
+    name: str
+    takes: Callable[[Job, Options], bool]
+    run: Callable[[Job, PoolParams, Options, Result, StripRunner], bool]
+
+
+# The one dispatch of inputs, first match first: every format on every store comes through here.
+ROUTES: tuple[Route, ...] = (
+    Route("pyramid", lambda job, options: bool(options.pyramid_levels), _pool_pyramid),
+    Route("Zarr store", lambda job, options: job.source != STDIO and (
+        formats.is_zarr_path(job.source) or storage.is_zarr_url(job.source)), _pool_zarr),
+    Route("remote TIFF", lambda job, options: _is_remote(job.source) and formats.is_tiff_name(job.source),
+          _pool_streamed_tiff),
+    Route("file, stream or object", lambda job, options: True, _pool_file),
+)
 
 
 def _check_folders(job: Job, options: Options) -> None:
@@ -472,7 +500,7 @@ def pool_picture(picture: images.Picture, params: PoolParams, options: Options,
     ``want_indices``).  The input's pixels are freed once pooled (``picture.close()``).
     """
     _check_fit(params, (picture.frames[0].shape[2], *picture.frames[0].shape[:2]), is_image=True)
-    if options.linear and params.op == "avg":
+    if options.linear and params.spec.averages:
         _check_linear(picture)
     pooled_frames: list[np.ndarray | images.PaddedFrame] = []
     index_frames: list[np.ndarray] = []
@@ -495,7 +523,7 @@ def pool_picture_lazily(picture: images.Picture, params: PoolParams, options: Op
     frame = picture.frames[0]
     height, width, channels = frame.shape
     _check_fit(params, (channels, height, width), is_image=True)
-    if options.linear and params.op == "avg":
+    if options.linear and params.spec.averages:
         _check_linear(picture)
     from poolcli import strips
 

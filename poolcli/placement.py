@@ -69,7 +69,7 @@ def axis_maps(params: PoolParams, convention: Convention) -> tuple[AxisMap, Axis
     >>> axis_maps(PoolParams("avg", (2, 2), (1, 1)), "corner")[0]
     AxisMap(scale=1, offset=0.5)
     """
-    dilation = params.dilation if params.op == "max" else (1, 1)
+    dilation = params.effective_dilation
     maps = []
     for axis in (0, 1):
         stride, pad = params.effective_stride[axis], params.padding[axis]

@@ -1,7 +1,8 @@
 """PNG files written fast, and read while they are pooled.
 
-May import: NumPy, imagecodecs (its libdeflate codec, on first use), ``inflate`` and the standard
-library (never Pillow: ``images`` hands :class:`RowStream` the function that unfilters rows).
+May import: NumPy, imagecodecs (its libdeflate codec, on first use), ``inflate``, ``frames`` (a
+Frame is what the writer reads) and the standard library (never Pillow: ``images`` hands
+:class:`RowStream` the function that unfilters rows).
 
 Writing
 -------
@@ -30,11 +31,12 @@ import struct
 import threading
 import zlib
 from collections.abc import Callable, Sequence
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 import numpy as np
 
 from poolcli import inflate
+from poolcli.frames import Frame
 from poolcli.inflate import SIGNATURE, StreamError, idat_spans
 
 __all__ = ["PAETH_LEVEL", "SIGNATURE", "RowStream", "StreamError", "chunk", "filtered", "idat_spans", "write"]
@@ -62,22 +64,10 @@ def chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-class Rows(Protocol):
-    """Pixels read a band of rows at a time (an array, or a frame pooled as it is read)."""
-
-    @property
-    def shape(self) -> tuple[int, ...]: ...
-
-    @property
-    def dtype(self) -> np.dtype: ...
-
-    def rows(self, top: int, bottom: int) -> np.ndarray: ...
-
-
-def write(stream: BinaryIO, pixels: np.ndarray | Rows, level: int, chunks: Sequence[bytes] = ()) -> None:
+def write(stream: BinaryIO, pixels: np.ndarray | Frame, level: int, chunks: Sequence[bytes] = ()) -> None:
     """Write (H, W, C) ``pixels`` (uint8 or uint16, 1 to 4 channels: gray, gray with alpha, RGB,
     RGBA) as a non-interlaced PNG, with ``chunks`` (made by :func:`chunk`) before the image data.
-    ``pixels`` may be an array or anything with ``shape``, ``dtype`` and ``rows(top, bottom)``,
+    ``pixels`` may be an array or a :class:`~poolcli.frames.Frame` (``rows(top, bottom)``),
     which is read a band of rows at a time, in order.
 
     ``level`` is libdeflate's level, 0 to 9 (0 stores the rows unfiltered and uncompressed).
@@ -106,7 +96,7 @@ def write(stream: BinaryIO, pixels: np.ndarray | Rows, level: int, chunks: Seque
     stream.write(chunk(b"IEND", b""))
 
 
-def filtered(pixels: np.ndarray | Rows, level: int) -> np.ndarray:
+def filtered(pixels: np.ndarray | Frame, level: int) -> np.ndarray:
     """The rows of ``pixels`` as PNG filters them: (H, 1 + row bytes) uint8, each row its filter
     type then its filtered bytes (big-endian samples).  Level 0 filters nothing; higher levels
     choose per row among None, Sub, Up and Average (and Paeth from :data:`PAETH_LEVEL`).
@@ -133,7 +123,7 @@ def filtered(pixels: np.ndarray | Rows, level: int) -> np.ndarray:
     return out
 
 
-def _band(pixels: np.ndarray | Rows, top: int, bottom: int) -> np.ndarray:
+def _band(pixels: np.ndarray | Frame, top: int, bottom: int) -> np.ndarray:
     return pixels[top:bottom] if isinstance(pixels, np.ndarray) else pixels.rows(top, bottom)
 
 

@@ -47,10 +47,10 @@ def parameter_lines(params: PoolParams) -> list[Text]:
         return text
 
     lines.append(with_default("padding", format_pair(params.padding), params.padding == (0, 0)))
-    if params.op == "max":
+    if params.spec.dilates:
         lines.append(with_default("dilation", format_pair(params.dilation), params.dilation == (1, 1)))
     lines.append(with_default("ceil_mode", str(params.ceil_mode), not params.ceil_mode))
-    if params.op == "avg":
+    if params.spec.averages:
         lines.append(with_default("count_include_pad", str(params.count_include_pad), params.count_include_pad))
         override = "None" if params.divisor_override is None else str(params.divisor_override)
         lines.append(with_default("divisor_override", override, params.divisor_override is None))
@@ -59,7 +59,7 @@ def parameter_lines(params: PoolParams) -> list[Text]:
 
 def arithmetic(params: PoolParams, height: int, width: int) -> list[AxisArithmetic]:
     stride = params.effective_stride
-    dilation = params.dilation if params.op == "max" else (1, 1)
+    dilation = params.effective_dilation
     return [
         axis_arithmetic(size, params.kernel[a], stride[a], params.padding[a], dilation[a], params.ceil_mode)
         for a, size in enumerate((height, width))

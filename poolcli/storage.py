@@ -40,6 +40,9 @@ LOCAL_PROTOCOLS = ("file", "local")
 OBJECT_STORES = ("s3", "s3a", "gs", "gcs", "abfs", "az", "adl", "abfss", "memory", "oss", "r2")
 
 
+UPLOAD_PART = 8 << 20  # bytes of one part of a multipart upload (S3's minimum is 5 MiB)
+
+
 class StorageError(PoolcliError):
     """A URL that cannot be used: no fsspec, an unknown protocol, bad storage options, or a fault
     of the store (missing bucket or key, access denied, no credentials, an endpoint that cannot be
@@ -321,8 +324,10 @@ def upload(local: str, url: str, storage_options: str | None = None) -> None:
             paths.write_all([(local_path(url), lambda sink: shutil.copyfileobj(handle, sink))])
         return
     fs, path = filesystem(url, storage_options)
+    # s3fs sends 10 parts of 50 MiB at once by default (500 MiB in flight): 16 MiB at most instead
+    upload_args = {"chunksize": UPLOAD_PART, "max_concurrency": 2} if is_s3(fs) else {}
     with translated(url):
-        fs.put_file(local, path)
+        fs.put_file(local, path, **upload_args)
 
 
 def _put(fs: Any, url: str, path: str, buffer: io.BytesIO) -> None:

@@ -2,7 +2,7 @@
 
 A *reader* is anything with ``shape`` (C, H, W), ``dtype`` and ``read(top, bottom)`` returning
 input rows ``top:bottom`` as a (C, bottom - top, W) array (any strides): a tifffile/zarr-backed
-reader from :mod:`poolcli.tiled`, or :class:`ArrayReader` around an array.
+reader from :mod:`poolcli.chunked` or :mod:`poolcli.tiff_io`, or :class:`ArrayReader` around an array.
 
 The output is cut into strips of whole output rows.  For each strip, the input rows its windows
 touch (with the halo that kernel, dilation and padding need) are read, and the engine computes
@@ -44,13 +44,8 @@ from poolcli.params import DEFAULT_MEMORY_LIMIT, PoolParams
 _RESERVE = 48 << 20
 
 
-class Reader(Protocol):
-    """Input rows on demand: ``read(top, bottom)`` gives a (C, bottom - top, W) array."""
-
-    shape: tuple[int, int, int]
-    dtype: np.dtype
-
-    def read(self, top: int, bottom: int) -> np.ndarray: ...
+# A reader is the engine's one row protocol: ``shape`` (C, H, W), ``dtype``, ``read(top, bottom)``.
+Reader = engine.Rows
 
 
 class ArrayReader:
@@ -118,9 +113,7 @@ class Rule:
             return pixels.pool_pixel_planes(planes, self.params, has_alpha=self.has_alpha,
                                             premultiply=self.premultiply, linear=self.linear,
                                             output_rows=output_rows)
-        if self.params.op == "max":
-            return engine.pool_rows("max", planes, output_rows, **self.params.max_args())
-        return engine.pool_rows("avg", planes, output_rows, **self.params.avg_args())
+        return engine.pool_rows(self.params.op, planes, output_rows, **self.params.engine_args())
 
 
 def output_shape(shape: tuple[int, int, int], params: PoolParams) -> tuple[int, int, int]:
@@ -133,11 +126,10 @@ def output_shape(shape: tuple[int, int, int], params: PoolParams) -> tuple[int, 
     (3, 5, 3)
     """
     probe = engine.RowSource(shape, np.dtype(np.float32), lambda top, bottom: np.zeros((shape[0], 0, shape[2])))
-    op = "max" if params.op == "max" else "avg"
-    args = params.max_args() if params.op == "max" else params.avg_args()
-    engine.pool_rows(op, probe, (0, 0), **args)  # validates with torch's rules, computes nothing
+    args = params.engine_args()
+    engine.pool_rows(params.op, probe, (0, 0), **args)  # validates with torch's rules, computes nothing
     out_h, out_w = engine.output_size(shape[1:], **{k: args[k] for k in ("kernel_size", "stride", "padding")},
-                                      dilation=params.dilation if params.op == "max" else 1,
+                                      dilation=params.effective_dilation,
                                       ceil_mode=params.ceil_mode)
     return shape[0], out_h, out_w
 
@@ -154,7 +146,7 @@ def input_rows(params: PoolParams, height: int, o0: int, o1: int) -> tuple[int, 
     if o1 <= o0:
         return 0, 0
     (sh, _), (ph, _) = params.effective_stride, params.padding
-    dh = params.dilation[0] if params.op == "max" else 1
+    dh = params.effective_dilation[0]
     top = o0 * sh - ph
     bottom = (o1 - 1) * sh - ph + dh * (params.kernel[0] - 1) + 1
     return max(top, 0), min(max(bottom, 0), height)
@@ -214,7 +206,7 @@ def strip_height(shape: tuple[int, int, int], dtype: np.dtype, params: PoolParam
     256
     """
     per_row = max(1, row_bytes(shape, dtype, params))
-    dh = params.dilation[0] if params.op == "max" else 1
+    dh = params.effective_dilation[0]
     halo = dh * (params.kernel[0] - 1) * shape[0] * shape[2] * np.dtype(dtype).itemsize
     rows = max(1, (memory_limit - _RESERVE - halo) // per_row)
     return rows // align * align if rows >= align else rows

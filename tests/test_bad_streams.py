@@ -14,9 +14,9 @@ import tifffile
 import zarr
 from PIL import Image
 
-from poolcli import tiled
+from poolcli import zarr_io
 
-ZARR_FORMATS = [2, 3] if tiled.zarr_major() >= 3 else [2]
+ZARR_FORMATS = [2, 3] if zarr_io.zarr_major() >= 3 else [2]
 
 
 def set_tag(path: Path, code: int, value: int) -> None:
@@ -33,8 +33,8 @@ def zarr_input(folder: Path, zarr_format: int, compress: bool = True) -> tuple[P
     """A 64x64 float32 Zarr array in 32x32 chunks, and the file of its first chunk."""
     path = folder / "in.zarr"
     if compress:
-        array = tiled.create_array(None, None, (64, 64), np.dtype("<f4"), (32, 32), zarr_format, path=path)
-    elif tiled.zarr_major() >= 3:
+        array = zarr_io.create_array(None, None, (64, 64), np.dtype("<f4"), (32, 32), zarr_format, path=path)
+    elif zarr_io.zarr_major() >= 3:
         array = zarr.create_array(str(path), shape=(64, 64), chunks=(32, 32), dtype="<f4", compressors=None,
                                   zarr_format=zarr_format)
     else:

@@ -11,7 +11,7 @@ import tifffile
 import zarr
 from PIL import Image
 
-from poolcli import engine, pixels, tiled
+from poolcli import engine, pixels, zarr_io
 from poolcli.params import PoolParams
 from tests.conftest import json_lines
 
@@ -70,8 +70,8 @@ def test_memory_limit_too_small_for_one_row_of_strips(invoke, tmp_path, rng):
 def test_zarr_folders_are_inputs_in_and_out(invoke, tmp_path, rng):
     data = rng.random((2, 40, 30)).astype(np.float32)
     (tmp_path / "in").mkdir()
-    newest = 3 if tiled.zarr_major() >= 3 else 2
-    tiled.create_array(None, None, data.shape, data.dtype, (1, 16, 16), newest, path=tmp_path / "in" / "cube.zarr")[
+    newest = 3 if zarr_io.zarr_major() >= 3 else 2
+    zarr_io.create_array(None, None, data.shape, data.dtype, (1, 16, 16), newest, path=tmp_path / "in" / "cube.zarr")[
         ...] = data
     Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / "in" / "small.png")
     one = invoke("max", "in/cube.zarr", "-k", "2")

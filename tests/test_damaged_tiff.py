@@ -48,8 +48,9 @@ def test_strip_past_the_end_of_the_file_is_refused(invoke, tmp_path):
 
 
 def test_an_exception_without_a_message_still_gives_a_reason():
+    from poolcli.errors import GiantImageError
     from poolcli.pipeline import _reason
-    from poolcli.tiled import TiledError
 
-    assert _reason(str(TiledError()), TiledError()) == "failed without a message from the system (TiledError)"
+    assert _reason(str(GiantImageError()), GiantImageError()) == \
+        "failed without a message from the system (GiantImageError)"
     assert _reason("two\nlines", OSError()) == "two lines"

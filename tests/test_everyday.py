@@ -256,7 +256,7 @@ def test_one_small_file_imports_only_what_it_needs(rgb_png, tmp_path):
             "except SystemExit:\n    pass\n"
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'rich', 'multiprocessing', 'tifffile', 'zarr', "
             "'dask', 'fsspec', 'tempfile', 'shutil', 'hashlib', 'socket'}), "
-            "sorted({'concurrent.futures.process', 'numpy.ma', 'poolcli.streaming', 'poolcli.tiled'} "
+            "sorted({'concurrent.futures.process', 'numpy.ma', 'poolcli.giant', 'poolcli.tiff_io', 'poolcli.zarr_io'} "
             "& set(sys.modules)))")
     for extra in ([], ["-q"], ["--json"]):
         out = subprocess.run([sys.executable, "-c", code, "max", str(rgb_png), "-k", "2", "-o",

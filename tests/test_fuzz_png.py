@@ -191,20 +191,21 @@ def run_case(invoke, folder: Path, case: int, originals: list[bytes]) -> list[st
 
 
 def _other_readings(data: bytes) -> list[tuple[np.ndarray, int | None]]:
-    """A file whose tRNS chunk comes after the image data breaks the PNG rules: libpng ignores
-    that chunk, Pillow applies it; either reading is right (and refusing the file too)."""
+    """A tRNS chunk after the image data, or two of them, break the PNG rules: libpng takes the
+    first before the image data, Pillow the last it reads; any one of them (or none) is a right
+    reading, and refusing the file too."""
     parsed = pngkit.parse(data)
     if parsed is None:
         return []
     chunks, tail = parsed
     kinds = [kind for kind, _, _ in chunks]
-    if b"tRNS" not in kinds or b"IDAT" not in kinds or kinds.index(b"tRNS") < kinds.index(b"IDAT"):
+    if b"IDAT" not in kinds or kinds.count(b"tRNS") == 0 or (
+            kinds.count(b"tRNS") == 1 and kinds.index(b"tRNS") < kinds.index(b"IDAT")):
         return []
-    late = chunks[kinds.index(b"tRNS")]
-    others = [c for c in chunks if c is not late]
-    first = kinds.index(b"IDAT")
-    readings = [decoded(pngkit.assemble(variant, tail)) for variant in (others, [*others[:first], late,
-                                                                                    *others[first:]])]
+    others = [c for c in chunks if c[0] != b"tRNS"]
+    first = [c[0] for c in others].index(b"IDAT")
+    variants = [others] + [[*others[:first], c, *others[first:]] for c in chunks if c[0] == b"tRNS"]
+    readings = [decoded(pngkit.assemble(variant, tail)) for variant in variants]
     return [reading for reading in readings if reading is not None and reading[0] is not None]
 
 

@@ -53,8 +53,11 @@ IMPORT_TIME = {
     "poolcli.images": ("rich", "click"),
     "poolcli.pipeline": ("rich", "click"),
     "poolcli.strips": _but("numpy"),
-    "poolcli.tiled": _but("numpy"),
-    "poolcli.streaming": _but("numpy"),
+    "poolcli.chunked": _but("numpy"),
+    "poolcli.tiff_io": _but("numpy"),
+    "poolcli.zarr_io": _but("numpy"),
+    "poolcli.giant": _but("numpy"),
+    "poolcli.pyramid": _but("numpy"),
     "poolcli.batch": ("rich", "click", "dask", "distributed", "fsspec", "s3fs"),
     "poolcli.storage": HEAVY,  # fsspec only when a URL is used
     "poolcli.listing": HEAVY,  # fsspec only when a URL is listed, through storage
@@ -77,8 +80,8 @@ OWNERS = {
     "click": {"poolcli.cli", "poolcli.manpage"},  # manpage: the man page is generated from the commands
     # cli: ImageColor for --background; pillowcore: the Pillow internals the readers use
     "PIL": {"poolcli.images", "poolcli.pillowcore", "poolcli.explain.picture", "poolcli.cli"},
-    "tifffile": {"poolcli.tiled"},
-    "zarr": {"poolcli.tiled"},
+    "tifffile": {"poolcli.tiff_io"},
+    "zarr": {"poolcli.zarr_io"},
     "fsspec": {"poolcli.storage"},
     "dask": {"poolcli.cluster"},
     "distributed": {"poolcli.cluster"},
@@ -209,7 +212,7 @@ def test_poolcli_imports_run_one_way():
         floor(module)
     # The seams of issue 16 sit where they should: executors and the cluster above the one-job
     # pipeline, the pipeline above the giant-image code, storage and paths on the ground.
-    assert floors["poolcli.cluster"] > floors["poolcli.pipeline"] > floors["poolcli.streaming"]
+    assert floors["poolcli.cluster"] > floors["poolcli.pipeline"] > floors["poolcli.pyramid"] > floors["poolcli.giant"]
     assert floors["poolcli.executors"] > floors["poolcli.pipeline"]
-    assert "poolcli.cluster" not in graph["poolcli.batch"] and "poolcli.cluster" not in graph["poolcli.streaming"]
+    assert "poolcli.cluster" not in graph["poolcli.batch"] and "poolcli.cluster" not in graph["poolcli.giant"]
     assert graph["poolcli.storage"] <= {"poolcli.errors", "poolcli.paths", "poolcli.formats"}

@@ -60,11 +60,18 @@ def pool_ome(source: Path, target: Path, params: PoolParams, levels: int = 1) ->
     return pooled, pyramid
 
 
+def assert_schema_valid(xml: str) -> None:
+    """The OME 2016-06 XML schema accepts the document (as Bio-Formats and OMERO expect)."""
+    ome_types = pytest.importorskip("ome_types")
+    ome_types.validate_xml(xml)
+
+
 def read_back(path: Path, caplog) -> tuple[OmeImage, str, np.ndarray]:
     with caplog.at_level(logging.WARNING, logger="tifffile"), tifffile.TiffFile(path) as tif:
         assert tif.is_ome
         series = tif.series[0]
         result = OmeImage.from_xml(tif.ome_metadata), series.axes, series.asarray()
+        assert_schema_valid(tif.ome_metadata)
     assert [r.message for r in caplog.records if r.name == "tifffile"] == []  # read without warnings
     return result
 
@@ -154,6 +161,7 @@ def test_other_images_and_rois_are_left_out():
     assert again.physical == {"X": Quantity(6.0, "nm")}
     assert again.planes() == [(0, 0, 0), (0, 1, 0)]
     text = image.to_xml()
+    assert_schema_valid(text)
     assert "ROI" not in text and "Image:0" not in text and 'ExposureTime="0.1"' in text
     assert text.index("<TiffData") < text.index("<Plane")  # the schema's order
 

@@ -12,14 +12,14 @@ import tifffile
 import zarr
 from PIL import Image
 
-from poolcli import engine, pipeline, strips, tiled
+from poolcli import engine, pipeline, strips, zarr_io
 from poolcli.params import PoolParams
 
 MAX2 = PoolParams("max", (2, 2))
 AVG3 = PoolParams("avg", (3, 3), (2, 2), (1, 1), ceil_mode=True)
 MAXD = PoolParams("max", (3, 2), (1, 2), (1, 1), (2, 1), ceil_mode=True)
 SMALL = strips._RESERVE + 20_000  # a few rows per strip for the images below
-ZARR_FORMATS = [2, 3] if tiled.zarr_major() >= 3 else [2]  # zarr 2 (Python 3.10) writes v2 only
+ZARR_FORMATS = [2, 3] if zarr_io.zarr_major() >= 3 else [2]  # zarr 2 (Python 3.10) writes v2 only
 
 
 def run(source: Path, output: Path, params: PoolParams, **options):
@@ -102,7 +102,7 @@ def test_small_plain_tiff_keeps_the_pillow_path(tmp_path, rng):
 def test_zarr_arrays_follow_torch_and_keep_format(tmp_path, rng, zarr_format, shape):
     data = rng.integers(-1000, 1000, shape, dtype=np.int32)
     source = tmp_path / "a.zarr"
-    tiled.create_array(None, None, shape, data.dtype, (8,) * len(shape), zarr_format, path=source)[...] = data
+    zarr_io.create_array(None, None, shape, data.dtype, (8,) * len(shape), zarr_format, path=source)[...] = data
     for params in (MAXD, AVG3):
         out = tmp_path / f"a.{params.slug()}.zarr"
         result = run(source, out, params)
@@ -116,10 +116,10 @@ def test_zarr_arrays_follow_torch_and_keep_format(tmp_path, rng, zarr_format, sh
 
 
 def write_ome_zarr(path: Path, data: np.ndarray, axes: str) -> None:
-    group = zarr.open_group(str(path), mode="w", **tiled._zarr_format_args(2))
+    group = zarr.open_group(str(path), mode="w", **zarr_io.zarr_format_args(2))
     chunks = (1,) * (data.ndim - 2) + (16, 16)
-    tiled.create_array(group, "0", data.shape, data.dtype, chunks, 2)[...] = data
-    tiled.create_array(group, "1", data.shape[:-2] + (1, 1), data.dtype, (1,) * data.ndim, 2)
+    zarr_io.create_array(group, "0", data.shape, data.dtype, chunks, 2)[...] = data
+    zarr_io.create_array(group, "1", data.shape[:-2] + (1, 1), data.dtype, (1,) * data.ndim, 2)
     kinds = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
     group.attrs["multiscales"] = [{
         "version": "0.4", "name": "cells", "axes": [{"name": a, "type": kinds[a]} for a in axes],

@@ -1,6 +1,6 @@
 """MATRIX, the input of ``poolcli explain``: a literal, a ``.npy`` file or an image, as an array.
 
-May import: NumPy, ``poolcli.arrays`` and the standard library; Pillow (``poolcli.images``) only
+May import: NumPy, ``poolcli.arrays``, ``poolcli.errors`` and the standard library; Pillow (``poolcli.images``) only
 when MATRIX is an image.
 """
 
@@ -13,10 +13,11 @@ import stat
 import numpy as np
 
 from poolcli import arrays
+from poolcli.errors import PoolcliError
 from poolcli.explain.model import MAX_SIDE
 
 
-class MatrixError(ValueError):
+class MatrixError(PoolcliError, ValueError):
     """A matrix literal or input that cannot be explained; the message says why."""
 
 
@@ -139,7 +140,7 @@ def looks_like_literal(text: str) -> bool:
     return True
 
 
-class ExplainInputError(Exception):
+class ExplainInputError(PoolcliError):
     """MATRIX names a file that cannot be read (exit 1)."""
 
 

@@ -6,7 +6,7 @@ computed here is only geometry: which cells a window covers, and why its divisor
 (the engine's public :func:`~poolcli.engine.axis_divisors`).  The panels (titled grids of styled
 text) are the one picture that the terminal (``render``), SVG and PNG (``picture``) draw.
 
-May import: NumPy, the engine and params (no Pillow, Rich or Click).
+May import: NumPy, the engine, errors and params (no Pillow, Rich or Click).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from poolcli import engine
+from poolcli.errors import PoolcliError
 from poolcli.params import PoolParams
 
 # At most this many values per side of a plane are explained (--crop picks a part).
@@ -58,7 +59,7 @@ class Panel(NamedTuple):
     caption: str
 
 
-class ExplainLimit(ValueError):
+class ExplainLimit(PoolcliError, ValueError):
     """The explanation would be too large to show; the message names the option that helps."""
 
 
@@ -106,10 +107,10 @@ class Explanation:
 
     @property
     def pad_value(self) -> str:
-        return "-inf" if self.params.op == "max" else "0"
+        return self.params.spec.padding_value
 
 
-class ChannelError(ValueError):
+class ChannelError(PoolcliError, ValueError):
     """A --channel that the input does not have."""
 
 
@@ -184,7 +185,7 @@ def explain(array: np.ndarray, params: PoolParams, channels: list[int] | None = 
     height, width = array.shape[-2:]
     # Only the chosen planes are pooled: planes are independent, and the rest may be many.
     stack = np.stack([array[index] for index in chosen])
-    if params.op == "max":
+    if params.spec.indices:
         values, indices = engine.max_pool2d(stack, **params.max_args(), return_indices=True)
         sums = None
     else:
@@ -192,7 +193,7 @@ def explain(array: np.ndarray, params: PoolParams, channels: list[int] | None = 
         sums = engine.avg_pool2d(stack, **dict(params.avg_args(), divisor_override=1))
     out_h, out_w = values.shape[-2:]
     stride = params.effective_stride
-    dilation = params.dilation if params.op == "max" else (1, 1)
+    dilation = params.effective_dilation
     pad_rows = drawn_padding(height, out_h, params.kernel[0], stride[0], params.padding[0], dilation[0])
     pad_cols = drawn_padding(width, out_w, params.kernel[1], stride[1], params.padding[1], dilation[1])
     grid_h, grid_w = height + sum(pad_rows), width + sum(pad_cols)
@@ -200,7 +201,7 @@ def explain(array: np.ndarray, params: PoolParams, channels: list[int] | None = 
         raise ExplainLimit(f"the grid to draw (input, padding and windows) would be {grid_w}x{grid_h} cells "
                            f"(W x H); explain draws at most {MAX_GRID_SIDE}x{MAX_GRID_SIDE}: use a smaller "
                            "-k/--kernel, -p/--padding or -d/--dilation")
-    divisors = _divisors(params, height, width, out_h, out_w) if params.op == "avg" else None
+    divisors = _divisors(params, height, width, out_h, out_w) if params.spec.averages else None
     explained = []
     for p, index in enumerate(chosen):
         plane, out = stack[p], values[p]
@@ -311,7 +312,7 @@ def _padded_grid(expl: Explanation, plane: PlaneExplanation, cell: Cell | None) 
     height, width = plane.values.shape
     (top, bottom), (left, right) = expl.pad_rows, expl.pad_cols
     taps = {(t.row, t.col) for t in cell.taps} if cell is not None else set()
-    winner = cell.winner if cell is not None and expl.params.op == "max" else None
+    winner = cell.winner if cell is not None and expl.params.spec.indices else None
     rows = []
     for r in range(-top, height + bottom):
         row = []
@@ -337,7 +338,7 @@ def cell_explanation(expl: Explanation, cell: Cell) -> str:
     """How one output value follows from its window, in one or two sentences."""
     inside = [t for t in cell.taps if t.inside]
     skipped = len(cell.taps) - len(inside)
-    if expl.params.op == "max":
+    if not expl.params.spec.averages:
         if not inside:
             return (f"no tap of this window lies inside the input: the result is the lowest value, "
                     f"{format_number(cell.value)}, and the index {cell.index} points outside the plane (torch's rule)")

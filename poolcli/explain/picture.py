@@ -13,7 +13,7 @@ whichever font a renderer picks.
 Both are measured before they are made: a picture over :data:`MAX_PICTURE_PIXELS` is refused
 with a message that says how to make it smaller (nothing is written).
 
-May import: the standard library at import time; Rich (through ``render``, for the header rows)
+May import: the standard library and ``poolcli.errors`` at import time; Rich (through ``render``, for the header rows)
 and Pillow only inside the functions that draw.
 """
 
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 from xml.sax.saxutils import escape, quoteattr
 
+from poolcli.errors import PoolcliError
 from poolcli.explain.model import STYLES, Explanation, Panel, explanation_panels
 
 # 40 megapixels: a 120 MB RGB canvas, well beyond a slide, far below the 375 Mpx once made.
@@ -40,7 +41,7 @@ _MARGIN, _LINE_H, _SMALL_LINE_H, _CELL_H, _CELL_PAD, _GAP, _PER_ROW = 24, 20, 16
 _GRID_LINE, _LABEL_INK, _TEXT_INK, _CAPTION_INK = "#888888", "#1f6f8b", "#000000", "#333333"
 
 
-class PictureTooLarge(ValueError):
+class PictureTooLarge(PoolcliError, ValueError):
     """The picture would exceed :data:`MAX_PICTURE_PIXELS`; the message says how to shrink it."""
 
 

@@ -30,7 +30,7 @@ def header_rows(expl: Explanation, summary: bool = False) -> list[tuple[str, Tex
         rows.append(("padding", Text(f"padding cells are shown as {expl.pad_value}; · lies past the padding "
                                      "(ceil mode), where nothing counts", style="dim")))
     if not summary:
-        marks = "[x]: the window's taps" + ("; [x]*: the maximum" if expl.params.op == "max" else "")
+        marks = "[x]: the window's taps" + ("; [x]*: the maximum" if expl.params.spec.indices else "")
         rows.append(("legend", Text(marks, style="dim")))
     if expl.hidden_planes:
         rows.append(("planes", Text(f"{len(expl.planes)} explained, {expl.hidden_planes} more not: choose "

@@ -1,0 +1,406 @@
+"""TIFF in and out, tile by tile, with tifffile (imported lazily): the streamed TIFF reader
+(:class:`TiffInput`, :class:`TiffPageReader`: a local path, or a URL read by byte ranges) and the
+tiled BigTIFF writer (:func:`write_tiff`), which takes strips in order.
+
+May import: NumPy, ``chunked``, ``storage`` and ``zarr_io`` (for ``aszarr``) at import time;
+tifffile (this module and ``zarr_io`` alone) inside the functions that read or write; ``engine``
+for its threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from poolcli import storage
+from poolcli.chunked import Band, ChannelPick, ChunkedReader, Strips
+from poolcli.errors import GiantImageError
+from poolcli.zarr_io import load_zarr, zarr_major
+
+TILE = 256  # output TIFF tiles (a multiple of 16, as TIFF requires)
+
+# TIFF compressions written back as they came in; anything else (JPEG: lossy) is written as Deflate.
+_KEEP_COMPRESSION = {1: None, 5: "lzw", 8: "zlib", 32946: "zlib", 50000: "zstd", 32773: "packbits", 34925: "lzma"}
+
+_COMPRESSION_NAMES = {1: "uncompressed", 5: "LZW", 7: "JPEG", 8: "Deflate", 32946: "Deflate", 50000: "Zstd",
+                      32773: "PackBits", 34925: "LZMA", 34887: "LERC", 50001: "WebP", 33003: "JPEG 2000"}
+
+
+class DamagedTiff(GiantImageError):
+    """A TIFF whose header contradicts itself or the file size: refused, not handed on to Pillow
+    (whose decoder would trust the same header and allocate or loop for as long as it claims)."""
+
+
+def check_segments(page: Any, file_size: int) -> None:
+    """Refuse a page whose strips/tiles do not fit its header or the file, before any decoding.
+
+    Bounded work (one pass over the listed segments): a header mutated to claim billions of rows
+    otherwise sends every later step (the output size, the decoder) after those rows.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as Page
+    >>> check_segments(Page(chunked=(2, 1, 1), dataoffsets=(8, 68), databytecounts=(60, 60), is_tiled=False), 128)
+    >>> check_segments(Page(chunked=(9, 1, 1), dataoffsets=(8,), databytecounts=(60,), is_tiled=False), 128)
+    Traceback (most recent call last):
+    ...
+    poolcli.tiff_io.DamagedTiff: damaged TIFF: its header asks for 9 strips but the file lists 1
+    """
+    kind = "tiles" if page.is_tiled else "strips"
+    expected = int(np.prod(page.chunked, dtype=np.int64))
+    listed = len(page.dataoffsets)
+    if listed != expected or len(page.databytecounts) != expected:
+        raise DamagedTiff(f"damaged TIFF: its header asks for {expected} {kind} but the file lists {listed}")
+    ends = np.asarray(page.dataoffsets, dtype=np.uint64) + np.asarray(page.databytecounts, dtype=np.uint64)
+    past = np.flatnonzero((ends > file_size) & (np.asarray(page.databytecounts) > 0))
+    if past.size:
+        raise DamagedTiff(f"damaged TIFF: {kind[:-1]} {int(past[0])} ends at byte {int(ends[past[0]])}, "
+                          f"past the end of the {file_size}-byte file (truncated?)")
+
+
+def load_tifffile() -> Any:
+    """tifffile, with its log quiet: a damaged file is reported once, as poolcli's one line."""
+    import logging
+
+    import tifffile
+
+    logging.getLogger("tifffile").setLevel(logging.CRITICAL + 1)
+    return tifffile
+
+
+class TiffPageReader:
+    """Rows of one TIFF page, decoded segment by segment with tifffile's own decoder.
+
+    Only the tiles or strips covering the rows asked for are read (in file order) and decoded,
+    on the engine's threads: tifffile's codecs release the GIL.  (Reading through ``aszarr()``
+    and zarr gives the same pixels at a fraction of the speed for thousands of small tiles.)
+    """
+
+    def __init__(self, page: Any, shape: tuple[int, int, int], planar: bool):
+        self.page = page
+        self.shape = shape
+        self.dtype = np.dtype(page.dtype)
+        self.planar = planar
+        self.channels_last = not planar
+        self.segment_rows = page.tilelength if page.is_tiled else min(page.rowsperstrip or page.imagelength,
+                                                                       page.imagelength)
+        self.segment_cols = page.tilewidth if page.is_tiled else page.imagewidth
+        self.across = -(-shape[2] // self.segment_cols)
+        self.down = -(-shape[1] // self.segment_rows)
+        expected = (shape[0] if planar else 1) * self.across * self.down
+        if min(len(page.dataoffsets), len(page.databytecounts)) < expected:
+            raise GiantImageError(f"damaged TIFF: {len(page.dataoffsets)} of {expected} "
+                             f"{'tile' if page.is_tiled else 'strip'} offsets")
+        self._bands: dict[tuple[int, ...] | None, Band] = {}
+        self.decode = page.decode
+        self.decode_args: dict[str, Any] = {"_fullsize": bool(page.is_tiled)}
+        if page.compression in (6, 7, 34892, 33007):  # JPEG: tables live in the page
+            self.decode_args.update(jpegtables=page.jpegtables, jpegheader=page.jpegheader)
+
+    def read(self, top: int, bottom: int, channels: list[int] | None = None) -> np.ndarray:
+        """Rows ``top:bottom`` as (C, rows, W); each tile or strip row is decoded once while the
+        reads move down the image (:class:`Band`), however thin they are."""
+        key = tuple(channels) if channels is not None and self.planar else None
+        band = self._bands.get(key)
+        if band is None:
+            self._bands = {key: Band(lambda t, b: self._decode(t, b, channels), self.segment_rows, self.shape[1])}
+            band = self._bands[key]
+        return band.read(top, bottom)
+
+    def _decode(self, top: int, bottom: int, channels: list[int] | None = None) -> np.ndarray:
+        from poolcli import engine
+
+        planes = (channels if channels is not None else list(range(self.shape[0]))) if self.planar else [0]
+        width, rows = self.shape[2], bottom - top
+        if self.planar:
+            out = np.empty((len(planes), rows, width), dtype=self.dtype)
+        else:
+            out = np.empty((rows, width, self.shape[0]), dtype=self.dtype)
+        if rows <= 0:
+            return out if self.planar else out.transpose(2, 0, 1)
+        r0, r1 = top // self.segment_rows, -(-bottom // self.segment_rows)
+        indices = [p * self.across * self.down + r * self.across + c
+                   for p in planes for r in range(r0, r1) for c in range(self.across)]
+        offsets = [self.page.dataoffsets[i] for i in indices]
+        counts = [self.page.databytecounts[i] for i in indices]
+        where = {index: k for k, index in enumerate(indices)}
+
+        def place(item: tuple[bytes | None, int]) -> None:
+            data, index = item
+            try:
+                segment, (_, _, y, x, _), _ = self.decode(data, index, **self.decode_args)
+            except Exception as error:  # codecs raise their own types for damaged data
+                raise GiantImageError(f"damaged TIFF data in segment {index} ({type(error).__name__}: {error})"
+                                      ) from None
+            plane = where[index] // ((r1 - r0) * self.across)
+            y_lo, y_hi = max(y, top), min(y + self.segment_rows, bottom)
+            x_hi = min(x + self.segment_cols, width)
+            if y_hi <= y_lo:
+                return
+            if segment is None:  # an empty segment: zeros, as tifffile does
+                values: Any = 0
+            else:
+                values = segment.reshape(segment.shape[-3:])[y_lo - y: y_hi - y, : x_hi - x]
+            if self.planar:
+                out[plane, y_lo - top: y_hi - top, x:x_hi] = values if np.isscalar(values) else values[..., 0]
+            else:
+                out[y_lo - top: y_hi - top, x:x_hi] = values
+
+        handle = self.page.parent.filehandle
+        for batch in handle.read_segments(offsets, counts, indices, sort=True, flat=False):
+            threads = min(engine.get_num_threads(), len(batch))
+            if threads > 1:
+                list(engine._executor(threads).map(place, batch))
+            else:
+                for item in batch:
+                    place(item)
+        return out if self.planar else out.transpose(2, 0, 1)
+
+    def channels(self, picks: list[int]) -> Any:
+        if not self.planar:
+            return ChannelPick(self, picks)  # type: ignore[arg-type]
+        reader = self
+
+        class Picked:
+            shape = (len(picks), *reader.shape[1:])
+            dtype = reader.dtype
+
+            def read(self, top: int, bottom: int) -> np.ndarray:
+                return reader.read(top, bottom, picks)
+
+        return Picked()
+
+
+@dataclass
+
+
+class TiffInput:
+    """A TIFF's first image series, read chunk by chunk through ``aszarr()``."""
+
+    path: str
+    shape: tuple[int, int, int]  # (C, H, W)
+    dtype: np.dtype
+    planar: bool
+    photometric: int
+    extrasamples: tuple[int, ...]
+    compression: int
+    tiled: bool
+    bigtiff: bool
+    ome: bool
+    chunk_rows: int  # rows of one tile or strip: the least that can be decoded
+    pages: int
+    handle: Any = field(default=None, repr=False)
+    reader: ChunkedReader | TiffPageReader | None = field(default=None, repr=False)
+
+    @property
+    def has_alpha(self) -> bool:
+        return bool(self.extrasamples) and self.extrasamples[-1] in (1, 2)
+
+    @property
+    def associated_alpha(self) -> bool:
+        return bool(self.extrasamples) and self.extrasamples[-1] == 1
+
+    def describe(self) -> str:
+        """E.g. "uint16, 3 channels, tiled BigTIFF (Deflate)"."""
+        channels = self.shape[0]
+        kind = ("tiled " if self.tiled else "striped ") + ("OME-" if self.ome else "") + \
+            ("BigTIFF" if self.bigtiff else "TIFF")
+        extras = [_COMPRESSION_NAMES.get(self.compression, f"compression {self.compression}")]
+        if channels > 1:
+            extras.append("planar" if self.planar else "interleaved")
+        if self.has_alpha:
+            extras.append("associated alpha" if self.associated_alpha else "alpha")
+        plural = "s" if channels != 1 else ""
+        return f"{self.dtype}, {channels} channel{plural}, {kind} ({', '.join(extras)})"
+
+    def open(self) -> ChunkedReader | TiffPageReader:
+        series = self.handle.series[0]
+        page = series.levels[0].keyframe
+        if len(series.levels[0].pages) == 1 and page.dataoffsets and not page.is_subsampled:
+            self.reader = TiffPageReader(page, self.shape, self.planar)
+            return self.reader
+        zarr = load_zarr()
+        store = self.handle.series[0].aszarr(level=0)
+        array = zarr.open_array(store=store, mode="r") if zarr_major() >= 3 else zarr.open(store, mode="r")
+        axes = self.handle.series[0].levels[0].axes
+        y, x = axes.index("Y"), axes.index("X")
+        channel_axis = next((i for i, a in enumerate(axes) if a not in "YX" and array.shape[i] > 1), None)
+        channels_last = channel_axis is not None and channel_axis > x
+
+        def index(channels: slice | list[int], rows: slice) -> tuple:
+            selection: list[Any] = [0] * len(axes)
+            selection[y], selection[x] = rows, slice(None)
+            if channel_axis is not None:
+                selection[channel_axis] = channels
+            return tuple(selection)
+
+        self.reader = ChunkedReader(array, index, self.shape, channels_last, kind="TIFF",
+                                    band_rows=int(array.chunks[y]))
+        return self.reader
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
+# A remote TIFF is read through fsspec in blocks of this size (a tile row's segments, usually).
+_REMOTE_BLOCK = 4 << 20
+
+
+def open_tiff(path: str, storage_options: str | None = None) -> TiffInput | None:
+    """Open a TIFF (a path, or a URL read by byte ranges) for streaming; ``None`` when it is not
+    one image of (C, H, W) pixels (several frames, or a layout only Pillow's path reads)."""
+    tifffile = load_tifffile()
+    remote = None
+    if storage.is_url(path) and not storage.is_local_url(path):
+        fs, inner = storage.filesystem(path, storage_options)
+        with storage.translated(path):
+            remote = fs.open(inner, "rb", block_size=_REMOTE_BLOCK, cache_type="readahead")
+    elif storage.is_url(path):
+        path = storage.local_path(path)
+    try:
+        handle = tifffile.TiffFile(remote if remote is not None else path, name=Path(path).name)
+    except Exception as error:  # damaged headers raise many types inside tifffile
+        if remote is not None:
+            remote.close()
+            storage.raise_for(error, path)
+        raise GiantImageError(f"not a readable TIFF ({type(error).__name__}: {error})") from None
+    try:
+        # Index every page first: tifffile then stops at a circular IFD chain once, where walking
+        # ``series`` page by page re-parses the loop (a mutated next-IFD offset took 10 s).
+        len(handle.pages)
+        series = handle.series[0]
+        level = series.levels[0]
+        page = series.keyframe
+        axes, shape = level.axes, level.shape
+        others = [(a, n) for a, n in zip(axes, shape, strict=True) if a not in "YX"]
+        big = [n for a, n in others if n > 1]
+        # Samples or channels only: pages, Z, T, ... stay frames (Pillow's path, or an error there).
+        if ("Y" not in axes or "X" not in axes or len(big) > 1 or any(n > 1 and a not in "SC" for a, n in others)
+                or (len(handle.series) > 1 and not series.is_pyramidal)):
+            handle.close()
+            return None
+        channels = big[0] if big else 1
+        check_segments(page, handle.filehandle.size)
+        if page.dtype is None or np.dtype(page.dtype).kind not in "uif":
+            handle.close()
+            return None
+        chunk_rows = page.tilelength if page.is_tiled else min(page.rowsperstrip or page.imagelength, page.imagelength)
+        extrasamples = tuple(int(v) for v in page.extrasamples) if page.extrasamples else ()
+        return TiffInput(
+            path=path, shape=(channels, shape[axes.index("Y")], shape[axes.index("X")]), dtype=np.dtype(page.dtype),
+            # planes in separate pages (OME's CYX) are planar too
+            planar=channels > 1 and (page.planarconfig == 2 or axes.index(next(a for a, n in others if n > 1))
+                                     < axes.index("Y")),
+            photometric=int(page.photometric),
+            extrasamples=extrasamples, compression=int(page.compression), tiled=page.is_tiled,
+            bigtiff=handle.is_bigtiff, ome=handle.is_ome, chunk_rows=int(chunk_rows), pages=len(handle.pages),
+            handle=handle)
+    except DamagedTiff:
+        handle.close()
+        raise
+    except Exception as error:  # a header tifffile opened but cannot make sense of
+        handle.close()
+        raise GiantImageError(f"not a readable TIFF ({type(error).__name__}: {error})") from None
+    except BaseException:
+        handle.close()
+        raise
+
+
+def _tiles(strips: Strips, shape: tuple[int, int, int], contig: bool, tile: int = TILE) -> Iterator[np.ndarray]:
+    """Tiles in TIFF order, (tile, tile, S), from strips of any height: rows wait in a buffer
+    until a whole row of tiles (or the image's last rows) is there."""
+    channels, height, width = shape
+    depth = channels if contig else 1
+    pending: list[np.ndarray] = []
+    buffered = 0
+    done = 0
+    for _, _, rows in strips:
+        pending.append(rows)
+        buffered += rows.shape[1]
+        while buffered >= tile or (buffered and done + buffered >= height):
+            band = pending[0] if len(pending) == 1 else np.concatenate(pending, axis=1)
+            take = min(tile, band.shape[1])
+            for c in range(0, width, tile):
+                block = band[:, :take, c: c + tile]
+                whole = block.shape[1] == tile and block.shape[2] == tile
+                out = (np.empty if whole else np.zeros)((tile, tile, depth), dtype=band.dtype)
+                out[: block.shape[1], : block.shape[2]] = block.transpose(1, 2, 0)
+                yield out
+            rest = band[:, take:]
+            pending = [rest] if rest.shape[1] else []
+            buffered -= take
+            done += take
+
+
+@dataclass
+
+
+class TiffLayout:
+    """How a TIFF output stores its pixels (copied from the input where it can be)."""
+
+    planar: bool = False
+    photometric: str | int = "minisblack"
+    extrasamples: tuple[int, ...] = ()
+    compression: str | None = "zlib"
+
+    @classmethod
+    def like(cls, source: TiffInput) -> TiffLayout:
+        photometric: str | int = source.photometric
+        if source.photometric in (6, 7):  # YCbCr/JPEG: pixels come out as RGB
+            photometric = "rgb"
+        if source.photometric == 3:  # palette: indices pooled as numbers, written as gray
+            photometric = "minisblack"
+        compression = _KEEP_COMPRESSION.get(source.compression, "zlib")
+        return cls(source.planar, photometric, source.extrasamples, compression)
+
+    def write_args(self, shape: tuple[int, int, int], dtype: np.dtype) -> dict[str, Any]:
+        channels, height, width = shape
+        if self.planar:
+            full: tuple[int, ...] = shape
+        else:
+            full = (height, width, channels) if channels > 1 else (height, width)
+        args: dict[str, Any] = dict(shape=full, dtype=dtype, tile=(TILE, TILE), photometric=self.photometric,
+                                    compression=self.compression)
+        if channels > 1:
+            args["planarconfig"] = "separate" if self.planar else "contig"
+        if self.extrasamples:
+            args["extrasamples"] = self.extrasamples
+        return args
+
+
+def channel_passes(layout: TiffLayout, channels: int) -> list[list[int] | None]:
+    """Planar TIFFs store plane after plane: one pass per channel; interleaved: one pass."""
+    return [[c] for c in range(channels)] if layout.planar and channels > 1 else [None]
+
+
+def write_tiff(path: str | Path, shape: tuple[int, int, int], dtype: np.dtype, layout: TiffLayout,
+               passes: Iterable[Strips], *, levels: Iterable[tuple[tuple[int, int, int], Iterable[Strips]]] = (),
+               subifds: int = 0, ome: bool = False) -> None:
+    """Write a tiled BigTIFF from strips (one strip sequence per channel pass), then optionally
+    pyramid levels into SubIFDs.  ``path`` is written directly: callers use a temporary name."""
+    tifffile = load_tifffile()
+
+    def all_tiles(strip_passes: Iterable[Strips], level_shape: tuple[int, int, int]) -> Iterator[np.ndarray]:
+        for strips in strip_passes:
+            yield from _tiles(strips, level_shape, contig=not layout.planar)
+
+    if isinstance(layout.photometric, int) and layout.photometric not in set(tifffile.PHOTOMETRIC):
+        raise GiantImageError(f"unsupported TIFF photometric {layout.photometric}: a TIFF output cannot say what its "
+                         "pixels are; write .npy or .zarr")
+    with tifffile.TiffWriter(path, bigtiff=True, ome=ome) as tif:
+        args = layout.write_args(shape, dtype)
+        extra: dict[str, Any] = {"subifds": subifds} if subifds else {}
+        if ome:
+            axes = ("CYX" if layout.planar else "YXS") if shape[0] > 1 else "YX"
+            extra["metadata"] = {"axes": axes}
+        else:
+            extra["metadata"] = None
+        tif.write(all_tiles(passes, shape), **args, **extra)
+        for level_shape, level_passes in levels:
+            tif.write(all_tiles(level_passes, level_shape), **layout.write_args(level_shape, dtype), subfiletype=1,
+                      metadata=None)

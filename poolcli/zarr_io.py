@@ -1,0 +1,373 @@
+"""Zarr in and out, local or on any fsspec store, with zarr 2 or 3 (imported lazily): stores
+(:func:`open_store`), inputs (:class:`ZarrInput`, also an OME-Zarr image's full resolution),
+new arrays, outputs that appear whole (:func:`zarr_output`: a staged folder, or on object storage
+metadata held back until every chunk is there), and the NGFF metadata of pooled levels.
+
+zarr 2 (Python 3.10) and zarr 3 are both supported: the few calls that differ go through
+:func:`zarr_format_args`.
+
+May import: NumPy, ``chunked``, ``paths`` and ``storage`` at import time; zarr (this module and
+``tiff_io`` alone) inside the functions that use it; fsspec through ``storage``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from poolcli import paths, storage
+from poolcli.chunked import ChunkedReader
+from poolcli.errors import GiantImageError
+from poolcli.params import PoolParams
+
+ZARR_CHUNK = 256  # output Zarr chunks along y and x (strips are cut at multiples of it)
+
+
+def load_zarr() -> Any:
+    import zarr
+
+    return zarr
+
+
+def zarr_major() -> int:
+    return int(load_zarr().__version__.split(".")[0])
+
+
+def zarr_format_args(zarr_format: int) -> dict:
+    if zarr_major() >= 3:
+        return {"zarr_format": zarr_format}
+    if zarr_format != 2:
+        raise GiantImageError("Zarr v3 needs Python 3.11 or later (zarr 3); zarr 2, on this Python, reads Zarr v2 only")
+    return {}
+
+
+def format_of(node: Any) -> int:
+    metadata = getattr(node, "metadata", None)
+    return int(getattr(metadata, "zarr_format", 2))
+
+
+def create_array(root: Any, name: str | None, shape: tuple[int, ...], dtype: np.dtype, chunks: tuple[int, ...],
+                 zarr_format: int, path: Any = None, compress: bool = True) -> Any:
+    """A new Zarr array, in group ``root`` under ``name`` or alone at ``path`` (a folder or a
+    store, :meth:`ZarrTarget.store`); zarr's default
+    compressor, or none (``compress=False``: scratch levels read back once)."""
+    zarr = load_zarr()
+    kwargs: dict[str, Any] = dict(shape=shape, dtype=dtype, chunks=chunks, fill_value=0)
+    if not compress:
+        kwargs["compressors" if zarr_major() >= 3 else "compressor"] = None
+    if root is not None:
+        if zarr_major() >= 3:
+            return root.create_array(name, **kwargs)
+        return root.create_dataset(name, **kwargs)
+    return zarr.open_array(path if not isinstance(path, Path) else str(path), mode="w", **kwargs,
+                           **zarr_format_args(zarr_format))
+
+
+@dataclass
+
+
+class ZarrInput:
+    """A Zarr array (v2 or v3) or the full-resolution level of an OME-Zarr image.
+
+    ``axes`` names every dimension: ``y``/``x`` are pooled, ``c`` holds channels, any other axis
+    is a batch of images.  A plain array is (H, W), (C, H, W) or (N, C, H, W) as a ``.npy``."""
+
+    path: str
+    array: Any
+    axes: tuple[str, ...]
+    zarr_format: int
+    ome: dict | None = None  # the multiscales entry of an OME-Zarr image
+    ome_version: str | None = None
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.array.dtype)
+
+    @property
+    def full_shape(self) -> tuple[int, ...]:
+        return tuple(self.array.shape)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image."""
+        shape = dict(zip(self.axes, self.full_shape, strict=True))
+        return shape.get("c", 1), shape["y"], shape["x"]
+
+    def batches(self) -> list[tuple[int, ...]]:
+        """Indices of every image along the batch axes."""
+        sizes = [n for a, n in zip(self.axes, self.full_shape, strict=True) if a not in ("c", "y", "x")]
+        return [tuple(i) for i in np.ndindex(*sizes)] if sizes else [()]
+
+    def selection(self, batch: tuple[int, ...], channels: slice | list[int], rows: slice) -> tuple:
+        picks = iter(batch)
+        index: list[Any] = []
+        for axis in self.axes:
+            index.append(rows if axis == "y" else slice(None) if axis == "x" else channels if axis == "c"
+                         else next(picks))
+        return tuple(index)
+
+    def reader(self, batch: tuple[int, ...]) -> ChunkedReader:
+        rows = int(self.array.chunks[self.axes.index("y")])
+        return ChunkedReader(self.array, lambda channels, rows: self.selection(batch, channels, rows),
+                             self.image_shape, channels_last=False, band_rows=rows)
+
+    def describe(self) -> str:
+        kind = f"OME-Zarr {self.ome_version} image" if self.ome is not None else f"Zarr v{self.zarr_format} array"
+        return f"{kind} of {self.dtype}, shape {self.full_shape} ({', '.join(self.axes)})"
+
+
+def open_store(location: str, storage_options: str | None = None, read_only: bool = True) -> Any:
+    """The zarr store of a local folder or an fsspec URL (``s3://bucket/a.zarr``, ``memory://...``).
+
+    Raises
+    ------
+    poolcli.storage.StorageError
+        For a URL that cannot be used (no fsspec, unknown protocol, bad options).
+    """
+    if not storage.is_url(location) or storage.is_local_url(location):
+        return storage.local_path(location) if storage.is_url(location) else location
+    if zarr_major() < 3:
+        fs, path = storage.filesystem(location, storage_options)
+        return fs.get_mapper(path)
+    from zarr.storage import FsspecStore
+
+    storage.filesystem(location, storage_options)  # fsspec and the protocol's package are there
+    try:
+        return FsspecStore.from_url(location, storage_options=storage.options_for(location, storage_options),
+                                    read_only=read_only)
+    except Exception as error:
+        storage.raise_for(error, location)
+        raise
+
+
+def open_zarr(path: str, storage_options: str | None = None) -> ZarrInput:
+    """Open a ``.zarr`` folder or URL: an array, or an OME-Zarr image (its first, full-resolution
+    level)."""
+    zarr = load_zarr()
+    if zarr_major() < 3 and (Path(path) / "zarr.json").is_file():  # zarr 2 would find "nothing at path ''"
+        zarr_format_args(3)  # raises: v3 needs Python 3.11 or later
+    try:
+        store = open_store(path, storage_options)
+        node = zarr.open(store=store, mode="r") if zarr_major() >= 3 else zarr.open(store, mode="r")
+    except storage.StorageError:
+        raise
+    except Exception as error:  # zarr raises many types for a damaged store
+        storage.raise_for(error, path)
+        raise GiantImageError(f"not a readable Zarr store ({type(error).__name__}: {error})") from None
+    if hasattr(node, "shape"):
+        ndim = len(node.shape)
+        if ndim not in (2, 3, 4):
+            raise GiantImageError(f"a .zarr array must have shape (H, W), (C, H, W) or (N, C, H, W), not {node.shape}")
+        axes = {2: ("y", "x"), 3: ("c", "y", "x"), 4: ("n", "c", "y", "x")}[ndim]
+        return ZarrInput(path, node, axes, format_of(node))
+    attributes = dict(node.attrs)
+    ome = attributes.get("ome", attributes)  # NGFF 0.5 nests its metadata under "ome"
+    multiscales = ome.get("multiscales")
+    if not multiscales:
+        raise GiantImageError("a Zarr group without OME-Zarr 'multiscales' metadata; give the path of an array")
+    image = multiscales[0]
+    version = str(ome.get("version", image.get("version", "0.4")))
+    array = node[image["datasets"][0]["path"]]
+    # NGFF 0.3 and older list axes as names, or not at all (then t, c, z, y, x, from the right)
+    axes_meta = image.get("axes") or ("t", "c", "z", "y", "x")[-len(array.shape):]
+    axes = tuple(str(a["name"] if isinstance(a, dict) else a).lower() for a in axes_meta)
+    if "y" not in axes or "x" not in axes or len(axes) != len(array.shape):
+        raise GiantImageError(f"OME-Zarr axes {axes} do not name y and x for shape {array.shape}")
+    return ZarrInput(path, array, axes, format_of(node), ome=image, ome_version=version)
+
+
+def output_chunks(axes: tuple[str, ...], shape: tuple[int, ...], ome: bool) -> tuple[int, ...]:
+    """Chunks of a Zarr output: one image and (OME, or many channels) one channel per chunk, and
+    ZARR_CHUNK square in y and x."""
+    chunks = []
+    for axis, size in zip(axes, shape, strict=True):
+        if axis in ("y", "x"):
+            chunks.append(max(1, min(ZARR_CHUNK, size)))
+        elif axis == "c":
+            chunks.append(1 if ome or size > 4 else size)
+        else:
+            chunks.append(1)
+    return tuple(chunks)
+
+_METADATA_NAMES = ("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata")
+
+
+def _is_metadata(key: str) -> bool:
+    return key.rsplit("/", 1)[-1] in _METADATA_NAMES
+
+
+def _held_store(store: Any, held: dict[str, bytes]) -> Any:
+    """``store`` with its metadata documents held in ``held`` instead of written: chunks go to the
+    store, metadata waits in memory until :meth:`ZarrTarget.publish` (object storage: a reader must
+    never find an array whose chunks are still being written)."""
+    from zarr.storage import WrapperStore
+
+    class Held(WrapperStore[Any]):
+        async def set(self, key: str, value: Any) -> None:
+            if _is_metadata(key):
+                held[key] = value.to_bytes()
+            else:
+                await self._store.set(key, value)
+
+        async def set_if_not_exists(self, key: str, value: Any) -> None:
+            if _is_metadata(key):
+                held.setdefault(key, value.to_bytes())
+            else:
+                await self._store.set_if_not_exists(key, value)
+
+        async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+            if key in held:
+                data = held[key]
+                return prototype.buffer.from_bytes(data)  # metadata is read whole
+            if _is_metadata(key):
+                return None  # an old store's metadata is not this output's
+            return await self._store.get(key, prototype, byte_range)
+
+        async def exists(self, key: str) -> bool:
+            return key in held or (not _is_metadata(key) and await self._store.exists(key))
+
+        def _with_store(self, store: Any) -> Any:
+            return _held_store(store, held)
+
+    return Held(store)
+
+
+@dataclass
+
+
+class ZarrTarget:
+    """A Zarr output that any machine can open: a local folder (the temporary of a staged
+    output) or a URL, and for object storage the metadata held back until the end."""
+
+    location: str
+    storage_options: str | None = field(default=None, repr=False)
+    held: dict[str, bytes] | None = None  # None: metadata is written as it comes (a local folder)
+
+    def store(self) -> Any:
+        store = open_store(self.location, self.storage_options, read_only=False)
+        return store if self.held is None else _held_store(store, self.held)
+
+    def open_array(self, name: str) -> Any:
+        zarr = load_zarr()
+        with storage.translated(self.location):
+            if zarr_major() >= 3:
+                return zarr.open_array(self.store(), path=name, mode="r+")
+            return zarr.open_array(self.store(), path=name, mode="r+")
+
+    def publish(self) -> None:
+        """Write the held metadata: the arrays' first, the root group's last."""
+        if not self.held:
+            return
+        fs, root = storage.filesystem(self.location, self.storage_options)
+        with storage.translated(self.location):
+            for key in sorted(self.held, key=lambda k: (-k.count("/"), k)):
+                fs.pipe_file(f"{root.rstrip('/')}/{key}", self.held[key])
+
+
+@contextlib.contextmanager
+
+
+def zarr_output(output: str, storage_options: str | None, make_folders: bool = True) -> Iterator[ZarrTarget]:
+    """Where a Zarr output is written, whole or not at all.
+
+    A local store is a temporary folder beside the output, renamed into place by
+    :func:`poolcli.paths.staged`.  On object storage the store is written in place with its
+    metadata held back (:class:`ZarrTarget`) and published last; an existing store there is
+    replaced, and on failure every key under the output is removed.
+    """
+
+    if not storage.is_url(output) or storage.is_local_url(output):
+        local = storage.local_path(output) if storage.is_url(output) else output
+        with paths.staged(local, directory=True, make_folders=make_folders or storage.is_url(output)) as temporary:
+            yield ZarrTarget(os.path.abspath(temporary))  # workers elsewhere open it too
+        return
+    fs, root = storage.filesystem(output, storage_options)
+    target = ZarrTarget(output, storage_options, held={} if zarr_major() >= 3 else None)
+    with storage.translated(output):
+        if fs.exists(root):
+            fs.rm(root, recursive=True)  # an old store's chunks must not show through the new array
+    try:
+        yield target
+        target.publish()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            fs.rm(root, recursive=True)
+        raise
+
+NGFF_VERSION = "0.4"  # OME-Zarr written by pyramid: zarr v2, read by napari/ome-zarr-py and QuPath
+
+
+def plain_axes(axes: tuple[str, ...]) -> list[dict]:
+    kinds = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
+    return [{"name": a, "type": kinds[a]} if a in kinds else {"name": a} for a in axes]
+
+
+def level_transform(axes: tuple[str, ...], scale: list[float], translation: list[float]) -> list[dict]:
+    transform: list[dict] = [{"type": "scale", "scale": scale}]
+    if any(translation):
+        transform.append({"type": "translation", "translation": translation})
+    return transform
+
+
+def base_transform(image: dict | None, axes: tuple[str, ...]) -> tuple[list[float], list[float]]:
+    """Scale and translation of an input's full-resolution level (ones and zeros for arrays)."""
+    scale, translation = [1.0] * len(axes), [0.0] * len(axes)
+    if image is not None:
+        for item in image["datasets"][0].get("coordinateTransformations", []):
+            if item.get("type") == "scale":
+                scale = [float(v) for v in item["scale"]]
+            elif item.get("type") == "translation":
+                translation = [float(v) for v in item["translation"]]
+    return scale, translation
+
+
+def next_transform(axes: tuple[str, ...], scale: list[float], translation: list[float],
+                    params: PoolParams) -> tuple[list[float], list[float]]:
+    """A pooled level's pixel size and the position of its first pixel's centre."""
+    scale, translation = list(scale), list(translation)
+    dilation = params.effective_dilation
+    for axis, a in ((0, "y"), (1, "x")):
+        i = axes.index(a)
+        effective = dilation[axis] * (params.kernel[axis] - 1) + 1
+        translation[i] += scale[i] * ((effective - 1) / 2 - params.padding[axis])
+        scale[i] *= params.effective_stride[axis]
+    return scale, translation
+
+
+def ome_attributes(version: str, name: str, axes: tuple[str, ...],
+                   transforms: list[tuple[list[float], list[float]]], params: PoolParams | None,
+                   axes_metadata: list[dict] | None = None) -> dict:
+    """Group attributes of an OME-Zarr image with levels "0", "1", ... (NGFF 0.4 or 0.5);
+    ``axes_metadata`` (an input's, with its units) replaces the plain axes."""
+    image: dict[str, Any] = {
+        "name": name,
+        "axes": axes_metadata or plain_axes(axes),
+        "datasets": [{"path": str(n), "coordinateTransformations": level_transform(axes, s, t)}
+                     for n, (s, t) in enumerate(transforms)],
+    }
+    if params is not None:
+        image["type"] = f"{params.op} pooling"
+        image["metadata"] = {"method": "poolcli", "parameters": params.as_json()}
+    if version == "0.4":
+        return {"multiscales": [{"version": "0.4", **image}]}
+    return {"ome": {"version": version, "multiscales": [image]}}
+
+
+def input_axes(z: ZarrInput, keep: tuple[str, ...] | None = None) -> list[dict] | None:
+    """An OME-Zarr input's axes metadata (names, types, units), for the axes kept."""
+    meta = z.ome.get("axes") if z.ome is not None else None
+    if not meta or not all(isinstance(a, dict) for a in meta):
+        return None
+    return [a for a in meta if keep is None or str(a.get("name", "")).lower() in keep]
+
+
+def open_group(store: Any, zarr_format: int) -> Any:
+    zarr = load_zarr()
+    return zarr.open_group(store if not isinstance(store, Path) else str(store), mode="w",
+                           **zarr_format_args(zarr_format))
