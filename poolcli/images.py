@@ -636,8 +636,7 @@ def to_pillow(picture: Picture, dpi_scale: tuple[float, float] = (1.0, 1.0)) -> 
 def _open_and_decode(source: str | bytes, decoding: _Decoding, reapply: Callable[[], None], auto_orient: bool,
                      lazy: bool) -> Picture:
     stream: BinaryIO | str = io.BytesIO(source) if isinstance(source, bytes) else source
-    if sniffed(source) == "PNG":
-        pillowcore.skip_preinit()
+    pillowcore.skip_preinit(sniffed(source) or "")
     img = Image.open(stream)
     try:
         decoding.format = img.format

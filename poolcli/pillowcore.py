@@ -15,8 +15,8 @@ the same pixels (only slower, or with one more copy):
 - :func:`forget_pixels`: an opened image marked loaded without decoding it (its tile emptied,
   ``Image.core.new`` of nothing), so that ``getexif()`` reads the chunks already parsed instead
   of decoding the pixels once more.  Fallback: False, and the caller decodes.
-- :func:`skip_preinit`: ``Image.open`` without importing the BMP, GIF, JPEG and PPM plugins
-  (``Image._initialized``), for a PNG.  Fallback: nothing skipped.
+- :func:`skip_preinit`: ``Image.open`` without importing the plugins of other formats
+  (``Image._initialized``), for a PNG or a JPEG.  Fallback: nothing skipped.
 
 :data:`PRIVATE` says whether the internals were found (checked once, at import); setting it to
 False (the tests do) makes every function take its public fallback.
@@ -49,12 +49,17 @@ PRIVATE: bool = _detect()
 _MAPPED = {"L": ("L", 1), "RGB": ("RGBX", 4), "RGBA": ("RGBA", 4)}
 
 
-def skip_preinit() -> None:
-    """Let ``Image.open`` skip its first step, which imports the BMP, GIF, JPEG and PPM plugins
-    (5 ms, a tenth of a small PNG's run): a PNG needs only its own.  Pillow imports every plugin
-    itself (``Image.init``) the first time a file or format is not one it has."""
-    from PIL import PngImagePlugin  # noqa: F401  (registers PNG)
-
+def skip_preinit(file_format: str) -> None:
+    """Let ``Image.open`` skip its first step, which imports the BMP, GIF, JPEG, PNG and PPM
+    plugins (5 to 10 ms, a tenth of a small image's run): a PNG or a JPEG needs only its own.
+    Pillow imports every plugin itself (``Image.init``) the first time a file or format is not
+    one it has."""
+    if file_format == "PNG":
+        from PIL import PngImagePlugin  # noqa: F401  (registers PNG)
+    elif file_format == "JPEG":
+        from PIL import JpegImagePlugin  # noqa: F401  (registers JPEG)
+    else:
+        return
     if PRIVATE:
         Image._initialized = max(Image._initialized, 1)
 
