@@ -473,18 +473,38 @@ def execute(jobs: list[Job] | JobStream, params: PoolParams, options: Options, e
             waiting.append(job)
     todo: list[Job] | JobStream = jobs if delegated else waiting
     interrupt: KeyboardInterrupt | None = None
+    # Several files on this machine: outputs committed in groups, each folder synced once at the
+    # end (paths.FolderRun); a cluster's workers may write on other machines: one at a time there.
+    folder_run = paths.FolderRun() if not single and not executor.checks_existing else None
+    held: list[Result] = []  # results waiting for their outputs' commit, in order
     try:
         bar = report.progress(console, len(jobs), len(jobs) - len(todo)) if show_bar and report else None
-        with bar or contextlib.nullcontext(lambda: None) as advance:
-            def finished(result: Result) -> None:
-                on_result(result)
-                advance()
+        with bar or contextlib.nullcontext(lambda: None) as advance, folder_run or contextlib.nullcontext():
+            def report_held() -> None:
+                failed = folder_run.commit() if folder_run is not None else {}
+                for result in held:
+                    if id(result) in failed:
+                        result.status, result.error, result.output = "error", failed[id(result)], None
+                    on_result(result)
+                    advance()
+                held.clear()
 
-            if single:
-                for job in todo:
-                    finished(run(job, params, options, executor.strips))
-            else:
-                executor.run(todo, params, options, finished, skip_existing=skip_existing)
+            def finished(result: Result) -> None:
+                held.append(result)
+                if folder_run is not None and result.staged:
+                    folder_run.add(result.staged, result)
+                    result.staged = []
+                if folder_run is None or not folder_run.pending or folder_run.due():
+                    report_held()
+
+            try:
+                if single:
+                    for job in todo:
+                        finished(run(job, params, options, executor.strips))
+                else:
+                    executor.run(todo, params, options, finished, skip_existing=skip_existing)
+            finally:  # interrupted too: the outputs written so far are whole, and go into place
+                report_held()
     except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM or SIGHUP (exits.Interrupted)
         interrupt = stop
         paths.remove_temp_files(local_outputs(jobs if not isinstance(jobs, JobStream) else [], options))

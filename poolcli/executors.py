@@ -255,6 +255,15 @@ def _worker_main(conn: Connection, params: PoolParams, options: Options, parent:
     from poolcli import engine
 
     engine.set_num_threads(1)
+    try:
+        _serve(conn, params, options)
+    finally:
+        if os.getppid() != parent:  # the parent died: the outputs it was to commit never will be
+            paths.discard_handed()
+
+
+def _serve(conn: Connection, params: PoolParams, options: Options) -> None:
+    """Jobs from the pipe, one at a time, until told to stop or the parent is gone."""
     while True:
         try:
             job = conn.recv()

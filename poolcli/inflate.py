@@ -44,10 +44,12 @@ def _open(source: str | bytes) -> BinaryIO:
     return io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
 
 
-def idat_spans(source: str | bytes) -> list[tuple[int, int]] | None:
+def idat_spans(source: str | bytes, plain: bool = True) -> list[tuple[int, int]] | None:
     """(offset, length) of each IDAT chunk's data, if the file is one plain image: chunks, then
     consecutive IDAT chunks, then IEND.  None for anything else (APNG, a palette or tRNS chunk,
     chunks after the image data, a layout cut short): those are read by Pillow as a whole.
+    Without ``plain``, palettes, tRNS and APNG's acTL are allowed: None then says only that
+    chunks follow the image data (or that the layout is cut short).
 
     >>> ihdr, idat = b"IHDR" + bytes(13) + bytes(4), b"IDAT" + b"xy" + bytes(4)
     >>> data = SIGNATURE + struct.pack(">I", 13) + ihdr + struct.pack(">I", 2) + idat + bytes(4) + b"IEND" + bytes(4)
@@ -55,10 +57,10 @@ def idat_spans(source: str | bytes) -> list[tuple[int, int]] | None:
     [(41, 2)]
     """
     with _open(source) as handle:
-        return _spans(handle)
+        return _spans(handle, plain)
 
 
-def _spans(handle: BinaryIO) -> list[tuple[int, int]] | None:
+def _spans(handle: BinaryIO, plain: bool = True) -> list[tuple[int, int]] | None:
     size = handle.seek(0, io.SEEK_END)
     handle.seek(len(SIGNATURE))
     spans: list[tuple[int, int]] = []
@@ -68,7 +70,7 @@ def _spans(handle: BinaryIO) -> list[tuple[int, int]] | None:
             return None
         length, kind = struct.unpack(">I4s", head)
         start = handle.tell()
-        if start + length + 4 > size or kind in (b"acTL", b"PLTE", b"tRNS"):
+        if start + length + 4 > size or (plain and kind in (b"acTL", b"PLTE", b"tRNS")):
             return None
         if kind == b"IDAT":
             spans.append((start, length))

@@ -229,21 +229,49 @@ class RowStream:
     freeing what ``feed`` writes into).
     """
 
+    # Once rows are released (:meth:`release`), the unfilterer stays at most this many decoded
+    # bytes ahead of them (or of the rows waited for, if further): decoded rows nobody has pooled
+    # yet are all that grows with the image.
+    AHEAD = 16 << 20
+
     def __init__(self, source: str | bytes, spans: list[tuple[int, int]], row_bytes: int, height: int,
                  feed: Callable[[bytes], bool]):
         self._feed, self._row_bytes, self._height = feed, row_bytes, height
         self._inflater = inflate.take(source, spans, row_bytes * height, row_bytes)
         self._ready = threading.Condition()
         self._rows = 0
+        self._released: int | None = None  # rows given back (release); None: decode as fast as it can
+        self._wanted = 0  # the most rows waited for
         self._checked = False  # every byte of the image data read, and the stream's end and checksum right
         self._error: StreamError | None = None
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._unfilter, name="poolcli-unfilter", daemon=True)
         self._thread.start()
 
+    @property
+    def rows(self) -> int:
+        """How many rows are decoded (whole) so far."""
+        return self._rows
+
+    def release(self, rows: int) -> None:
+        """Rows above ``rows`` are no longer needed: from now on the unfilterer stays at most
+        :data:`AHEAD` bytes of rows ahead of them (or of the rows waited for)."""
+        with self._ready:
+            self._released = max(self._released or 0, rows)
+            self._ready.notify_all()
+
+    def _may_feed(self) -> bool:
+        if self._released is None or self._stopped.is_set():
+            return True
+        ahead = max(1, self.AHEAD // self._row_bytes)
+        return self._rows < max(self._released + ahead, self._wanted)
+
     def wait(self, rows: int) -> None:
         """Return once ``rows`` rows are ready; raise :class:`StreamError` if they never will be."""
         with self._ready:
+            if rows > self._wanted:
+                self._wanted = rows
+                self._ready.notify_all()
             self._ready.wait_for(lambda: self._rows >= rows or self._error is not None)
             if self._stopped.is_set():
                 raise StreamError("reading stopped")
@@ -254,6 +282,8 @@ class RowStream:
         """Return once all of the image data was read and found whole (see
         :func:`poolcli.inflate.inflated`); raise :class:`StreamError` if it was not."""
         with self._ready:
+            self._wanted = self._height  # every row, now
+            self._ready.notify_all()
             self._ready.wait_for(lambda: self._checked or self._error is not None)
             if not self._checked:  # once checked, it stays so: closing afterwards changes nothing
                 raise self._error or StreamError("reading stopped")
@@ -262,6 +292,8 @@ class RowStream:
         """Stop reading; return once neither thread runs (``feed`` is never called after)."""
         self._stopped.set()
         self._inflater.close()  # also wakes the unfilterer, waiting for a piece
+        with self._ready:  # or waiting for rows to be released
+            self._ready.notify_all()
         self._thread.join()
         self._feed = _stopped  # lets go of the decoder, and the image it holds
         with self._ready:
@@ -273,6 +305,8 @@ class RowStream:
         try:
             self._feed(b"\x78\x01")  # a zlib header; then each piece as stored blocks
             while not self._stopped.is_set():
+                with self._ready:
+                    self._ready.wait_for(self._may_feed)
                 piece = self._inflater.get()
                 if piece is None or self._stopped.is_set():
                     break

@@ -40,6 +40,9 @@ class Result:
     output_values: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
     levels: list[list[int]] | None = None  # pyramid: (C, H, W) of every level
+    # A folder run's outputs written whole to temporary files, not yet in place: (shown,
+    # temporary, target) of each file of each write; committed by paths.FolderRun.
+    staged: list[list[tuple[str, str, str]]] = field(default_factory=list)
 
     def as_json(self, params: PoolParams) -> dict[str, Any]:
         """One JSON object: the keys documented in the README, in a fixed order."""

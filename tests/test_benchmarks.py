@@ -1,5 +1,5 @@
 """Benchmarks write benchmarks/RESULTS.md only when asked (``--record``): running one leaves the
-checkout as it was.  The smallest real run (bench_batch on two 64x64 images) shows it; the
+checkout as it was.  The smallest real run (bench_batch on two 64x48 images) shows it; the
 recording itself is checked on a file of its own."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def test_a_benchmark_run_leaves_the_checkout_unchanged():
     run = subprocess.run([sys.executable, str(BENCHMARKS / "bench_batch.py"), "--count", "2", "--size", "64",
                           "--repeats", "1"], capture_output=True, text=True, check=False)
     assert run.returncode in (0, 1), run.stderr  # 1: a target missed (two tiny images gain nothing from -j 2)
-    assert "2 RGB PNGs of 64x64" in run.stdout and "images/s" in run.stdout
+    assert "2 RGB JPEGs of 64x48" in run.stdout and "images/s" in run.stdout
     assert snapshot() == before
     assert git_status() == status
 

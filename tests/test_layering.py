@@ -48,6 +48,7 @@ IMPORT_TIME = {
     "poolcli.frames": _but("numpy"),
     "poolcli.png": _but("numpy"),
     "poolcli.inflate": HEAVY,
+    "poolcli.pillowcore": _but("numpy", "PIL"),
     "poolcli.report": _but("numpy", "rich"),
     "poolcli.images": ("rich", "click"),
     "poolcli.pipeline": ("rich", "click"),
@@ -77,7 +78,8 @@ IMPORT_TIME = {
 OWNERS = {
     "rich": {"poolcli.report", "poolcli.explain.render"},
     "click": {"poolcli.cli", "poolcli.manpage"},  # manpage: the man page is generated from the commands
-    "PIL": {"poolcli.images", "poolcli.explain.picture", "poolcli.cli"},  # cli: ImageColor for --background
+    # cli: ImageColor for --background; pillowcore: the Pillow internals the readers use
+    "PIL": {"poolcli.images", "poolcli.pillowcore", "poolcli.explain.picture", "poolcli.cli"},
     "tifffile": {"poolcli.tiff_io"},
     "zarr": {"poolcli.zarr_io"},
     "fsspec": {"poolcli.storage"},
