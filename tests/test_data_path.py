@@ -225,6 +225,7 @@ def photos(tmp_path_factory) -> Path:
 def start_local_cluster_run(tmp_path: Path, photos: Path) -> subprocess.Popen:
     """``poolcli max photos -o out --json --scheduler local -j 2`` in a session of its own (as a
     terminal's job), once it has written one file."""
+    pytest.importorskip("distributed", reason="--scheduler local needs the dask extra")
     process = subprocess.Popen(
         [sys.executable, "-m", "poolcli", "max", str(photos), "-o", "out", "-k", "2", "--json", "--scheduler", "local",
          "-j", "2"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, start_new_session=True,

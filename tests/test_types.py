@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Each line ending in "# wrong" must be flagged; no other line may be.
@@ -42,6 +44,7 @@ poolcli.no_such_function()  # wrong
 
 
 def test_mypy_flags_wrong_calls_in_user_code(tmp_path):
+    pytest.importorskip("mypy", reason="mypy comes with the test extra")
     script = tmp_path / "user.py"
     script.write_text(USER_SCRIPT, encoding="utf-8")
     (tmp_path / "mypy.ini").write_text("[mypy]\n", encoding="utf-8")  # the user's settings: mypy's defaults
