@@ -78,6 +78,26 @@ def load_tifffile() -> Any:
     return tifffile
 
 
+# TiffPageReader decodes segments with tifffile's per-segment decoder and its private keyword
+# ``_fullsize`` (edge tiles padded to the whole tile).  This is the one place that relies on it: a
+# tifffile without it, or USE_SEGMENT_DECODER = False (the tests force the fallback), reads through
+# the public ``aszarr`` store instead (the same pixels, slower for thousands of small tiles).
+USE_SEGMENT_DECODER = True
+
+
+def segment_decoding(page: Any) -> bool:
+    """Can :class:`TiffPageReader` decode this page's segments (tifffile's decoder takes
+    ``_fullsize``)?"""
+    if not USE_SEGMENT_DECODER:
+        return False
+    import inspect
+
+    try:
+        return "_fullsize" in inspect.signature(page.decode).parameters
+    except (TypeError, ValueError, AttributeError):
+        return False
+
+
 class TiffPageReader:
     """Rows of one TIFF page, decoded segment by segment with tifffile's own decoder.
 
@@ -246,13 +266,15 @@ class TiffInput:
         series = self.handle.series[0]
         page = series.levels[0].keyframe
         pages = series.levels[0].pages
-        if len(pages) > 1 and len(pages) == self.shape[0] and page.samplesperpixel == 1 and not page.is_subsampled:
+        if not segment_decoding(page):
+            pass  # this tifffile's page decoder lacks what TiffPageReader needs: the public aszarr path
+        elif len(pages) > 1 and len(pages) == self.shape[0] and page.samplesperpixel == 1 and not page.is_subsampled:
             # one page per plane (OME's C, Z, T): each read by its own page reader
             readers = [TiffPageReader(p.aspage() if hasattr(p, "aspage") else p, (1, *self.shape[1:]), False)
                        for p in pages]
             self.reader = PlanesReader(readers)
             return self.reader
-        if len(series.levels[0].pages) == 1 and page.dataoffsets and not page.is_subsampled:
+        elif len(series.levels[0].pages) == 1 and page.dataoffsets and not page.is_subsampled:
             self.reader = TiffPageReader(page, self.shape, self.planar)
             return self.reader
         zarr = load_zarr()
