@@ -258,7 +258,7 @@ def run_tiff(info: TiffInput, output: str, params: PoolParams, options: Any, res
         if orientation is not None and orientation.value not in (0, 1):
             result.notes.append("the TIFF orientation tag is not applied to a streamed image")
         reader = info.open()
-        layout = TiffLayout.like(info)
+        layout = TiffLayout.like(info).compressed(options.compression)
         if kind == "TIFF":
             if runner is strips.LOCAL:
                 passes = [_channel_pass(reader, rule, picks, options.memory_limit, channels)

@@ -30,6 +30,7 @@ from poolcli.results import GRID_LIMIT, Result
 from poolcli.strips import LOCAL, StripRunner
 
 STDIO = "-"
+AUTO_LEVELS = -1  # ``poolcli pyramid`` without --levels: until a level fits in one tile
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,8 @@ class Options:
     max_frames: int | None = formats.DEFAULT_MAX_FRAMES
     indices_path: str | None = None
     memory_limit: int = DEFAULT_MEMORY_LIMIT  # working memory of one streamed image
-    pyramid_levels: int = 0  # > 0: ``poolcli pyramid`` (level 0 plus this many pooled levels)
+    # > 0: ``poolcli pyramid`` (level 0 plus this many pooled levels); AUTO_LEVELS: until one fits a tile
+    pyramid_levels: int = 0
     background: tuple[int, int, int] | None = None  # flatten alpha onto this RGB colour
     debug: bool = False  # an internal error also prints its traceback
     # --storage-options (JSON) for URLs; may hold secrets, so never shown in a repr

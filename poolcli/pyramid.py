@@ -29,6 +29,7 @@ from poolcli.zarr_io import (
     base_transform,
     create_array,
     input_axes,
+    is_compressed,
     next_transform,
     ome_attributes,
     open_group,
@@ -137,9 +138,39 @@ def _scratch(output: str) -> Iterator[Path]:
         yield Path(folder)
 
 
+def plan_levels(shape: tuple[int, int, int], params: PoolParams, levels: int) -> list[tuple[int, int, int]]:
+    """The (C, H, W) of level 0 and of ``levels`` pooled levels; ``levels < 1``: automatic, as
+    libvips does, until a level fits in one tile (``TILE`` square), or no further level can be pooled.
+
+    Examples
+    --------
+    >>> [s[1:] for s in plan_levels((3, 1000, 600), PoolParams("max", (2, 2)), 0)]
+    [(1000, 600), (500, 300), (250, 150)]
+    >>> len(plan_levels((1, 200, 200), PoolParams("max", (2, 2)), 0))
+    1
+    """
+    shapes = [shape]
+    automatic = levels < 1
+    while (len(shapes) <= levels) if not automatic else (shapes[-1][1] > TILE or shapes[-1][2] > TILE):
+        try:
+            following = strips.output_shape(shapes[-1], params)
+        except ValueError as error:
+            if automatic:
+                break
+            raise GiantImageError(f"level {len(shapes)} of {levels} cannot be pooled ({error}); "
+                                  f"use --levels {len(shapes) - 1} or a smaller kernel") from None
+        if automatic and following[1] * following[2] * 4 > shapes[-1][1] * shapes[-1][2] * 3:
+            raise GiantImageError(f"level {len(shapes)} is not much smaller than the level above "
+                                  f"({following[1]}x{following[2]} from {shapes[-1][1]}x{shapes[-1][2]}): "
+                                  "give --levels N, or a stride that shrinks each level")
+        shapes.append(following)
+    return shapes
+
+
 def run_pyramid(source: str, output: str, params: PoolParams, options: Any, result: Result) -> None:
-    """``poolcli pyramid``: level 0 (the input) and ``options.pyramid_levels`` levels, each pooled
-    from the one above, strip by strip, into an OME-Zarr (NGFF 0.4) or a pyramidal OME-TIFF."""
+    """``poolcli pyramid``: level 0 (the input) and ``options.pyramid_levels`` levels (automatic
+    below 1: :func:`plan_levels`), each pooled from the one above, strip by strip, into an
+    OME-Zarr (NGFF 0.4) or a pyramidal OME-TIFF."""
     closers: list[Any] = []
     try:
         _run_pyramid(source, output, params, options, result, closers)
@@ -154,25 +185,26 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
     if options.indices_path:
         raise GiantImageError("--return-indices is not available for pyramids")
     reader, rule, has_channel_axis, layout, z = _pyramid_input(source, params, options, result, closers)
-    shapes = [tuple(reader.shape)]
-    for level in range(1, options.pyramid_levels + 1):
-        try:
-            shapes.append(strips.output_shape(shapes[-1], params))
-        except ValueError as error:
-            raise GiantImageError(f"level {level} of {options.pyramid_levels} cannot be pooled ({error}); "
-                             f"use --levels {level - 1} or a smaller kernel") from None
+    shapes = plan_levels(tuple(reader.shape), params, options.pyramid_levels)
+    levels = len(shapes) - 1
     result.input_shape, result.output_shape = shapes[0], shapes[-1]
     result.levels = [list(s) for s in shapes]
     axes = ("c", "y", "x") if has_channel_axis else ("y", "x")
     dtype = np.dtype(reader.dtype)
     limit = options.memory_limit
 
+    # Compression as asked (--compression), else as the input has it: an uncompressed input's
+    # pixels are not worth a codec's time (tiles of noise barely shrink).
+    compressed = (layout.compression is not None) if layout is not None else z is not None and is_compressed(z.array)
+
     def level_arrays(group: Any, zarr_format: int, first: int, compress: bool = True) -> list[Any]:
         arrays = []
         for n in range(first, len(shapes)):
             shape = shapes[n] if has_channel_axis else shapes[n][1:]
             chunks = output_chunks(axes, shape, ome=True)
-            arrays.append(create_array(group, str(n), shape, dtype, chunks, zarr_format, compress=compress))
+            arrays.append(create_array(group, str(n), shape, dtype, chunks, zarr_format,
+                                       compress=compress and compressed,
+                                       level=options.compression if compress else None))
         return arrays
 
     def as_reader(array: Any) -> ChunkedReader:
@@ -200,7 +232,7 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
         keep = [z.axes.index(a) for a in axes]
         base = ([base[0][i] for i in keep], [base[1][i] for i in keep])
     transforms = [base]
-    for _ in range(options.pyramid_levels):
+    for _ in range(levels):
         transforms.append(next_transform(axes, *transforms[-1], params))
 
     if kind == "ZARR":
@@ -218,7 +250,8 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
 
     if layout is None:  # arrays into a TIFF: planes, as OME-TIFF's CYX
         channels = shapes[0][0]
-        layout = TiffLayout(channels > 1, "minisblack", (), "zlib")
+        layout = TiffLayout(channels > 1, "minisblack", (), "zlib" if compressed else None)
+    layout = layout.compressed(options.compression)
     with _scratch(output) as scratch:
         group = open_group(scratch / "levels.zarr", 2)
         arrays = level_arrays(group, 2, 1, compress=False)  # scratch, read back once into the TIFF
@@ -229,9 +262,9 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
             return [_copy_strips(level_reader if picks is None else _pick(level_reader, picks), limit, TILE)
                     for picks in channel_passes(layout, channels)]
 
-        levels = [(shapes[n], passes(as_reader(arrays[n - 1]))) for n in range(1, len(shapes))]
+        below = [(shapes[n], passes(as_reader(arrays[n - 1]))) for n in range(1, len(shapes))]
         write_file(output, lambda path: write_tiff(
-            path, shapes[0], dtype, layout, passes(reader), levels=levels,
-            subifds=options.pyramid_levels, ome=True), options.storage_options)
+            path, shapes[0], dtype, layout, passes(reader), levels=below,
+            subifds=levels, ome=True), options.storage_options)
     result.notes.append("written as a pyramidal tiled OME-TIFF (BigTIFF, SubIFDs), levels "
                         + " → ".join(str(tuple(s)) for s in shapes))

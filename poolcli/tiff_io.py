@@ -10,7 +10,7 @@ for its threads.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -347,6 +347,7 @@ class TiffLayout:
     photometric: str | int = "minisblack"
     extrasamples: tuple[int, ...] = ()
     compression: str | None = "zlib"
+    level: int | None = None  # the codec's level (--compression); None: its default
 
     @classmethod
     def like(cls, source: TiffInput) -> TiffLayout:
@@ -358,6 +359,20 @@ class TiffLayout:
         compression = _KEEP_COMPRESSION.get(source.compression, "zlib")
         return cls(source.planar, photometric, source.extrasamples, compression)
 
+    def compressed(self, level: int | None) -> TiffLayout:
+        """This layout with ``--compression`` applied: ``None`` keeps it, 0 stores the tiles,
+        1-9 deflates them at that level.
+
+        Examples
+        --------
+        >>> layout = TiffLayout(compression="lzw")
+        >>> layout.compressed(None).compression, layout.compressed(0).compression, layout.compressed(6).level
+        ('lzw', None, 6)
+        """
+        if level is None:
+            return self
+        return replace(self, compression="zlib" if level else None, level=level or None)
+
     def write_args(self, shape: tuple[int, int, int], dtype: np.dtype) -> dict[str, Any]:
         channels, height, width = shape
         if self.planar:
@@ -366,6 +381,8 @@ class TiffLayout:
             full = (height, width, channels) if channels > 1 else (height, width)
         args: dict[str, Any] = dict(shape=full, dtype=dtype, tile=(TILE, TILE), photometric=self.photometric,
                                     compression=self.compression)
+        if self.compression and self.level is not None:
+            args["compressionargs"] = {"level": self.level}
         if channels > 1:
             args["planarconfig"] = "separate" if self.planar else "contig"
         if self.extrasamples:

@@ -53,20 +53,38 @@ def format_of(node: Any) -> int:
 
 
 def create_array(root: Any, name: str | None, shape: tuple[int, ...], dtype: np.dtype, chunks: tuple[int, ...],
-                 zarr_format: int, path: Any = None, compress: bool = True) -> Any:
+                 zarr_format: int, path: Any = None, compress: bool = True, level: int | None = None) -> Any:
     """A new Zarr array, in group ``root`` under ``name`` or alone at ``path`` (a folder or a
-    store, :meth:`ZarrTarget.store`); zarr's default
-    compressor, or none (``compress=False``: scratch levels read back once)."""
+    store, :meth:`ZarrTarget.store`); zarr's default compressor, none (``compress=False``), or
+    deflate at ``level`` 1-9 (``--compression``, which overrides ``compress``; 0 is none)."""
     zarr = load_zarr()
     kwargs: dict[str, Any] = dict(shape=shape, dtype=dtype, chunks=chunks, fill_value=0)
-    if not compress:
-        kwargs["compressors" if zarr_major() >= 3 else "compressor"] = None
+    key = "compressors" if zarr_major() >= 3 else "compressor"
+    if level == 0 or (not compress and level is None):
+        kwargs[key] = None
+    elif level is not None:
+        if zarr_major() >= 3 and zarr_format == 3:
+            from zarr.codecs import GzipCodec
+
+            kwargs[key] = GzipCodec(level=level)
+        else:
+            from numcodecs import Zlib  # type: ignore[import-untyped]
+
+            kwargs[key] = Zlib(level=level)
     if root is not None:
         if zarr_major() >= 3:
             return root.create_array(name, **kwargs)
         return root.create_dataset(name, **kwargs)
     return zarr.open_array(path if not isinstance(path, Path) else str(path), mode="w", **kwargs,
                            **zarr_format_args(zarr_format))
+
+
+def is_compressed(array: Any) -> bool:
+    """Does a Zarr array (v2 or v3, zarr 2 or 3) compress its chunks?"""
+    codecs = getattr(array, "compressors", None)
+    if codecs is None:
+        codecs = [getattr(array, "compressor", None)]
+    return any(codec is not None for codec in codecs)
 
 
 @dataclass
