@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from poolcli import paths, storage, strips
-from poolcli.chunked import ChunkedReader
+from poolcli.chunked import ChannelPick
 from poolcli.errors import GiantImageError
 from poolcli.formats import is_tiff_name, is_tiff_path, is_zarr_path, stream_byte_limit
 from poolcli.giant import STDIO, check_target, guard, pixel_rule, write_file
@@ -26,6 +26,7 @@ from poolcli.tiff_io import TILE, TiffInput, TiffLayout, channel_passes, open_ti
 from poolcli.zarr_io import (
     NGFF_VERSION,
     ZARR_CHUNK,
+    RawChunkWriter,
     base_transform,
     create_array,
     input_axes,
@@ -197,35 +198,14 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
     # pixels are not worth a codec's time (tiles of noise barely shrink).
     compressed = (layout.compression is not None) if layout is not None else z is not None and is_compressed(z.array)
 
-    def level_arrays(group: Any, zarr_format: int, first: int, compress: bool = True) -> list[Any]:
-        arrays = []
-        for n in range(first, len(shapes)):
-            shape = shapes[n] if has_channel_axis else shapes[n][1:]
+    def level_arrays(group: Any, zarr_format: int) -> list[Any]:
+        arrays: list[Any] = []
+        for full in shapes:
+            shape = full if has_channel_axis else full[1:]
             chunks = output_chunks(axes, shape, ome=True)
-            arrays.append(create_array(group, str(n), shape, dtype, chunks, zarr_format,
-                                       compress=compress and compressed,
-                                       level=options.compression if compress else None))
+            arrays.append(create_array(group, str(len(arrays)), shape, dtype, chunks, zarr_format,
+                                       compress=compressed, level=options.compression))
         return arrays
-
-    def as_reader(array: Any) -> ChunkedReader:
-        shape = tuple(array.shape) if has_channel_axis else (1, *array.shape)
-        index = (lambda channels, rows: (channels, rows, slice(None))) if has_channel_axis \
-            else (lambda channels, rows: (rows, slice(None)))
-        return ChunkedReader(array, index, shape, channels_last=False,
-                                   band_rows=int(array.chunks[-2 if has_channel_axis else 0]))
-
-    def store(array: Any, pieces: Iterator[tuple[int, int, np.ndarray]]) -> None:
-        for o0, o1, rows in pieces:
-            if has_channel_axis:
-                array[:, o0:o1] = rows
-            else:
-                array[o0:o1] = rows[0]
-
-    def pool_levels(arrays: list[Any], previous: Any) -> None:
-        """Level n from level n-1, already written: streaming all the way down."""
-        for array in arrays:
-            store(array, strips.iter_strips(previous, rule, limit, align=ZARR_CHUNK))
-            previous = as_reader(array)
 
     base = base_transform(z.ome if z is not None else None, z.axes if z is not None else axes)
     if z is not None:
@@ -241,9 +221,13 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
             name = Path(source.rstrip("/")).name
             group.attrs.update(ome_attributes(NGFF_VERSION, name, axes, transforms, params,
                                               input_axes(z, axes) if z is not None else None))
-            arrays = level_arrays(group, 2, 0)
-            store(arrays[0], _copy_strips(reader, limit, ZARR_CHUNK))
-            pool_levels(arrays[1:], as_reader(arrays[0]))
+            local = None if out.held is not None else out.location
+            sinks = [_ChunkRows(array, has_channel_axis, RawChunkWriter.of(array, local) if local else None)
+                     for array in level_arrays(group, 2)]
+            cascade = _Cascade(shapes, dtype, rule, sinks)
+            for _, _, rows in _copy_strips(reader, limit, ZARR_CHUNK):
+                cascade.feed(0, rows)
+            cascade.finish()
         result.notes.append(f"written as an OME-Zarr image (NGFF {NGFF_VERSION}, Zarr v2), levels "
                             + " → ".join(str(tuple(s)) for s in shapes))
         return
@@ -252,19 +236,179 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
         channels = shapes[0][0]
         layout = TiffLayout(channels > 1, "minisblack", (), "zlib" if compressed else None)
     layout = layout.compressed(options.compression)
+    channels = shapes[0][0]
     with _scratch(output) as scratch:
-        group = open_group(scratch / "levels.zarr", 2)
-        arrays = level_arrays(group, 2, 1, compress=False)  # scratch, read back once into the TIFF
-        pool_levels(arrays, reader)
-        channels = shapes[0][0]
+        # Levels below 0 go to raw scratch files as they are pooled, read back once into the TIFF
+        # after level 0 (a TIFF is written level after level).
+        scratch_levels = [_RawLevel(scratch / f"level{n}.raw", shapes[n], dtype) for n in range(1, len(shapes))]
+        cascade = _Cascade(shapes, dtype, rule, [_Discard(), *scratch_levels])
+        pass_picks = channel_passes(layout, channels)
+
+        def level0() -> list[Iterator[tuple[int, int, np.ndarray]]]:
+            if len(pass_picks) == 1:  # one pass over the input: level 0 written as the levels are pooled
+                return [cascade.tap(_copy_strips(reader, limit, TILE))]
+            for _, _, rows in _copy_strips(reader, limit, TILE):  # planes: the levels first, then plane by plane
+                cascade.feed(0, rows)
+            cascade.finish()
+            return passes(reader)
 
         def passes(level_reader: Any) -> list[Iterator[tuple[int, int, np.ndarray]]]:
             return [_copy_strips(level_reader if picks is None else _pick(level_reader, picks), limit, TILE)
-                    for picks in channel_passes(layout, channels)]
+                    for picks in pass_picks]
 
-        below = [(shapes[n], passes(as_reader(arrays[n - 1]))) for n in range(1, len(shapes))]
+        below = [(shapes[n], _later(lambda n=n: passes(scratch_levels[n - 1]))) for n in range(1, len(shapes))]
         write_file(output, lambda path: write_tiff(
-            path, shapes[0], dtype, layout, passes(reader), levels=below,
+            path, shapes[0], dtype, layout, level0(), levels=below,
             subifds=levels, ome=True), options.storage_options)
     result.notes.append("written as a pyramidal tiled OME-TIFF (BigTIFF, SubIFDs), levels "
                         + " → ".join(str(tuple(s)) for s in shapes))
+
+
+def _later(make: Any) -> Iterator[Iterator[tuple[int, int, np.ndarray]]]:
+    """The passes of a level, made only when the writer reaches it (its scratch file is whole by then)."""
+    yield from make()
+
+
+class _Rows:
+    """Rows ``[top, bottom)`` of one level, held while the level below still needs them: a reader
+    (:class:`poolcli.strips.Reader`) of the level for :func:`poolcli.strips.pool_output_rows`."""
+
+    def __init__(self, shape: tuple[int, int, int], dtype: np.dtype):
+        self.shape, self.dtype = shape, dtype
+        self.top = 0
+        self.data = np.empty((shape[0], 0, shape[2]), dtype=dtype)
+
+    @property
+    def bottom(self) -> int:
+        return self.top + self.data.shape[1]
+
+    def append(self, rows: np.ndarray) -> None:
+        self.data = rows if not self.data.shape[1] else np.concatenate([self.data, rows], axis=1)
+
+    def drop(self, before: int) -> None:
+        """Forget the rows above ``before``."""
+        cut = min(max(before - self.top, 0), self.data.shape[1])
+        self.data, self.top = self.data[:, cut:], self.top + cut
+
+    def read(self, top: int, bottom: int) -> np.ndarray:
+        assert self.top <= top and bottom <= self.bottom, (top, bottom, self.top, self.bottom)
+        return self.data[:, top - self.top: bottom - self.top]
+
+
+class _Cascade:
+    """Every level pooled while the rows of the level above arrive, in one pass over the input:
+    as soon as the windows of some rows of level n+1 are complete, those rows are pooled (from the
+    rows of level n held in a :class:`_Rows`) and handed to ``sinks[n + 1]`` (``sinks[0]`` takes
+    level 0).  Memory: a strip of each level and the halo rows the next strip needs again."""
+
+    def __init__(self, shapes: list[tuple[int, int, int]], dtype: np.dtype, rule: strips.Rule, sinks: list[Any]):
+        self.shapes, self.rule, self.sinks = shapes, rule, sinks
+        self.held = [_Rows(shape, dtype) for shape in shapes[:-1]]
+        self.done = [0] * len(shapes)
+
+    def feed(self, n: int, rows: np.ndarray) -> None:
+        """The next rows of level ``n``, in order."""
+        self.sinks[n].write(self.done[n], self.done[n] + rows.shape[1], rows)
+        self.done[n] += rows.shape[1]
+        if n + 1 == len(self.shapes):
+            return
+        held = self.held[n]
+        held.append(rows)
+        params, height = self.rule.params, self.shapes[n][1]
+        out_height = self.shapes[n + 1][1]
+        o0 = self.done[n + 1]
+        if held.bottom >= height:
+            o1 = out_height
+        else:  # the last output row whose window ends within the rows held
+            (sh, _), (ph, _), dh = params.effective_stride, params.padding, params.effective_dilation[0]
+            o1 = min(out_height, (held.bottom + ph - dh * (params.kernel[0] - 1) - 1) // sh + 1)
+        if o1 <= o0:
+            return
+        pooled = strips.pool_output_rows(held, self.rule, o0, o1)
+        held.drop(strips.input_rows(params, height, o1, o1 + 1)[0] if o1 < out_height else held.bottom)
+        self.feed(n + 1, pooled)
+
+    def tap(self, pieces: Iterator[tuple[int, int, np.ndarray]]) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Level 0's strips, passed on (to the writer of level 0) and fed to the levels below."""
+        for o0, o1, rows in pieces:
+            self.feed(0, rows)
+            yield o0, o1, rows
+        self.finish()
+
+    def finish(self) -> None:
+        for sink in self.sinks:
+            sink.close()
+
+
+class _Discard:
+    """Level 0 of a TIFF: written by the TIFF writer itself (see :meth:`_Cascade.tap`)."""
+
+    def write(self, o0: int, o1: int, rows: np.ndarray) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _ChunkRows:
+    """One level of a Zarr output, written in whole chunk rows (no chunk is written twice): rows
+    wait here until a chunk row is complete, or the level is."""
+
+    def __init__(self, array: Any, has_channel_axis: bool, fast: RawChunkWriter | None = None):
+        self.array, self.planes, self.fast = array, has_channel_axis, fast
+        self.rows = int(array.chunks[-2])
+        self.pending: list[np.ndarray] = []
+        self.top = self.count = 0
+
+    def write(self, o0: int, o1: int, rows: np.ndarray) -> None:
+        self.pending.append(rows)
+        self.count += rows.shape[1]
+        if self.count >= self.rows:
+            self._flush(self.count // self.rows * self.rows)
+
+    def _flush(self, count: int) -> None:
+        data = self.pending[0] if len(self.pending) == 1 else np.concatenate(self.pending, axis=1)
+        top, self.top = self.top, self.top + count
+        if self.fast is not None:
+            self.fast.write(top, data[:, :count] if self.planes else data[0, :count])
+        elif self.planes:
+            self.array[:, top:top + count] = data[:, :count]
+        else:
+            self.array[top:top + count] = data[0, :count]
+        rest = data[:, count:]
+        self.pending, self.count = ([rest] if rest.shape[1] else []), rest.shape[1]
+
+    def close(self) -> None:
+        if self.count:
+            self._flush(self.count)
+        if self.fast is not None:
+            self.fast.wait()
+
+
+class _RawLevel:
+    """One level in a raw scratch file, row after row (H, W, C as a TIFF interleaves them): written
+    as it is pooled, read back by rows (:class:`poolcli.strips.Reader`) into the TIFF; plain file
+    reads, so the pages read are the system's cache, not this process's memory."""
+
+    def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype):
+        self.path, self.shape, self.dtype = path, shape, np.dtype(dtype)
+        self.channels_last = True
+        self.handle: Any = open(path, "wb")  # noqa: SIM115 (closed by close(), after the last rows)
+
+    def write(self, o0: int, o1: int, rows: np.ndarray) -> None:
+        np.ascontiguousarray(rows.transpose(1, 2, 0)).tofile(self.handle)
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
+    def read(self, top: int, bottom: int) -> np.ndarray:
+        channels, _, width = self.shape
+        with open(self.path, "rb") as handle:
+            handle.seek(top * width * channels * self.dtype.itemsize)
+            data = np.fromfile(handle, self.dtype, (bottom - top) * width * channels)
+        return data.reshape(bottom - top, width, channels).transpose(2, 0, 1)
+
+    def channels(self, picks: list[int]) -> ChannelPick:
+        return ChannelPick(self, picks)  # type: ignore[arg-type]

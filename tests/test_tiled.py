@@ -182,6 +182,33 @@ def test_pyramid_ome_tiff_has_subifds_readable_by_tifffile(tmp_path, rng):
             level = engine.max_pool2d(level, 2)
 
 
+@pytest.mark.parametrize("output", ["levels.ome.zarr", "levels.tif"])
+@pytest.mark.parametrize("params", [MAXD, PoolParams("max", (3, 3), (2, 2), (1, 1), ceil_mode=True)],
+                         ids=["dilated-stride-1-2", "k3-s2-p1-ceil"])
+def test_every_level_is_pooled_from_the_one_above_in_one_pass(tmp_path, rng, params, output):
+    """The levels are pooled while level 0 streams (a strip of a few rows at a time here, so that
+    every level's windows straddle strips and chunk rows): each equals the oracle's pooling of
+    the level above, whatever the halo, stride and ceil overhang."""
+    from tests import oracle
+
+    data = rng.integers(-30000, 30000, (2, 300, 260), dtype=np.int16)
+    source = tmp_path / "planes.npy"
+    np.save(source, data)
+    result = run(source, tmp_path / output, params, pyramid_levels=2)
+    assert result.status == "ok", result.error
+    if output.endswith(".zarr"):
+        group = zarr.open_group(str(tmp_path / output), mode="r")
+        levels = [group[str(n)][...] for n in range(3)]
+    else:
+        with tifffile.TiffFile(tmp_path / output) as tif:
+            levels = [level.asarray() for level in tif.series[0].levels]
+    expected = data
+    for n in range(3):
+        assert np.array_equal(levels[n], expected), n
+        expected = oracle.max_pool2d_ref(expected[None], params.kernel, params.effective_stride, params.padding,
+                                         params.dilation, params.ceil_mode)[0][0]
+
+
 def test_pyramid_levels_that_do_not_fit_are_refused(tmp_path):
     source = tmp_path / "m.npy"
     np.save(source, np.zeros((8, 8), np.float32))
