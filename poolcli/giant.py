@@ -238,9 +238,10 @@ class PassTask:
 
 
 def run_tiff(info: TiffInput, output: str, params: PoolParams, options: Any, result: Result,
-             runner: strips.StripRunner = strips.LOCAL) -> None:
+             runner: strips.StripRunner = strips.LOCAL, progress: strips.Progress | None = None) -> None:
     """Pool a streamed TIFF into a tiled BigTIFF (or .zarr / .npy), strip by strip; into a TIFF,
-    the strips run on ``runner`` (here, or on a cluster's workers, then written here in order)."""
+    the strips run on ``runner`` (here, or on a cluster's workers, then written here in order).
+    ``progress`` hears of every strip done."""
     try:
         channels = info.shape[0]
         result.description, result.dtype = info.describe(), str(info.dtype)
@@ -260,13 +261,19 @@ def run_tiff(info: TiffInput, output: str, params: PoolParams, options: Any, res
         reader = info.open()
         layout = TiffLayout.like(info).compressed(options.compression)
         if kind == "TIFF":
+            pass_picks = channel_passes(layout, channels)
             if runner is strips.LOCAL:
-                passes = [_channel_pass(reader, rule, picks, options.memory_limit, channels)
-                          for picks in channel_passes(layout, channels)]
+                passes = [_channel_pass(reader, rule, picks, options.memory_limit, channels) for picks in pass_picks]
+                counts = [len(strips.plan_strips(out_shape[1], strips.strip_height(
+                    pass_plan(reader, rule, picks, channels)[0].shape, info.dtype, params, options.memory_limit,
+                    TILE))) for picks in pass_picks]
             else:  # one output tile row a task, each reading its own input rows on a worker
                 ranges = strips.plan_strips(out_shape[1], TILE)
                 passes = [runner.map(PassTask(absolute(info.path), options.storage_options, rule, picks, channels),
-                                     ranges) for picks in channel_passes(layout, channels)]
+                                     ranges) for picks in pass_picks]
+                counts = [len(ranges)] * len(passes)
+            passes = [strips.counted(pieces, progress, "strips", sum(counts), sum(counts[:n]))
+                      for n, pieces in enumerate(passes)]
             write_file(output, lambda path: write_tiff(path, out_shape, info.dtype, layout, passes),
                         options.storage_options)
             compression = layout.compression or "uncompressed"
@@ -275,8 +282,10 @@ def run_tiff(info: TiffInput, output: str, params: PoolParams, options: Any, res
                                 f"{'s' if channels > 1 else ''}, {TILE}x{TILE} tiles, "
                                 f"{compression}{arrangement}")
         else:
-            _write_arrays(output, kind, out_shape, info.dtype,
-                          strips.iter_strips(reader, rule, options.memory_limit, align=ZARR_CHUNK),
+            total = len(strips.plan_strips(out_shape[1], strips.strip_height(
+                info.shape, info.dtype, params, options.memory_limit, ZARR_CHUNK)))
+            _write_arrays(output, kind, out_shape, info.dtype, strips.counted(
+                strips.iter_strips(reader, rule, options.memory_limit, align=ZARR_CHUNK), progress, "strips", total),
                           options.storage_options)
     finally:
         info.close()
@@ -321,12 +330,13 @@ def _write_arrays(output: str, kind: str, shape: tuple[int, int, int], dtype: np
 
 
 def run_zarr(source: str, output: str, params: PoolParams, options: Any, result: Result,
-             runner: strips.StripRunner = strips.LOCAL) -> None:
+             runner: strips.StripRunner = strips.LOCAL, progress: strips.Progress | None = None) -> None:
     """Pool every image of a Zarr array (torch's semantics), strip by strip, into .zarr or .npy.
 
     The input and a Zarr output may be local or on any fsspec store.  Into Zarr, the strips are
     :class:`poolcli.StripTask` s run by ``runner`` (here, or on a Dask cluster's workers,
     each writing its own chunk rows); into .npy, they are computed here and written in order.
+    ``progress`` hears of every strip done.
     """
     z = open_zarr(source, options.storage_options)
     result.description, result.dtype = z.describe(), str(z.dtype)
@@ -344,12 +354,17 @@ def run_zarr(source: str, output: str, params: PoolParams, options: Any, result:
     result.full_output_shape = out_full
     planes = "c" in z.axes
 
+    batches = z.batches()
     if kind == "NPY":
+        each = len(strips.plan_strips(out_image[1], strips.strip_height(
+            z.image_shape, z.dtype, params, options.memory_limit, align=ZARR_CHUNK)))
+
         def write(path: Path) -> None:
             target = np.lib.format.open_memmap(path, mode="w+", dtype=z.dtype, shape=out_full)
-            for batch in z.batches():
-                for o0, o1, rows in strips.iter_strips(z.reader(batch), rule, options.memory_limit,
-                                                       align=ZARR_CHUNK):
+            for n, batch in enumerate(batches):
+                for o0, o1, rows in strips.counted(strips.iter_strips(z.reader(batch), rule, options.memory_limit,
+                                                                      align=ZARR_CHUNK),
+                                                   progress, "strips", each * len(batches), each * n):
                     target[z.selection(batch, slice(None), slice(o0, o1))] = rows if planes else rows[0]
             target.flush()
 
@@ -375,10 +390,11 @@ def run_zarr(source: str, output: str, params: PoolParams, options: Any, result:
                     [next_transform(z.axes, *base, params)], params, input_axes(z)))
                 create_array(group, "0", out_full, z.dtype, chunks, z.zarr_format)
                 name = "0"
-        for batch in z.batches():
+        for n, batch in enumerate(batches):
             task = StripTask(absolute(source), options.storage_options, batch, rule, out, name, z.axes)
             try:
-                for _ in runner.map(task, ranges):
+                for _ in strips.counted(runner.map(task, ranges), progress, "strips", len(ranges) * len(batches),
+                                        len(ranges) * n):
                     pass
             finally:
                 task.close()

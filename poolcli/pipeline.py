@@ -27,7 +27,7 @@ from poolcli.exits import internal_error
 from poolcli.formats import stream_byte_limit
 from poolcli.params import DEFAULT_MEMORY_LIMIT, PoolParams
 from poolcli.results import GRID_LIMIT, Result
-from poolcli.strips import LOCAL, StripRunner
+from poolcli.strips import LOCAL, Progress, StripRunner
 
 STDIO = "-"
 AUTO_LEVELS = -1  # ``poolcli pyramid`` without --levels: until a level fits in one tile
@@ -220,11 +220,13 @@ def debug_wanted(options: Options) -> bool:
     return options.debug or os.environ.get("POOLCLI_DEBUG", "") not in ("", "0")
 
 
-def run(job: Job, params: PoolParams, options: Options, runner: StripRunner | None = None) -> Result:
+def run(job: Job, params: PoolParams, options: Options, runner: StripRunner | None = None,
+        progress: Progress | None = None) -> Result:
     """Pool one input and write its outputs; never raises for a bad file.
 
     ``runner`` runs the strips of a giant image written to Zarr (default: here, in order; the
-    executor's, for a cluster): the job itself never starts or reaches a cluster.
+    executor's, for a cluster): the job itself never starts or reaches a cluster.  ``progress``
+    hears how far a giant image or a pyramid is (:data:`poolcli.strips.Progress`).
 
     The user's faults (a bad file, a torch rule, an unwritable output, the system) become a
     one-line reason; anything else is a bug, reported as an internal error (with a traceback
@@ -237,13 +239,13 @@ def run(job: Job, params: PoolParams, options: Options, runner: StripRunner | No
         if options.pyramid_levels:
             from poolcli import pyramid
 
-            pyramid.run_pyramid(job.source, job.output, params, options, result)
+            pyramid.run_pyramid(job.source, job.output, params, options, result, progress)
         elif job.source != STDIO and (formats.is_zarr_path(job.source) or storage.is_zarr_url(job.source)):
             from poolcli import giant
 
-            giant.run_zarr(job.source, job.output, params, options, result, runner or LOCAL)
+            giant.run_zarr(job.source, job.output, params, options, result, runner or LOCAL, progress)
         else:
-            _run_file(job, params, options, result, runner)
+            _run_file(job, params, options, result, runner, progress)
     except _USER_ERRORS as error:
         text = error.reason if isinstance(error, storage.StorageFault) and error.url == job.source else str(error)
         result.status, result.error, result.output = "error", _reason(text, error), None
@@ -274,14 +276,14 @@ def _reason(text: str, error: BaseException) -> str:
 
 
 def _run_file(job: Job, params: PoolParams, options: Options, result: Result,
-              runner: StripRunner | None = None) -> None:
+              runner: StripRunner | None = None, progress: Progress | None = None) -> None:
     if storage.is_url(job.source) and not storage.is_local_url(job.source) and formats.is_tiff_name(job.source):
         from poolcli import giant  # a remote TIFF streams by byte ranges, as a local one does
 
         info = giant.open_if_streaming(job.source, options.memory_limit, options.max_pixels,
                                            options.storage_options)
         if info is not None:
-            giant.run_tiff(info, job.output, params, options, result, runner or LOCAL)
+            giant.run_tiff(info, job.output, params, options, result, runner or LOCAL, progress)
             return
     source = _read_source(job.source, options.max_pixels, options.storage_options)
     if arrays.is_npy(source) or (isinstance(source, bytes) and storage.is_url(job.source)
@@ -293,7 +295,7 @@ def _run_file(job: Job, params: PoolParams, options: Options, result: Result,
 
         info = giant.open_if_streaming(source, options.memory_limit, options.max_pixels)
         if info is not None:
-            giant.run_tiff(info, job.output, params, options, result, runner or LOCAL)
+            giant.run_tiff(info, job.output, params, options, result, runner or LOCAL, progress)
             return
     _run_image(source, job, params, options, result)
 

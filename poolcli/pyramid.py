@@ -168,20 +168,22 @@ def plan_levels(shape: tuple[int, int, int], params: PoolParams, levels: int) ->
     return shapes
 
 
-def run_pyramid(source: str, output: str, params: PoolParams, options: Any, result: Result) -> None:
+def run_pyramid(source: str, output: str, params: PoolParams, options: Any, result: Result,
+                progress: strips.Progress | None = None) -> None:
     """``poolcli pyramid``: level 0 (the input) and ``options.pyramid_levels`` levels (automatic
     below 1: :func:`plan_levels`), each pooled from the one above, strip by strip, into an
-    OME-Zarr (NGFF 0.4) or a pyramidal OME-TIFF."""
+    OME-Zarr (NGFF 0.4) or a pyramidal OME-TIFF.  ``progress`` hears of every row of tiles of
+    every level, as it is pooled."""
     closers: list[Any] = []
     try:
-        _run_pyramid(source, output, params, options, result, closers)
+        _run_pyramid(source, output, params, options, result, closers, progress)
     finally:
         for close in closers:
             close()
 
 
 def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, result: Result,
-                 closers: list[Any]) -> None:
+                 closers: list[Any], progress: strips.Progress | None) -> None:
     kind = check_target(output, None, ("ZARR", "TIFF"), "a pyramid")
     if options.indices_path:
         raise GiantImageError("--return-indices is not available for pyramids")
@@ -224,7 +226,7 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
             local = None if out.held is not None else out.location
             sinks = [_ChunkRows(array, has_channel_axis, RawChunkWriter.of(array, local) if local else None)
                      for array in level_arrays(group, 2)]
-            cascade = _Cascade(shapes, dtype, rule, sinks)
+            cascade = _Cascade(shapes, dtype, rule, sinks, progress)
             for _, _, rows in _copy_strips(reader, limit, ZARR_CHUNK):
                 cascade.feed(0, rows)
             cascade.finish()
@@ -241,7 +243,7 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
         # Levels below 0 go to raw scratch files as they are pooled, read back once into the TIFF
         # after level 0 (a TIFF is written level after level).
         scratch_levels = [_RawLevel(scratch / f"level{n}.raw", shapes[n], dtype) for n in range(1, len(shapes))]
-        cascade = _Cascade(shapes, dtype, rule, [_Discard(), *scratch_levels])
+        cascade = _Cascade(shapes, dtype, rule, [_Discard(), *scratch_levels], progress)
         pass_picks = channel_passes(layout, channels)
 
         def level0() -> list[Iterator[tuple[int, int, np.ndarray]]]:
@@ -299,17 +301,22 @@ class _Cascade:
     """Every level pooled while the rows of the level above arrive, in one pass over the input:
     as soon as the windows of some rows of level n+1 are complete, those rows are pooled (from the
     rows of level n held in a :class:`_Rows`) and handed to ``sinks[n + 1]`` (``sinks[0]`` takes
-    level 0).  Memory: a strip of each level and the halo rows the next strip needs again."""
+    level 0).  Memory: a strip of each level and the halo rows the next strip needs again.
+    ``progress`` hears ("level N", rows of tiles done, rows of tiles in all) of each level."""
 
-    def __init__(self, shapes: list[tuple[int, int, int]], dtype: np.dtype, rule: strips.Rule, sinks: list[Any]):
-        self.shapes, self.rule, self.sinks = shapes, rule, sinks
+    def __init__(self, shapes: list[tuple[int, int, int]], dtype: np.dtype, rule: strips.Rule, sinks: list[Any],
+                 progress: strips.Progress | None = None):
+        self.shapes, self.rule, self.sinks, self.progress = shapes, rule, sinks, progress
         self.held = [_Rows(shape, dtype) for shape in shapes[:-1]]
         self.done = [0] * len(shapes)
 
     def feed(self, n: int, rows: np.ndarray) -> None:
         """The next rows of level ``n``, in order."""
         self.sinks[n].write(self.done[n], self.done[n] + rows.shape[1], rows)
+        before = -(-self.done[n] // TILE)
         self.done[n] += rows.shape[1]
+        if self.progress is not None and -(-self.done[n] // TILE) > before:
+            self.progress(f"level {n}", -(-self.done[n] // TILE), -(-self.shapes[n][1] // TILE))
         if n + 1 == len(self.shapes):
             return
         held = self.held[n]

@@ -30,7 +30,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -76,6 +76,27 @@ class ArrayReader:
 
 
 T = TypeVar("T")
+
+# How a long job tells its user how far it is: ``progress(task, done, total)`` after each unit
+# (a strip, a row of tiles); the caller draws it (poolcli.report), the streaming code never does.
+Progress = Callable[[str, int, int], None]
+
+
+def counted(pieces: Iterable[T], progress: Progress | None, task: str, total: int, start: int = 0) -> Iterator[T]:
+    """``pieces`` passed on, ``progress(task, done, total)`` told as each is ready.
+
+    Examples
+    --------
+    >>> seen = []
+    >>> list(counted("ab", lambda task, done, total: seen.append((task, done, total)), "strips", 2))
+    ['a', 'b']
+    >>> seen
+    [('strips', 1, 2), ('strips', 2, 2)]
+    """
+    for done, piece in enumerate(pieces, start + 1):
+        if progress is not None:
+            progress(task, done, total)
+        yield piece
 
 
 class StripRunner(Protocol):

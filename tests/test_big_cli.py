@@ -188,3 +188,53 @@ def test_help_of_the_new_commands_imports_nothing_heavy():
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip().endswith("[]")
     assert "--memory-limit" in output and "--levels" in output
+
+
+def _run_on_terminal(args: list[str], cwd) -> tuple[int, str]:
+    """``poolcli ARGS`` with its standard error on a pseudo-terminal (as in a user's shell):
+    the exit code and everything it drew there."""
+    import os
+
+    main, child = os.openpty()
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "120"}
+    env.pop("NO_COLOR", None)
+    process = subprocess.Popen([sys.executable, "-m", "poolcli", *args], cwd=cwd, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=child, env=env)
+    os.close(child)
+    drawn = b""
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        drawn += data
+    os.close(main)
+    return process.wait(), drawn.decode(errors="replace")
+
+
+@pytest.fixture
+def striped_scan(tmp_path, rng):
+    """A tiled TIFF that a small --memory-limit pools in several strips."""
+    data = rng.integers(0, 256, (600, 300, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "scan.tif", data, photometric="rgb", tile=(64, 64))
+    return ["--memory-limit", str(48 * 2**20 + 400_000)]
+
+
+@pytest.mark.parametrize("args, bars", [
+    (["pyramid", "max", "scan.tif", "-o", "scan.ome.zarr"], ["pyramid level 0", "3/3", "pyramid level 1", "2/2"]),
+    (["max", "scan.tif", "-k", "2", "-o", "small.tif"], ["pooling strips", "4/4"]),  # 88 rows a strip
+])
+def test_progress_bars_on_a_terminal_and_none_elsewhere(tmp_path, striped_scan, args, bars):
+    code, drawn = _run_on_terminal([*args, *striped_scan], tmp_path)
+    assert code == 0, drawn
+    for text in bars:
+        assert text in drawn, drawn
+    piped = subprocess.run([sys.executable, "-m", "poolcli", *args, *striped_scan], cwd=tmp_path,
+                           capture_output=True, text=True)
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stderr.startswith("scan.tif (3, 600, 300) uint8 -> ")  # the report, and no bar
+    assert "\x1b" not in piped.stderr and not any(text in piped.stderr for text in bars[::2])
+    quiet = _run_on_terminal([*args, *striped_scan, "--no-progress", "-q"], tmp_path)
+    assert quiet == (0, "")
