@@ -314,3 +314,40 @@ def test_tiff_to_zarr_and_linear_light_on_16_bit_colour(tmp_path, rng):
     assert stdout.status == "error"
     assert stdout.error == ("a streamed TIFF is written to a file (.tif, .zarr, .npy), not to standard output: "
                             "give -o FILE")
+
+
+@pytest.mark.parametrize("command", ["max", "pyramid"])
+def test_a_tiny_memory_limit_decodes_each_tile_once_as_the_default_does(tmp_path, rng, monkeypatch, command):
+    """The --memory-limit cliff (issue 17: 100x slower below one band of tiles) is gone: with
+    strips of a row or two, each input tile is still decoded exactly once, as with the default
+    limit.  Measured as work done (segments decoded), not as time."""
+    from poolcli import tiff_io
+    from poolcli.params import DEFAULT_MEMORY_LIMIT
+
+    data = rng.integers(0, 256, (512, 384, 3), dtype=np.uint8)
+    source = tmp_path / "tiles.tif"
+    tifffile.imwrite(source, data, photometric="rgb", tile=(32, 32))  # 16 x 12 = 192 tiles
+    decoded: list[int] = []
+    plain_init = tiff_io.TiffPageReader.__init__
+
+    def counting_init(self, *args, **kwargs):
+        plain_init(self, *args, **kwargs)
+        decode = self.decode
+
+        def counted(data, index, **options):
+            decoded.append(index)
+            return decode(data, index, **options)
+
+        self.decode = counted
+
+    monkeypatch.setattr(tiff_io.TiffPageReader, "__init__", counting_init)
+    work = {}
+    for limit in (DEFAULT_MEMORY_LIMIT, strips._RESERVE + 40_000):  # the small one: strips of ~3 input rows
+        decoded.clear()
+        extra = {"pyramid_levels": 2} if command == "pyramid" else {}
+        out = tmp_path / f"out-{limit}.{'ome.zarr' if command == 'pyramid' else 'tif'}"
+        result = run(source, out, MAX2, memory_limit=limit, **extra)
+        assert result.status == "ok", result.error
+        work[limit] = sorted(decoded)
+    assert work[DEFAULT_MEMORY_LIMIT] == list(range(192))
+    assert work[strips._RESERVE + 40_000] == list(range(192))
