@@ -304,7 +304,8 @@ def write_file(output: str, write: Any, storage_options: str | None = None) -> N
             storage.upload(str(local), output, storage_options)
         return
     # (a missing folder of a single output was refused before the work: this one is a folder run's)
-    with paths.staged(storage.local_path(output) if storage.is_url(output) else output, make_folders=True) as temporary:
+    target = storage.local_path(output) if storage.is_url(output) else output
+    with paths.staged(target, make_folders=True) as temporary, paths.written_back(temporary):
         write(Path(temporary))
 
 

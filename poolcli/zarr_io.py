@@ -87,7 +87,8 @@ class RawChunkWriter:
 
     :meth:`write` hands the files to a thread of :func:`poolcli.paths.io_pool` and returns: the
     next rows are pooled while these are written (one write waits for the one before, so one
-    band is held at most; more threads writing at once only contend for the folders).
+    band is held at most; more threads writing at once only contend for the folders), and
+    fsynced on the others.
     """
 
     def __init__(self, array: Any, root: str):
@@ -129,6 +130,7 @@ class RawChunkWriter:
         import itertools
 
         chunks, last = self.chunks, len(self.shape) - 2
+        written = []
         ranges = [range(-(-size // chunk)) for size, chunk in zip(self.shape, chunks, strict=True)]
         ranges[last] = range(top // chunks[last], -(-(top + data.shape[last]) // chunks[last]))
         for coords in itertools.product(*ranges):
@@ -148,6 +150,11 @@ class RawChunkWriter:
                 os.write(descriptor, np.ascontiguousarray(block, dtype=self.dtype).data)
             finally:
                 os.close(descriptor)
+            written.append(path)
+        # to disk while the next rows are computed: the commit's fsyncs then find them clean
+        pool = paths.io_pool()
+        for path in written:
+            pool.submit(paths.sync_file, path)
 
 
 def is_compressed(array: Any) -> bool:
@@ -269,13 +276,13 @@ def open_zarr(path: str, storage_options: str | None = None) -> ZarrInput:
     return ZarrInput(path, array, axes, format_of(node), ome=image, ome_version=version)
 
 
-def output_chunks(axes: tuple[str, ...], shape: tuple[int, ...], ome: bool) -> tuple[int, ...]:
+def output_chunks(axes: tuple[str, ...], shape: tuple[int, ...], ome: bool, side: int = ZARR_CHUNK) -> tuple[int, ...]:
     """Chunks of a Zarr output: one image and (OME, or many channels) one channel per chunk, and
-    ZARR_CHUNK square in y and x."""
+    ``side`` square in y and x."""
     chunks = []
     for axis, size in zip(axes, shape, strict=True):
         if axis in ("y", "x"):
-            chunks.append(max(1, min(ZARR_CHUNK, size)))
+            chunks.append(max(1, min(side, size)))
         elif axis == "c":
             chunks.append(1 if ome or size > 4 else size)
         else:
