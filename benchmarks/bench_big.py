@@ -15,7 +15,8 @@ Usage: python benchmarks/bench_big.py [--scale 1.0] [--workdir DIR] [--keep] [--
    ``poolcli pyramid max`` (pyramidal OME-TIFF, the same with ``--compression 6``, OME-Zarr) and
    by ``vips tiffsave --tile --pyramid`` (uncompressed and deflate) and ``vips dzsave``, all with
    256x256 tiles and max shrinking (``--region-shrink max``): wall, CPU (user + system), peak
-   RSS and output size of each.
+   RSS and output size of each; also vips's time plus an fsync of its output, since poolcli
+   flushes every output to disk before its commit and vips leaves it in the page cache.
 4. Prints the tables (``--record``: also appends them to benchmarks/RESULTS.md), and exits 1 when
    a target is missed: peak RSS <= 400 MiB for the large images, max/avg within 1.5x of vips
    shrink, a pyramidal TIFF within 1.5x of ``vips tiffsave --pyramid``, an OME-Zarr within 2x.
@@ -145,6 +146,14 @@ def pyramid_cases(work: Path, sizes: list[int], vips: str | None, poolcli: list[
                 written = sum(size_of(p) for p in outputs)
                 rows.append((label, what, seconds, cpu, rss, written))
                 wall[what] = seconds
+                if what == "vips tiffsave --tile --pyramid":  # poolcli fsyncs every output before its commit
+                    started = time.perf_counter()
+                    descriptor = os.open(outputs[0], os.O_RDONLY)
+                    os.fsync(descriptor)
+                    os.close(descriptor)
+                    seconds += time.perf_counter() - started
+                    rows.append((label, f"{what}, then fsync", seconds, cpu, rss, written))
+                    wall[f"{what}, then fsync"] = seconds
                 print(f"{label:24} {what:40} {seconds:7.2f} s {cpu:7.2f} s CPU {rss:8.0f} MiB "
                       f"{written / 2**20:8.0f} MiB", file=sys.stderr)
                 if what.startswith("poolcli") and rss > RSS_TARGET_MIB:
@@ -156,7 +165,9 @@ def pyramid_cases(work: Path, sizes: list[int], vips: str | None, poolcli: list[
                 for what, target in (("poolcli pyramid max (OME-TIFF)", PYRAMID_TIFF_TARGET),
                                      ("poolcli pyramid max (OME-Zarr)", PYRAMID_ZARR_TARGET)):
                     if wall[what] / base > target:
-                        failures.append(f"{label} {what}: {wall[what] / base:.2f}x vips tiffsave's time > {target}x")
+                        synced = wall[what] / wall["vips tiffsave --tile --pyramid, then fsync"]
+                        failures.append(f"{label} {what}: {wall[what] / base:.2f}x vips tiffsave's time > {target}x "
+                                        f"({synced:.2f}x with its fsync)")
     return rows
 
 

@@ -39,6 +39,8 @@ from poolcli.zarr_io import (
     zarr_output,
 )
 
+_STRIP_BYTES = 16 << 20
+
 # A pyramid's OME-Zarr chunks, y and x: a quarter of the files of ZARR_CHUNK's (one file costs
 # more than its 256 KiB of uint8: 16,000 files of a 16384² RGB pyramid took most of its time).
 PYRAMID_CHUNK = 2 * ZARR_CHUNK
@@ -56,6 +58,9 @@ def _copy_strips(reader: Any, memory_limit: int, align: int) -> Iterator[tuple[i
     channels, height, width = reader.shape
     per_row = max(1, 4 * channels * width * reader.dtype.itemsize)
     rows = max(1, (memory_limit - strips._RESERVE) // per_row)
+    # ... and no strip over _STRIP_BYTES: larger arrays are the system's fresh pages every time
+    # (glibc maps anything over 32 MiB anew), which cost more to fault in than to fill
+    rows = min(rows, max(align, _STRIP_BYTES // (per_row // 4) // align * align))
     rows = rows // align * align if rows >= align else rows
     for r0 in range(0, height, rows):
         yield r0, min(height, r0 + rows), reader.read(r0, min(height, r0 + rows))
