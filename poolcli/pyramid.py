@@ -236,9 +236,13 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
             sinks = [_ChunkRows(array, has_channel_axis, RawChunkWriter.of(array, local) if local else None)
                      for array in level_arrays(group, 2)]
             cascade = _Cascade(shapes, dtype, rule, sinks, progress)
-            for _, _, rows in _copy_strips(reader, limit, PYRAMID_CHUNK):
-                cascade.feed(0, rows)
-            cascade.finish()
+            try:
+                for _, _, rows in _copy_strips(reader, limit, PYRAMID_CHUNK):
+                    cascade.feed(0, rows)
+                cascade.finish()
+            except BaseException:
+                cascade.abandon()  # no chunk file written after the temporary store is removed
+                raise
         result.notes.append(f"written as an OME-Zarr image (NGFF {NGFF_VERSION}, Zarr v2), levels "
                             + " → ".join(str(tuple(s)) for s in shapes))
         return
@@ -268,9 +272,12 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
                     for picks in pass_picks]
 
         below = [(shapes[n], _later(lambda n=n: passes(scratch_levels[n - 1]))) for n in range(1, len(shapes))]
-        write_file(output, lambda path: write_tiff(
-            path, shapes[0], dtype, layout, level0(), levels=below,
-            subifds=levels, ome=True), options.storage_options)
+        try:
+            write_file(output, lambda path: write_tiff(
+                path, shapes[0], dtype, layout, level0(), levels=below,
+                subifds=levels, ome=True), options.storage_options)
+        finally:
+            cascade.abandon()  # (after finish: nothing left open; after a failure: the scratch files closed)
     result.notes.append("written as a pyramidal tiled OME-TIFF (BigTIFF, SubIFDs), levels "
                         + " → ".join(str(tuple(s)) for s in shapes))
 
@@ -355,6 +362,12 @@ class _Cascade:
         for sink in self.sinks:
             sink.close()
 
+    def abandon(self) -> None:
+        """After a failure: wait for writes under way, and keep quiet about them."""
+        for sink in self.sinks:
+            with contextlib.suppress(Exception):
+                sink.abandon()
+
 
 class _Discard:
     """Level 0 of a TIFF: written by the TIFF writer itself (see :meth:`_Cascade.tap`)."""
@@ -363,6 +376,9 @@ class _Discard:
         pass
 
     def close(self) -> None:
+        pass
+
+    def abandon(self) -> None:
         pass
 
 
@@ -400,6 +416,10 @@ class _ChunkRows:
         if self.fast is not None:
             self.fast.wait()
 
+    def abandon(self) -> None:
+        if self.fast is not None:
+            self.fast.wait()
+
 
 class _RawLevel:
     """One level in a raw scratch file, row after row (H, W, C as a TIFF interleaves them): written
@@ -418,6 +438,8 @@ class _RawLevel:
         if self.handle is not None:
             self.handle.close()
             self.handle = None
+
+    abandon = close
 
     def read(self, top: int, bottom: int) -> np.ndarray:
         channels, _, width = self.shape
