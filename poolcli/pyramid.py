@@ -41,8 +41,9 @@ from poolcli.zarr_io import (
 
 _STRIP_BYTES = 16 << 20
 
-# A pyramid's OME-Zarr chunks, y and x: a quarter of the files of ZARR_CHUNK's (one file costs
-# more than its 256 KiB of uint8: 16,000 files of a 16384² RGB pyramid took most of its time).
+# A pyramid's OME-Zarr chunks, y and x, where the memory limit allows: a quarter of the files of
+# ZARR_CHUNK's (one file costs more than its 256 KiB of uint8: 16,000 files of a 16384² RGB
+# pyramid took most of its time).
 PYRAMID_CHUNK = 2 * ZARR_CHUNK
 
 
@@ -209,11 +210,16 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
     # pixels are not worth a codec's time (tiles of noise barely shrink).
     compressed = (layout.compression is not None) if layout is not None else z is not None and is_compressed(z.array)
 
+    # Large chunks where the memory limit holds strips of whole large-chunk rows; else the usual
+    # ones (a strip must never straddle chunk rows it cannot hold: they would wait in memory).
+    row_bytes = 4 * shapes[0][0] * shapes[0][2] * dtype.itemsize  # as _copy_strips counts a row
+    chunk_side = PYRAMID_CHUNK if PYRAMID_CHUNK * row_bytes <= limit - strips._RESERVE else ZARR_CHUNK
+
     def level_arrays(group: Any, zarr_format: int) -> list[Any]:
         arrays: list[Any] = []
         for full in shapes:
             shape = full if has_channel_axis else full[1:]
-            chunks = output_chunks(axes, shape, ome=True, side=PYRAMID_CHUNK)
+            chunks = output_chunks(axes, shape, ome=True, side=chunk_side)
             arrays.append(create_array(group, str(len(arrays)), shape, dtype, chunks, zarr_format,
                                        compress=compressed, level=options.compression))
         return arrays
@@ -237,7 +243,7 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
                      for array in level_arrays(group, 2)]
             cascade = _Cascade(shapes, dtype, rule, sinks, progress)
             try:
-                for _, _, rows in _copy_strips(reader, limit, PYRAMID_CHUNK):
+                for _, _, rows in _copy_strips(reader, limit, chunk_side):
                     cascade.feed(0, rows)
                 cascade.finish()
             except BaseException:
