@@ -184,6 +184,7 @@ def run_pyramid(source: str, output: str, params: PoolParams, options: Any, resu
     below 1: :func:`plan_levels`), each pooled from the one above, strip by strip, into an
     OME-Zarr (NGFF 0.4) or a pyramidal OME-TIFF.  ``progress`` hears of every row of tiles of
     every level, as it is pooled."""
+    strips.reuse_freed_memory()
     closers: list[Any] = []
     try:
         _run_pyramid(source, output, params, options, result, closers, progress)

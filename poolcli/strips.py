@@ -142,6 +142,33 @@ class Rule:
         return engine.pool_rows(self.params.op, planes, output_rows, **self.params.engine_args())
 
 
+_MEMORY_TUNED = False
+
+
+def reuse_freed_memory() -> None:
+    """Let glibc keep freed strips for the next ones instead of handing them back to the system
+    and faulting fresh zeroed pages in again (the ``MALLOC_*`` settings, set once, here): a
+    16384² 4-channel uint16 pyramid spent 5.5 s of system time on those faults, 2.8 s after.
+    The peak stays that of the strips; elsewhere than glibc, nothing changes."""
+    global _MEMORY_TUNED
+    if _MEMORY_TUNED:
+        return
+    _MEMORY_TUNED = True
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: its largest value, and no longer adjusted by glibc
+    mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
+    mallopt(-2, 64 << 20)  # M_TOP_PAD
+
+
 def output_shape(shape: tuple[int, int, int], params: PoolParams) -> tuple[int, int, int]:
     """(C, OH, OW) of pooling a (C, H, W) input; raises the engine's (torch's) ValueError when the
     parameters do not fit the input.
