@@ -254,11 +254,10 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
                             + " → ".join(str(tuple(s)) for s in shapes))
         return
 
+    channels = shapes[0][0]
     if layout is None:  # arrays into a TIFF: planes, as OME-TIFF's CYX
-        channels = shapes[0][0]
         layout = TiffLayout(channels > 1, "minisblack", (), "zlib" if compressed else None)
     layout = layout.compressed(options.compression)
-    channels = shapes[0][0]
     with _scratch(output) as scratch:
         # Levels below 0 go to raw scratch files as they are pooled, read back once into the TIFF
         # after level 0 (a TIFF is written level after level).
