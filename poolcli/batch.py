@@ -440,7 +440,9 @@ def execute(jobs: list[Job] | JobStream, params: PoolParams, options: Options, e
     single = len(jobs) == 1
     wants_report = not quiet and not as_json
     show_bar = progress and not single and not quiet and stderr_is_terminal()
-    report = _report_module() if (wants_report and verbose) or show_bar else None
+    # one job: bars of its strips (a giant image) or rows of tiles (a pyramid), drawn as they come
+    work_bars = progress and single and not quiet and stderr_is_terminal()
+    report = _report_module() if (wants_report and verbose) or show_bar or work_bars else None
     console = report.make_console() if report else None
     # several inputs never go to stdout (plan refuses it), and a stream is not walked again here
     image_to_stdout = single and any(job.output == STDIO for job in jobs)
@@ -500,7 +502,10 @@ def execute(jobs: list[Job] | JobStream, params: PoolParams, options: Options, e
             try:
                 if single:
                     for job in todo:
-                        finished(run(job, params, options, executor.strips))
+                        with (report.work_progress(console, "pyramid" if options.pyramid_levels else "pooling")
+                              if work_bars and report else contextlib.nullcontext(None)) as step:
+                            result = run(job, params, options, executor.strips, step)
+                        finished(result)
                 else:
                     executor.run(todo, params, options, finished, skip_existing=skip_existing)
             finally:  # interrupted too: the outputs written so far are whole, and go into place

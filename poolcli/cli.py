@@ -309,6 +309,26 @@ pixel_options = _options(
     click.option("--linear", is_flag=True, help="Average in linear light (sRGB decoded, averaged, "
                                                 "re-encoded); 8/16-bit images."),
 )
+# Options that max/avg and pyramid share (one definition each).
+skip_existing_option = click.option("--skip-existing", is_flag=True,
+                                    help="Skip inputs whose output already exists (resume).")
+progress_option = click.option("--no-progress", is_flag=True, help="No progress bar.")
+compression_option = click.option(
+    "--compression", type=Bounded(0, 9), default=None, metavar="0-9", envvar=ENV["compression"], show_envvar=True,
+    help="PNG deflate level (0 stored, 9 smallest) [default: 1, measured: docs/performance.md]; TIFF and pyramids: 1-9 "
+         "deflate, 0 none [default: none; a streamed TIFF or a pyramid: as the input].")
+auto_orient_option = click.option("--no-auto-orient", is_flag=True, help="Do not apply the EXIF orientation first.")
+max_pixels_option = click.option(
+    "--max-pixels", type=Bounded(0), default=None, metavar="N", envvar=ENV["max_pixels"], show_envvar=True,
+    help="Decompression-bomb limit in pixels per frame (all frames together: twice that); 0: none "
+         "[default: Pillow's, 89478485].")
+memory_limit_option = click.option(
+    "--memory-limit", type=SIZE, default=None, envvar=ENV["memory_limit"], show_envvar=True,
+    help="Working memory of one streamed TIFF/Zarr image, e.g. 64M, 2G [default: 256M].")
+verbose_option = click.option("-v", "--verbose", is_flag=True,
+                              help="The full report: parameters and output-size arithmetic (and small arrays' values).")
+json_option = click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout.")
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="No report (errors are still printed).")
 # Inputs, outputs, folders, encoding and report: the same for max and avg.
 files_options = _options(
     click.argument("inputs", nargs=-1, required=True, metavar="INPUT...", type=click.Path(allow_dash=True)),
@@ -329,8 +349,8 @@ files_options = _options(
         click.option("-r", "--recursive", is_flag=True, help="Walk subfolders of folder inputs."),
         click.option("-j", "--jobs", type=Bounded(1), default=None, metavar="N", envvar=ENV["jobs"],
                      show_envvar=True, help="Worker processes for folders [default: the number of CPUs]."),
-        click.option("--skip-existing", is_flag=True, help="Skip inputs whose output already exists (resume)."),
-        click.option("--no-progress", is_flag=True, help="No progress bar."),
+        skip_existing_option,
+        progress_option,
     ),
     section(
         "Cluster and storage",
@@ -348,26 +368,20 @@ files_options = _options(
         "Encoding",
         click.option("--quality", type=Bounded(0, 100), default=None, metavar="Q", envvar=ENV["quality"],
                      show_envvar=True, help="JPEG/WebP quality, 0-100 [default: 92 JPEG, 90 WebP]."),
-        click.option("--compression", type=Bounded(0, 9), default=None, metavar="0-9", envvar=ENV["compression"],
-                     show_envvar=True, help="PNG deflate level (0 stored, 9 smallest) [default: 1, measured: "
-                                            "docs/performance.md]; TIFF: 1-9 deflate, 0 none [default: none]."),
+        compression_option,
         click.option("--background", type=COLOUR, default=None, metavar="COLOR",
                      help="Flatten alpha onto this colour (a name, #rrggbb, rgb(...)): needed for JPEG and BMP."),
-        click.option("--no-auto-orient", is_flag=True, help="Do not apply the EXIF orientation first."),
-        click.option("--max-pixels", type=Bounded(0), default=None, metavar="N", envvar=ENV["max_pixels"],
-                     show_envvar=True, help="Decompression-bomb limit in pixels per frame (all frames together: "
-                                            "twice that); 0: none [default: Pillow's, 89478485]."),
+        auto_orient_option,
+        max_pixels_option,
         click.option("--max-frames", type=Bounded(0), default=None, metavar="N",
                      help="Refuse files of more frames or pages; 0: no limit [default: 1000]."),
-        click.option("--memory-limit", type=SIZE, default=None, envvar=ENV["memory_limit"], show_envvar=True,
-                     help="Working memory of one streamed TIFF/Zarr image, e.g. 64M, 2G [default: 256M]."),
+        memory_limit_option,
     ),
     section(
         "Report",
-        click.option("-v", "--verbose", is_flag=True, help="The full report: parameters and output-size "
-                                                           "arithmetic (and small arrays' values)."),
-        click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout."),
-        click.option("-q", "--quiet", is_flag=True, help="No report (errors are still printed)."),
+        verbose_option,
+        json_option,
+        quiet_option,
         click.option("--debug", is_flag=True,
                      help="Print the traceback of an internal error (also POOLCLI_DEBUG=1)."),
     ),
@@ -665,15 +679,18 @@ pyramid_files_options = _options(
     click.argument("input_path", metavar="INPUT", shell_complete=_complete_paths),
     click.option("-o", "--output", required=True, metavar="PATH", shell_complete=_complete_paths,
                  help="x.zarr / x.ome.zarr (OME-Zarr, NGFF 0.4) or x.tif / x.tiff (pyramidal OME-TIFF)."),
-    click.option("--levels", type=Bounded(1), required=True, metavar="N",
-                 help="Pooled levels below the input (level 0)."),
-    click.option("--memory-limit", type=SIZE, default=None, envvar=ENV["memory_limit"], show_envvar=True,
-                 help="Working memory, e.g. 64M, 2G [default: 256M]."),
-    click.option("--no-auto-orient", is_flag=True, help="Do not apply the EXIF orientation first."),
-    click.option("--max-pixels", type=Bounded(0), default=None, metavar="N", envvar=ENV["max_pixels"],
-                 show_envvar=True, help="Decompression-bomb limit in pixels; 0: none [default: Pillow's, 89478485]."),
-    click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout."),
-    click.option("-q", "--quiet", is_flag=True, help="No report (errors are still printed)."),
+    click.option("--levels", type=Bounded(1), default=None, metavar="N",
+                 help="Pooled levels below the input (level 0) [default: until a level fits in one "
+                      "256x256 tile, as libvips does]."),
+    skip_existing_option,
+    progress_option,
+    compression_option,
+    memory_limit_option,
+    auto_orient_option,
+    max_pixels_option,
+    verbose_option,
+    json_option,
+    quiet_option,
 )
 
 
@@ -712,9 +729,10 @@ def pyramid_avg(ctx: click.Context, kernel: Pair, stride: Pair | None, padding: 
     pyramid_files(ctx, _checked(ctx, params), premultiply=premultiply, linear=linear, **files)
 
 
-def pyramid_files(ctx: click.Context, params: PoolParams, *, input_path: str, output: str, levels: int,
-                  memory_limit: int | None, no_auto_orient: bool, max_pixels: int | None, as_json: bool,
-                  quiet: bool, premultiply: bool = True, linear: bool = False, nodata: str | None = None,
+def pyramid_files(ctx: click.Context, params: PoolParams, *, input_path: str, output: str, levels: int | None,
+                  skip_existing: bool, no_progress: bool, compression: int | None, memory_limit: int | None,
+                  no_auto_orient: bool, max_pixels: int | None, verbose: bool, as_json: bool, quiet: bool,
+                  premultiply: bool = True, linear: bool = False, nodata: str | None = None,
                   ngff: str | None = None) -> None:
     """The one implementation behind ``poolcli pyramid max`` and ``avg``: check, run, exit."""
     if not output.lower().rstrip("/").endswith((".zarr", ".tif", ".tiff")):
@@ -724,16 +742,20 @@ def pyramid_files(ctx: click.Context, params: PoolParams, *, input_path: str, ou
 
     if input_path != "-" and Path(output).exists() and Path(output).resolve() == Path(input_path).resolve():
         raise click.BadParameter(f"refusing to overwrite the input {output}", ctx=ctx, param_hint="'-o/--output'")
+    if as_json:
+        _check_stdout(ctx)
 
     from poolcli import batch
-    from poolcli.pipeline import Job, Options
+    from poolcli.pipeline import AUTO_LEVELS, Job, Options
 
     options = Options(
-        auto_orient=not no_auto_orient, premultiply=premultiply, linear=linear, pyramid_levels=levels,
+        auto_orient=not no_auto_orient, premultiply=premultiply, linear=linear, compression=compression,
+        pyramid_levels=AUTO_LEVELS if levels is None else levels,
         max_pixels=formats.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
         memory_limit=DEFAULT_MEMORY_LIMIT if memory_limit is None else memory_limit, nodata=nodata, ngff=ngff,
     )
-    code = batch.execute([Job(input_path, output)], params, options, progress=False, as_json=as_json, quiet=quiet)
+    code = batch.execute([Job(input_path, output)], params, options, skip_existing=skip_existing,
+                         progress=not no_progress, as_json=as_json, quiet=quiet, verbose=verbose)
     ctx.exit(code)
 
 

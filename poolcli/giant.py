@@ -329,9 +329,11 @@ class PassTask:
 
 
 def run_tiff(info: TiffInput, output: str, params: PoolParams, options: Any, result: Result,
-             runner: strips.StripRunner = strips.LOCAL) -> None:
+             runner: strips.StripRunner = strips.LOCAL, progress: strips.Progress | None = None) -> None:
     """Pool a streamed TIFF into a tiled BigTIFF (or .zarr / .npy), strip by strip; into a TIFF,
-    the strips run on ``runner`` (here, or on a cluster's workers, then written here in order)."""
+    the strips run on ``runner`` (here, or on a cluster's workers, then written here in order).
+    ``progress`` hears of every strip done."""
+    strips.reuse_freed_memory()
     try:
         channels = info.shape[0]
         result.description, result.dtype = info.describe(), str(info.dtype)
@@ -353,15 +355,21 @@ def run_tiff(info: TiffInput, output: str, params: PoolParams, options: Any, res
         if orientation is not None and orientation.value not in (0, 1):
             result.notes.append("the TIFF orientation tag is not applied to a streamed image")
         reader = info.open()
-        layout = TiffLayout.like(info)
+        layout = TiffLayout.like(info).compressed(options.compression)
         if kind == "TIFF":
+            pass_picks = channel_passes(layout, channels)
             if runner is strips.LOCAL:
-                passes = [_channel_pass(reader, rule, picks, options.memory_limit, channels)
-                          for picks in channel_passes(layout, channels)]
+                passes = [_channel_pass(reader, rule, picks, options.memory_limit, channels) for picks in pass_picks]
+                counts = [len(strips.plan_strips(out_shape[1], strips.strip_height(
+                    pass_plan(reader, rule, picks, channels)[0].shape, info.dtype, params, options.memory_limit,
+                    TILE))) for picks in pass_picks]
             else:  # one output tile row a task, each reading its own input rows on a worker
                 ranges = strips.plan_strips(out_shape[1], TILE)
                 passes = [runner.map(PassTask(absolute(info.path), options.storage_options, rule, picks, channels),
-                                     ranges) for picks in channel_passes(layout, channels)]
+                                     ranges) for picks in pass_picks]
+                counts = [len(ranges)] * len(passes)
+            passes = [strips.counted(pieces, progress, "strips", sum(counts), sum(counts[:n]))
+                      for n, pieces in enumerate(passes)]
             pages = channels if layout.planar and channels > 1 else 1
             description = ome_description(info, params, out_shape, pages, result.notes)
             geo = geo_output(info.geo, rule)
@@ -382,8 +390,10 @@ def run_tiff(info: TiffInput, output: str, params: PoolParams, options: Any, res
                 pooled = levels[1][1]
                 ome = (version, ngff_attributes(version, Path(info.path).name, levels[0], [pooled], params, levels[3]))
                 result.notes.append(f"written as an OME-Zarr image (NGFF {version})")
-            _write_arrays(output, kind, out_shape, info.dtype,
-                          strips.iter_strips(reader, rule, options.memory_limit, align=ZARR_CHUNK),
+            total = len(strips.plan_strips(out_shape[1], strips.strip_height(
+                info.shape, info.dtype, params, options.memory_limit, ZARR_CHUNK)))
+            _write_arrays(output, kind, out_shape, info.dtype, strips.counted(
+                strips.iter_strips(reader, rule, options.memory_limit, align=ZARR_CHUNK), progress, "strips", total),
                           options.storage_options, ome)
     finally:
         info.close()
@@ -402,7 +412,8 @@ def write_file(output: str, write: Any, storage_options: str | None = None) -> N
             storage.upload(str(local), output, storage_options)
         return
     # (a missing folder of a single output was refused before the work: this one is a folder run's)
-    with paths.staged(storage.local_path(output) if storage.is_url(output) else output, make_folders=True) as temporary:
+    target = storage.local_path(output) if storage.is_url(output) else output
+    with paths.staged(target, make_folders=True) as temporary, paths.written_back(temporary):
         write(Path(temporary))
 
 
@@ -438,13 +449,15 @@ def _write_arrays(output: str, kind: str, shape: tuple[int, int, int], dtype: np
 
 
 def run_zarr(source: str, output: str, params: PoolParams, options: Any, result: Result,
-             runner: strips.StripRunner = strips.LOCAL) -> None:
+             runner: strips.StripRunner = strips.LOCAL, progress: strips.Progress | None = None) -> None:
     """Pool every image of a Zarr array (torch's semantics), strip by strip, into .zarr or .npy.
 
     The input and a Zarr output may be local or on any fsspec store.  Into Zarr, the strips are
     :class:`poolcli.StripTask` s run by ``runner`` (here, or on a Dask cluster's workers,
     each writing its own chunk rows); into .npy, they are computed here and written in order.
+    ``progress`` hears of every strip done.
     """
+    strips.reuse_freed_memory()
     z = open_zarr(source, options.storage_options)
     result.description, result.dtype = z.describe(), str(z.dtype)
     result.full_input_shape, result.input_shape = z.full_shape, z.image_shape
@@ -463,12 +476,17 @@ def run_zarr(source: str, output: str, params: PoolParams, options: Any, result:
     result.full_output_shape = out_full
     planes = "c" in z.axes
 
+    batches = z.batches()
     if kind == "NPY":
+        each = len(strips.plan_strips(out_image[1], strips.strip_height(
+            z.image_shape, z.dtype, params, options.memory_limit, align=ZARR_CHUNK)))
+
         def write(path: Path) -> None:
             target = np.lib.format.open_memmap(path, mode="w+", dtype=z.dtype, shape=out_full)
-            for batch in z.batches():
-                for o0, o1, rows in strips.iter_strips(z.reader(batch), rule, options.memory_limit,
-                                                       align=ZARR_CHUNK):
+            for n, batch in enumerate(batches):
+                for o0, o1, rows in strips.counted(strips.iter_strips(z.reader(batch), rule, options.memory_limit,
+                                                                      align=ZARR_CHUNK),
+                                                   progress, "strips", each * len(batches), each * n):
                     target[z.selection(batch, slice(None), slice(o0, o1))] = rows if planes else rows[0]
             target.flush()
 
@@ -500,10 +518,11 @@ def run_zarr(source: str, output: str, params: PoolParams, options: Any, result:
                     input_axes(z) or ngff_axes(names), [pooled], params, z.omero))
                 create_array(group, "0", out_full, z.dtype, chunks, zarr_format, dimension_names=z.axes)
                 name = "0"
-        for batch in z.batches():
+        for n, batch in enumerate(batches):
             task = StripTask(absolute(source), options.storage_options, batch, rule, out, name, z.axes)
             try:
-                for _ in runner.map(task, ranges):
+                for _ in strips.counted(runner.map(task, ranges), progress, "strips", len(ranges) * len(batches),
+                                        len(ranges) * n):
                     pass
             finally:
                 task.close()

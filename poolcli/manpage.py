@@ -11,7 +11,7 @@ True
 True
 >>> print(synopsis())
 poolcli max|avg -k N|H,W [OPTIONS] INPUT...
-poolcli pyramid max|avg -o PATH --levels N [OPTIONS] INPUT
+poolcli pyramid max|avg -o PATH [OPTIONS] INPUT
 poolcli explain max|avg -k N|H,W [OPTIONS] MATRIX
 poolcli --version
 """

@@ -31,9 +31,10 @@ from poolcli.formats import stream_byte_limit
 from poolcli.frames import ArrayFrame
 from poolcli.params import DEFAULT_MEMORY_LIMIT, PoolParams
 from poolcli.results import GRID_LIMIT, Result
-from poolcli.strips import LOCAL, StripRunner
+from poolcli.strips import LOCAL, Progress, StripRunner
 
 STDIO = "-"
+AUTO_LEVELS = -1  # ``poolcli pyramid`` without --levels: until a level fits in one tile
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,8 @@ class Options:
     max_frames: int | None = formats.DEFAULT_MAX_FRAMES
     indices_path: str | None = None
     memory_limit: int = DEFAULT_MEMORY_LIMIT  # working memory of one streamed image
-    pyramid_levels: int = 0  # > 0: ``poolcli pyramid`` (level 0 plus this many pooled levels)
+    # > 0: ``poolcli pyramid`` (level 0 plus this many pooled levels); AUTO_LEVELS: until one fits a tile
+    pyramid_levels: int = 0
     background: tuple[int, int, int] | None = None  # flatten alpha onto this RGB colour
     debug: bool = False  # an internal error also prints its traceback
     nodata: str | None = None  # --nodata: a number's text or "none"; None: a GeoTIFF's GDAL_NODATA, else no nodata
@@ -224,11 +226,13 @@ def debug_wanted(options: Options) -> bool:
     return options.debug or os.environ.get("POOLCLI_DEBUG", "") not in ("", "0")
 
 
-def run(job: Job, params: PoolParams, options: Options, runner: StripRunner | None = None) -> Result:
+def run(job: Job, params: PoolParams, options: Options, runner: StripRunner | None = None,
+        progress: Progress | None = None) -> Result:
     """Pool one input and write its outputs; never raises for a bad file.
 
     ``runner`` runs the strips of a giant image written to Zarr (default: here, in order; the
-    executor's, for a cluster): the job itself never starts or reaches a cluster.
+    executor's, for a cluster): the job itself never starts or reaches a cluster.  ``progress``
+    hears how far a giant image or a pyramid is (:data:`poolcli.strips.Progress`).
 
     The user's faults (a bad file, a torch rule, an unwritable output, the system) become a
     one-line reason; anything else is a bug, reported as an internal error (with a traceback
@@ -239,7 +243,7 @@ def run(job: Job, params: PoolParams, options: Options, runner: StripRunner | No
     try:
         _check_folders(job, options)
         next(route for route in ROUTES if route.takes(job, options) and route.run(job, params, options, result,
-                                                                                   runner or LOCAL))
+                                                                                   runner or LOCAL, progress))
     except _USER_ERRORS as error:
         text = error.reason if isinstance(error, storage.StorageFault) and error.url == job.source else str(error)
         result.status, result.error, result.output = "error", _reason(text, error), None
@@ -279,22 +283,24 @@ def _is_remote(location: str) -> bool:
     return storage.is_url(location) and not storage.is_local_url(location)
 
 
-def _pool_pyramid(job: Job, params: PoolParams, options: Options, result: Result, runner: StripRunner) -> bool:
+def _pool_pyramid(job: Job, params: PoolParams, options: Options, result: Result, runner: StripRunner,
+                  progress: Progress | None) -> bool:
     from poolcli import pyramid
 
-    pyramid.run_pyramid(job.source, job.output, params, options, result)
+    pyramid.run_pyramid(job.source, job.output, params, options, result, progress)
     return True
 
 
-def _pool_zarr(job: Job, params: PoolParams, options: Options, result: Result, runner: StripRunner) -> bool:
+def _pool_zarr(job: Job, params: PoolParams, options: Options, result: Result, runner: StripRunner,
+               progress: Progress | None) -> bool:
     from poolcli import giant
 
-    giant.run_zarr(job.source, job.output, params, options, result, runner)
+    giant.run_zarr(job.source, job.output, params, options, result, runner, progress)
     return True
 
 
 def _pool_streamed_tiff(job: Job, params: PoolParams, options: Options, result: Result, runner: StripRunner,
-                        source: str | None = None) -> bool:
+                        progress: Progress | None, source: str | None = None) -> bool:
     """A TIFF that streams (tiled, BigTIFF, OME, planar, larger than the limits), local or read by
     byte ranges; False for one that Pillow's path reads better (its metadata handling)."""
     from poolcli import giant  # giant-image machinery: tifffile, zarr, strips
@@ -303,11 +309,12 @@ def _pool_streamed_tiff(job: Job, params: PoolParams, options: Options, result: 
                                    options.storage_options, output=job.output)
     if info is None:
         return False
-    giant.run_tiff(info, job.output, params, options, result, runner)
+    giant.run_tiff(info, job.output, params, options, result, runner, progress)
     return True
 
 
-def _pool_file(job: Job, params: PoolParams, options: Options, result: Result, runner: StripRunner) -> bool:
+def _pool_file(job: Job, params: PoolParams, options: Options, result: Result, runner: StripRunner,
+               progress: Progress | None) -> bool:
     """A file, a stream or a URL's whole object, by what its bytes are: an array, a streamed
     TIFF, else an image for Pillow (and imagecodecs)."""
     source = _read_source(job.source, options.max_pixels, options.storage_options)
@@ -315,7 +322,7 @@ def _pool_file(job: Job, params: PoolParams, options: Options, result: Result, r
                                  and job.source.lower().endswith(".npy")):
         _run_array(source, job, params, options, result)
     elif not (isinstance(source, str) and formats.is_tiff_path(source)
-              and _pool_streamed_tiff(job, params, options, result, runner, source)):
+              and _pool_streamed_tiff(job, params, options, result, runner, progress, source)):
         _run_image(source, job, params, options, result)
     return True
 
@@ -327,7 +334,7 @@ class Route:
 
     name: str
     takes: Callable[[Job, Options], bool]
-    run: Callable[[Job, PoolParams, Options, Result, StripRunner], bool]
+    run: Callable[[Job, PoolParams, Options, Result, StripRunner, Progress | None], bool]
 
 
 # The one dispatch of inputs, first match first: every format on every store comes through here.

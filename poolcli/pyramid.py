@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from poolcli import paths, storage, strips
-from poolcli.chunked import ChunkedReader
+from poolcli.chunked import ChannelPick
 from poolcli.errors import GiantImageError
 from poolcli.formats import is_tiff_name, is_tiff_path, is_zarr_path, stream_byte_limit
 from poolcli.giant import (
@@ -41,14 +41,23 @@ from poolcli.results import Result
 from poolcli.tiff_io import TILE, TiffInput, TiffLayout, channel_passes, open_tiff, write_tiff
 from poolcli.zarr_io import (
     ZARR_CHUNK,
+    RawChunkWriter,
     ZarrInput,
     create_array,
+    is_compressed,
     ngff_version,
     open_group,
     open_zarr,
     output_chunks,
     zarr_output,
 )
+
+_STRIP_BYTES = 16 << 20
+
+# A pyramid's OME-Zarr chunks, y and x, where the memory limit allows: a quarter of the files of
+# ZARR_CHUNK's (one file costs more than its 256 KiB of uint8: 16,000 files of a 16384² RGB
+# pyramid took most of its time).
+PYRAMID_CHUNK = 2 * ZARR_CHUNK
 
 
 def _pick(reader: Any, picks: list[int]) -> Any:
@@ -63,6 +72,9 @@ def _copy_strips(reader: Any, memory_limit: int, align: int) -> Iterator[tuple[i
     channels, height, width = reader.shape
     per_row = max(1, 4 * channels * width * reader.dtype.itemsize)
     rows = max(1, (memory_limit - strips._RESERVE) // per_row)
+    # ... and no strip over _STRIP_BYTES: larger arrays are the system's fresh pages every time
+    # (glibc maps anything over 32 MiB anew), which cost more to fault in than to fill
+    rows = min(rows, max(align, _STRIP_BYTES // (per_row // 4) // align * align))
     rows = rows // align * align if rows >= align else rows
     for r0 in range(0, height, rows):
         yield r0, min(height, r0 + rows), reader.read(r0, min(height, r0 + rows))
@@ -155,66 +167,83 @@ def _scratch(output: str) -> Iterator[Path]:
         yield Path(folder)
 
 
-def run_pyramid(source: str, output: str, params: PoolParams, options: Any, result: Result) -> None:
-    """``poolcli pyramid``: level 0 (the input) and ``options.pyramid_levels`` levels, each pooled
-    from the one above, strip by strip, into an OME-Zarr (NGFF 0.4) or a pyramidal OME-TIFF."""
+def plan_levels(shape: tuple[int, int, int], params: PoolParams, levels: int) -> list[tuple[int, int, int]]:
+    """The (C, H, W) of level 0 and of ``levels`` pooled levels; ``levels < 1``: automatic, as
+    libvips does, until a level fits in one tile (``TILE`` square), or no further level can be pooled.
+
+    Examples
+    --------
+    >>> [s[1:] for s in plan_levels((3, 1000, 600), PoolParams("max", (2, 2)), 0)]
+    [(1000, 600), (500, 300), (250, 150)]
+    >>> len(plan_levels((1, 200, 200), PoolParams("max", (2, 2)), 0))
+    1
+    """
+    shapes = [shape]
+    automatic = levels < 1
+    while (len(shapes) <= levels) if not automatic else (shapes[-1][1] > TILE or shapes[-1][2] > TILE):
+        try:
+            following = strips.output_shape(shapes[-1], params)
+        except ValueError as error:
+            if automatic:
+                break
+            raise GiantImageError(f"level {len(shapes)} of {levels} cannot be pooled ({error}); "
+                                  f"use --levels {len(shapes) - 1} or a smaller kernel") from None
+        if automatic and following[1] * following[2] * 4 > shapes[-1][1] * shapes[-1][2] * 3:
+            raise GiantImageError(f"level {len(shapes)} is not much smaller than the level above "
+                                  f"({following[1]}x{following[2]} from {shapes[-1][1]}x{shapes[-1][2]}): "
+                                  "give --levels N, or a stride that shrinks each level")
+        shapes.append(following)
+    return shapes
+
+
+def run_pyramid(source: str, output: str, params: PoolParams, options: Any, result: Result,
+                progress: strips.Progress | None = None) -> None:
+    """``poolcli pyramid``: level 0 (the input) and ``options.pyramid_levels`` levels (automatic
+    below 1: :func:`plan_levels`), each pooled from the one above, strip by strip, into an
+    OME-Zarr (NGFF 0.4) or a pyramidal OME-TIFF.  ``progress`` hears of every row of tiles of
+    every level, as it is pooled."""
+    strips.reuse_freed_memory()
     closers: list[Any] = []
     try:
-        _run_pyramid(source, output, params, options, result, closers)
+        _run_pyramid(source, output, params, options, result, closers, progress)
     finally:
         for close in closers:
             close()
 
 
 def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, result: Result,
-                 closers: list[Any]) -> None:
+                 closers: list[Any], progress: strips.Progress | None) -> None:
     kind = check_target(output, None, ("ZARR", "TIFF"), "a pyramid")
     if options.indices_path:
         raise GiantImageError("--return-indices is not available for pyramids")
     reader, rule, has_channel_axis, layout, given = _pyramid_input(source, params, options, result, closers)
     z = given if isinstance(given, ZarrInput) else None
     tiff = given if isinstance(given, TiffInput) else None
-    shapes = [tuple(reader.shape)]
-    for level in range(1, options.pyramid_levels + 1):
-        try:
-            shapes.append(strips.output_shape(shapes[-1], params))
-        except ValueError as error:
-            raise GiantImageError(f"level {level} of {options.pyramid_levels} cannot be pooled ({error}); "
-                             f"use --levels {level - 1} or a smaller kernel") from None
+    shapes = plan_levels(tuple(reader.shape), params, options.pyramid_levels)
+    levels = len(shapes) - 1
     result.input_shape, result.output_shape = shapes[0], shapes[-1]
     result.levels = [list(s) for s in shapes]
     axes = ("c", "y", "x") if has_channel_axis else ("y", "x")
     dtype = np.dtype(reader.dtype)
     limit = options.memory_limit
 
-    def level_arrays(group: Any, zarr_format: int, first: int, compress: bool = True, ome: bool = False) -> list[Any]:
-        arrays = []
-        for n in range(first, len(shapes)):
-            shape = shapes[n] if has_channel_axis else shapes[n][1:]
-            chunks = output_chunks(axes, shape, ome=True)
-            arrays.append(create_array(group, str(n), shape, dtype, chunks, zarr_format, compress=compress,
-                                       dimension_names=axes if ome else None))
+    # Compression as asked (--compression), else as the input has it: an uncompressed input's
+    # pixels are not worth a codec's time (tiles of noise barely shrink).
+    compressed = (layout.compression is not None) if layout is not None else z is not None and is_compressed(z.array)
+
+    # Large chunks where the memory limit holds strips of whole large-chunk rows; else the usual
+    # ones (a strip must never straddle chunk rows it cannot hold: they would wait in memory).
+    row_bytes = 4 * shapes[0][0] * shapes[0][2] * dtype.itemsize  # as _copy_strips counts a row
+    chunk_side = PYRAMID_CHUNK if PYRAMID_CHUNK * row_bytes <= limit - strips._RESERVE else ZARR_CHUNK
+
+    def level_arrays(group: Any, zarr_format: int) -> list[Any]:
+        arrays: list[Any] = []
+        for full in shapes:
+            shape = full if has_channel_axis else full[1:]
+            chunks = output_chunks(axes, shape, ome=True, side=chunk_side)
+            arrays.append(create_array(group, str(len(arrays)), shape, dtype, chunks, zarr_format,
+                                       compress=compressed, level=options.compression, dimension_names=axes))
         return arrays
-
-    def as_reader(array: Any) -> ChunkedReader:
-        shape = tuple(array.shape) if has_channel_axis else (1, *array.shape)
-        index = (lambda channels, rows: (channels, rows, slice(None))) if has_channel_axis \
-            else (lambda channels, rows: (rows, slice(None)))
-        return ChunkedReader(array, index, shape, channels_last=False,
-                                   band_rows=int(array.chunks[-2 if has_channel_axis else 0]))
-
-    def store(array: Any, pieces: Iterator[tuple[int, int, np.ndarray]]) -> None:
-        for o0, o1, rows in pieces:
-            if has_channel_axis:
-                array[:, o0:o1] = rows
-            else:
-                array[o0:o1] = rows[0]
-
-    def pool_levels(arrays: list[Any], previous: Any) -> None:
-        """Level n from level n-1, already written: streaming all the way down."""
-        for array in arrays:
-            store(array, strips.iter_strips(previous, rule, limit, align=ZARR_CHUNK))
-            previous = as_reader(array)
 
     if kind == "ZARR":
         version = ngff_version(getattr(options, "ngff", None))
@@ -225,37 +254,227 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
         with zarr_output(output, options.storage_options) as out, storage.translated(output):
             group = open_group(out.store(), zarr_format)
             group.attrs.update(attributes)
-            arrays = level_arrays(group, zarr_format, 0, ome=True)
-            store(arrays[0], _copy_strips(reader, limit, ZARR_CHUNK))
-            pool_levels(arrays[1:], as_reader(arrays[0]))
+            local = None if out.held is not None else out.location
+            sinks = [_ChunkRows(array, has_channel_axis, RawChunkWriter.of(array, local) if local else None)
+                     for array in level_arrays(group, zarr_format)]
+            cascade = _Cascade(shapes, dtype, rule, sinks, progress)
+            try:
+                for _, _, rows in _copy_strips(reader, limit, chunk_side):
+                    cascade.feed(0, rows)
+                cascade.finish()
+            except BaseException:
+                cascade.abandon()  # no chunk file written after the temporary store is removed
+                raise
         result.notes.append(f"written as an OME-Zarr image (NGFF {version}, Zarr v{zarr_format}), levels "
                             + " → ".join(str(tuple(s)) for s in shapes))
         return
 
+    channels = shapes[0][0]
     if layout is None:  # arrays into a TIFF: planes, as OME-TIFF's CYX
-        channels = shapes[0][0]
-        layout = TiffLayout(channels > 1, "minisblack", (), "zlib")
-    pages = shapes[0][0] if layout.planar and shapes[0][0] > 1 else 1
+        layout = TiffLayout(channels > 1, "minisblack", (), "zlib" if compressed else None)
+    layout = layout.compressed(options.compression)
+    pages = channels if layout.planar and channels > 1 else 1
     description = ome_description(tiff, None, shapes[0], pages, result.notes) if tiff is not None else None
     geo = tiff.geo if tiff is not None and description is None else None
     # A GeoTIFF's levels are reduced-resolution pages, GDAL's overviews; others go in SubIFDs (OME).
-    subifds = 0 if geo is not None else options.pyramid_levels
+    subifds = 0 if geo is not None else levels
     georeferences = [geo_output(level, rule, pooled=False) for level in geo.levels(params, len(shapes))
                      ] if geo is not None else []
     with _scratch(output) as scratch:
-        group = open_group(scratch / "levels.zarr", 2)
-        arrays = level_arrays(group, 2, 1, compress=False)  # scratch, read back once into the TIFF
-        pool_levels(arrays, reader)
-        channels = shapes[0][0]
+        # Levels below 0 go to raw scratch files as they are pooled, read back once into the TIFF
+        # after level 0 (a TIFF is written level after level).
+        scratch_levels = [_RawLevel(scratch / f"level{n}.raw", shapes[n], dtype) for n in range(1, len(shapes))]
+        cascade = _Cascade(shapes, dtype, rule, [_Discard(), *scratch_levels], progress)
+        pass_picks = channel_passes(layout, channels)
+
+        def level0() -> list[Iterator[tuple[int, int, np.ndarray]]]:
+            if len(pass_picks) == 1:  # one pass over the input: level 0 written as the levels are pooled
+                return [cascade.tap(_copy_strips(reader, limit, TILE))]
+            for _, _, rows in _copy_strips(reader, limit, TILE):  # planes: the levels first, then plane by plane
+                cascade.feed(0, rows)
+            cascade.finish()
+            return passes(reader)
 
         def passes(level_reader: Any) -> list[Iterator[tuple[int, int, np.ndarray]]]:
             return [_copy_strips(level_reader if picks is None else _pick(level_reader, picks), limit, TILE)
-                    for picks in channel_passes(layout, channels)]
+                    for picks in pass_picks]
 
-        levels = [(shapes[n], passes(as_reader(arrays[n - 1]))) for n in range(1, len(shapes))]
-        write_file(output, lambda path: write_tiff(
-            path, shapes[0], dtype, layout, passes(reader), levels=levels, subifds=subifds, ome=geo is None,
-            description=description, geo=georeferences), options.storage_options)
+        below = [(shapes[n], _later(lambda n=n: passes(scratch_levels[n - 1]))) for n in range(1, len(shapes))]
+        try:
+            write_file(output, lambda path: write_tiff(
+                path, shapes[0], dtype, layout, level0(), levels=below, subifds=subifds, ome=geo is None,
+                description=description, geo=georeferences), options.storage_options)
+        finally:
+            cascade.abandon()  # (after finish: nothing left open; after a failure: the scratch files closed)
     what = "GeoTIFF (BigTIFF, levels as overviews)" if geo is not None else "OME-TIFF (BigTIFF, SubIFDs)"
     result.notes.append(f"written as a pyramidal tiled {what}, levels " + " → ".join(str(tuple(s)) for s in shapes))
 
+
+def _later(make: Any) -> Iterator[Iterator[tuple[int, int, np.ndarray]]]:
+    """The passes of a level, made only when the writer reaches it (its scratch file is whole by then)."""
+    yield from make()
+
+
+class _Rows:
+    """Rows ``[top, bottom)`` of one level, held while the level below still needs them: a reader
+    (:class:`poolcli.strips.Reader`) of the level for :func:`poolcli.strips.pool_output_rows`."""
+
+    def __init__(self, shape: tuple[int, int, int], dtype: np.dtype):
+        self.shape, self.dtype = shape, dtype
+        self.top = 0
+        self.data = np.empty((shape[0], 0, shape[2]), dtype=dtype)
+
+    @property
+    def bottom(self) -> int:
+        return self.top + self.data.shape[1]
+
+    def append(self, rows: np.ndarray) -> None:
+        self.data = rows if not self.data.shape[1] else np.concatenate([self.data, rows], axis=1)
+
+    def drop(self, before: int) -> None:
+        """Forget the rows above ``before``."""
+        cut = min(max(before - self.top, 0), self.data.shape[1])
+        self.data, self.top = self.data[:, cut:], self.top + cut
+
+    def read(self, top: int, bottom: int) -> np.ndarray:
+        assert self.top <= top and bottom <= self.bottom, (top, bottom, self.top, self.bottom)
+        return self.data[:, top - self.top: bottom - self.top]
+
+
+class _Cascade:
+    """Every level pooled while the rows of the level above arrive, in one pass over the input:
+    as soon as the windows of some rows of level n+1 are complete, those rows are pooled (from the
+    rows of level n held in a :class:`_Rows`) and handed to ``sinks[n + 1]`` (``sinks[0]`` takes
+    level 0).  Memory: a strip of each level and the halo rows the next strip needs again.
+    ``progress`` hears ("level N", rows of tiles done, rows of tiles in all) of each level."""
+
+    def __init__(self, shapes: list[tuple[int, int, int]], dtype: np.dtype, rule: strips.Rule, sinks: list[Any],
+                 progress: strips.Progress | None = None):
+        self.shapes, self.rule, self.sinks, self.progress = shapes, rule, sinks, progress
+        self.held = [_Rows(shape, dtype) for shape in shapes[:-1]]
+        self.done = [0] * len(shapes)
+
+    def feed(self, n: int, rows: np.ndarray) -> None:
+        """The next rows of level ``n``, in order."""
+        self.sinks[n].write(self.done[n], self.done[n] + rows.shape[1], rows)
+        before = -(-self.done[n] // TILE)
+        self.done[n] += rows.shape[1]
+        if self.progress is not None and -(-self.done[n] // TILE) > before:
+            self.progress(f"level {n}", -(-self.done[n] // TILE), -(-self.shapes[n][1] // TILE))
+        if n + 1 == len(self.shapes):
+            return
+        held = self.held[n]
+        held.append(rows)
+        params, height = self.rule.params, self.shapes[n][1]
+        out_height = self.shapes[n + 1][1]
+        o0 = self.done[n + 1]
+        if held.bottom >= height:
+            o1 = out_height
+        else:  # the last output row whose window ends within the rows held
+            (sh, _), (ph, _), dh = params.effective_stride, params.padding, params.effective_dilation[0]
+            o1 = min(out_height, (held.bottom + ph - dh * (params.kernel[0] - 1) - 1) // sh + 1)
+        if o1 <= o0:
+            return
+        pooled = strips.pool_output_rows(held, self.rule, o0, o1)
+        held.drop(strips.input_rows(params, height, o1, o1 + 1)[0] if o1 < out_height else held.bottom)
+        self.feed(n + 1, pooled)
+
+    def tap(self, pieces: Iterator[tuple[int, int, np.ndarray]]) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Level 0's strips, passed on (to the writer of level 0) and fed to the levels below."""
+        for o0, o1, rows in pieces:
+            self.feed(0, rows)
+            yield o0, o1, rows
+        self.finish()
+
+    def finish(self) -> None:
+        for sink in self.sinks:
+            sink.close()
+
+    def abandon(self) -> None:
+        """After a failure: wait for writes under way, and keep quiet about them."""
+        for sink in self.sinks:
+            with contextlib.suppress(Exception):
+                sink.abandon()
+
+
+class _Discard:
+    """Level 0 of a TIFF: written by the TIFF writer itself (see :meth:`_Cascade.tap`)."""
+
+    def write(self, o0: int, o1: int, rows: np.ndarray) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def abandon(self) -> None:
+        pass
+
+
+class _ChunkRows:
+    """One level of a Zarr output, written in whole chunk rows (no chunk is written twice): rows
+    wait here until a chunk row is complete, or the level is."""
+
+    def __init__(self, array: Any, has_channel_axis: bool, fast: RawChunkWriter | None = None):
+        self.array, self.planes, self.fast = array, has_channel_axis, fast
+        self.rows = int(array.chunks[-2])
+        self.pending: list[np.ndarray] = []
+        self.top = self.count = 0
+
+    def write(self, o0: int, o1: int, rows: np.ndarray) -> None:
+        self.pending.append(rows)
+        self.count += rows.shape[1]
+        if self.count >= self.rows:
+            self._flush(self.count // self.rows * self.rows)
+
+    def _flush(self, count: int) -> None:
+        data = self.pending[0] if len(self.pending) == 1 else np.concatenate(self.pending, axis=1)
+        top, self.top = self.top, self.top + count
+        if self.fast is not None:
+            self.fast.write(top, data[:, :count] if self.planes else data[0, :count])
+        elif self.planes:
+            self.array[:, top:top + count] = data[:, :count]
+        else:
+            self.array[top:top + count] = data[0, :count]
+        rest = data[:, count:]
+        self.pending, self.count = ([rest] if rest.shape[1] else []), rest.shape[1]
+
+    def close(self) -> None:
+        if self.count:
+            self._flush(self.count)
+        if self.fast is not None:
+            self.fast.wait()
+
+    def abandon(self) -> None:
+        if self.fast is not None:
+            self.fast.wait()
+
+
+class _RawLevel:
+    """One level in a raw scratch file, row after row (H, W, C as a TIFF interleaves them): written
+    as it is pooled, read back by rows (:class:`poolcli.strips.Reader`) into the TIFF; plain file
+    reads, so the pages read are the system's cache, not this process's memory."""
+
+    def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype):
+        self.path, self.shape, self.dtype = path, shape, np.dtype(dtype)
+        self.channels_last = True
+        self.handle: Any = open(path, "wb")  # noqa: SIM115 (closed by close(), after the last rows)
+
+    def write(self, o0: int, o1: int, rows: np.ndarray) -> None:
+        np.ascontiguousarray(rows.transpose(1, 2, 0)).tofile(self.handle)
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
+    abandon = close
+
+    def read(self, top: int, bottom: int) -> np.ndarray:
+        channels, _, width = self.shape
+        with open(self.path, "rb") as handle:
+            handle.seek(top * width * channels * self.dtype.itemsize)
+            data = np.fromfile(handle, self.dtype, (bottom - top) * width * channels)
+        return data.reshape(bottom - top, width, channels).transpose(2, 0, 1)
+
+    def channels(self, picks: list[int]) -> ChannelPick:
+        return ChannelPick(self, picks)  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 import numpy as np
 from rich.console import Console, Group
@@ -21,7 +21,7 @@ from poolcli.explain.model import format_number, labelled_planes
 from poolcli.params import PoolParams, format_pair
 from poolcli.results import Result, json_line, printable
 
-__all__ = ["Result", "json_line", "make_console", "progress", "render"]
+__all__ = ["Result", "json_line", "make_console", "progress", "render", "work_progress"]
 
 # At most this many planes (channels x batch) are drawn as grids.
 GRID_PLANES = 4
@@ -229,3 +229,23 @@ def progress(console: Console, total: int, done: int) -> Iterator[Callable[[], N
 
         yield advance
 
+
+
+@contextlib.contextmanager
+def work_progress(console: Console, what: str) -> Iterator[Callable[[str, int, int], None]]:
+    """Progress bars of one long job (a giant image's strips, a pyramid's rows of tiles per
+    level): yields the :data:`poolcli.strips.Progress` callback, which adds a bar for each new
+    task it hears of."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn(f"{what} {{task.description}}"), BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def step(task: str, done: int, total: int) -> None:
+            if task not in tasks:
+                tasks[task] = bar.add_task(task, total=total)
+            bar.update(tasks[task], completed=done, total=total)
+
+        yield step

@@ -15,7 +15,7 @@ time; tifffile (this module and ``zarr_io`` alone) inside the functions that rea
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -409,6 +409,7 @@ class TiffLayout:
     photometric: str | int = "minisblack"
     extrasamples: tuple[int, ...] = ()
     compression: str | None = "zlib"
+    level: int | None = None  # the codec's level (--compression); None: its default
 
     @classmethod
     def like(cls, source: TiffInput) -> TiffLayout:
@@ -426,9 +427,25 @@ class TiffLayout:
         planar = source.planar and not rgb and source.geo is None
         return cls(planar, photometric, source.extrasamples, compression)
 
+    def compressed(self, level: int | None) -> TiffLayout:
+        """This layout with ``--compression`` applied: ``None`` keeps it, 0 stores the tiles,
+        1-9 deflates them at that level.
+
+        Examples
+        --------
+        >>> layout = TiffLayout(compression="lzw")
+        >>> layout.compressed(None).compression, layout.compressed(0).compression, layout.compressed(6).level
+        ('lzw', None, 6)
+        """
+        if level is None:
+            return self
+        return replace(self, compression="zlib" if level else None, level=level or None)
+
     def write_args(self, shape: tuple[int, int, int], dtype: np.dtype) -> dict[str, Any]:
         channels, height, width = shape
         args: dict[str, Any] = dict(dtype=dtype, tile=(TILE, TILE), compression=self.compression)
+        if self.compression and self.level is not None:
+            args["compressionargs"] = {"level": self.level}
         if self.planar and channels > 1:  # one page of one sample per channel
             return dict(args, shape=shape, photometric="minisblack")
         args.update(shape=(height, width, channels) if channels > 1 else (height, width),

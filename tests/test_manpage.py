@@ -21,7 +21,7 @@ def test_the_synopsis_has_every_command_with_its_required_options():
     lines = [line for line in section("SYNOPSIS").splitlines() if line.startswith("poolcli")]
     assert lines == [
         "poolcli max|avg -k N|H,W [OPTIONS] INPUT...",
-        "poolcli pyramid max|avg -o PATH --levels N [OPTIONS] INPUT",
+        "poolcli pyramid max|avg -o PATH [OPTIONS] INPUT",
         "poolcli explain max|avg -k N|H,W [OPTIONS] MATRIX",
         "poolcli --version",
     ]

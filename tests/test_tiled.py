@@ -209,6 +209,33 @@ def test_pyramid_ome_tiff_has_subifds_readable_by_tifffile(tmp_path, rng):
             level = engine.max_pool2d(level, 2)
 
 
+@pytest.mark.parametrize("output", ["levels.ome.zarr", "levels.tif"])
+@pytest.mark.parametrize("params", [MAXD, PoolParams("max", (3, 3), (2, 2), (1, 1), ceil_mode=True)],
+                         ids=["dilated-stride-1-2", "k3-s2-p1-ceil"])
+def test_every_level_is_pooled_from_the_one_above_in_one_pass(tmp_path, rng, params, output):
+    """The levels are pooled while level 0 streams (a strip of a few rows at a time here, so that
+    every level's windows straddle strips and chunk rows): each equals the oracle's pooling of
+    the level above, whatever the halo, stride and ceil overhang."""
+    from tests import oracle
+
+    data = rng.integers(-30000, 30000, (2, 300, 260), dtype=np.int16)
+    source = tmp_path / "planes.npy"
+    np.save(source, data)
+    result = run(source, tmp_path / output, params, pyramid_levels=2)
+    assert result.status == "ok", result.error
+    if output.endswith(".zarr"):
+        group = zarr.open_group(str(tmp_path / output), mode="r")
+        levels = [group[str(n)][...] for n in range(3)]
+    else:
+        with tifffile.TiffFile(tmp_path / output) as tif:
+            levels = [level.asarray() for level in tif.series[0].levels]
+    expected = data
+    for n in range(3):
+        assert np.array_equal(levels[n], expected), n
+        expected = oracle.max_pool2d_ref(expected[None], params.kernel, params.effective_stride, params.padding,
+                                         params.dilation, params.ceil_mode)[0][0]
+
+
 def test_pyramid_levels_that_do_not_fit_are_refused(tmp_path):
     source = tmp_path / "m.npy"
     np.save(source, np.zeros((8, 8), np.float32))
@@ -341,3 +368,40 @@ def test_without_tifffiles_private_segment_decoder_the_public_path_gives_the_sam
     for name in ("fast.tif", "slow.tif"):
         got = tifffile.imread(tmp_path / name)
         assert np.array_equal(got.transpose(2, 0, 1) if got.ndim == 3 and got.shape[-1] == 3 else got, expected)
+
+
+@pytest.mark.parametrize("command", ["max", "pyramid"])
+def test_a_tiny_memory_limit_decodes_each_tile_once_as_the_default_does(tmp_path, rng, monkeypatch, command):
+    """The --memory-limit cliff (issue 17: 100x slower below one band of tiles) is gone: with
+    strips of a row or two, each input tile is still decoded exactly once, as with the default
+    limit.  Measured as work done (segments decoded), not as time."""
+    from poolcli import tiff_io
+    from poolcli.params import DEFAULT_MEMORY_LIMIT
+
+    data = rng.integers(0, 256, (512, 384, 3), dtype=np.uint8)
+    source = tmp_path / "tiles.tif"
+    tifffile.imwrite(source, data, photometric="rgb", tile=(32, 32))  # 16 x 12 = 192 tiles
+    decoded: list[int] = []
+    plain_init = tiff_io.TiffPageReader.__init__
+
+    def counting_init(self, *args, **kwargs):
+        plain_init(self, *args, **kwargs)
+        decode = self.decode
+
+        def counted(data, index, **options):
+            decoded.append(index)
+            return decode(data, index, **options)
+
+        self.decode = counted
+
+    monkeypatch.setattr(tiff_io.TiffPageReader, "__init__", counting_init)
+    work = {}
+    for limit in (DEFAULT_MEMORY_LIMIT, strips._RESERVE + 40_000):  # the small one: strips of ~3 input rows
+        decoded.clear()
+        extra = {"pyramid_levels": 2} if command == "pyramid" else {}
+        out = tmp_path / f"out-{limit}.{'ome.zarr' if command == 'pyramid' else 'tif'}"
+        result = run(source, out, MAX2, memory_limit=limit, **extra)
+        assert result.status == "ok", result.error
+        work[limit] = sorted(decoded)
+    assert work[DEFAULT_MEMORY_LIMIT] == list(range(192))
+    assert work[strips._RESERVE + 40_000] == list(range(192))
