@@ -60,16 +60,24 @@ def idat_spans(source: str | bytes, plain: bool = True) -> list[tuple[int, int]]
         return _spans(handle, plain)
 
 
-def _spans(handle: BinaryIO, plain: bool = True) -> list[tuple[int, int]] | None:
+def _chunks(handle: BinaryIO) -> Iterator[tuple[bytes, int, int, int]]:
+    """The chunks after the signature, in file order: (kind, data offset, declared length, file
+    size), until the file ends (a chunk header cut short ends the walk)."""
     size = handle.seek(0, io.SEEK_END)
     handle.seek(len(SIGNATURE))
-    spans: list[tuple[int, int]] = []
     while True:
         head = handle.read(8)
         if len(head) < 8:
-            return None
+            return
         length, kind = struct.unpack(">I4s", head)
         start = handle.tell()
+        yield kind, start, length, size
+        handle.seek(start + length + 4)
+
+
+def _spans(handle: BinaryIO, plain: bool = True) -> list[tuple[int, int]] | None:
+    spans: list[tuple[int, int]] = []
+    for kind, start, length, size in _chunks(handle):
         if start + length + 4 > size or (plain and kind in (b"acTL", b"PLTE", b"tRNS")):
             return None
         if kind == b"IDAT":
@@ -78,7 +86,7 @@ def _spans(handle: BinaryIO, plain: bool = True) -> list[tuple[int, int]] | None
             return spans or None
         elif spans:  # a chunk after the image data (text, EXIF): Pillow reads those
             return None
-        handle.seek(length + 4, io.SEEK_CUR)
+    return None
 
 
 class Inflater:
@@ -271,22 +279,15 @@ def verify(source: str | bytes) -> None:
 def _all_idat_spans(handle: BinaryIO) -> list[tuple[int, int]]:
     """(offset, length) of every IDAT chunk's data up to IEND or the end of the file: the image
     data is their concatenation, wherever they are (a chunk cut short keeps what is there)."""
-    size = handle.seek(0, io.SEEK_END)
-    handle.seek(len(SIGNATURE))
     spans: list[tuple[int, int]] = []
-    while True:
-        head = handle.read(8)
-        if len(head) < 8:
-            return spans
-        length, kind = struct.unpack(">I4s", head)
-        start = handle.tell()
+    for kind, start, length, size in _chunks(handle):
         if kind == b"IDAT":
             spans.append((start, max(0, min(length, size - start))))
         elif kind == b"IEND":
             return spans
         if start + length + 4 > size:
             return spans
-        handle.seek(length + 4, io.SEEK_CUR)
+    return spans
 
 
 # Inflaters started by prefetch(), by the file's (device, inode): any spelling of its path finds it.
