@@ -333,7 +333,6 @@ def run_tiff(info: TiffInput, output: str, params: PoolParams, options: Any, res
     """Pool a streamed TIFF into a tiled BigTIFF (or .zarr / .npy), strip by strip; into a TIFF,
     the strips run on ``runner`` (here, or on a cluster's workers, then written here in order).
     ``progress`` hears of every strip done."""
-    strips.reuse_freed_memory()
     try:
         channels = info.shape[0]
         result.description, result.dtype = info.describe(), str(info.dtype)
@@ -453,11 +452,10 @@ def run_zarr(source: str, output: str, params: PoolParams, options: Any, result:
     """Pool every image of a Zarr array (torch's semantics), strip by strip, into .zarr or .npy.
 
     The input and a Zarr output may be local or on any fsspec store.  Into Zarr, the strips are
-    :class:`poolcli.StripTask` s run by ``runner`` (here, or on a Dask cluster's workers,
+    :class:`StripTask` s run by ``runner`` (here, or on a Dask cluster's workers,
     each writing its own chunk rows); into .npy, they are computed here and written in order.
     ``progress`` hears of every strip done.
     """
-    strips.reuse_freed_memory()
     z = open_zarr(source, options.storage_options)
     result.description, result.dtype = z.describe(), str(z.dtype)
     result.full_input_shape, result.input_shape = z.full_shape, z.image_shape

@@ -324,8 +324,8 @@ def upload(local: str, url: str, storage_options: str | None = None) -> None:
             paths.write_all([(local_path(url), lambda sink: shutil.copyfileobj(handle, sink))])
         return
     fs, path = filesystem(url, storage_options)
-    # s3fs sends 10 parts of 50 MiB at once by default (500 MiB in flight): 16 MiB at most instead
-    upload_args = {"chunksize": UPLOAD_PART, "max_concurrency": 2} if is_s3(fs) else {}
+    # s3fs sends 10 parts of 50 MiB at once by default (500 MiB in flight): one part of 8 MiB instead
+    upload_args = {"chunksize": UPLOAD_PART, "max_concurrency": 1} if is_s3(fs) else {}
     with translated(url):
         fs.put_file(local, path, **upload_args)
 
