@@ -763,6 +763,8 @@ def main() -> None:
     """Console-script entry point: the stop signals stay handled until the process has exited."""
     if not sys.warnoptions:  # a library's warning is not poolcli's one line per failure (-W still shows them)
         warnings.simplefilter("ignore")
+        # ... nor one whose library puts its own filter first (numcodecs' crc32c notice, "once")
+        warnings.showwarning = lambda *args, **kwargs: None
     with stop_signals_handled(restore=False):
         try:
             cli.main(prog_name="poolcli")
