@@ -73,9 +73,10 @@ Click).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Protocol, TypeAlias, overload
@@ -570,7 +571,32 @@ def get_num_threads() -> int:
     >>> get_num_threads() >= 1
     True
     """
+    limit = getattr(_thread_limit, "value", None)
+    if limit is not None:
+        return limit
     return _num_threads if _num_threads is not None else available_cpus()
+
+
+_thread_limit = threading.local()  # limited_threads(): a limit for the calls of one thread only
+
+
+@contextlib.contextmanager
+def limited_threads(n: int) -> Iterator[None]:
+    """At most ``n`` pooling threads for the calls made by this thread inside the block (a small
+    image is pooled faster on one thread than handed off); other threads keep their count.
+
+    Examples
+    --------
+    >>> with limited_threads(1):
+    ...     get_num_threads()
+    1
+    """
+    previous = getattr(_thread_limit, "value", None)
+    _thread_limit.value = max(1, min(n, get_num_threads()))
+    try:
+        yield
+    finally:
+        _thread_limit.value = previous
 
 
 def set_num_threads(n: int | None) -> None:

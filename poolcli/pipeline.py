@@ -13,7 +13,6 @@ import math
 import os
 import stat
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -415,30 +414,17 @@ def _run_image(source: bytes | str, job: Job, params: PoolParams, options: Optio
 # 1.0 ms of pooling on one thread, 1.3-1.5 ms of CPU on two; measured), and a folder run has
 # its own parallelism (-j).
 SMALL_IMAGE_BYTES = 8 << 20
-_threads_lock = threading.Lock()
-_single_threaded = [0, 1]  # [small images being pooled, the engine's thread count to restore after them]
 
 
 @contextlib.contextmanager
 def _engine_threads(picture: images.Picture) -> Iterator[None]:
-    """One engine thread while a small picture is pooled (:data:`SMALL_IMAGE_BYTES`); the
-    thread count before it comes back when the last small picture pooled at the same time ends."""
+    """One engine thread while a small picture is pooled (:data:`SMALL_IMAGE_BYTES`)."""
     frame = picture.frames[0]
     if math.prod(frame.shape) * frame.dtype.itemsize * len(picture.frames) > SMALL_IMAGE_BYTES:
         yield
         return
-    with _threads_lock:
-        if _single_threaded[0] == 0:
-            _single_threaded[1] = engine.get_num_threads()
-            engine.set_num_threads(1)
-        _single_threaded[0] += 1
-    try:
+    with engine.limited_threads(1):
         yield
-    finally:
-        with _threads_lock:
-            _single_threaded[0] -= 1
-            if _single_threaded[0] == 0:
-                engine.set_num_threads(_single_threaded[1])
 
 
 def _pool_picture(picture: images.Picture, job: Job, params: PoolParams, options: Options, result: Result) -> None:
