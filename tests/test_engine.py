@@ -621,6 +621,28 @@ def test_interleaved_pixels_match_oracle(k, s, h, w, c, dtype, seed, rows, block
                      max_pool2d_ref(x4, (k, k), (s, s), (p, p), (1, 1), False)[0][0])
 
 
+@pytest.mark.parametrize("c", [1, 2, 3, 4])
+@pytest.mark.parametrize(("k", "s"), [((2, 2), (2, 2)), ((3, 3), (2, 2)), ((2, 2), (3, 3)), ((1, 5), (1, 4)),
+                                      ((1, 257), (1, 2))])
+@pytest.mark.parametrize("fill", ["max", "random"])
+def test_strided_columns_of_pixels_match_oracle(c, k, s, fill):
+    """Strided column windows of 8-bit pixels, by every column method: whole pixels added as one
+    integer (RGBX, gray+alpha) never carry from one channel into the next, even at the largest
+    sum the accumulator holds (255 * 257 = 65535); windows at every column then picked; channel
+    by channel."""
+    rng = np.random.default_rng(c)
+    width = 2 * k[1] + 5
+    hwc = np.full((9, width, c), 255, np.uint8) if fill == "max" else rng.integers(0, 256, (9, width, c), np.uint8)
+    x = hwc.transpose(2, 0, 1)
+    x4 = x[None]
+    for op, rounded in (("avg", False), ("avg_rounded", True)):
+        for channels_last in (False, True):
+            assert_bit_equal(engine.pool_rows(op, x, channels_last=channels_last, kernel_size=k, stride=s),
+                             avg_pool2d_ref(x4, k, s, (0, 0), False, True, None, rounded=rounded)[0])
+    assert_bit_equal(engine.pool_rows("max", x, channels_last=True, kernel_size=k, stride=s),
+                     max_pool2d_ref(x4, k, s, (0, 0), (1, 1), False)[0][0])
+
+
 @pytest.mark.parametrize("divisor", [1, 3, 5, 6, 7, 9, 12, 25, 49, 255, 257, 1000, 65535])
 def test_integer_division_is_exact_for_every_8bit_window_sum(divisor):
     """Unsigned sums divided by NumPy's integer division by a scalar equal the exact formulas
