@@ -482,13 +482,23 @@ def execute(jobs: list[Job] | JobStream, params: PoolParams, options: Options, e
     try:
         bar = report.progress(console, len(jobs), len(jobs) - len(todo)) if show_bar and report else None
         with bar or contextlib.nullcontext(lambda: None) as advance, folder_run or contextlib.nullcontext():
-            def report_held() -> None:
-                failed = folder_run.commit() if folder_run is not None else {}
-                for result in held:
+            def report_results(results: list[Result], failed: dict[int, str]) -> None:
+                for result in results:
                     if id(result) in failed:
                         result.status, result.error, result.output = "error", failed[id(result)], None
                     on_result(result)
                     advance()
+
+            def report_held(wait: bool = False) -> None:
+                """Commit what is held and report what is committed (all of it with ``wait``): the
+                commits run behind the work (FolderRun.start_commit), results stay in order."""
+                if folder_run is None:
+                    report_results(held[:], {})
+                else:
+                    if held:
+                        folder_run.start_commit(held[:])
+                    for results, failed in folder_run.finished_commits(wait):
+                        report_results(results, failed)
                 held.clear()
 
             def finished(result: Result) -> None:
@@ -498,6 +508,9 @@ def execute(jobs: list[Job] | JobStream, params: PoolParams, options: Options, e
                     result.staged = []
                 if folder_run is None or not folder_run.pending or folder_run.due():
                     report_held()
+                else:  # what earlier commits put in place is reported as soon as they finish
+                    for results, failed in folder_run.finished_commits():
+                        report_results(results, failed)
 
             try:
                 if single:
@@ -509,7 +522,7 @@ def execute(jobs: list[Job] | JobStream, params: PoolParams, options: Options, e
                 else:
                     executor.run(todo, params, options, finished, skip_existing=skip_existing)
             finally:  # interrupted too: the outputs written so far are whole, and go into place
-                report_held()
+                report_held(wait=True)
     except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM or SIGHUP (exits.Interrupted)
         interrupt = stop
         paths.remove_temp_files(local_outputs(jobs if not isinstance(jobs, JobStream) else [], options))

@@ -162,6 +162,29 @@ def test_a_failed_rename_in_a_group_fails_that_file_only(tmp_path):
     assert [p.name for p in out.iterdir() if p.name.endswith(".part")] == []
 
 
+def test_commits_started_behind_the_work_finish_in_order(tmp_path):
+    """start_commit puts a group into place on a thread while the caller goes on; the outcomes
+    come back in the order the commits were started, a failed rename as that token's reason,
+    and the run's end waits for every commit."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "b.bin").mkdir()
+    outcomes = []
+    with paths.FolderRun() as run:
+        tokens = {}
+        for name in ("a.bin", "b.bin", "c.bin", "d.bin"):
+            paths.write_all([(str(out / name), lambda handle, n=name: handle.write(n.encode()))])
+            tokens[name] = object()
+            run.add(paths.take_staged(), tokens[name])
+            run.start_commit(name)
+        outcomes += run.finished_commits(wait=True)
+        run.start_commit("nothing waiting")
+    assert [payload for payload, _ in outcomes] == ["a.bin", "b.bin", "c.bin", "d.bin"]
+    assert [list(failed) for _, failed in outcomes] == [[], [id(tokens["b.bin"])], [], []]
+    assert [(out / name).read_bytes() for name in ("a.bin", "c.bin", "d.bin")] == [b"a.bin", b"c.bin", b"d.bin"]
+    assert [p.name for p in out.iterdir() if p.name.endswith(".part")] == []
+
+
 def test_outputs_written_outside_a_folder_run_are_in_place_at_once(tmp_path):
     paths.write_all([(str(tmp_path / "one.bin"), lambda handle: handle.write(b"1"))])
     assert (tmp_path / "one.bin").read_bytes() == b"1" and paths.take_staged() == []
