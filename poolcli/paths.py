@@ -646,7 +646,7 @@ class FolderRun:
     def __exit__(self, *exc: object) -> None:
         global _deferred_folders, _staging
         for committer, _ in self._started:  # the commits under way finish (their renames are whole)
-            committer.join()
+            committer.wait()
         _deferred_folders, _staging = self._outer
         for group, _ in self.pending:  # not committed (an error on the way here): nothing appears
             discard(group)
@@ -685,10 +685,14 @@ class FolderRun:
         has to write, other programs' too: 2 to 400 ms measured on a shared machine), not on
         the CPU.  Commits run one at a time, in the order started; :meth:`finished_commits`
         gives back each one's ``payload`` with its failures."""
+        first = bool(self.pending) and not self.committed
         pending, self.pending = self.pending, []
         self.committed = self.committed or bool(pending)
         committer = _Committer(pending, self._started[-1][0] if self._started else None)
-        committer.start()
+        if first:  # the first output goes into place at once, as with commit(): the run is seen to start
+            committer.run()
+        else:
+            committer.start()
         self._started.append((committer, payload))
 
     def finished_commits(self, wait: bool = False) -> list[tuple[Any, dict[int, str]]]:
@@ -697,7 +701,7 @@ class FolderRun:
         finished = []
         while self._started and (wait or not self._started[0][0].is_alive()):
             committer, payload = self._started.popleft()
-            committer.join()
+            committer.wait()
             if committer.error is not None:
                 raise committer.error
             finished.append((payload, committer.failed))
@@ -714,9 +718,14 @@ class _Committer(threading.Thread):
         self.failed: dict[int, str] = {}
         self.error: BaseException | None = None
 
+    def wait(self) -> None:
+        """Until the commit is done (at once for one run in the caller's thread)."""
+        if self.ident is not None:
+            self.join()
+
     def run(self) -> None:
         if self.after is not None:
-            self.after.join()
+            self.after.wait()
             self.after = None  # no chain of every commit of the run kept alive
         try:
             self.failed = _commit(self.pending)
