@@ -27,8 +27,7 @@ from poolcli.errors import PoolcliError as PoolcliError
 from poolcli.errors import PoolError as PoolError
 from poolcli.errors import PoolingError as PoolingError
 from poolcli.errors import PoolingTypeError as PoolingTypeError
-
-__version__ = "0.1.0"
+from poolcli.version import __version__ as __version__
 
 if TYPE_CHECKING:  # the real signatures for type checkers; at run time __getattr__ loads them on first use
     from poolcli.api import avg_pool2d as avg_pool2d

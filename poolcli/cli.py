@@ -20,9 +20,10 @@ from typing import Any, BinaryIO, NoReturn
 
 import click
 
-from poolcli import __version__, formats
+from poolcli import formats
 from poolcli.exits import ExitCode, exit_code, exit_quickly, internal_error, stop_message, stop_signals_handled
 from poolcli.params import DEFAULT_MEMORY_LIMIT, Pair, PoolParams, format_pair, parse_size
+from poolcli.version import __version__
 
 INT32_MAX = 2**31 - 1
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # torch takes divisor_override as an int64

@@ -97,6 +97,7 @@ __all__ = [
     "avg_pool2d_rounded",
     "axis_arithmetic",
     "axis_divisors",
+    "derived_planes",
     "get_num_threads",
     "max_pool2d",
     "output_size",
@@ -518,6 +519,25 @@ class RowSource:
 ArrayOrRows: TypeAlias = np.ndarray | RowSource
 # The operations of pool_rows: torch's two, and the rounded average of integer pixels.
 RowsOp: TypeAlias = Literal["max", "avg", "avg_rounded"]
+
+
+def derived_planes(planes: ArrayOrRows, channels: int, dtype: npt.DTypeLike,
+                   compute: Callable[[np.ndarray], np.ndarray]) -> ArrayOrRows:
+    """Planes computed from ``planes`` (channel picks, casts, masks): at once for an array, and
+    strip by strip, as each block reads its rows, for a :class:`RowSource` (the pixel and
+    nodata rules pool such planes without making the whole derived array).
+
+    >>> planes = np.arange(8, dtype=np.uint8).reshape(2, 2, 2)
+    >>> alpha = derived_planes(RowSource(planes.shape, planes.dtype, lambda t, b: planes[:, t:b]),
+    ...                        1, np.int64, lambda p: p[-1:].astype(np.int64))
+    >>> alpha.shape, alpha.dtype.name, alpha.read(1, 2).tolist()
+    ((1, 2, 2), 'int64', [[[6, 7]]])
+    """
+    if isinstance(planes, np.ndarray):
+        return compute(planes)
+    source = planes
+    return RowSource((channels, *source.shape[1:]), np.dtype(dtype),
+                     lambda top, bottom: compute(source.read(top, bottom)))
 
 
 class _BatchOfOne:

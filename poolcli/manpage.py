@@ -23,9 +23,9 @@ import signal
 
 import click
 
-from poolcli import __version__
 from poolcli.cli import ENV, EPILOG_TOP, cli
 from poolcli.exits import STOP_SIGNALS, ExitCode, Interrupted, exit_code
+from poolcli.version import __version__
 
 # What each exit code means (tests/test_manpage.py: one for every ExitCode).
 EXIT_MEANINGS = {

@@ -1,6 +1,6 @@
 """Nodata-aware max and average pooling (docs/semantics.md §10.1), built on the engine.
 
-May import: NumPy, ``engine``, ``errors``, ``params`` and ``pixels`` (no Pillow, tifffile or Zarr: planes come
+May import: NumPy, ``engine``, ``errors`` and ``params`` (no Pillow, tifffile or Zarr: planes come
 in as arrays or :class:`~poolcli.engine.RowSource`, nodata values as numbers).
 
 Each nodata pixel is taken out of its window; a window without a valid pixel gives the nodata
@@ -25,9 +25,9 @@ import math
 import numpy as np
 
 from poolcli import engine
+from poolcli.engine import derived_planes
 from poolcli.errors import PoolcliError
 from poolcli.params import PoolParams
-from poolcli.pixels import _derived
 
 Number = int | float
 
@@ -176,8 +176,8 @@ def max_pool(planes: engine.ArrayOrRows, params: PoolParams, nodata: Number,
     fill = nodata_value(nodata, dtype)
     lowest = _lowest(dtype)
     args = params.max_args()
-    values = _derived(planes, channels, dtype, lambda p: np.where(valid_mask(p, fill), p, lowest))
-    mask = _derived(planes, channels, np.uint8, lambda p: valid_mask(p, fill).view(np.uint8))
+    values = derived_planes(planes, channels, dtype, lambda p: np.where(valid_mask(p, fill), p, lowest))
+    mask = derived_planes(planes, channels, np.uint8, lambda p: valid_mask(p, fill).view(np.uint8))
     best = engine.pool_rows("max", values, output_rows, **args)
     any_valid = engine.pool_rows("max", mask, output_rows, **args)
     return np.where(any_valid != 0, best, fill)
@@ -209,9 +209,10 @@ def avg_pool(planes: engine.ArrayOrRows, params: PoolParams, nodata: Number,
     kernel_h, kernel_w = params.kernel
     work = _sum_dtype(dtype, kernel_h * kernel_w)
     args = dict(params.avg_args(), divisor_override=1)  # window sums
-    zeroed = _derived(planes, channels, work, lambda p: np.where(valid_mask(p, fill), p, 0).astype(work, copy=False))
+    zeroed = derived_planes(planes, channels, work,
+                            lambda p: np.where(valid_mask(p, fill), p, 0).astype(work, copy=False))
     counted = _count_dtype(kernel_h * kernel_w)
-    mask = _derived(planes, channels, counted, lambda p: valid_mask(p, fill).astype(counted))
+    mask = derived_planes(planes, channels, counted, lambda p: valid_mask(p, fill).astype(counted))
     sums = engine.pool_rows("avg", zeroed, output_rows, **args)
     counts = engine.pool_rows("avg", mask, output_rows, **args)
     has_data = counts > 0

@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from poolcli import __version__
 from poolcli.errors import PoolcliError
 from poolcli.params import PoolParams
 from poolcli.placement import axis_maps
+from poolcli.version import __version__
 
 # OME's unit symbols (UnitsLength, UnitsTime) and NGFF's names for them (UDUNITS-2).
 _SPACE_UNITS = {

@@ -508,14 +508,11 @@ def pool_picture(picture: images.Picture, params: PoolParams, options: Options,
     if value is not None and options.linear and params.spec.averages:
         raise JobError("--linear and a nodata value do not go together; give --nodata none")
     for frame in picture.frames:
-        if value is not None:  # --nodata: the nodata rule, channel by channel (alpha is a channel too)
-            planes = np.ascontiguousarray(frame.to_array().transpose(2, 0, 1))
-            pooled_frames.append(strips.Rule(params, nodata=value).pool(planes).transpose(1, 2, 0))
-            continue
         padded = frame.padded if isinstance(frame, images.PaddedFrame) else None  # RGBX: pooled as 4 channels
         pooled, indices = pixels.pool_pixels(
             frame if padded is None else ArrayFrame(padded), params, has_alpha=picture.has_alpha,
-            premultiply=options.premultiply, linear=options.linear, want_indices=want_indices)
+            premultiply=options.premultiply, linear=options.linear, want_indices=want_indices,
+            nodata_value=value)
         pooled_frames.append(pooled if padded is None else images.PaddedFrame(np.ascontiguousarray(pooled)))
         if indices is not None:  # max with --return-indices
             index_frames.append(indices if padded is None else indices[:3])

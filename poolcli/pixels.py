@@ -1,6 +1,6 @@
 """Pooling arrays and image pixels with the engine (pure NumPy; no file I/O).
 
-May import: NumPy, ``engine``, ``frames`` and ``params`` (never Pillow: frames come in as the
+May import: NumPy, ``engine``, ``frames``, ``nodata`` and ``params`` (never Pillow: frames come in as the
 :class:`~poolcli.frames.Frame` protocol, whatever decoder holds their rows).
 
 Arrays are numbers: they follow torch's semantics exactly (an integer average truncates).
@@ -11,9 +11,12 @@ asked otherwise; ``linear`` averages sRGB values in linear light.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from poolcli import engine
+from poolcli import engine, nodata
+from poolcli.engine import derived_planes
 from poolcli.frames import Frame
 from poolcli.params import PoolParams
 
@@ -29,14 +32,20 @@ def pool_array(x: engine.ArrayOrRows, params: PoolParams, want_indices: bool = F
 
 
 def pool_pixels(frame: Frame, params: PoolParams, *, has_alpha: bool = False,
-                premultiply: bool = True, linear: bool = False, want_indices: bool = False
-                ) -> tuple[np.ndarray, np.ndarray | None]:
+                premultiply: bool = True, linear: bool = False, want_indices: bool = False,
+                nodata_value: int | float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Pool one (H, W, C) frame of pixels; returns the (OH, OW, C) frame and, for max with
     ``want_indices``, torch's (C, OH, OW) indices.  Alpha, if any, is the last channel.
+
+    With a ``nodata_value`` (``--nodata``), every channel (alpha too) follows the nodata rule of
+    :mod:`poolcli.nodata` instead (docs/semantics.md §10.1), and no indices are made.
 
     Where the rule is per channel (max, plain averages) the engine reads ``Frame.planes()``:
     a frame still inside its decoder is read strip by strip, never copied whole; the
     alpha-weighted and linear-light rules take the whole array."""
+    if nodata_value is not None:
+        pool = nodata.avg_pool if params.spec.averages else nodata.max_pool
+        return pool(frame.planes(), params, nodata_value).transpose(1, 2, 0), None
     per_channel = params.op == "max" or not (linear or (has_alpha and premultiply))
     if per_channel:
         return _pool_planes(frame.planes(), params, want_indices)
@@ -104,21 +113,16 @@ def pool_pixel_planes(planes: Planes, params: PoolParams, *, has_alpha: bool = F
     if linear:
         return _linear_average(planes, has_alpha, premultiply, params, rows)
     if has_alpha and premultiply:
-        out_alpha = _rounded_average(_derived(planes, 1, planes.dtype, lambda p: p[-1:]), params, rows)
+        out_alpha = _rounded_average(derived_planes(planes, 1, planes.dtype, lambda p: p[-1:]), params, rows)
         return np.concatenate([_premultiplied_average(planes, params, rows), out_alpha], axis=0)
     if planes.dtype.kind == "f":
         return engine.pool_rows("avg", planes, rows, **params.avg_args())
     return _rounded_average(planes, params, rows)
 
 
-def _derived(planes: Planes, channels: int, dtype: np.dtype | type, compute) -> Planes:  # type: ignore[no-untyped-def]
-    """Planes computed from ``planes`` (channel picks, casts, products): at once for an array,
-    strip by strip, as each block reads its rows, for a RowSource."""
-    if isinstance(planes, np.ndarray):
-        return compute(planes)
-    source = planes
-    return engine.RowSource((channels, *source.shape[1:]), np.dtype(dtype),
-                            lambda top, bottom: compute(source.read(top, bottom)))
+def _premultiplied(planes: np.ndarray, channel: int) -> np.ndarray:
+    """One colour channel times alpha (the last channel), in int64."""
+    return planes[channel: channel + 1].astype(np.int64) * planes[-1:]
 
 
 def _pool_planes(planes: np.ndarray | engine.RowSource, params: PoolParams,
@@ -143,7 +147,8 @@ def _rounded_average(planes: Planes, params: PoolParams, rows: tuple[int, int] |
     if params.divisor_override is None:
         # An average of pixels (and zero padding) always lies in the pixel range.
         return engine.pool_rows("avg_rounded", planes, rows, channels_last=True, **params.avg_args())
-    wide = engine.pool_rows("avg_rounded", _derived(planes, planes.shape[0], np.int64, lambda p: p.astype(np.int64)),
+    as_int64 = derived_planes(planes, planes.shape[0], np.int64, lambda p: p.astype(np.int64))
+    wide = engine.pool_rows("avg_rounded", as_int64,
                             rows, **params.avg_args())
     info = np.iinfo(dtype)
     return np.clip(wide, info.min, info.max).astype(dtype)
@@ -160,11 +165,11 @@ def _premultiplied_average(planes: Planes, params: PoolParams, rows: tuple[int, 
     Fully transparent windows (sum(a) == 0) get colour 0.  The divisor rules of the window
     cancel out of the ratio; they apply to the alpha channel itself.
     """
-    alpha_sums = _window_sums(_derived(planes, 1, np.int64, lambda p: p[-1:].astype(np.int64)), params, rows)[0]
+    alpha_sums = _window_sums(derived_planes(planes, 1, np.int64, lambda p: p[-1:].astype(np.int64)), params, rows)[0]
     out = np.empty((planes.shape[0] - 1,) + alpha_sums.shape, dtype=planes.dtype)
     safe = np.where(alpha_sums > 0, alpha_sums, 1)
     for c in range(planes.shape[0] - 1):  # one channel at a time keeps the int64 temporaries small
-        product = _derived(planes, 1, np.int64, lambda p, c=c: p[c: c + 1].astype(np.int64) * p[-1:])
+        product = derived_planes(planes, 1, np.int64, functools.partial(_premultiplied, channel=c))
         sums = _window_sums(product, params, rows)[0]
         out[c] = np.where(alpha_sums > 0, engine.rounded_quotient(sums, safe), 0)
     return out
@@ -189,19 +194,20 @@ def _linear_average(planes: Planes, has_alpha: bool, premultiply: bool, params: 
     table = _srgb_to_linear(np.arange(top + 1, dtype=np.float64) / top)
     colors = planes.shape[0] - 1 if has_alpha else planes.shape[0]
     if not (has_alpha and premultiply):
-        linear = _derived(planes, colors, np.float64, lambda p: table[p[:colors]])
+        linear = derived_planes(planes, colors, np.float64, lambda p: table[p[:colors]])
         averaged = engine.pool_rows("avg", linear, rows, **params.avg_args())
     else:
         def weights(p: np.ndarray) -> np.ndarray:
             return p[-1:].astype(np.float64) / top
 
-        alpha_sums = _window_sums(_derived(planes, 1, np.float64, weights), params, rows)
-        weighted = _derived(planes, colors, np.float64, lambda p: table[p[:colors]] * weights(p))
+        alpha_sums = _window_sums(derived_planes(planes, 1, np.float64, weights), params, rows)
+        weighted = derived_planes(planes, colors, np.float64, lambda p: table[p[:colors]] * weights(p))
         averaged = _window_sums(weighted, params, rows) / np.where(alpha_sums > 0, alpha_sums, 1.0)
     out_color = np.floor(_linear_to_srgb(averaged) * top + 0.5).astype(dtype)
     if not has_alpha:
         return out_color
-    return np.concatenate([out_color, _rounded_average(_derived(planes, 1, dtype, lambda p: p[-1:]), params, rows)])
+    alpha = derived_planes(planes, 1, dtype, lambda p: p[-1:])
+    return np.concatenate([out_color, _rounded_average(alpha, params, rows)])
 
 
 def flatten(frame: np.ndarray, background: tuple[int, ...]) -> np.ndarray:

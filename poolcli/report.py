@@ -9,16 +9,16 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 import numpy as np
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from poolcli.engine import AxisArithmetic, axis_arithmetic
 from poolcli.explain.model import format_number, labelled_planes
-from poolcli.params import PoolParams, format_pair
+from poolcli.explain.render import add_operation_rows
+from poolcli.params import PoolParams
 from poolcli.results import Result, json_line, printable
 
 __all__ = ["Result", "json_line", "make_console", "progress", "render", "work_progress"]
@@ -30,82 +30,6 @@ GRID_PLANES = 4
 def make_console(stream: IO[str] | None = None) -> Console:
     """A console on stderr: colour only on a terminal, never with NO_COLOR (Rich's own rules)."""
     return Console(file=stream, stderr=stream is None, highlight=False, soft_wrap=False)
-
-
-def parameter_lines(params: PoolParams) -> list[Text]:
-    """Every parameter, with the defaults that applied marked as such."""
-    lines = [Text.assemble(("kernel_size ", "bold"), format_pair(params.kernel))]
-    stride = Text.assemble(("stride ", "bold"), format_pair(params.effective_stride))
-    if params.stride is None:
-        stride.append("  (default: the kernel)", style="dim")
-    lines.append(stride)
-
-    def with_default(name: str, value: str, is_default: bool) -> Text:
-        text = Text.assemble((f"{name} ", "bold"), value)
-        if is_default:
-            text.append("  (default)", style="dim")
-        return text
-
-    lines.append(with_default("padding", format_pair(params.padding), params.padding == (0, 0)))
-    if params.spec.dilates:
-        lines.append(with_default("dilation", format_pair(params.dilation), params.dilation == (1, 1)))
-    lines.append(with_default("ceil_mode", str(params.ceil_mode), not params.ceil_mode))
-    if params.spec.averages:
-        lines.append(with_default("count_include_pad", str(params.count_include_pad), params.count_include_pad))
-        override = "None" if params.divisor_override is None else str(params.divisor_override)
-        lines.append(with_default("divisor_override", override, params.divisor_override is None))
-    return lines
-
-
-def arithmetic(params: PoolParams, height: int, width: int) -> list[AxisArithmetic]:
-    stride = params.effective_stride
-    dilation = params.effective_dilation
-    return [
-        axis_arithmetic(size, params.kernel[a], stride[a], params.padding[a], dilation[a], params.ceil_mode)
-        for a, size in enumerate((height, width))
-    ]
-
-
-def arithmetic_line(name: str, a: AxisArithmetic) -> Text:
-    """``H: floor((3 + 2*0 - 1*(2-1) - 1) / 1) + 1 = 2``; in ceil mode ``ceil(...)``, with
-    ``- 1 = N`` when the correction dropped the last window (see :func:`correction_note`)."""
-    core = f"{a.size} + 2*{a.padding} - {a.dilation}*({a.kernel}-1) - 1"
-    rounding = "ceil" if a.ceil_mode else "floor"
-    text = Text.assemble((f"{name}: ", "bold"), f"{rounding}(({core}) / {a.stride}) + 1 = {a.uncorrected}")
-    if a.corrected:
-        text.append(f" - 1 = {a.output}", style="bold")
-    if a.output < 1:
-        text.append("  (too small)", style="red")
-    return text
-
-
-def correction_note(name: str, a: AxisArithmetic) -> Text | None:
-    """Why ceil mode dropped a window along an axis, or None."""
-    if not a.corrected:
-        return None
-    start = (a.uncorrected - 1) * a.stride - a.padding
-    return Text(f"{name}: the last window would start at {start}, in the right padding, so it is dropped",
-                style="yellow")
-
-
-class RowSink(Protocol):
-    """Whatever takes labelled rows: a Rich table grid, the report's rows, explain's header."""
-
-    def add_row(self, label: str, text: Text, /) -> None: ...
-
-
-def add_operation_rows(table: RowSink, params: PoolParams, height: int, width: int) -> None:
-    """The operation, every parameter, and the output-size arithmetic of both axes."""
-    table.add_row("operation", Text(f"{params.op}_pool2d", style="bold"))
-    for line in parameter_lines(params):
-        table.add_row("", line)
-    axes = list(zip(("H", "W"), arithmetic(params, height, width), strict=True))
-    for name, axis in axes:
-        table.add_row("output size" if name == "H" else "", arithmetic_line(name, axis))
-    for name, axis in axes:
-        note = correction_note(name, axis)
-        if note is not None:
-            table.add_row("ceil mode", note)
 
 
 def grid(plane: np.ndarray, styles: dict[tuple[int, int], str] | None = None) -> Table:

@@ -148,3 +148,27 @@ def test_values_are_parsed_as_gdal_writes_them():
         nodata.parse_nodata("abc")
     big = 2**62 + 1  # int64 nodata stays exact
     assert nodata.nodata_value(nodata.parse_nodata(str(big)), np.int64) == big
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+@pytest.mark.parametrize("op", ["max", "avg"])
+def test_photos_follow_the_nodata_rule_channel_by_channel(tmp_path, runner, suffix, op):
+    """--nodata on a decoded picture (a PNG, and a JPEG pooled as RGBX): every channel leaves
+    out its nodata values, as the reference does on the decoded pixels."""
+    from PIL import Image
+
+    from poolcli.cli import cli
+
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(0, 6, (9, 7, 3)).astype(np.uint8) * 40  # many zeros, whole windows of them too
+    pixels[:2, :2] = 0
+    Image.fromarray(pixels).save(tmp_path / f"in{suffix}", **({"quality": 95} if suffix == ".jpg" else {}))
+    with Image.open(tmp_path / f"in{suffix}") as image:
+        decoded = np.asarray(image.convert("RGB")).transpose(2, 0, 1)
+    result = runner.invoke(cli, [op, str(tmp_path / f"in{suffix}"), "-k", "2", "-s", "2", "-p", "1", "--nodata", "0",
+                                 "-o", str(tmp_path / "out.npy"), "-q"])
+    assert result.exit_code == 0, result.output
+    zero = np.uint8(0)
+    expected = (max_ref(decoded, zero, (2, 2), (2, 2), (1, 1), (1, 1), False) if op == "max" else
+                avg_ref(decoded, zero, (2, 2), (2, 2), (1, 1), False, True, None))
+    assert_bit_equal(np.load(tmp_path / "out.npy"), expected)  # (C, OH, OW), as arrays are

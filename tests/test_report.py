@@ -8,8 +8,9 @@ import json
 import numpy as np
 
 from poolcli.engine import axis_arithmetic
+from poolcli.explain.render import arithmetic_line, correction_note
 from poolcli.params import PoolParams
-from poolcli.report import Result, arithmetic_line, correction_note, json_line, make_console, render
+from poolcli.report import Result, json_line, make_console, render
 
 
 def text_of(renderable) -> str:

@@ -57,7 +57,8 @@ def cut(out_h: int, sizes: list[int]) -> list[tuple[int, int]]:
     return bounds
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(max_examples=EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(case=cases(), sizes=st.lists(st.integers(1, 5), min_size=1, max_size=4))
 def test_strips_concatenate_to_the_whole_call_and_the_oracle(case, sizes):
     x, params = case
