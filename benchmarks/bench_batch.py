@@ -66,6 +66,11 @@ def make_folder(folder: Path, count: int, width: int, height: int, kind: str) ->
             common.save_png(shifted, folder / f"img{i:03d}.png")
 
 
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages: on a shared machine, how many cores were not free."""
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
 def timed(command: Sequence[str], output: Path) -> tuple[float, float]:
     """Wall and CPU seconds (user + system, children included) of one run into a fresh ``output``."""
     shutil.rmtree(output, ignore_errors=True)
@@ -90,7 +95,8 @@ def main() -> int:
     setting = formats.DEFAULT_QUALITY["JPEG"] if args.format == "jpeg" else formats.DEFAULT_COMPRESSION
     described = f"{args.count} RGB {args.format.upper()}s of {width}x{height}"
     print(f"{os.cpu_count()} CPUs; {described}; avg -k 2"
-          + (f" at quality {setting}" if args.format == "jpeg" else f" at PNG level {setting}"))
+          + (f" at quality {setting}" if args.format == "jpeg" else f" at PNG level {setting}")
+          + f"; load average {load_average()}")
     python = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
         source, out = Path(tmp) / "photos", Path(tmp) / "out"
@@ -133,6 +139,9 @@ def main() -> int:
               f"{wall[name] / wall[base]:12.2f} {cpu[name] / cpu[base]:11.2f}")
     if skipped:
         print(f"  not installed, skipped: {', '.join(skipped)}")
+    print(f"  load average at the end {load_average()}"
+          + ("" if os.getloadavg()[0] < (os.cpu_count() or 1) - 1 else
+             ": no core was free, so the -j 2 speed-up is not what two free cores give"))
     speedup = wall["poolcli -j 1"] / wall["poolcli -j 2"]
     wall_ratio = wall["poolcli -j 1"] / wall[base]
     cpu_ratio = cpu["poolcli -j 1"] / cpu[base]
