@@ -77,14 +77,16 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, Protocol, TypeAlias, overload
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, TypeAlias, overload
 
 import numpy as np
 import numpy.typing as npt
 
 from poolcli.errors import PoolingError, PoolingTypeError
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 __all__ = [
     "ArrayOrRows",
@@ -641,6 +643,8 @@ def _executor(size: int) -> ThreadPoolExecutor:
     with _thread_lock:
         owner = (os.getpid(), size)
         if _pool is None or _pool_owner != owner:
+            from concurrent.futures import ThreadPoolExecutor  # here: a run on one thread never pays its import
+
             _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="poolcli")
             _pool_owner = owner
         return _pool
