@@ -133,9 +133,9 @@ class TiffPageReader:
         key = tuple(channels) if channels is not None and self.planar else None
         band = self._bands.get(key)
         if band is None:
-            self._bands = {key: Band(lambda t, b: self._decode(t, b, channels), self.segment_rows, self.shape[1])}
+            self._bands = {key: Band(self.segment_rows, self.shape[1])}
             band = self._bands[key]
-        return band.read(top, bottom)
+        return band.read(top, bottom, lambda t, b: self._decode(t, b, channels))
 
     def _decode(self, top: int, bottom: int, channels: list[int] | None = None) -> np.ndarray:
         from poolcli import engine
