@@ -59,6 +59,7 @@ class Band:
             parts.append(self.data[:, start - self.top: keep - self.top])
             at = keep
         if at < end:
+            self.data = None  # rows not kept are not held while the next ones are decoded
             parts.append(fetch(at, end))
         self.data = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
         self.top, self.bottom = start, end

@@ -391,7 +391,7 @@ class DaskRunner:
         try:
             while True:
                 for o0, o1 in todo:
-                    queued.append(client.submit(task, o0, o1, key=f"pool_strip-{uuid4().hex}",
+                    queued.append(client.submit(run_strip, task, o0, o1, key=f"pool_strip-{uuid4().hex}",
                                                 retries=self.executor.retries))
                     if len(queued) >= window:
                         break
@@ -410,6 +410,19 @@ class DaskRunner:
                 raise ExecutorError(f"{storage.redact(self.executor.address)}: the Dask cluster failed "
                                     f"({storage.redact(str(error)) or type(error).__name__})") from None
             raise
+
+
+def run_strip(task: Callable[[int, int], T], o0: int, o1: int) -> T:
+    """The Dask task of one strip: ``task(o0, o1)`` on a worker, then the task's copy closes what
+    it opened (its ``close``).  Each task gets a copy of its own, which the worker keeps until
+    the client has taken the result: with its reader and the band of input rows that reader
+    holds (a chunk row of the whole width), a worker held several bands at once."""
+    try:
+        return task(o0, o1)
+    finally:
+        close = getattr(task, "close", None)
+        if callable(close):
+            close()
 
 
 def _strip_failure(error: Exception, address: str) -> Exception:

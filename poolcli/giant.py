@@ -76,7 +76,8 @@ class StripTask:
     """Output rows ``[o0, o1)`` of one image, computed from its input rows and written into the
     output array's chunks: the unit of work of a giant image, here or on a Dask worker.
 
-    The input and output are opened on first use in each process (and not pickled)."""
+    The input and output are opened on first use in each process (and not pickled); ``close``
+    lets them go."""
 
     source: str
     storage_options: str | None = field(repr=False)
@@ -326,6 +327,11 @@ class PassTask:
         reader, rule, keep, _ = self._opened
         rows = strips.pool_output_rows(reader, rule, o0, o1)
         return o0, o1, rows if keep is None else rows[:keep]
+
+    def close(self) -> None:
+        if self._opened is not None:
+            self._opened[3]()
+            self._opened = None
 
 
 def run_tiff(info: TiffInput, output: str, params: PoolParams, options: Any, result: Result,
