@@ -112,10 +112,11 @@ _GAP = 1 << 16
 ReadSpan = Callable[[int, int], Any]
 
 
-def spans(segments: Sequence[tuple[int, int, int]], limit: int = READ_BYTES,
+def spans(segments: Sequence[tuple[int, int, int]], limit: int | None = None,
           gap: int = _GAP) -> list[list[tuple[int, int, int]]]:
     """Segments ``(index, offset, count)`` in file order, grouped into the spans read at once:
-    neighbours at most ``gap`` bytes apart, a span at most ``limit`` bytes long (or one segment).
+    neighbours at most ``gap`` bytes apart, a span at most ``limit`` (READ_BYTES) bytes long, or
+    one segment.
 
     Examples
     --------
@@ -123,6 +124,7 @@ def spans(segments: Sequence[tuple[int, int, int]], limit: int = READ_BYTES,
     ...                                             limit=25, gap=0)]
     [[0, 1], [3], [2]]
     """
+    limit = READ_BYTES if limit is None else limit
     found: list[list[tuple[int, int, int]]] = []
     for segment in sorted(segments, key=lambda s: s[1]):
         if found:
@@ -206,7 +208,7 @@ class TiffPageReader:
         counts = [self.page.databytecounts[i] for i in indices]
         where = {index: k for k, index in enumerate(indices)}
 
-        def place(item: tuple[bytes | None, int]) -> None:
+        def place(item: tuple[memoryview | None, int]) -> None:
             data, index = item
             try:
                 segment, (_, _, y, x, _), _ = self.decode(data, index, **self.decode_args)

@@ -1,0 +1,106 @@
+"""What one strip of a giant image holds, wherever it runs (here, or as a Dask task on a worker):
+no band of input rows outlives its task, even with Python's cyclic collector off (Dask workers
+only rarely run a full collection), and a TIFF's segments are read a bounded span at a time,
+however wide the image.  Counts and sizes, never timings."""
+
+from __future__ import annotations
+
+import gc
+import pickle
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+
+from poolcli import chunked, cluster, giant, strips, tiff_io
+from poolcli.params import PoolParams
+from tests.oracle import max_pool2d_ref
+
+tifffile = pytest.importorskip("tifffile")
+zarr = pytest.importorskip("zarr")
+
+
+@contextmanager
+def no_cyclic_collection():
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def bands_alive() -> int:
+    return sum(isinstance(thing, chunked.Band) for thing in gc.get_objects())
+
+
+def oracle(pixels: np.ndarray) -> np.ndarray:
+    """2x2 max of (C, H, W) uint8 pixels, by the slow reference."""
+    values, _ = max_pool2d_ref(pixels[None].astype(np.float64), (2, 2), (2, 2), (0, 0), (1, 1), False)
+    return values[0].astype(np.uint8)
+
+
+def as_worker(task, ranges) -> tuple[list, list]:
+    """The strips as a Dask worker runs them: each on a copy of its own, through run_strip; the
+    results, and the copies (a worker keeps them until the client has the results)."""
+    copies = [pickle.loads(pickle.dumps(task)) for _ in ranges]
+    return [cluster.run_strip(copy, o0, o1) for copy, (o0, o1) in zip(copies, ranges, strict=True)], copies
+
+
+def test_zarr_strip_tasks_leave_no_band_behind(tmp_path, rng):
+    pixels = rng.integers(0, 256, (3, 512, 300), dtype=np.uint8)
+    source = zarr.open_array(str(tmp_path / "in.zarr"), mode="w", shape=pixels.shape, dtype=pixels.dtype,
+                             chunks=(1, 128, 128))
+    source[:] = pixels
+    params = PoolParams("max", (2, 2))
+    out = giant.zarr_output(str(tmp_path / "out.zarr"), None)
+    with out as target:
+        giant.create_array(None, None, (3, 256, 150), pixels.dtype, (3, 64, 64), 2, path=target.store())
+        task = giant.StripTask(str(tmp_path / "in.zarr"), None, (), strips.Rule(params), target, "", ("c", "y", "x"))
+        with no_cyclic_collection():
+            done, _kept = as_worker(task, strips.plan_strips(256, 64))
+            assert bands_alive() == 0
+    assert done == [64] * 4
+    assert np.array_equal(zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[:], oracle(pixels))
+
+
+def test_a_task_kept_by_its_worker_keeps_no_band(tmp_path, rng):
+    """A worker keeps a finished task (its copy) until the client takes the result: run_strip
+    closes the copy's reader, so a band of input rows does not stay with it."""
+    pixels = rng.integers(0, 256, (300, 200, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "in.tif", pixels, tile=(32, 32), photometric="rgb")
+    info = giant.open_tiff(str(tmp_path / "in.tif"))
+    rule = giant.pixel_rule(info, PoolParams("max", (2, 2)), True, False)
+    info.close()
+    task = giant.PassTask(str(tmp_path / "in.tif"), None, rule, None, 3)
+    with no_cyclic_collection():
+        kept = pickle.loads(pickle.dumps(task))
+        kept(0, 32)
+        assert bands_alive() == 1  # what each finished task held before run_strip closed it
+        kept.close()
+        pieces, _kept = as_worker(task, strips.plan_strips(150, 32))
+        assert bands_alive() == 0
+    assert np.array_equal(np.concatenate([rows for _, _, rows in pieces], axis=1),
+                          oracle(pixels.transpose(2, 0, 1)))
+
+
+@pytest.mark.parametrize("width", [640, 2560])
+def test_a_tiff_is_read_a_bounded_span_at_a_time_whatever_its_width(tmp_path, rng, monkeypatch, width):
+    """One strip of a tiled TIFF four times as wide reads the same bytes per read, in more reads."""
+    monkeypatch.setattr(tiff_io, "READ_BYTES", 100_000)
+    pixels = rng.integers(0, 256, (64, width, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "in.tif", pixels, tile=(32, 32), photometric="rgb")  # 3 KiB tiles, contiguous
+    info = giant.open_tiff(str(tmp_path / "in.tif"))
+    reader = info.open()
+    reads: list[int] = []
+    read_span = reader.read_span
+    reader.read_span = lambda start, stop: reads.append(stop - start) or read_span(start, stop)
+    try:
+        rows = reader.read(0, 64)
+    finally:
+        info.close()
+    assert np.array_equal(rows, pixels.transpose(2, 0, 1))
+    tile = 32 * 32 * 3
+    assert max(reads) == 100_000 // tile * tile  # whole tiles, as many as the limit holds
+    assert sum(reads) == 64 * width * 3  # each tile read once
+    assert len(reads) == -(-2 * (width // 32) // (100_000 // tile))
