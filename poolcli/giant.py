@@ -498,9 +498,10 @@ def run_zarr(source: str, output: str, params: PoolParams, options: Any, result:
         return
 
     # Strips of whole output chunk rows: no two tasks ever write one chunk.  Here, as many chunk
-    # rows a strip as the memory limit allows; on a cluster, one chunk row a task.
-    height = ZARR_CHUNK if runner is not strips.LOCAL else strips.strip_height(
-        z.image_shape, z.dtype, params, options.memory_limit, align=ZARR_CHUNK)
+    # rows a strip as the memory limit allows; on a cluster, as few as read whole input chunk rows.
+    height = strips.strip_height(z.image_shape, z.dtype, params, options.memory_limit, align=ZARR_CHUNK)
+    if runner is not strips.LOCAL:
+        height = strips.task_height(params, ZARR_CHUNK, int(z.array.chunks[z.axes.index("y")]), height)
     ranges = strips.plan_strips(out_image[1], height)
     version = zarr_format = None
     if z.ome is not None:  # the input's NGFF version unless --ngff says otherwise

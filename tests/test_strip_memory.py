@@ -104,3 +104,36 @@ def test_a_tiff_is_read_a_bounded_span_at_a_time_whatever_its_width(tmp_path, rn
     assert max(reads) == 100_000 // tile * tile  # whole tiles, as many as the limit holds
     assert sum(reads) == 64 * width * 3  # each tile read once
     assert len(reads) == -(-2 * (width // 32) // (100_000 // tile))
+
+
+class Recording:
+    """A strip runner as the Dask one is seen from the client (tasks run as workers run them);
+    it records the output row ranges it was given."""
+
+    def __init__(self) -> None:
+        self.ranges: list[tuple[int, int]] = []
+
+    def map(self, task, ranges):
+        self.ranges += ranges
+        yield from as_worker(task, ranges)[0]
+
+
+@pytest.mark.parametrize("width", [64, 256])
+def test_cluster_tasks_read_whole_input_chunk_rows(tmp_path, rng, width):
+    """A task of 256 output rows would read half of a 1024-row input chunk row and decode all of
+    it, the other half's task likewise on another worker: a task is 512 output rows, whatever the
+    width (while the memory limit allows it)."""
+    from poolcli.pipeline import Options
+    from poolcli.results import Result
+
+    pixels = rng.integers(0, 256, (2, 2048, width), dtype=np.uint8)
+    source = zarr.open_array(str(tmp_path / "in.zarr"), mode="w", shape=pixels.shape, dtype=pixels.dtype,
+                             chunks=(1, 1024, 64))
+    source[:] = pixels
+    runner = Recording()
+    result = Result(input="in.zarr")
+    giant.run_zarr(str(tmp_path / "in.zarr"), str(tmp_path / "out.zarr"), PoolParams("max", (2, 2)), Options(),
+                   result, runner)
+    assert runner.ranges == [(0, 512), (512, 1024)]
+    assert [strips.input_rows(PoolParams("max", (2, 2)), 2048, *r) for r in runner.ranges] == [(0, 1024), (1024, 2048)]
+    assert np.array_equal(zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[:], oracle(pixels))
