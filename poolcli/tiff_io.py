@@ -375,7 +375,8 @@ _REMOTE_BLOCK = 4 << 20
 
 def remote_span(remote: Any, url: str) -> ReadSpan:
     """:data:`ReadSpan` of an fsspec file: one ranged request a span, past its read-ahead block
-    (the header's many small reads go through that block)."""
+    (the header's many small reads go through that block).  (A file object without ``fs`` and
+    ``path`` is read through tifffile's handle, as a local file is.)"""
 
     def read(start: int, stop: int) -> bytes:
         with storage.translated(url):
@@ -438,7 +439,7 @@ def open_tiff(path: str, storage_options: str | None = None) -> TiffInput | None
             bigtiff=handle.is_bigtiff, ome=handle.is_ome, chunk_rows=int(chunk_rows), pages=len(handle.pages),
             handle=handle, ome_xml=handle.ome_metadata if handle.is_ome else None,
             geo=GeoReference.from_tags({tag.code: tag.value for tag in page.tags}),
-            read_span=None if remote is None else remote_span(remote, path))
+            read_span=remote_span(remote, path) if hasattr(remote, "fs") and hasattr(remote, "path") else None)
     except DamagedTiff:
         handle.close()
         raise

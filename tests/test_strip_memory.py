@@ -137,3 +137,18 @@ def test_cluster_tasks_read_whole_input_chunk_rows(tmp_path, rng, width):
     assert runner.ranges == [(0, 512), (512, 1024)]
     assert [strips.input_rows(PoolParams("max", (2, 2)), 2048, *r) for r in runner.ranges] == [(0, 1024), (1024, 2048)]
     assert np.array_equal(zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[:], oracle(pixels))
+
+
+def test_a_tiff_url_is_read_by_ranges_with_the_pixels_of_the_file(tmp_path, rng):
+    fsspec = pytest.importorskip("fsspec")
+    pixels = rng.integers(0, 256, (300, 520, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "in.tif", pixels, tile=(64, 64), photometric="rgb", compression="zlib")
+    fsspec.filesystem("memory").pipe_file("/strip-memory/in.tif", (tmp_path / "in.tif").read_bytes())
+    try:
+        info = giant.open_tiff("memory://strip-memory/in.tif")
+        assert info.read_span is not None  # ranged reads, not the read-ahead file
+        rows = info.open().read(70, 300)
+        info.close()
+    finally:
+        fsspec.filesystem("memory").rm("/strip-memory", recursive=True)
+    assert np.array_equal(rows, pixels[70:].transpose(2, 0, 1))
