@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -302,36 +304,59 @@ def _channel_pass(reader: Any, rule: strips.Rule, picks: list[int] | None, memor
         yield o0, o1, rows if keep is None else rows[:keep]
 
 
+# The TIFF that PassTask copies opened, by (task, thread): kept for the next strip of the same
+# task that the thread runs.  A Dask worker gets a fresh copy of the task for every strip, and
+# opening a TIFF on object storage is a request of its own (a 4 MiB read-ahead block for the
+# header): on a moto endpoint, a 20000² TIFF's header cost as much as a strip's tiles.
+_OPENED: dict[tuple[str, int], tuple[Any, strips.Rule, int | None, Callable[[], None]]] = {}
+_OPENED_LOCK = threading.Lock()
+
+
 @dataclass
 
 
 class PassTask:
     """Output rows ``[o0, o1)`` of one channel pass of a TIFF, computed where a strip runner puts
     it (a Dask worker opens the input itself) and sent back: a TIFF is written in order, by one
-    writer, so its strips come back to the client."""
+    writer, so its strips come back to the client.
+
+    Each thread keeps the input it opened for the task's next strip (``token`` names the task
+    in every copy; a thread that starts another task's strip closes what it kept), and
+    :meth:`forget` closes it in this process at the end of the task's run."""
 
     source: str
     storage_options: str | None = field(repr=False)
     rule: strips.Rule
     picks: list[int] | None
     channels: int
-    _opened: Any = field(default=None, init=False, repr=False, compare=False)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_opened": None}
+    token: str = field(default_factory=lambda: uuid.uuid4().hex, repr=False)
 
     def __call__(self, o0: int, o1: int) -> tuple[int, int, np.ndarray]:
-        if self._opened is None:
-            reader, close = open_reader(self.source, (), self.storage_options)
-            self._opened = (*pass_plan(reader, self.rule, self.picks, self.channels), close)
-        reader, rule, keep, _ = self._opened
+        reader, rule, keep, _ = self._opened()
         rows = strips.pool_output_rows(reader, rule, o0, o1)
         return o0, o1, rows if keep is None else rows[:keep]
 
-    def close(self) -> None:
-        if self._opened is not None:
-            self._opened[3]()
-            self._opened = None
+    def _opened(self) -> tuple[Any, strips.Rule, int | None, Callable[[], None]]:
+        thread = threading.get_ident()
+        with _OPENED_LOCK:
+            opened = _OPENED.get((self.token, thread))
+            others = [key for key in _OPENED if key[1] == thread and key[0] != self.token]
+            stale = [_OPENED.pop(key) for key in others]
+        for *_, close in stale:
+            close()
+        if opened is None:
+            reader, close = open_reader(self.source, (), self.storage_options)
+            opened = (*pass_plan(reader, self.rule, self.picks, self.channels), close)
+            with _OPENED_LOCK:
+                _OPENED[(self.token, thread)] = opened
+        return opened
+
+    def forget(self) -> None:
+        """Close the input this task's copies opened in this process (every thread's)."""
+        with _OPENED_LOCK:
+            mine = [_OPENED.pop(key) for key in [key for key in _OPENED if key[0] == self.token]]
+        for *_, close in mine:
+            close()
 
 
 def run_tiff(info: TiffInput, output: str, params: PoolParams, options: Any, result: Result,

@@ -64,21 +64,29 @@ def test_zarr_strip_tasks_leave_no_band_behind(tmp_path, rng):
     assert np.array_equal(zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[:], oracle(pixels))
 
 
-def test_a_task_kept_by_its_worker_keeps_no_band(tmp_path, rng):
-    """A worker keeps a finished task (its copy) until the client takes the result: run_strip
-    closes the copy's reader, so a band of input rows does not stay with it."""
+def test_tiff_tasks_keep_one_input_a_thread_until_forgotten(tmp_path, rng, monkeypatch):
+    """A worker keeps each finished task's copy until the client takes the result: the copies of a
+    TIFF strip task hold nothing; the thread keeps one opened input (one band) for the task's next
+    strips, however many it runs, and ``forget`` (run on every worker at the end) closes it."""
     pixels = rng.integers(0, 256, (300, 200, 3), dtype=np.uint8)
     tifffile.imwrite(tmp_path / "in.tif", pixels, tile=(32, 32), photometric="rgb")
     info = giant.open_tiff(str(tmp_path / "in.tif"))
     rule = giant.pixel_rule(info, PoolParams("max", (2, 2)), True, False)
     info.close()
     task = giant.PassTask(str(tmp_path / "in.tif"), None, rule, None, 3)
+    opens = []
+    open_reader = giant.open_reader
+    monkeypatch.setattr(giant, "open_reader", lambda *args: opens.append(args) or open_reader(*args))
     with no_cyclic_collection():
-        kept = pickle.loads(pickle.dumps(task))
-        kept(0, 32)
-        assert bands_alive() == 1  # what each finished task held before run_strip closed it
-        kept.close()
         pieces, _kept = as_worker(task, strips.plan_strips(150, 32))
+        assert len(pieces) == 5 and len(opens) == 1  # opened once for its five strips
+        assert bands_alive() == 1
+        other = giant.PassTask(str(tmp_path / "in.tif"), None, rule, None, 3)
+        other(0, 32)  # another task's strip in this thread: the first task's input is closed
+        assert bands_alive() == 1
+        task.forget()
+        assert bands_alive() == 1
+        other.forget()
         assert bands_alive() == 0
     assert np.array_equal(np.concatenate([rows for _, _, rows in pieces], axis=1),
                           oracle(pixels.transpose(2, 0, 1)))
