@@ -388,10 +388,11 @@ class DaskRunner:
         window = max(8, 4 * (sum(client.nthreads().values()) or 1))
         queued: deque[Any] = deque()
         todo = iter(ranges)
+        stopped: BaseException | None = None
         try:
             while True:
                 for o0, o1 in todo:
-                    queued.append(client.submit(task, o0, o1, key=f"pool_strip-{uuid4().hex}",
+                    queued.append(client.submit(run_strip, task, o0, o1, key=f"pool_strip-{uuid4().hex}",
                                                 retries=self.executor.retries))
                     if len(queued) >= window:
                         break
@@ -404,12 +405,33 @@ class DaskRunner:
                     raise _strip_failure(error, self.executor.address) from None
                 yield value
         except BaseException as error:
+            stopped = error
             with contextlib.suppress(Exception):
                 client.cancel(list(queued))
             if isinstance(error, Exception) and not isinstance(error, ExecutorError) and _is_cluster_fault(error):
                 raise ExecutorError(f"{storage.redact(self.executor.address)}: the Dask cluster failed "
                                     f"({storage.redact(str(error)) or type(error).__name__})") from None
             raise
+        finally:  # what the task's copies keep open on the workers for its next strips
+            forget = getattr(task, "forget", None)
+            if callable(forget) and not isinstance(stopped, KeyboardInterrupt) and _connected(client):
+                with contextlib.suppress(Exception):  # a worker may be gone: its files went with it
+                    client.run(forget)
+
+
+def run_strip(task: Callable[[int, int], T], o0: int, o1: int) -> T:
+    """The Dask task of one strip: ``task(o0, o1)`` on a worker, then the task's copy closes what
+    it opened (its ``close``, if it has one).  Each task gets a copy of its own, which the worker
+    keeps until the client has taken the result: with its reader and the band of input rows that
+    reader holds (a chunk row of the whole width), a worker held several bands at once.  (A task
+    that keeps its input open for its next strips says so with ``forget``, which
+    :meth:`DaskRunner.map` runs on every worker at the end.)"""
+    try:
+        return task(o0, o1)
+    finally:
+        close = getattr(task, "close", None)
+        if callable(close):
+            close()
 
 
 def _strip_failure(error: Exception, address: str) -> Exception:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,7 +78,8 @@ class StripTask:
     """Output rows ``[o0, o1)`` of one image, computed from its input rows and written into the
     output array's chunks: the unit of work of a giant image, here or on a Dask worker.
 
-    The input and output are opened on first use in each process (and not pickled)."""
+    The input and output are opened on first use in each process (and not pickled); ``close``
+    lets them go."""
 
     source: str
     storage_options: str | None = field(repr=False)
@@ -301,31 +304,59 @@ def _channel_pass(reader: Any, rule: strips.Rule, picks: list[int] | None, memor
         yield o0, o1, rows if keep is None else rows[:keep]
 
 
+# The TIFF that PassTask copies opened, by (task, thread): kept for the next strip of the same
+# task that the thread runs.  A Dask worker gets a fresh copy of the task for every strip, and
+# opening a TIFF on object storage is a request of its own (a 4 MiB read-ahead block for the
+# header): on a moto endpoint, a 20000² TIFF's header cost as much as a strip's tiles.
+_OPENED: dict[tuple[str, int], tuple[Any, strips.Rule, int | None, Callable[[], None]]] = {}
+_OPENED_LOCK = threading.Lock()
+
+
 @dataclass
 
 
 class PassTask:
     """Output rows ``[o0, o1)`` of one channel pass of a TIFF, computed where a strip runner puts
     it (a Dask worker opens the input itself) and sent back: a TIFF is written in order, by one
-    writer, so its strips come back to the client."""
+    writer, so its strips come back to the client.
+
+    Each thread keeps the input it opened for the task's next strip (``token`` names the task
+    in every copy; a thread that starts another task's strip closes what it kept), and
+    :meth:`forget` closes it in this process at the end of the task's run."""
 
     source: str
     storage_options: str | None = field(repr=False)
     rule: strips.Rule
     picks: list[int] | None
     channels: int
-    _opened: Any = field(default=None, init=False, repr=False, compare=False)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_opened": None}
+    token: str = field(default_factory=lambda: uuid.uuid4().hex, repr=False)
 
     def __call__(self, o0: int, o1: int) -> tuple[int, int, np.ndarray]:
-        if self._opened is None:
-            reader, close = open_reader(self.source, (), self.storage_options)
-            self._opened = (*pass_plan(reader, self.rule, self.picks, self.channels), close)
-        reader, rule, keep, _ = self._opened
+        reader, rule, keep, _ = self._opened()
         rows = strips.pool_output_rows(reader, rule, o0, o1)
         return o0, o1, rows if keep is None else rows[:keep]
+
+    def _opened(self) -> tuple[Any, strips.Rule, int | None, Callable[[], None]]:
+        thread = threading.get_ident()
+        with _OPENED_LOCK:
+            opened = _OPENED.get((self.token, thread))
+            others = [key for key in _OPENED if key[1] == thread and key[0] != self.token]
+            stale = [_OPENED.pop(key) for key in others]
+        for *_, close in stale:
+            close()
+        if opened is None:
+            reader, close = open_reader(self.source, (), self.storage_options)
+            opened = (*pass_plan(reader, self.rule, self.picks, self.channels), close)
+            with _OPENED_LOCK:
+                _OPENED[(self.token, thread)] = opened
+        return opened
+
+    def forget(self) -> None:
+        """Close the input this task's copies opened in this process (every thread's)."""
+        with _OPENED_LOCK:
+            mine = [_OPENED.pop(key) for key in [key for key in _OPENED if key[0] == self.token]]
+        for *_, close in mine:
+            close()
 
 
 def run_tiff(info: TiffInput, output: str, params: PoolParams, options: Any, result: Result,
@@ -492,9 +523,10 @@ def run_zarr(source: str, output: str, params: PoolParams, options: Any, result:
         return
 
     # Strips of whole output chunk rows: no two tasks ever write one chunk.  Here, as many chunk
-    # rows a strip as the memory limit allows; on a cluster, one chunk row a task.
-    height = ZARR_CHUNK if runner is not strips.LOCAL else strips.strip_height(
-        z.image_shape, z.dtype, params, options.memory_limit, align=ZARR_CHUNK)
+    # rows a strip as the memory limit allows; on a cluster, as few as read whole input chunk rows.
+    height = strips.strip_height(z.image_shape, z.dtype, params, options.memory_limit, align=ZARR_CHUNK)
+    if runner is not strips.LOCAL:
+        height = strips.task_height(params, ZARR_CHUNK, int(z.array.chunks[z.axes.index("y")]), height)
     ranges = strips.plan_strips(out_image[1], height)
     version = zarr_format = None
     if z.ome is not None:  # the input's NGFF version unless --ngff says otherwise

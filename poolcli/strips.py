@@ -268,6 +268,27 @@ def strip_height(shape: tuple[int, int, int], dtype: np.dtype, params: PoolParam
     return rows // align * align if rows >= align else rows
 
 
+def task_height(params: PoolParams, align: int, chunk_rows: int, most: int) -> int:
+    """Output rows of one strip task on a cluster: the fewest whole output chunk rows (``align``)
+    whose input rows are whole input chunk rows (``chunk_rows``), so that no two tasks decode the
+    same input chunks (a task reading half a chunk row decodes it all, on another worker than
+    the other half's); ``align`` when that would be more than ``most`` rows (what the memory
+    limit allows: :func:`strip_height`), or when padding shifts the input rows off the chunks.
+
+    Examples
+    --------
+    >>> task_height(PoolParams("max", (2, 2)), 256, 1024, 1000)
+    512
+    >>> task_height(PoolParams("max", (2, 2)), 256, 1000, 1000), task_height(PoolParams("max", (2, 2)), 256, 128, 10)
+    (256, 256)
+    """
+    import math
+
+    stride, pad = params.effective_stride[0], params.padding[0]
+    height = math.lcm(align, chunk_rows // math.gcd(chunk_rows, stride))
+    return height if height <= most and pad == 0 else align
+
+
 def plan_strips(out_height: int, height: int) -> list[tuple[int, int]]:
     """Output row ranges of ``height`` rows covering ``out_height`` rows.
 

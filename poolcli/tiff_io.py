@@ -14,7 +14,7 @@ time; tifffile (this module and ``zarr_io`` alone) inside the functions that rea
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,60 @@ def segment_decoding(page: Any) -> bool:
         return False
 
 
+# Bytes of TIFF segments read (and then decoded) at once, at most; neighbours closer than _GAP
+# bytes share a read.  Each read is one buffer that the segments are views of: tifffile's own
+# reads (256 MiB at once, every tile of a strip) held the bytes several times over (each segment
+# copied out, and for a URL fsspec's read-ahead block and its copy beside the HTTP body), so the
+# buffers grew with the image's width: a Dask worker pooling a 20000 px wide RGB TIFF on S3
+# peaked at 675 MiB.  Few reads matter for object storage, where each is a request: 64 MiB holds
+# a strip's tiles at the default --memory-limit (a 20000² RGB TIFF on a moto S3 endpoint: 26.5 s;
+# 32 MiB reads, twice as many requests: 44 s; tifffile's reads: 29.5 s).
+READ_BYTES = 64 << 20
+_GAP = 1 << 16
+
+# Reads bytes ``[start, stop)`` of a TIFF: a local file through tifffile's handle, a URL by one
+# ranged request.
+ReadSpan = Callable[[int, int], Any]
+
+
+def spans(segments: Sequence[tuple[int, int, int]], limit: int | None = None,
+          gap: int = _GAP) -> list[list[tuple[int, int, int]]]:
+    """Segments ``(index, offset, count)`` in file order, grouped into the spans read at once:
+    neighbours at most ``gap`` bytes apart, a span at most ``limit`` (READ_BYTES) bytes long, or
+    one segment.
+
+    Examples
+    --------
+    >>> [[i for i, _, _ in span] for span in spans([(0, 100, 10), (1, 110, 10), (2, 900, 10), (3, 120, 10)],
+    ...                                             limit=25, gap=0)]
+    [[0, 1], [3], [2]]
+    """
+    limit = READ_BYTES if limit is None else limit
+    found: list[list[tuple[int, int, int]]] = []
+    for segment in sorted(segments, key=lambda s: s[1]):
+        if found:
+            first, last = found[-1][0], found[-1][-1]
+            if segment[1] - (last[1] + last[2]) <= gap and segment[1] + segment[2] - first[1] <= limit:
+                found[-1].append(segment)
+                continue
+        found.append([segment])
+    return found
+
+
+def local_span(handle: Any) -> ReadSpan:
+    """:data:`ReadSpan` of a file opened by tifffile (a short read gives fewer bytes: the
+    segments past them then fail to decode as damaged)."""
+
+    def read(start: int, stop: int) -> memoryview:
+        buffer = bytearray(stop - start)
+        with handle.lock:
+            handle.seek(start)
+            got = handle.readinto(buffer)
+        return memoryview(buffer)[:got]
+
+    return read
+
+
 class TiffPageReader:
     """Rows of one TIFF page, decoded segment by segment with tifffile's own decoder.
 
@@ -106,8 +160,9 @@ class TiffPageReader:
     and zarr gives the same pixels at a fraction of the speed for thousands of small tiles.)
     """
 
-    def __init__(self, page: Any, shape: tuple[int, int, int], planar: bool):
+    def __init__(self, page: Any, shape: tuple[int, int, int], planar: bool, read_span: ReadSpan | None = None):
         self.page = page
+        self.read_span = read_span or local_span(page.parent.filehandle)
         self.shape = shape
         self.dtype = np.dtype(page.dtype)
         self.planar = planar
@@ -133,9 +188,9 @@ class TiffPageReader:
         key = tuple(channels) if channels is not None and self.planar else None
         band = self._bands.get(key)
         if band is None:
-            self._bands = {key: Band(lambda t, b: self._decode(t, b, channels), self.segment_rows, self.shape[1])}
+            self._bands = {key: Band(self.segment_rows, self.shape[1])}
             band = self._bands[key]
-        return band.read(top, bottom)
+        return band.read(top, bottom, lambda t, b: self._decode(t, b, channels))
 
     def _decode(self, top: int, bottom: int, channels: list[int] | None = None) -> np.ndarray:
         from poolcli import engine
@@ -155,7 +210,7 @@ class TiffPageReader:
         counts = [self.page.databytecounts[i] for i in indices]
         where = {index: k for k, index in enumerate(indices)}
 
-        def place(item: tuple[bytes | None, int]) -> None:
+        def place(item: tuple[memoryview | None, int]) -> None:
             data, index = item
             try:
                 segment, (_, _, y, x, _), _ = self.decode(data, index, **self.decode_args)
@@ -176,8 +231,7 @@ class TiffPageReader:
             else:
                 out[y_lo - top: y_hi - top, x:x_hi] = values
 
-        handle = self.page.parent.filehandle
-        for batch in handle.read_segments(offsets, counts, indices, sort=True, flat=False):
+        for batch in self._segments(indices, offsets, counts):
             threads = min(engine.get_num_threads(), len(batch))
             if threads > 1:
                 list(engine._executor(threads).map(place, batch))
@@ -185,6 +239,18 @@ class TiffPageReader:
                 for item in batch:
                     place(item)
         return out if self.planar else out.transpose(2, 0, 1)
+
+    def _segments(self, indices: list[int], offsets: list[int], counts: list[int],
+                  ) -> Iterator[list[tuple[memoryview | None, int]]]:
+        """``(data, index)`` of the segments, a span (:func:`spans`) at a time; an empty segment's
+        data is None (zeros, as tifffile reads it)."""
+        present = [(i, o, n) for i, o, n in zip(indices, offsets, counts, strict=True) if o > 0 and n > 0]
+        if len(present) < len(indices):
+            yield [(None, i) for i, o, n in zip(indices, offsets, counts, strict=True) if not (o > 0 and n > 0)]
+        for span in spans(present):
+            start = span[0][1]
+            data = memoryview(self.read_span(start, span[-1][1] + span[-1][2]))
+            yield [(data[o - start: o - start + n], i) for i, o, n in span]
 
     def channels(self, picks: list[int]) -> Any:
         if not self.planar:
@@ -240,6 +306,7 @@ class TiffInput:
     ome_xml: str | None = field(default=None, repr=False)  # the OME-XML of an OME-TIFF
     geo: GeoReference | None = None  # a GeoTIFF's georeferencing
     reader: ChunkedReader | TiffPageReader | PlanesReader | None = field(default=None, repr=False)
+    read_span: ReadSpan | None = field(default=None, repr=False)  # a URL's ranged reads (None: the local file)
 
     @property
     def has_alpha(self) -> bool:
@@ -270,12 +337,13 @@ class TiffInput:
             pass  # this tifffile's page decoder lacks what TiffPageReader needs: the public aszarr path
         elif len(pages) > 1 and len(pages) == self.shape[0] and page.samplesperpixel == 1 and not page.is_subsampled:
             # one page per plane (OME's C, Z, T): each read by its own page reader
-            readers = [TiffPageReader(p.aspage() if hasattr(p, "aspage") else p, (1, *self.shape[1:]), False)
+            readers = [TiffPageReader(p.aspage() if hasattr(p, "aspage") else p, (1, *self.shape[1:]), False,
+                                      self.read_span)
                        for p in pages]
             self.reader = PlanesReader(readers)
             return self.reader
         elif len(series.levels[0].pages) == 1 and page.dataoffsets and not page.is_subsampled:
-            self.reader = TiffPageReader(page, self.shape, self.planar)
+            self.reader = TiffPageReader(page, self.shape, self.planar, self.read_span)
             return self.reader
         zarr = load_zarr()
         store = self.handle.series[0].aszarr(level=0)
@@ -303,6 +371,18 @@ class TiffInput:
 
 # A remote TIFF is read through fsspec in blocks of this size (a tile row's segments, usually).
 _REMOTE_BLOCK = 4 << 20
+
+
+def remote_span(remote: Any, url: str) -> ReadSpan:
+    """:data:`ReadSpan` of an fsspec file: one ranged request a span, past its read-ahead block
+    (the header's many small reads go through that block).  (A file object without ``fs`` and
+    ``path`` is read through tifffile's handle, as a local file is.)"""
+
+    def read(start: int, stop: int) -> bytes:
+        with storage.translated(url):
+            return remote.fs.cat_file(remote.path, start=start, end=stop)
+
+    return read
 
 
 def open_tiff(path: str, storage_options: str | None = None) -> TiffInput | None:
@@ -358,7 +438,8 @@ def open_tiff(path: str, storage_options: str | None = None) -> TiffInput | None
             extrasamples=extrasamples, compression=int(page.compression), tiled=page.is_tiled,
             bigtiff=handle.is_bigtiff, ome=handle.is_ome, chunk_rows=int(chunk_rows), pages=len(handle.pages),
             handle=handle, ome_xml=handle.ome_metadata if handle.is_ome else None,
-            geo=GeoReference.from_tags({tag.code: tag.value for tag in page.tags}))
+            geo=GeoReference.from_tags({tag.code: tag.value for tag in page.tags}),
+            read_span=remote_span(remote, path) if hasattr(remote, "fs") and hasattr(remote, "path") else None)
     except DamagedTiff:
         handle.close()
         raise
