@@ -98,8 +98,38 @@ def segment_decoding(page: Any) -> bool:
         return False
 
 
+# Read uncompressed segments straight into place (:func:`raw_segments`); the tests turn it off to
+# compare with tifffile's decoder.
+USE_RAW_READS = True
+
+
+def raw_segments(page: Any) -> int | None:
+    """The file descriptor to read ``page``'s segments from when they hold its pixels as they are
+    in memory (uncompressed, whole bytes, this machine's byte order, a local file that is the
+    TIFF): :class:`TiffPageReader` then reads them with one ``preadv`` per run of adjacent
+    segments, with no decoder, instead of tifffile's read, split and copy of each (most of
+    a pyramid's time for an uncompressed input).  ``None`` otherwise."""
+    import os
+    import sys
+
+    dtype = np.dtype(page.dtype)
+    if (not USE_RAW_READS or not hasattr(os, "preadv") or int(page.compression) != 1 or int(page.predictor) != 1
+            or int(page.fillorder) != 1 or page.is_subsampled or getattr(page, "imagedepth", 1) != 1
+            or getattr(page, "tiledepth", 1) != 1 or dtype.kind not in "uif"
+            or any(int(bits) != 8 * dtype.itemsize for bits in np.atleast_1d(page.bitspersample))
+            or (dtype.itemsize > 1 and page.parent.byteorder != ("<" if sys.byteorder == "little" else ">"))):
+        return None
+    handle = page.parent.filehandle
+    if not handle.is_file:
+        return None
+    descriptor = handle.fileno()
+    # a TIFF inside a larger file (its offsets count from its own start) is left to tifffile
+    return descriptor if handle.size == os.fstat(descriptor).st_size else None
+
+
 class TiffPageReader:
-    """Rows of one TIFF page, decoded segment by segment with tifffile's own decoder.
+    """Rows of one TIFF page, decoded segment by segment with tifffile's own decoder, or read
+    straight into place when they are plain pixels (:func:`raw_segments`).
 
     Only the tiles or strips covering the rows asked for are read (in file order) and decoded,
     on the engine's threads: tifffile's codecs release the GIL.  (Reading through ``aszarr()``
@@ -126,6 +156,7 @@ class TiffPageReader:
         self.decode_args: dict[str, Any] = {"_fullsize": bool(page.is_tiled)}
         if page.compression in (6, 7, 34892, 33007):  # JPEG: tables live in the page
             self.decode_args.update(jpegtables=page.jpegtables, jpegheader=page.jpegheader)
+        self.raw = raw_segments(page)
 
     def read(self, top: int, bottom: int, channels: list[int] | None = None) -> np.ndarray:
         """Rows ``top:bottom`` as (C, rows, W); each tile or strip row is decoded once while the
@@ -151,6 +182,10 @@ class TiffPageReader:
         r0, r1 = top // self.segment_rows, -(-bottom // self.segment_rows)
         indices = [p * self.across * self.down + r * self.across + c
                    for p in planes for r in range(r0, r1) for c in range(self.across)]
+        if self.raw is not None:
+            raw = self._read_raw(self.raw, indices, len(planes), top, bottom)
+            if raw is not None:
+                return raw
         offsets = [self.page.dataoffsets[i] for i in indices]
         counts = [self.page.databytecounts[i] for i in indices]
         where = {index: k for k, index in enumerate(indices)}
@@ -185,6 +220,42 @@ class TiffPageReader:
                 for item in batch:
                     place(item)
         return out if self.planar else out.transpose(2, 0, 1)
+
+    def _read_raw(self, descriptor: int, indices: list[int], planes: int, top: int, bottom: int) -> np.ndarray | None:
+        """Rows ``top:bottom`` of ``planes`` planes, from the segments ``indices`` (whole rows of
+        segments, plane after plane) read into one buffer in file order and copied into place
+        with one NumPy assignment per row of segments; ``None`` when a segment is not whole
+        (a short last strip, a damaged count): the decoder then reads them."""
+        import os
+
+        seg_rows, seg_cols, across = self.segment_rows, self.segment_cols, self.across
+        samples = 1 if self.planar else self.shape[0]
+        size = seg_rows * seg_cols * samples * self.dtype.itemsize
+        offsets = [self.page.dataoffsets[i] for i in indices]
+        if any(self.page.databytecounts[i] != size for i in indices):
+            return None
+        down = len(indices) // (planes * across)
+        segments = np.empty((planes, down, across, seg_rows, seg_cols, samples), dtype=self.dtype)
+        flat = segments.reshape(-1).view(np.uint8).data
+        k = 0
+        while k < len(offsets):  # one read per run of segments that follow each other in the file
+            end = k + 1
+            while end < len(offsets) and offsets[end] == offsets[end - 1] + size:
+                end += 1
+            if os.preadv(descriptor, [flat[k * size: end * size]], offsets[k]) != (end - k) * size:
+                return None  # a short read: the decoder words what is wrong
+            k = end
+        # (planes, rows, segments across x their columns, samples): the last segment's padding
+        # columns are read along and left out of the view returned
+        out = np.empty((planes, bottom - top, across * seg_cols, samples), dtype=self.dtype)
+        placed = out.reshape(planes, bottom - top, across, seg_cols, samples)
+        r0 = top // seg_rows
+        for r in range(r0, r0 + down):
+            y = r * seg_rows
+            y_lo, y_hi = max(y, top), min(y + seg_rows, bottom)
+            placed[:, y_lo - top: y_hi - top] = segments[:, r - r0, :, y_lo - y: y_hi - y].transpose(0, 2, 1, 3, 4)
+        out = out[:, :, : self.shape[2]]
+        return out[..., 0] if self.planar else out[0].transpose(2, 0, 1)
 
     def channels(self, picks: list[int]) -> Any:
         if not self.planar:

@@ -374,7 +374,7 @@ def test_without_tifffiles_private_segment_decoder_the_public_path_gives_the_sam
 def test_a_tiny_memory_limit_decodes_each_tile_once_as_the_default_does(tmp_path, rng, monkeypatch, command):
     """The --memory-limit cliff (issue 17: 100x slower below one band of tiles) is gone: with
     strips of a row or two, each input tile is still decoded exactly once, as with the default
-    limit.  Measured as work done (segments decoded), not as time."""
+    limit.  Measured as work done (segments decoded, or read raw), not as time."""
     from poolcli import tiff_io
     from poolcli.params import DEFAULT_MEMORY_LIMIT
 
@@ -394,7 +394,16 @@ def test_a_tiny_memory_limit_decodes_each_tile_once_as_the_default_does(tmp_path
 
         self.decode = counted
 
+    plain_raw = tiff_io.TiffPageReader._read_raw
+
+    def counting_raw(self, descriptor, indices, *args):
+        rows = plain_raw(self, descriptor, indices, *args)
+        if rows is not None:
+            decoded.extend(indices)
+        return rows
+
     monkeypatch.setattr(tiff_io.TiffPageReader, "__init__", counting_init)
+    monkeypatch.setattr(tiff_io.TiffPageReader, "_read_raw", counting_raw)
     work = {}
     for limit in (DEFAULT_MEMORY_LIMIT, strips._RESERVE + 40_000):  # the small one: strips of ~3 input rows
         decoded.clear()
@@ -405,3 +414,50 @@ def test_a_tiny_memory_limit_decodes_each_tile_once_as_the_default_does(tmp_path
         work[limit] = sorted(decoded)
     assert work[DEFAULT_MEMORY_LIMIT] == list(range(192))
     assert work[strips._RESERVE + 40_000] == list(range(192))
+
+
+@pytest.mark.parametrize("layout", ["tiled-edges", "striped-short-last", "planar", "float", "big-endian",
+                                    "pages", "deflate"])
+def test_uncompressed_segments_read_raw_give_the_decoders_pixels(tmp_path, rng, monkeypatch, layout):
+    """Uncompressed segments are read straight into place (tiff_io.raw_segments): the same rows as
+    tifffile's decoder gives, for edge tiles, a short last strip, planes, floats; a big-endian
+    or compressed file goes through the decoder."""
+    from poolcli import tiff_io
+
+    data = rng.integers(0, 65536, (3, 75, 53), dtype=np.uint16)
+    options: dict = dict(tile=(16, 32), photometric="rgb", planarconfig="contig")
+    if layout == "striped-short-last":
+        options = dict(rowsperstrip=10, photometric="rgb", planarconfig="contig")
+    elif layout == "planar":
+        options = dict(tile=(16, 16), photometric="rgb", planarconfig="separate")
+    elif layout == "float":
+        data = rng.normal(0, 1, (2, 75, 53)).astype(np.float32)
+        options = dict(tile=(32, 16), photometric="minisblack", planarconfig="contig")
+    elif layout == "big-endian":
+        options["byteorder"] = ">"
+    elif layout == "pages":
+        options = dict(tile=(16, 16), photometric="minisblack", metadata={"axes": "CYX"})
+    elif layout == "deflate":
+        options["compression"] = "zlib"
+    source = tmp_path / ("in.ome.tif" if layout == "pages" else "in.tif")  # OME: a page per channel
+    stored = data if layout in ("planar", "pages") else data.transpose(1, 2, 0)
+    tifffile.imwrite(source, stored, **options)
+
+    def rows(raw: bool) -> tuple[np.ndarray, list]:
+        monkeypatch.setattr(tiff_io, "USE_RAW_READS", raw)
+        opened = tiff_io.open_tiff(str(source))
+        assert opened is not None
+        reader = opened.open()
+        used = [r.raw for r in reader.readers] if layout == "pages" else [reader.raw]
+        got = np.concatenate([reader.read(top, min(top + 7, 75)) for top in range(0, 75, 7)], axis=1)
+        opened.close()
+        return got, used
+
+    decoded, _ = rows(False)
+    raw, used = rows(True)
+    assert np.array_equal(decoded, data) and decoded.dtype == data.dtype
+    assert np.array_equal(raw, data) and raw.dtype == data.dtype
+    if layout in ("big-endian", "deflate"):
+        assert used == [None]
+    else:
+        assert all(descriptor is not None for descriptor in used)
