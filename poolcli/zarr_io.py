@@ -141,27 +141,38 @@ class RawChunkWriter:
         import itertools
 
         chunks, last = self.chunks, len(self.shape) - 2
+        lead, (rows_per, cols_per) = chunks[:last], chunks[last:]
+        rows, width = data.shape[last:]
+        down = -(-rows // rows_per)
+        # a column of chunks at a time, copied once into chunk order (each chunk then one
+        # contiguous block): copying chunk by chunk from an interleaved image strides byte by
+        # byte, twice as slow; edge chunks are stored whole, filled, as zarr does
+        padded = tuple(-(-size // chunk) * chunk for size, chunk in zip(self.shape[:last], lead, strict=True))
         written = []
-        ranges = [range(-(-size // chunk)) for size, chunk in zip(self.shape, chunks, strict=True)]
-        ranges[last] = range(top // chunks[last], -(-(top + data.shape[last]) // chunks[last]))
-        for coords in itertools.product(*ranges):
-            block = data[tuple(slice(i * c - (top if axis == last else 0), (i + 1) * c - (top if axis == last else 0))
-                               for axis, (i, c) in enumerate(zip(coords, chunks, strict=True)))]
-            if block.shape != chunks:  # an edge chunk: zarr stores it whole, filled
-                whole = np.full(chunks, self.fill, dtype=self.dtype)
-                whole[tuple(slice(0, n) for n in block.shape)] = block
-                block = whole
-            path = os.path.join(self.folder, *self.encode(coords).split("/"))
-            parent = os.path.dirname(path)
-            if parent not in self.made:
-                os.makedirs(parent, exist_ok=True)
-                self.made.add(parent)
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-            try:
-                os.write(descriptor, np.ascontiguousarray(block, dtype=self.dtype).data)
-            finally:
-                os.close(descriptor)
-            written.append(path)
+        for j in range(-(-width // cols_per)):
+            x0 = j * cols_per
+            part = data[..., x0: x0 + cols_per]
+            ordered = np.empty((*padded, down * rows_per, cols_per), dtype=self.dtype)
+            if ordered.shape[:last] != part.shape[:last] or part.shape[last:] != ordered.shape[last:]:
+                ordered.fill(self.fill)
+            ordered[tuple(slice(0, n) for n in part.shape)] = part
+            for coords in itertools.product(*(range(n // c) for n, c in zip(padded, lead, strict=True))):
+                for i in range(down):
+                    block = ordered[(*(slice(k * c, (k + 1) * c) for k, c in zip(coords, lead, strict=True)),
+                                     slice(i * rows_per, (i + 1) * rows_per))]
+                    path = os.path.join(self.folder, *self.encode((*coords, top // rows_per + i, j)).split("/"))
+                    parent = os.path.dirname(path)
+                    if parent not in self.made:
+                        os.makedirs(parent, exist_ok=True)
+                        self.made.add(parent)
+                    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+                    try:
+                        view = np.ascontiguousarray(block).data.cast("B")
+                        while view:  # (a short write: the disk is full; the next one says so)
+                            view = view[os.write(descriptor, view):]
+                    finally:
+                        os.close(descriptor)
+                    written.append(path)
         # to disk while the next rows are computed: the commit's fsyncs then find them clean
         pool = paths.io_pool()
         for path in written:
