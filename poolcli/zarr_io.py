@@ -158,8 +158,8 @@ class RawChunkWriter:
             ordered[tuple(slice(0, n) for n in part.shape)] = part
             for coords in itertools.product(*(range(n // c) for n, c in zip(padded, lead, strict=True))):
                 for i in range(down):
-                    block = ordered[(*(slice(k * c, (k + 1) * c) for k, c in zip(coords, lead, strict=True)),
-                                     slice(i * rows_per, (i + 1) * rows_per))]
+                    where = [slice(k * c, (k + 1) * c) for k, c in zip(coords, lead, strict=True)]
+                    block = ordered[tuple(where) + (slice(i * rows_per, (i + 1) * rows_per),)]
                     path = os.path.join(self.folder, *self.encode((*coords, top // rows_per + i, j)).split("/"))
                     parent = os.path.dirname(path)
                     if parent not in self.made:
