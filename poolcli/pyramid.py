@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from poolcli import paths, storage, strips
-from poolcli.chunked import ChannelPick
+from poolcli.chunked import ChannelPick, ahead
 from poolcli.errors import GiantImageError
 from poolcli.formats import is_tiff_name, is_tiff_path, is_zarr_path, stream_byte_limit
 from poolcli.giant import (
@@ -289,15 +289,15 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
 
         def level0() -> list[Iterator[tuple[int, int, np.ndarray]]]:
             if len(pass_picks) == 1:  # one pass over the input: level 0 written as the levels are pooled
-                return [cascade.tap(_copy_strips(reader, limit, TILE))]
+                return [ahead(cascade.tap(_copy_strips(reader, limit, TILE)))]
             for _, _, rows in _copy_strips(reader, limit, TILE):  # planes: the levels first, then plane by plane
                 cascade.feed(0, rows)
             cascade.finish()
             return passes(reader)
 
         def passes(level_reader: Any) -> list[Iterator[tuple[int, int, np.ndarray]]]:
-            return [_copy_strips(level_reader if picks is None else _pick(level_reader, picks), limit, TILE)
-                    for picks in pass_picks]
+            return [ahead(_copy_strips(level_reader if picks is None else _pick(level_reader, picks),
+                                              limit, TILE)) for picks in pass_picks]
 
         below = [(shapes[n], _later(lambda n=n: passes(scratch_levels[n - 1]))) for n in range(1, len(shapes))]
         try:

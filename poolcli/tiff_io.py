@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from poolcli import storage
-from poolcli.chunked import Band, ChannelPick, ChunkedReader, Strips
+from poolcli.chunked import Band, ChannelPick, ChunkedReader, Strips, ahead
 from poolcli.errors import GiantImageError
 from poolcli.geo import GeoReference
 from poolcli.zarr_io import load_zarr, zarr_major
@@ -441,9 +441,10 @@ def open_tiff(path: str, storage_options: str | None = None) -> TiffInput | None
         raise
 
 
-def _tiles(strips: Strips, shape: tuple[int, int, int], contig: bool, tile: int = TILE) -> Iterator[np.ndarray]:
-    """Tiles in TIFF order, (tile, tile, S), from strips of any height: rows wait in a buffer
-    until a whole row of tiles (or the image's last rows) is there."""
+def _tile_rows(strips: Strips, shape: tuple[int, int, int], contig: bool,
+               tile: int = TILE) -> Iterator[list[np.ndarray]]:
+    """Rows of tiles in TIFF order, each tile (tile, tile, S), from strips of any height: rows
+    wait in a buffer until a whole row of tiles (or the image's last rows) is there."""
     channels, height, width = shape
     depth = channels if contig else 1
     pending: list[np.ndarray] = []
@@ -455,12 +456,14 @@ def _tiles(strips: Strips, shape: tuple[int, int, int], contig: bool, tile: int 
         while buffered >= tile or (buffered and done + buffered >= height):
             band = pending[0] if len(pending) == 1 else np.concatenate(pending, axis=1)
             take = min(tile, band.shape[1])
+            row = []
             for c in range(0, width, tile):
                 block = band[:, :take, c: c + tile]
                 whole = block.shape[1] == tile and block.shape[2] == tile
                 out = (np.empty if whole else np.zeros)((tile, tile, depth), dtype=band.dtype)
                 out[: block.shape[1], : block.shape[2]] = block.transpose(1, 2, 0)
-                yield out
+                row.append(out)
+            yield row
             rest = band[:, take:]
             pending = [rest] if rest.shape[1] else []
             buffered -= take
@@ -548,8 +551,10 @@ def write_tiff(path: str | Path, shape: tuple[int, int, int], dtype: np.dtype, l
     tifffile = load_tifffile()
 
     def all_tiles(strip_passes: Iterable[Strips], level_shape: tuple[int, int, int]) -> Iterator[np.ndarray]:
+        # tiles cut from the strips on a thread of their own, while this one writes the row before
         for strips in strip_passes:
-            yield from _tiles(strips, level_shape, contig=not layout.planar)
+            for row in ahead(_tile_rows(strips, level_shape, contig=not layout.planar)):
+                yield from row
 
     if isinstance(layout.photometric, int) and layout.photometric not in set(tifffile.PHOTOMETRIC):
         raise GiantImageError(f"unsupported TIFF photometric {layout.photometric}: a TIFF output cannot say what its "
