@@ -236,11 +236,15 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
     row_bytes = 4 * shapes[0][0] * shapes[0][2] * dtype.itemsize  # as _copy_strips counts a row
     chunk_side = PYRAMID_CHUNK if PYRAMID_CHUNK * row_bytes <= limit - strips._RESERVE else ZARR_CHUNK
 
+    # An RGB(A) image's colours share their chunks (a file per chunk is most of an OME-Zarr's
+    # cost); other channels (OME's) keep one chunk each, as viewers load them one by one.
+    colour = layout is not None and layout.photometric in ("rgb", 2) and shapes[0][0] in (3, 4)
+
     def level_arrays(group: Any, zarr_format: int) -> list[Any]:
         arrays: list[Any] = []
         for full in shapes:
             shape = full if has_channel_axis else full[1:]
-            chunks = output_chunks(axes, shape, ome=True, side=chunk_side)
+            chunks = output_chunks(axes, shape, ome=True, side=chunk_side, colour=colour)
             arrays.append(create_array(group, str(len(arrays)), shape, dtype, chunks, zarr_format,
                                        compress=compressed, level=options.compression, dimension_names=axes))
         return arrays

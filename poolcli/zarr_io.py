@@ -306,15 +306,25 @@ def open_zarr(path: str, storage_options: str | None = None) -> ZarrInput:
     return ZarrInput(path, array, axes, format_of(node), ome=image, ome_version=version, ome_attributes=ome)
 
 
-def output_chunks(axes: tuple[str, ...], shape: tuple[int, ...], ome: bool, side: int = ZARR_CHUNK) -> tuple[int, ...]:
+def output_chunks(axes: tuple[str, ...], shape: tuple[int, ...], ome: bool, side: int = ZARR_CHUNK,
+                  colour: bool = False) -> tuple[int, ...]:
     """Chunks of a Zarr output: one image and (OME, or many channels) one channel per chunk, and
-    ``side`` square in y and x."""
+    ``side`` square in y and x.  The channels of a ``colour`` image (RGB(A), always shown
+    together) share their chunks, OME or not: a third of the files.
+
+    Examples
+    --------
+    >>> output_chunks(("c", "y", "x"), (3, 4096, 300), ome=True, side=512)
+    (1, 512, 300)
+    >>> output_chunks(("c", "y", "x"), (3, 4096, 300), ome=True, side=512, colour=True)
+    (3, 512, 300)
+    """
     chunks = []
     for axis, size in zip(axes, shape, strict=True):
         if axis in ("y", "x"):
             chunks.append(max(1, min(side, size)))
         elif axis == "c":
-            chunks.append(1 if ome or size > 4 else size)
+            chunks.append(size if colour or not (ome or size > 4) else 1)
         else:
             chunks.append(1)
     return tuple(chunks)

@@ -225,6 +225,29 @@ def test_pyramid_ome_zarr_levels_equal_repeated_pooling(tmp_path, rng, ngff):
     assert result.levels == [[4, 70, 90], [4, 36, 46], [4, 19, 24], [4, 10, 13]]
 
 
+@pytest.mark.parametrize("image", ["rgb", "bands"])
+def test_pyramid_ome_zarr_chunks_hold_an_rgb_images_colours_together(tmp_path, rng, image):
+    """An RGB image's OME-Zarr levels keep its three colours in one chunk (a third of the chunk
+    files); other channels (bands, OME's channels) keep a chunk each."""
+    source = tmp_path / f"{image}.tif"
+    if image == "rgb":
+        data = rng.integers(0, 256, (3, 100, 90), dtype=np.uint8)
+        tifffile.imwrite(source, data.transpose(1, 2, 0), photometric="rgb", tile=(32, 32))
+    else:
+        data = rng.integers(0, 65536, (3, 100, 90), dtype=np.uint16)
+        tifffile.imwrite(source, data, photometric="minisblack", planarconfig="separate", tile=(32, 32))
+    out = tmp_path / "levels.ome.zarr"
+    result = run(source, out, MAX2, pyramid_levels=2)
+    assert result.status == "ok", result.error
+    group = zarr.open_group(str(out), mode="r")
+    level = data
+    for n in range(3):
+        array = group[str(n)]
+        assert array.chunks[0] == (3 if image == "rgb" else 1) and array.chunks[1:] == array.shape[1:]
+        assert np.array_equal(array[...], level)
+        level = engine.max_pool2d(level, 2)
+
+
 def test_pyramid_ome_tiff_has_subifds_readable_by_tifffile(tmp_path, rng):
     data = rng.integers(0, 65536, (13, 64, 48), dtype=np.uint16)
     source = tmp_path / "bands.tif"
