@@ -223,37 +223,38 @@ class TiffPageReader:
 
     def _read_raw(self, descriptor: int, indices: list[int], planes: int, top: int, bottom: int) -> np.ndarray | None:
         """Rows ``top:bottom`` of ``planes`` planes, from the segments ``indices`` (whole rows of
-        segments, plane after plane) read into one buffer in file order and copied into place
-        with one NumPy assignment per row of segments; ``None`` when a segment is not whole
-        (a short last strip, a damaged count): the decoder then reads them."""
+        segments, plane after plane), a row of segments at a time: read into one buffer in file
+        order, then copied into place with one NumPy assignment; ``None`` when a segment is not
+        whole (a short last strip, a damaged count) or cannot be read: the decoder then does."""
         import os
 
         seg_rows, seg_cols, across = self.segment_rows, self.segment_cols, self.across
         samples = 1 if self.planar else self.shape[0]
         size = seg_rows * seg_cols * samples * self.dtype.itemsize
-        offsets = [self.page.dataoffsets[i] for i in indices]
         if any(self.page.databytecounts[i] != size for i in indices):
             return None
         down = len(indices) // (planes * across)
-        segments = np.empty((planes, down, across, seg_rows, seg_cols, samples), dtype=self.dtype)
+        segments = np.empty((planes, across, seg_rows, seg_cols, samples), dtype=self.dtype)
         flat = segments.reshape(-1).view(np.uint8).data
-        k = 0
-        while k < len(offsets):  # one read per run of segments that follow each other in the file
-            end = k + 1
-            while end < len(offsets) and offsets[end] == offsets[end - 1] + size:
-                end += 1
-            if os.preadv(descriptor, [flat[k * size: end * size]], offsets[k]) != (end - k) * size:
-                return None  # a short read: the decoder words what is wrong
-            k = end
         # (planes, rows, segments across x their columns, samples): the last segment's padding
         # columns are read along and left out of the view returned
         out = np.empty((planes, bottom - top, across * seg_cols, samples), dtype=self.dtype)
         placed = out.reshape(planes, bottom - top, across, seg_cols, samples)
         r0 = top // seg_rows
-        for r in range(r0, r0 + down):
-            y = r * seg_rows
+        for r in range(down):
+            offsets = [self.page.dataoffsets[indices[(p * down + r) * across + c]]
+                       for p in range(planes) for c in range(across)]
+            k = 0
+            while k < len(offsets):  # one read per run of segments that follow each other in the file
+                end = k + 1
+                while end < len(offsets) and offsets[end] == offsets[end - 1] + size:
+                    end += 1
+                if os.preadv(descriptor, [flat[k * size: end * size]], offsets[k]) != (end - k) * size:
+                    return None  # a short read: the decoder words what is wrong
+                k = end
+            y = (r0 + r) * seg_rows
             y_lo, y_hi = max(y, top), min(y + seg_rows, bottom)
-            placed[:, y_lo - top: y_hi - top] = segments[:, r - r0, :, y_lo - y: y_hi - y].transpose(0, 2, 1, 3, 4)
+            placed[:, y_lo - top: y_hi - top] = segments[:, :, y_lo - y: y_hi - y].transpose(0, 2, 1, 3, 4)
         out = out[:, :, : self.shape[2]]
         return out[..., 0] if self.planar else out[0].transpose(2, 0, 1)
 
