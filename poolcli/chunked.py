@@ -1,7 +1,8 @@
 """Rows of chunked images (Zarr arrays, TIFFs read through ``aszarr``), read in bands.
 
 A reader here gives :mod:`poolcli.strips` rows on demand (``read(top, bottom)`` as (C, rows, W))
-and decodes each chunk row once however thin the strips are (:class:`Band`).
+and decodes each chunk row once however thin the strips are (:class:`Band`); :func:`ahead`
+makes the next strips on a thread of their own while the current ones are written.
 
 May import: NumPy; nothing of the file formats (their modules hand arrays in).
 """
