@@ -235,6 +235,9 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
     # ones (a strip must never straddle chunk rows it cannot hold: they would wait in memory).
     row_bytes = 4 * shapes[0][0] * shapes[0][2] * dtype.itemsize  # as _copy_strips counts a row
     chunk_side = PYRAMID_CHUNK if PYRAMID_CHUNK * row_bytes <= limit - strips._RESERVE else ZARR_CHUNK
+    # ... and as many pixels per chunk either way: shorter chunks are wider (256x1024: a quarter
+    # of the files of 256x256, which cost a 16384² 4-channel uint16 pyramid most of its time)
+    chunk_width = PYRAMID_CHUNK * PYRAMID_CHUNK // chunk_side
 
     # An RGB(A) image's colours share their chunks (a file per chunk is most of an OME-Zarr's
     # cost); other channels (OME's) keep one chunk each, as viewers load them one by one.
@@ -244,7 +247,7 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
         arrays: list[Any] = []
         for full in shapes:
             shape = full if has_channel_axis else full[1:]
-            chunks = output_chunks(axes, shape, ome=True, side=chunk_side, colour=colour)
+            chunks = output_chunks(axes, shape, ome=True, side=chunk_side, colour=colour, width=chunk_width)
             arrays.append(create_array(group, str(len(arrays)), shape, dtype, chunks, zarr_format,
                                        compress=compressed, level=options.compression, dimension_names=axes))
         return arrays

@@ -307,10 +307,10 @@ def open_zarr(path: str, storage_options: str | None = None) -> ZarrInput:
 
 
 def output_chunks(axes: tuple[str, ...], shape: tuple[int, ...], ome: bool, side: int = ZARR_CHUNK,
-                  colour: bool = False) -> tuple[int, ...]:
+                  colour: bool = False, width: int | None = None) -> tuple[int, ...]:
     """Chunks of a Zarr output: one image and (OME, or many channels) one channel per chunk, and
-    ``side`` square in y and x.  The channels of a ``colour`` image (RGB(A), always shown
-    together) share their chunks, OME or not: a third of the files.
+    ``side`` square in y and x (``width`` wide instead, given).  The channels of a ``colour``
+    image (RGB(A), always shown together) share their chunks, OME or not: a third of the files.
 
     Examples
     --------
@@ -318,11 +318,13 @@ def output_chunks(axes: tuple[str, ...], shape: tuple[int, ...], ome: bool, side
     (1, 512, 300)
     >>> output_chunks(("c", "y", "x"), (3, 4096, 300), ome=True, side=512, colour=True)
     (3, 512, 300)
+    >>> output_chunks(("y", "x"), (4096, 4096), ome=True, side=256, width=1024)
+    (256, 1024)
     """
     chunks = []
     for axis, size in zip(axes, shape, strict=True):
         if axis in ("y", "x"):
-            chunks.append(max(1, min(side, size)))
+            chunks.append(max(1, min(width if axis == "x" and width is not None else side, size)))
         elif axis == "c":
             chunks.append(size if colour or not (ome or size > 4) else 1)
         else:
