@@ -1,15 +1,16 @@
 """Rows of chunked images (Zarr arrays, TIFFs read through ``aszarr``), read in bands.
 
 A reader here gives :mod:`poolcli.strips` rows on demand (``read(top, bottom)`` as (C, rows, W))
-and decodes each chunk row once however thin the strips are (:class:`Band`).
+and decodes each chunk row once however thin the strips are (:class:`Band`); :func:`ahead`
+makes the next strips on a thread of their own while the current ones are written.
 
 May import: NumPy; nothing of the file formats (their modules hand arrays in).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -153,3 +154,75 @@ def chunk_failure(array: Any, selection: tuple, error: Exception, kind: str) -> 
     return f"damaged Zarr data ({text})"
 
 Strips = Iterable[tuple[int, int, np.ndarray]]
+
+T = TypeVar("T")
+
+
+def ahead(pieces: Iterable[T]) -> Iterator[T]:
+    """``pieces`` made on a thread of their own, one ahead: the next is made while the consumer
+    works on this one (the next strips read and pooled while this one is written: one thread did
+    both in turn, with a CPU to spare).  At most two pieces live at once, the one the consumer
+    holds and the next.  What ``pieces`` raises is raised here, in order; when the consumer
+    stops early, the thread stops after the piece under way (and ``pieces`` is closed on it).
+
+    Examples
+    --------
+    >>> list(ahead(iter(range(5))))
+    [0, 1, 2, 3, 4]
+    >>> def failing():
+    ...     yield 1
+    ...     raise ValueError("bad strip")
+    >>> seen = []
+    >>> try:
+    ...     for piece in ahead(failing()):
+    ...         seen.append(piece)
+    ... except ValueError as error:
+    ...     print(seen, error)
+    [1] bad strip
+    """
+    import queue
+    import threading
+
+    ready: queue.SimpleQueue[tuple[bool, object]] = queue.SimpleQueue()
+    room = threading.Semaphore(1)  # the next piece is begun once the consumer has taken the last
+    stop = threading.Event()
+
+    def make() -> None:
+        iterator = iter(pieces)
+        try:
+            while True:
+                while not room.acquire(timeout=0.05):
+                    if stop.is_set():
+                        return
+                if stop.is_set():
+                    return
+                try:
+                    piece = next(iterator)
+                except StopIteration:
+                    ready.put((True, None))
+                    return
+                ready.put((False, piece))
+                del piece
+        except BaseException as error:  # handed to the consumer, raised there
+            ready.put((True, error))
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=make, name="poolcli-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            last, item = ready.get()
+            if last:
+                if isinstance(item, BaseException):
+                    raise item
+                return
+            room.release()
+            yield cast(T, item)
+            del item
+    finally:
+        stop.set()
+        thread.join()
+

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from poolcli import paths, storage, strips
-from poolcli.chunked import ChannelPick
+from poolcli.chunked import ChannelPick, ahead
 from poolcli.errors import GiantImageError
 from poolcli.formats import is_tiff_name, is_tiff_path, is_zarr_path, stream_byte_limit
 from poolcli.giant import (
@@ -235,12 +235,19 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
     # ones (a strip must never straddle chunk rows it cannot hold: they would wait in memory).
     row_bytes = 4 * shapes[0][0] * shapes[0][2] * dtype.itemsize  # as _copy_strips counts a row
     chunk_side = PYRAMID_CHUNK if PYRAMID_CHUNK * row_bytes <= limit - strips._RESERVE else ZARR_CHUNK
+    # ... and as many pixels per chunk either way: shorter chunks are wider (256x1024: a quarter
+    # of the files of 256x256, which cost a 16384² 4-channel uint16 pyramid most of its time)
+    chunk_width = PYRAMID_CHUNK * PYRAMID_CHUNK // chunk_side
+
+    # An RGB(A) image's colours share their chunks (a file per chunk is most of an OME-Zarr's
+    # cost); other channels (OME's) keep one chunk each, as viewers load them one by one.
+    colour = layout is not None and layout.photometric in ("rgb", 2) and shapes[0][0] in (3, 4)
 
     def level_arrays(group: Any, zarr_format: int) -> list[Any]:
         arrays: list[Any] = []
         for full in shapes:
             shape = full if has_channel_axis else full[1:]
-            chunks = output_chunks(axes, shape, ome=True, side=chunk_side)
+            chunks = output_chunks(axes, shape, ome=True, side=chunk_side, colour=colour, width=chunk_width)
             arrays.append(create_array(group, str(len(arrays)), shape, dtype, chunks, zarr_format,
                                        compress=compressed, level=options.compression, dimension_names=axes))
         return arrays
@@ -289,15 +296,15 @@ def _run_pyramid(source: str, output: str, params: PoolParams, options: Any, res
 
         def level0() -> list[Iterator[tuple[int, int, np.ndarray]]]:
             if len(pass_picks) == 1:  # one pass over the input: level 0 written as the levels are pooled
-                return [cascade.tap(_copy_strips(reader, limit, TILE))]
+                return [ahead(cascade.tap(_copy_strips(reader, limit, TILE)))]
             for _, _, rows in _copy_strips(reader, limit, TILE):  # planes: the levels first, then plane by plane
                 cascade.feed(0, rows)
             cascade.finish()
             return passes(reader)
 
         def passes(level_reader: Any) -> list[Iterator[tuple[int, int, np.ndarray]]]:
-            return [_copy_strips(level_reader if picks is None else _pick(level_reader, picks), limit, TILE)
-                    for picks in pass_picks]
+            return [ahead(_copy_strips(level_reader if picks is None else _pick(level_reader, picks),
+                                              limit, TILE)) for picks in pass_picks]
 
         below = [(shapes[n], _later(lambda n=n: passes(scratch_levels[n - 1]))) for n in range(1, len(shapes))]
         try:

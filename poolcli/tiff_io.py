@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from poolcli import storage
-from poolcli.chunked import Band, ChannelPick, ChunkedReader, Strips
+from poolcli.chunked import Band, ChannelPick, ChunkedReader, Strips, ahead
 from poolcli.errors import GiantImageError
 from poolcli.geo import GeoReference
 from poolcli.zarr_io import load_zarr, zarr_major
@@ -152,8 +152,38 @@ def local_span(handle: Any) -> ReadSpan:
     return read
 
 
+# Read uncompressed segments straight into place (:func:`raw_segments`); the tests turn it off to
+# compare with tifffile's decoder.
+USE_RAW_READS = True
+
+
+def raw_segments(page: Any) -> int | None:
+    """The file descriptor to read ``page``'s segments from when they hold its pixels as they are
+    in memory (uncompressed, whole bytes, this machine's byte order, a local file that is the
+    TIFF): :class:`TiffPageReader` then reads them with one ``preadv`` per run of adjacent
+    segments, with no decoder, instead of tifffile's read, split and copy of each (most of
+    a pyramid's time for an uncompressed input).  ``None`` otherwise."""
+    import os
+    import sys
+
+    dtype = np.dtype(page.dtype)
+    if (not USE_RAW_READS or not hasattr(os, "preadv") or int(page.compression) != 1 or int(page.predictor) != 1
+            or int(page.fillorder) != 1 or page.is_subsampled or getattr(page, "imagedepth", 1) != 1
+            or getattr(page, "tiledepth", 1) != 1 or dtype.kind not in "uif"
+            or any(int(bits) != 8 * dtype.itemsize for bits in np.atleast_1d(page.bitspersample))
+            or (dtype.itemsize > 1 and page.parent.byteorder != ("<" if sys.byteorder == "little" else ">"))):
+        return None
+    handle = page.parent.filehandle
+    if not handle.is_file:
+        return None
+    descriptor = handle.fileno()
+    # a TIFF inside a larger file (its offsets count from its own start) is left to tifffile
+    return descriptor if handle.size == os.fstat(descriptor).st_size else None
+
+
 class TiffPageReader:
-    """Rows of one TIFF page, decoded segment by segment with tifffile's own decoder.
+    """Rows of one TIFF page, decoded segment by segment with tifffile's own decoder, or read
+    straight into place when they are plain pixels (:func:`raw_segments`).
 
     Only the tiles or strips covering the rows asked for are read (in file order) and decoded,
     on the engine's threads: tifffile's codecs release the GIL.  (Reading through ``aszarr()``
@@ -181,6 +211,7 @@ class TiffPageReader:
         self.decode_args: dict[str, Any] = {"_fullsize": bool(page.is_tiled)}
         if page.compression in (6, 7, 34892, 33007):  # JPEG: tables live in the page
             self.decode_args.update(jpegtables=page.jpegtables, jpegheader=page.jpegheader)
+        self.raw = raw_segments(page)
 
     def read(self, top: int, bottom: int, channels: list[int] | None = None) -> np.ndarray:
         """Rows ``top:bottom`` as (C, rows, W); each tile or strip row is decoded once while the
@@ -206,6 +237,10 @@ class TiffPageReader:
         r0, r1 = top // self.segment_rows, -(-bottom // self.segment_rows)
         indices = [p * self.across * self.down + r * self.across + c
                    for p in planes for r in range(r0, r1) for c in range(self.across)]
+        if self.raw is not None:
+            raw = self._read_raw(self.raw, indices, len(planes), top, bottom)
+            if raw is not None:
+                return raw
         offsets = [self.page.dataoffsets[i] for i in indices]
         counts = [self.page.databytecounts[i] for i in indices]
         where = {index: k for k, index in enumerate(indices)}
@@ -251,6 +286,43 @@ class TiffPageReader:
             start = span[0][1]
             data = memoryview(self.read_span(start, span[-1][1] + span[-1][2]))
             yield [(data[o - start: o - start + n], i) for i, o, n in span]
+
+    def _read_raw(self, descriptor: int, indices: list[int], planes: int, top: int, bottom: int) -> np.ndarray | None:
+        """Rows ``top:bottom`` of ``planes`` planes, from the segments ``indices`` (whole rows of
+        segments, plane after plane), a row of segments at a time: read into one buffer in file
+        order, then copied into place with one NumPy assignment; ``None`` when a segment is not
+        whole (a short last strip, a damaged count) or cannot be read: the decoder then does."""
+        import os
+
+        seg_rows, seg_cols, across = self.segment_rows, self.segment_cols, self.across
+        samples = 1 if self.planar else self.shape[0]
+        size = seg_rows * seg_cols * samples * self.dtype.itemsize
+        if any(self.page.databytecounts[i] != size for i in indices):
+            return None
+        down = len(indices) // (planes * across)
+        segments = np.empty((planes, across, seg_rows, seg_cols, samples), dtype=self.dtype)
+        flat = segments.reshape(-1).view(np.uint8).data
+        # (planes, rows, segments across x their columns, samples): the last segment's padding
+        # columns are read along and left out of the view returned
+        out = np.empty((planes, bottom - top, across * seg_cols, samples), dtype=self.dtype)
+        placed = out.reshape(planes, bottom - top, across, seg_cols, samples)
+        r0 = top // seg_rows
+        for r in range(down):
+            offsets = [self.page.dataoffsets[indices[(p * down + r) * across + c]]
+                       for p in range(planes) for c in range(across)]
+            k = 0
+            while k < len(offsets):  # one read per run of segments that follow each other in the file
+                end = k + 1
+                while end < len(offsets) and offsets[end] == offsets[end - 1] + size:
+                    end += 1
+                if os.preadv(descriptor, [flat[k * size: end * size]], offsets[k]) != (end - k) * size:
+                    return None  # a short read: the decoder words what is wrong
+                k = end
+            y = (r0 + r) * seg_rows
+            y_lo, y_hi = max(y, top), min(y + seg_rows, bottom)
+            placed[:, y_lo - top: y_hi - top] = segments[:, :, y_lo - y: y_hi - y].transpose(0, 2, 1, 3, 4)
+        out = out[:, :, : self.shape[2]]
+        return out[..., 0] if self.planar else out[0].transpose(2, 0, 1)
 
     def channels(self, picks: list[int]) -> Any:
         if not self.planar:
@@ -451,9 +523,10 @@ def open_tiff(path: str, storage_options: str | None = None) -> TiffInput | None
         raise
 
 
-def _tiles(strips: Strips, shape: tuple[int, int, int], contig: bool, tile: int = TILE) -> Iterator[np.ndarray]:
-    """Tiles in TIFF order, (tile, tile, S), from strips of any height: rows wait in a buffer
-    until a whole row of tiles (or the image's last rows) is there."""
+def _tile_rows(strips: Strips, shape: tuple[int, int, int], contig: bool,
+               tile: int = TILE) -> Iterator[list[np.ndarray]]:
+    """Rows of tiles in TIFF order, each tile (tile, tile, S), from strips of any height: rows
+    wait in a buffer until a whole row of tiles (or the image's last rows) is there."""
     channels, height, width = shape
     depth = channels if contig else 1
     pending: list[np.ndarray] = []
@@ -465,12 +538,14 @@ def _tiles(strips: Strips, shape: tuple[int, int, int], contig: bool, tile: int 
         while buffered >= tile or (buffered and done + buffered >= height):
             band = pending[0] if len(pending) == 1 else np.concatenate(pending, axis=1)
             take = min(tile, band.shape[1])
+            row = []
             for c in range(0, width, tile):
                 block = band[:, :take, c: c + tile]
                 whole = block.shape[1] == tile and block.shape[2] == tile
                 out = (np.empty if whole else np.zeros)((tile, tile, depth), dtype=band.dtype)
                 out[: block.shape[1], : block.shape[2]] = block.transpose(1, 2, 0)
-                yield out
+                row.append(out)
+            yield row
             rest = band[:, take:]
             pending = [rest] if rest.shape[1] else []
             buffered -= take
@@ -558,8 +633,10 @@ def write_tiff(path: str | Path, shape: tuple[int, int, int], dtype: np.dtype, l
     tifffile = load_tifffile()
 
     def all_tiles(strip_passes: Iterable[Strips], level_shape: tuple[int, int, int]) -> Iterator[np.ndarray]:
+        # tiles cut from the strips on a thread of their own, while this one writes the row before
         for strips in strip_passes:
-            yield from _tiles(strips, level_shape, contig=not layout.planar)
+            for row in ahead(_tile_rows(strips, level_shape, contig=not layout.planar)):
+                yield from row
 
     if isinstance(layout.photometric, int) and layout.photometric not in set(tifffile.PHOTOMETRIC):
         raise GiantImageError(f"unsupported TIFF photometric {layout.photometric}: a TIFF output cannot say what its "

@@ -141,27 +141,38 @@ class RawChunkWriter:
         import itertools
 
         chunks, last = self.chunks, len(self.shape) - 2
+        lead, (rows_per, cols_per) = chunks[:last], chunks[last:]
+        rows, width = data.shape[last:]
+        down = -(-rows // rows_per)
+        # a column of chunks at a time, copied once into chunk order (each chunk then one
+        # contiguous block): copying chunk by chunk from an interleaved image strides byte by
+        # byte, twice as slow; edge chunks are stored whole, filled, as zarr does
+        padded = tuple(-(-size // chunk) * chunk for size, chunk in zip(self.shape[:last], lead, strict=True))
         written = []
-        ranges = [range(-(-size // chunk)) for size, chunk in zip(self.shape, chunks, strict=True)]
-        ranges[last] = range(top // chunks[last], -(-(top + data.shape[last]) // chunks[last]))
-        for coords in itertools.product(*ranges):
-            block = data[tuple(slice(i * c - (top if axis == last else 0), (i + 1) * c - (top if axis == last else 0))
-                               for axis, (i, c) in enumerate(zip(coords, chunks, strict=True)))]
-            if block.shape != chunks:  # an edge chunk: zarr stores it whole, filled
-                whole = np.full(chunks, self.fill, dtype=self.dtype)
-                whole[tuple(slice(0, n) for n in block.shape)] = block
-                block = whole
-            path = os.path.join(self.folder, *self.encode(coords).split("/"))
-            parent = os.path.dirname(path)
-            if parent not in self.made:
-                os.makedirs(parent, exist_ok=True)
-                self.made.add(parent)
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-            try:
-                os.write(descriptor, np.ascontiguousarray(block, dtype=self.dtype).data)
-            finally:
-                os.close(descriptor)
-            written.append(path)
+        for j in range(-(-width // cols_per)):
+            x0 = j * cols_per
+            part = data[..., x0: x0 + cols_per]
+            ordered = np.empty((*padded, down * rows_per, cols_per), dtype=self.dtype)
+            if ordered.shape[:last] != part.shape[:last] or part.shape[last:] != ordered.shape[last:]:
+                ordered.fill(self.fill)
+            ordered[tuple(slice(0, n) for n in part.shape)] = part
+            for coords in itertools.product(*(range(n // c) for n, c in zip(padded, lead, strict=True))):
+                for i in range(down):
+                    where = [slice(k * c, (k + 1) * c) for k, c in zip(coords, lead, strict=True)]
+                    block = ordered[tuple(where) + (slice(i * rows_per, (i + 1) * rows_per),)]
+                    path = os.path.join(self.folder, *self.encode((*coords, top // rows_per + i, j)).split("/"))
+                    parent = os.path.dirname(path)
+                    if parent not in self.made:
+                        os.makedirs(parent, exist_ok=True)
+                        self.made.add(parent)
+                    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+                    try:
+                        view = np.ascontiguousarray(block).data.cast("B")
+                        while view:  # (a short write: the disk is full; the next one says so)
+                            view = view[os.write(descriptor, view):]
+                    finally:
+                        os.close(descriptor)
+                    written.append(path)
         # to disk while the next rows are computed: the commit's fsyncs then find them clean
         pool = paths.io_pool()
         for path in written:
@@ -295,15 +306,27 @@ def open_zarr(path: str, storage_options: str | None = None) -> ZarrInput:
     return ZarrInput(path, array, axes, format_of(node), ome=image, ome_version=version, ome_attributes=ome)
 
 
-def output_chunks(axes: tuple[str, ...], shape: tuple[int, ...], ome: bool, side: int = ZARR_CHUNK) -> tuple[int, ...]:
+def output_chunks(axes: tuple[str, ...], shape: tuple[int, ...], ome: bool, side: int = ZARR_CHUNK,
+                  colour: bool = False, width: int | None = None) -> tuple[int, ...]:
     """Chunks of a Zarr output: one image and (OME, or many channels) one channel per chunk, and
-    ``side`` square in y and x."""
+    ``side`` square in y and x (``width`` wide instead, given).  The channels of a ``colour``
+    image (RGB(A), always shown together) share their chunks, OME or not: a third of the files.
+
+    Examples
+    --------
+    >>> output_chunks(("c", "y", "x"), (3, 4096, 300), ome=True, side=512)
+    (1, 512, 300)
+    >>> output_chunks(("c", "y", "x"), (3, 4096, 300), ome=True, side=512, colour=True)
+    (3, 512, 300)
+    >>> output_chunks(("y", "x"), (4096, 4096), ome=True, side=256, width=1024)
+    (256, 1024)
+    """
     chunks = []
     for axis, size in zip(axes, shape, strict=True):
         if axis in ("y", "x"):
-            chunks.append(max(1, min(side, size)))
+            chunks.append(max(1, min(width if axis == "x" and width is not None else side, size)))
         elif axis == "c":
-            chunks.append(1 if ome or size > 4 else size)
+            chunks.append(size if colour or not (ome or size > 4) else 1)
         else:
             chunks.append(1)
     return tuple(chunks)

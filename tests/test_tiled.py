@@ -134,6 +134,39 @@ def test_zarr_arrays_follow_torch_and_keep_format(tmp_path, rng, zarr_format, sh
         assert result.full_output_shape == expected.shape
 
 
+@pytest.mark.skipif(zarr_io.zarr_major() < 3, reason="RawChunkWriter serves zarr 3 only")
+@pytest.mark.parametrize("zarr_format", [2, 3])
+@pytest.mark.parametrize("shape, chunks", [((37, 29), (8, 16)), ((3, 37, 29), (1, 8, 8)), ((5, 37, 29), (2, 16, 8)),
+                                           ((2, 40, 32), (1, 8, 16))])
+def test_raw_chunk_files_are_the_files_zarr_writes(tmp_path, rng, zarr_format, shape, chunks):
+    """RawChunkWriter writes chunk files itself, in chunk order from strips of whole chunk rows
+    (edge chunks filled): byte for byte the files zarr writes for the same array, uncompressed,
+    for v2 and v3 keys, with and without a channel axis."""
+    import os
+
+    data = rng.integers(0, 65536, shape, dtype=np.uint16)
+    names = ("c", "y", "x")[-len(shape):]
+    stores = {}
+    for how in ("zarr", "raw"):
+        root = tmp_path / how
+        group = zarr.open_group(str(root), mode="w", zarr_format=zarr_format)
+        array = zarr_io.create_array(group, "0", shape, data.dtype, chunks, zarr_format, compress=False,
+                                     dimension_names=names)
+        if how == "zarr":
+            array[...] = data
+        else:
+            writer = zarr_io.RawChunkWriter.of(array, str(root))
+            assert writer is not None
+            band = chunks[-2] * 2
+            for top in range(0, shape[-2], band):
+                writer.write(top, data[..., top: top + band, :])
+            writer.wait()
+        stores[how] = {os.path.relpath(os.path.join(folder, name), root / "0"): (Path(folder) / name).read_bytes()
+                       for folder, _, files in os.walk(root / "0") for name in files}
+    assert stores["raw"] == stores["zarr"]
+    assert np.array_equal(zarr.open_array(str(tmp_path / "raw" / "0"), mode="r")[...], data)
+
+
 def write_ome_zarr(path: Path, data: np.ndarray, axes: str) -> None:
     group = zarr.open_group(str(path), mode="w", **zarr_io.zarr_format_args(2))
     chunks = (1,) * (data.ndim - 2) + (16, 16)
@@ -190,6 +223,29 @@ def test_pyramid_ome_zarr_levels_equal_repeated_pooling(tmp_path, rng, ngff):
         assert np.array_equal(group[str(n)][...], level)
         level = pixels.pool_pixel_planes(level, AVG3, has_alpha=True)
     assert result.levels == [[4, 70, 90], [4, 36, 46], [4, 19, 24], [4, 10, 13]]
+
+
+@pytest.mark.parametrize("image", ["rgb", "bands"])
+def test_pyramid_ome_zarr_chunks_hold_an_rgb_images_colours_together(tmp_path, rng, image):
+    """An RGB image's OME-Zarr levels keep its three colours in one chunk (a third of the chunk
+    files); other channels (bands, OME's channels) keep a chunk each."""
+    source = tmp_path / f"{image}.tif"
+    if image == "rgb":
+        data = rng.integers(0, 256, (3, 100, 90), dtype=np.uint8)
+        tifffile.imwrite(source, data.transpose(1, 2, 0), photometric="rgb", tile=(32, 32))
+    else:
+        data = rng.integers(0, 65536, (3, 100, 90), dtype=np.uint16)
+        tifffile.imwrite(source, data, photometric="minisblack", planarconfig="separate", tile=(32, 32))
+    out = tmp_path / "levels.ome.zarr"
+    result = run(source, out, MAX2, pyramid_levels=2)
+    assert result.status == "ok", result.error
+    group = zarr.open_group(str(out), mode="r")
+    level = data
+    for n in range(3):
+        array = group[str(n)]
+        assert array.chunks[0] == (3 if image == "rgb" else 1) and array.chunks[1:] == array.shape[1:]
+        assert np.array_equal(array[...], level)
+        level = engine.max_pool2d(level, 2)
 
 
 def test_pyramid_ome_tiff_has_subifds_readable_by_tifffile(tmp_path, rng):
@@ -374,7 +430,7 @@ def test_without_tifffiles_private_segment_decoder_the_public_path_gives_the_sam
 def test_a_tiny_memory_limit_decodes_each_tile_once_as_the_default_does(tmp_path, rng, monkeypatch, command):
     """The --memory-limit cliff (issue 17: 100x slower below one band of tiles) is gone: with
     strips of a row or two, each input tile is still decoded exactly once, as with the default
-    limit.  Measured as work done (segments decoded), not as time."""
+    limit.  Measured as work done (segments decoded, or read raw), not as time."""
     from poolcli import tiff_io
     from poolcli.params import DEFAULT_MEMORY_LIMIT
 
@@ -394,7 +450,16 @@ def test_a_tiny_memory_limit_decodes_each_tile_once_as_the_default_does(tmp_path
 
         self.decode = counted
 
+    plain_raw = tiff_io.TiffPageReader._read_raw
+
+    def counting_raw(self, descriptor, indices, *args):
+        rows = plain_raw(self, descriptor, indices, *args)
+        if rows is not None:
+            decoded.extend(indices)
+        return rows
+
     monkeypatch.setattr(tiff_io.TiffPageReader, "__init__", counting_init)
+    monkeypatch.setattr(tiff_io.TiffPageReader, "_read_raw", counting_raw)
     work = {}
     for limit in (DEFAULT_MEMORY_LIMIT, strips._RESERVE + 40_000):  # the small one: strips of ~3 input rows
         decoded.clear()
@@ -405,3 +470,50 @@ def test_a_tiny_memory_limit_decodes_each_tile_once_as_the_default_does(tmp_path
         work[limit] = sorted(decoded)
     assert work[DEFAULT_MEMORY_LIMIT] == list(range(192))
     assert work[strips._RESERVE + 40_000] == list(range(192))
+
+
+@pytest.mark.parametrize("layout", ["tiled-edges", "striped-short-last", "planar", "float", "big-endian",
+                                    "pages", "deflate"])
+def test_uncompressed_segments_read_raw_give_the_decoders_pixels(tmp_path, rng, monkeypatch, layout):
+    """Uncompressed segments are read straight into place (tiff_io.raw_segments): the same rows as
+    tifffile's decoder gives, for edge tiles, a short last strip, planes, floats; a big-endian
+    or compressed file goes through the decoder."""
+    from poolcli import tiff_io
+
+    data = rng.integers(0, 65536, (3, 75, 53), dtype=np.uint16)
+    options: dict = dict(tile=(16, 32), photometric="rgb", planarconfig="contig")
+    if layout == "striped-short-last":
+        options = dict(rowsperstrip=10, photometric="rgb", planarconfig="contig")
+    elif layout == "planar":
+        options = dict(tile=(16, 16), photometric="rgb", planarconfig="separate")
+    elif layout == "float":
+        data = rng.normal(0, 1, (2, 75, 53)).astype(np.float32)
+        options = dict(tile=(32, 16), photometric="minisblack", planarconfig="contig")
+    elif layout == "big-endian":
+        options["byteorder"] = ">"
+    elif layout == "pages":
+        options = dict(tile=(16, 16), photometric="minisblack", metadata={"axes": "CYX"})
+    elif layout == "deflate":
+        options["compression"] = "zlib"
+    source = tmp_path / ("in.ome.tif" if layout == "pages" else "in.tif")  # OME: a page per channel
+    stored = data if layout in ("planar", "pages") else data.transpose(1, 2, 0)
+    tifffile.imwrite(source, stored, **options)
+
+    def rows(raw: bool) -> tuple[np.ndarray, list]:
+        monkeypatch.setattr(tiff_io, "USE_RAW_READS", raw)
+        opened = tiff_io.open_tiff(str(source))
+        assert opened is not None
+        reader = opened.open()
+        used = [r.raw for r in reader.readers] if layout == "pages" else [reader.raw]
+        got = np.concatenate([reader.read(top, min(top + 7, 75)) for top in range(0, 75, 7)], axis=1)
+        opened.close()
+        return got, used
+
+    decoded, _ = rows(False)
+    raw, used = rows(True)
+    assert np.array_equal(decoded, data) and decoded.dtype == data.dtype
+    assert np.array_equal(raw, data) and raw.dtype == data.dtype
+    if layout in ("big-endian", "deflate"):
+        assert used == [None]
+    else:
+        assert all(descriptor is not None for descriptor in used)
