@@ -291,13 +291,14 @@ class TiffPageReader:
         """Rows ``top:bottom`` of ``planes`` planes, from the segments ``indices`` (whole rows of
         segments, plane after plane), a row of segments at a time: read into one buffer in file
         order, then copied into place with one NumPy assignment; ``None`` when a segment is not
-        whole (a short last strip, a damaged count) or cannot be read: the decoder then does."""
+        whole (a short last strip, a damaged count), has no offset (an empty segment: zeros, as
+        tifffile reads it) or cannot be read: the decoder then does."""
         import os
 
         seg_rows, seg_cols, across = self.segment_rows, self.segment_cols, self.across
         samples = 1 if self.planar else self.shape[0]
         size = seg_rows * seg_cols * samples * self.dtype.itemsize
-        if any(self.page.databytecounts[i] != size for i in indices):
+        if any(self.page.databytecounts[i] != size or self.page.dataoffsets[i] <= 0 for i in indices):
             return None
         down = len(indices) // (planes * across)
         segments = np.empty((planes, across, seg_rows, seg_cols, samples), dtype=self.dtype)

@@ -517,3 +517,33 @@ def test_uncompressed_segments_read_raw_give_the_decoders_pixels(tmp_path, rng, 
         assert used == [None]
     else:
         assert all(descriptor is not None for descriptor in used)
+
+
+def test_a_raw_tile_without_an_offset_reads_as_the_decoder_reads_it(tmp_path, rng, monkeypatch):
+    """A damaged TileOffsets entry of 0 (an empty tile to tifffile) must not be read from the
+    start of the file as pixels: the raw path leaves that row of tiles to the decoder."""
+    from poolcli import tiff_io
+
+    data = rng.integers(1, 256, (64, 64, 3), dtype=np.uint8)
+    source = tmp_path / "in.tif"
+    tifffile.imwrite(source, data, tile=(32, 32), photometric="rgb")
+    with tifffile.TiffFile(source) as tif:
+        tag = tif.pages[0].tags["TileOffsets"]
+        where, kind = tag.valueoffset, tag.dtype  # the offsets array, and its item type
+    item = np.dtype(tifffile.TIFF.DATA_FORMATS[kind]).itemsize
+    with open(source, "r+b") as handle:  # tile 1 (the top right one): offset 0
+        handle.seek(where + item)
+        handle.write(bytes(item))
+
+    def rows(raw: bool) -> np.ndarray:
+        monkeypatch.setattr(tiff_io, "USE_RAW_READS", raw)
+        opened = tiff_io.open_tiff(str(source))
+        assert opened is not None
+        try:
+            return opened.open().read(0, 64)
+        finally:
+            opened.close()
+
+    decoded, raw = rows(False), rows(True)
+    assert np.array_equal(raw, decoded)
+    assert not decoded[:, :32, 32:].any() and np.array_equal(decoded[:, 32:], data[32:].transpose(2, 0, 1))
