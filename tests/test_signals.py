@@ -127,8 +127,16 @@ def test_repeated_ctrl_c_ends_in_130_without_traceback_or_orphans(tmp_path, phot
     process, workers = start_batch(tmp_path, photos)
     for step in pattern:
         if step == "wait":  # the gap: until the first signal has made a worker end
-            fds = [os.pidfd_open(pid) for pid in workers if alive(pid)]
-            select.select(fds, [], [], GUARD)
+            # (a worker that ended, even between a check and the open, ends the gap: open each
+            # and take a vanished one as ended; a zombie's pidfd is ready at once)
+            fds, ended = [], False
+            for pid in workers:
+                try:
+                    fds.append(os.pidfd_open(pid))
+                except ProcessLookupError:
+                    ended = True
+            if not ended:
+                select.select(fds, [], [], GUARD)
             for fd in fds:
                 os.close(fd)
         else:
