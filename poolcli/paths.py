@@ -675,9 +675,13 @@ class FolderRun:
         """Flush every waiting temporary file to disk, then rename each group into place (all of
         a group, or none of it); returns the reason of each group that failed, by ``id`` of its
         token."""
+        return _commit(self._take_pending())
+
+    def _take_pending(self) -> list[tuple[list[tuple[str, str, str]], object]]:
+        """The groups waiting for a commit, now this run's to commit (the run has begun)."""
         pending, self.pending = self.pending, []
         self.committed = self.committed or bool(pending)
-        return _commit(pending)
+        return pending
 
     def start_commit(self, payload: object) -> None:
         """:meth:`commit` what is waiting on this run's committer thread, while the caller goes
@@ -686,9 +690,7 @@ class FolderRun:
         the CPU.  Commits run one at a time, in the order started; :meth:`finished_commits`
         gives back each one's ``payload`` with its failures."""
         first = bool(self.pending) and not self.committed
-        pending, self.pending = self.pending, []
-        self.committed = self.committed or bool(pending)
-        committer = _Committer(pending, self._started[-1][0] if self._started else None)
+        committer = _Committer(self._take_pending(), self._started[-1][0] if self._started else None)
         if first:  # the first output goes into place at once, as with commit(): the run is seen to start
             committer.run()
         else:
