@@ -72,8 +72,6 @@ def open_reader(path: str, batch: tuple[int, ...] = (), storage_options: str | N
 
 
 @dataclass
-
-
 class StripTask:
     """Output rows ``[o0, o1)`` of one image, computed from its input rows and written into the
     output array's chunks: the unit of work of a giant image, here or on a Dask worker.
@@ -313,8 +311,6 @@ _OPENED_LOCK = threading.Lock()
 
 
 @dataclass
-
-
 class PassTask:
     """Output rows ``[o0, o1)`` of one channel pass of a TIFF, computed where a strip runner puts
     it (a Dask worker opens the input itself) and sent back: a TIFF is written in order, by one
